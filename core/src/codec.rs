@@ -1,0 +1,396 @@
+//! The one place where bytes become records and records become bytes: map snapshots and stored
+//! values, in postcard, behind a format version byte.
+//!
+//! Decoding never panics on untrusted bytes and checks everything before returning: the version,
+//! that nothing trails the payload, node ids, TTLs, values (finite floats, sorted map keys, depth),
+//! the reserved key, and that an OR record's tag is the text of its own timestamp. A caller applies a
+//! decoded snapshot only after it decoded whole, so bad bytes change nothing.
+//!
+//! Snapshot layout: `[FORMAT_VERSION]` then postcard of a body that lists each writer's node id
+//! once and refers to it by index, which keeps a snapshot of small records from a few writers
+//! near 11 bytes per record beyond key and value.
+
+use alloc::boxed::Box;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, excerpt};
+use crate::hlc::{NodeId, Timestamp};
+use crate::lww::{LwwMap, LwwRecord};
+use crate::map_common::{Hasher, MapKind};
+use crate::or_map::{OrMap, OrRecord};
+use crate::value::Value;
+
+/// The first byte of every encoding this module writes.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// A decoded snapshot of one map: every record, tombstones included.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Snapshot {
+    /// An LWW map's records, sorted by key.
+    Lww(Vec<(Box<str>, LwwRecord)>),
+    /// An OR map's live records per key and its tombstoned tags.
+    Or {
+        /// Live records per key.
+        keys: Vec<(Box<str>, Vec<OrRecord>)>,
+        /// Tombstoned tags.
+        tombstones: Vec<Timestamp>,
+    },
+}
+
+impl Snapshot {
+    /// The kind of map it came from.
+    pub fn kind(&self) -> MapKind {
+        match self {
+            Self::Lww(_) => MapKind::Lww,
+            Self::Or { .. } => MapKind::Or,
+        }
+    }
+}
+
+/// One value as the storage contract of SPEC section 6 stores it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StoredValue {
+    /// An LWW record (a tombstone included).
+    Lww(LwwRecord),
+    /// The live records of one OR key.
+    Or(Vec<OrRecord>),
+    /// An OR map's tombstoned tags, stored under [`crate::RESERVED_KEY`].
+    OrTombstones(Vec<Timestamp>),
+}
+
+// ---- wire structs (private: the layout is this module's business) ----------------------------
+
+#[derive(Serialize, Deserialize)]
+enum SnapshotWire<'a> {
+    Lww {
+        #[serde(borrow)]
+        nodes: Vec<&'a str>,
+        #[serde(borrow)]
+        records: Vec<LwwWire<'a>>,
+    },
+    Or {
+        #[serde(borrow)]
+        nodes: Vec<&'a str>,
+        #[serde(borrow)]
+        keys: Vec<OrKeyWire<'a>>,
+        #[serde(borrow)]
+        tombstones: Vec<&'a str>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct LwwWire<'a> {
+    key: &'a str,
+    value: Option<Value>,
+    millis: u64,
+    counter: u32,
+    node: u32,
+    ttl_ms: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OrKeyWire<'a> {
+    key: &'a str,
+    #[serde(borrow)]
+    records: Vec<OrWire<'a>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OrWire<'a> {
+    value: Value,
+    millis: u64,
+    counter: u32,
+    node: u32,
+    tag: &'a str,
+    ttl_ms: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TimestampWire<'a> {
+    millis: u64,
+    counter: u32,
+    node_id: &'a str,
+}
+
+#[derive(Serialize, Deserialize)]
+enum StoredWire<'a> {
+    Lww {
+        value: Option<Value>,
+        #[serde(borrow)]
+        timestamp: TimestampWire<'a>,
+        ttl_ms: Option<u64>,
+    },
+    #[serde(borrow)]
+    Or(Vec<StoredOrWire<'a>>),
+    #[serde(borrow)]
+    OrTombstones(Vec<&'a str>),
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredOrWire<'a> {
+    value: Value,
+    #[serde(borrow)]
+    timestamp: TimestampWire<'a>,
+    tag: &'a str,
+    ttl_ms: Option<u64>,
+}
+
+fn timestamp_wire(t: &Timestamp) -> TimestampWire<'_> {
+    TimestampWire { millis: t.millis, counter: t.counter, node_id: t.node_id.as_str() }
+}
+
+// ---- encoding ----------------------------------------------------------------------------------
+
+/// Interns node ids while encoding: each writer's id is written once.
+#[derive(Default)]
+struct NodeTable<'a> {
+    index: HashMap<&'a str, u32, Hasher>,
+    nodes: Vec<&'a str>,
+}
+
+impl<'a> NodeTable<'a> {
+    fn of(&mut self, node: &'a NodeId) -> u32 {
+        let next = u32::try_from(self.nodes.len()).unwrap_or(u32::MAX);
+        *self.index.entry(node.as_str()).or_insert_with(|| {
+            self.nodes.push(node.as_str());
+            next
+        })
+    }
+}
+
+fn write_versioned<T: Serialize>(body: &T, out: &mut Vec<u8>) {
+    out.push(FORMAT_VERSION);
+    // Serializing into a growable Vec fails only on allocation failure, which aborts anyway.
+    if let Ok(bytes) = postcard::to_extend(body, core::mem::take(out)) {
+        *out = bytes;
+    }
+}
+
+/// Appends a snapshot of every record of `map` (tombstones included) to `out`.
+pub fn encode_lww_snapshot_into(map: &LwwMap, out: &mut Vec<u8>) {
+    let records = map.records();
+    let mut table = NodeTable::default();
+    let wire: Vec<LwwWire<'_>> = records
+        .iter()
+        .map(|(key, r)| LwwWire {
+            key,
+            value: r.value.clone(),
+            millis: r.timestamp.millis,
+            counter: r.timestamp.counter,
+            node: table.of(&r.timestamp.node_id),
+            ttl_ms: r.ttl_ms,
+        })
+        .collect();
+    write_versioned(&SnapshotWire::Lww { nodes: table.nodes, records: wire }, out);
+}
+
+/// Appends a snapshot of `map` (live records and tombstones) to `out`.
+pub fn encode_or_snapshot_into(map: &OrMap, out: &mut Vec<u8>) {
+    let records = map.records();
+    let tags: Vec<String> = records.iter().flat_map(|(_, rs)| rs.iter().map(OrRecord::tag)).collect();
+    let tombstones = map.tombstones();
+    let mut table = NodeTable::default();
+    let mut tag_at = tags.iter();
+    let keys: Vec<OrKeyWire<'_>> = records
+        .iter()
+        .map(|(key, rs)| OrKeyWire {
+            key,
+            records: rs
+                .iter()
+                .map(|r| OrWire {
+                    value: r.value.clone(),
+                    millis: r.timestamp.millis,
+                    counter: r.timestamp.counter,
+                    node: table.of(&r.timestamp.node_id),
+                    tag: tag_at.next().map_or("", String::as_str),
+                    ttl_ms: r.ttl_ms,
+                })
+                .collect(),
+        })
+        .collect();
+    let tombstones = tombstones.iter().map(String::as_str).collect();
+    write_versioned(&SnapshotWire::Or { nodes: table.nodes, keys, tombstones }, out);
+}
+
+/// A snapshot of an LWW map as a new buffer.
+pub fn encode_lww_snapshot(map: &LwwMap) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_lww_snapshot_into(map, &mut out);
+    out
+}
+
+/// A snapshot of an OR map as a new buffer.
+pub fn encode_or_snapshot(map: &OrMap) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_or_snapshot_into(map, &mut out);
+    out
+}
+
+/// Encodes one stored value.
+pub fn encode_stored(value: &StoredValue) -> Vec<u8> {
+    let tags: Vec<String>;
+    let wire = match value {
+        StoredValue::Lww(r) => {
+            StoredWire::Lww { value: r.value.clone(), timestamp: timestamp_wire(&r.timestamp), ttl_ms: r.ttl_ms }
+        }
+        StoredValue::Or(records) => {
+            tags = records.iter().map(OrRecord::tag).collect();
+            StoredWire::Or(
+                records
+                    .iter()
+                    .zip(&tags)
+                    .map(|(r, tag)| StoredOrWire {
+                        value: r.value.clone(),
+                        timestamp: timestamp_wire(&r.timestamp),
+                        tag,
+                        ttl_ms: r.ttl_ms,
+                    })
+                    .collect(),
+            )
+        }
+        StoredValue::OrTombstones(t) => {
+            tags = t.iter().map(Timestamp::to_text).collect();
+            StoredWire::OrTombstones(tags.iter().map(String::as_str).collect())
+        }
+    };
+    let mut out = Vec::new();
+    write_versioned(&wire, &mut out);
+    out
+}
+
+// ---- decoding ----------------------------------------------------------------------------------
+
+/// Decodes `[FORMAT_VERSION] postcard(T)` with nothing trailing.
+fn read_versioned<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &'static str) -> Result<T, Error> {
+    let bad = |reason: String| Error::Decode { what, reason };
+    let (&version, body) = bytes.split_first().ok_or_else(|| bad("it is empty".into()))?;
+    if version != FORMAT_VERSION {
+        return Err(bad(alloc::format!("format version {version} is not supported (expected {FORMAT_VERSION})")));
+    }
+    let (value, rest) = postcard::take_from_bytes::<T>(body).map_err(|e| bad(postcard_reason(&e)))?;
+    if !rest.is_empty() {
+        return Err(bad(alloc::format!("{} unexpected bytes after the end", rest.len())));
+    }
+    Ok(value)
+}
+
+fn postcard_reason(e: &postcard::Error) -> String {
+    match e {
+        postcard::Error::DeserializeUnexpectedEnd => "it is truncated".into(),
+        postcard::Error::DeserializeBadVarint => "a number is not a valid varint or is out of range".into(),
+        postcard::Error::DeserializeBadUtf8 => "a string is not valid UTF-8".into(),
+        postcard::Error::DeserializeBadEnum => "an unknown type tag".into(),
+        postcard::Error::DeserializeBadBool => "a boolean is neither 0 nor 1".into(),
+        postcard::Error::DeserializeBadOption => "an optional field has a tag other than 0 or 1".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Turns a domain error found while decoding into a decode error of `what`.
+fn in_decode(what: &'static str) -> impl Fn(Error) -> Error {
+    move |e| match e {
+        Error::Decode { .. } => e,
+        other => Error::Decode { what, reason: other.to_string() },
+    }
+}
+
+fn node_table(nodes: &[&str]) -> Result<Vec<NodeId>, Error> {
+    nodes.iter().map(|n| NodeId::new(n)).collect()
+}
+
+fn node_at(table: &[NodeId], index: u32) -> Result<NodeId, Error> {
+    table.get(index as usize).cloned().ok_or_else(|| Error::Decode {
+        what: "snapshot",
+        reason: alloc::format!("node index {index} is out of range (the table has {})", table.len()),
+    })
+}
+
+fn check_key(key: &str) -> Result<Box<str>, Error> {
+    crate::map_common::check_key(key)?;
+    Ok(Box::from(key))
+}
+
+fn check_ttl(ttl_ms: Option<u64>) -> Result<Option<u64>, Error> {
+    crate::map_common::check_ttl(ttl_ms)?;
+    Ok(ttl_ms)
+}
+
+/// Checks that `tag` is the text form of `timestamp`.
+fn check_tag(tag: &str, timestamp: &Timestamp) -> Result<(), Error> {
+    let text = timestamp.to_text();
+    if tag == text { Ok(()) } else { Err(Error::MalformedOrRecord { tag: excerpt(tag), timestamp: text }) }
+}
+
+/// Decodes a snapshot written by [`encode_lww_snapshot`] or [`encode_or_snapshot`].
+pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, Error> {
+    const WHAT: &str = "snapshot";
+    let wire: SnapshotWire<'_> = read_versioned(bytes, WHAT)?;
+    decode_snapshot_wire(wire).map_err(in_decode(WHAT))
+}
+
+fn decode_snapshot_wire(wire: SnapshotWire<'_>) -> Result<Snapshot, Error> {
+    Ok(match wire {
+        SnapshotWire::Lww { nodes, records } => {
+            let table = node_table(&nodes)?;
+            let records = records
+                .into_iter()
+                .map(|w| {
+                    let timestamp = Timestamp::new(w.millis, w.counter, node_at(&table, w.node)?);
+                    Ok((check_key(w.key)?, LwwRecord { value: w.value, timestamp, ttl_ms: check_ttl(w.ttl_ms)? }))
+                })
+                .collect::<Result<_, Error>>()?;
+            Snapshot::Lww(records)
+        }
+        SnapshotWire::Or { nodes, keys, tombstones } => {
+            let table = node_table(&nodes)?;
+            let keys = keys
+                .into_iter()
+                .map(|k| {
+                    let records = k
+                        .records
+                        .into_iter()
+                        .map(|w| {
+                            let timestamp = Timestamp::new(w.millis, w.counter, node_at(&table, w.node)?);
+                            check_tag(w.tag, &timestamp)?;
+                            Ok(OrRecord { value: w.value, timestamp, ttl_ms: check_ttl(w.ttl_ms)? })
+                        })
+                        .collect::<Result<_, Error>>()?;
+                    Ok((check_key(k.key)?, records))
+                })
+                .collect::<Result<_, Error>>()?;
+            let tombstones = tombstones.iter().map(|t| Timestamp::parse(t)).collect::<Result<_, _>>()?;
+            Snapshot::Or { keys, tombstones }
+        }
+    })
+}
+
+/// Decodes one value written by [`encode_stored`].
+pub fn decode_stored(bytes: &[u8]) -> Result<StoredValue, Error> {
+    const WHAT: &str = "stored value";
+    let wire: StoredWire<'_> = read_versioned(bytes, WHAT)?;
+    let ts = |t: TimestampWire<'_>| -> Result<Timestamp, Error> {
+        Ok(Timestamp::new(t.millis, t.counter, NodeId::new(t.node_id)?))
+    };
+    let decoded = match wire {
+        StoredWire::Lww { value, timestamp, ttl_ms } => {
+            Ok(StoredValue::Lww(LwwRecord { value, timestamp: ts(timestamp)?, ttl_ms: check_ttl(ttl_ms)? }))
+        }
+        StoredWire::Or(records) => records
+            .into_iter()
+            .map(|w| {
+                let timestamp = ts(w.timestamp)?;
+                check_tag(w.tag, &timestamp)?;
+                Ok(OrRecord { value: w.value, timestamp, ttl_ms: check_ttl(w.ttl_ms)? })
+            })
+            .collect::<Result<_, Error>>()
+            .map(StoredValue::Or),
+        StoredWire::OrTombstones(tags) => {
+            tags.iter().map(|t| Timestamp::parse(t)).collect::<Result<_, _>>().map(StoredValue::OrTombstones)
+        }
+    };
+    decoded.map_err(in_decode(WHAT))
+}

@@ -1,0 +1,98 @@
+//! The one error type of the core. Every variant names the input and what was wrong with it, so the
+//! message can be shown to an app developer as it is (the wasm crate turns it into a JS `Error`).
+
+use alloc::string::String;
+use core::fmt;
+
+use crate::hlc::Drift;
+
+/// Everything the core can refuse. No operation that returns an error has changed any state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A node id that is empty, longer than 64 bytes or has a byte outside `[A-Za-z0-9._-]`.
+    InvalidNodeId {
+        /// The rejected id (cut to 80 characters).
+        id: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A timestamp (or OR tag) whose text form is not `<millis>:<counter>:<node_id>` in canonical decimal.
+    InvalidTimestamp {
+        /// The rejected text (cut to 80 characters).
+        text: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The key `__tombstones__` is reserved in every map.
+    ReservedKey,
+    /// A TTL of zero milliseconds.
+    InvalidTtl,
+    /// A value the data model cannot hold (NaN, infinity, too deep, ...).
+    InvalidValue {
+        /// Where in the value, as a path like `$.a[3]`.
+        path: String,
+        /// What is wrong there.
+        reason: String,
+    },
+    /// Strict mode: a remote timestamp is further ahead of the wall clock than `max_drift_ms`.
+    ClockDrift(Drift),
+    /// Bytes that are not a valid encoding (see [`crate::codec`]).
+    Decode {
+        /// What was being decoded (`"LWW snapshot"`, `"stored value"`, ...).
+        what: &'static str,
+        /// What was wrong with the bytes.
+        reason: String,
+    },
+    /// An OR record whose tag is not the text form of its own timestamp.
+    MalformedOrRecord {
+        /// The record's tag.
+        tag: String,
+        /// The text form of the record's timestamp.
+        timestamp: String,
+    },
+    /// A snapshot of one map kind was offered to a map of the other kind.
+    KindMismatch {
+        /// The kind of the map.
+        expected: crate::MapKind,
+        /// The kind of the input.
+        found: crate::MapKind,
+    },
+}
+
+/// Cuts untrusted text shown in an error message to a readable length.
+pub(crate) fn excerpt(text: &str) -> String {
+    const MAX: usize = 80;
+    match text.char_indices().nth(MAX) {
+        Some((at, _)) => alloc::format!("{}...", &text[..at]),
+        None => String::from(text),
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidNodeId { id, reason } => write!(f, "invalid node id {id:?}: {reason}"),
+            Self::InvalidTimestamp { text, reason } => {
+                write!(f, "invalid timestamp {text:?}: {reason} (expected \"<millis>:<counter>:<node_id>\")")
+            }
+            Self::ReservedKey => f.write_str("the key \"__tombstones__\" is reserved and cannot be used"),
+            Self::InvalidTtl => f.write_str("invalid TTL: it must be at least 1 millisecond"),
+            Self::InvalidValue { path, reason } => write!(f, "invalid value at {path}: {reason}"),
+            Self::ClockDrift(d) => write!(
+                f,
+                "clock drift: remote timestamp {} is {} ms ahead of the wall clock (limit {} ms)",
+                d.remote, d.ahead_ms, d.max_drift_ms
+            ),
+            Self::Decode { what, reason } => write!(f, "malformed {what}: {reason}"),
+            Self::MalformedOrRecord { tag, timestamp } => {
+                write!(f, "malformed OR record: its tag {tag:?} is not the text form of its timestamp {timestamp:?}")
+            }
+            Self::KindMismatch { expected, found } => {
+                write!(f, "kind mismatch: the map is an {expected} map but the input is an {found} map")
+            }
+        }
+    }
+}
+
+impl core::error::Error for Error {}

@@ -1,0 +1,76 @@
+//! # onegrid-core
+//!
+//! The CRDT engine of onegrid, the offline-first data grid: a hybrid logical clock, last-writer-wins
+//! maps, observed-remove maps, their Merkle trees, and the postcard codec for snapshots and stored
+//! values. The semantics are the contract in `SPEC.md`: every runtime that runs this code (natively,
+//! or as the one WebAssembly module in browsers, Node, edge workers and the wasmtime host) reaches
+//! the same state and the same hashes from the same inputs.
+//!
+//! ## What it does not do
+//! No I/O, no clock, no randomness, no threads. Wall time is an argument (`wall`, milliseconds since
+//! the Unix epoch), identity is an argument ([`NodeId`]), and change events are polled
+//! ([`LwwMap::poll_event`]). It is `#![no_std]` with `alloc`, and builds for `wasm32v1-none`.
+//!
+//! ## The loop
+//! A replica writes locally with a clock, and merges what peers send; every merge observes the
+//! remote timestamp first, so the next local write is newer than everything seen.
+//!
+//! ```
+//! use onegrid_core::{ClockConfig, Hlc, LwwMap, NodeId, Value};
+//!
+//! let mut clock_a = Hlc::new(NodeId::new("a")?, ClockConfig::default());
+//! let mut clock_b = Hlc::new(NodeId::new("b")?, ClockConfig::default());
+//! let (mut a, mut b) = (LwwMap::new(), LwwMap::new());
+//!
+//! a.set(&mut clock_a, 1_000, "color", Value::from("red"), None)?;
+//! b.set(&mut clock_b, 1_000, "color", Value::from("blue"), None)?; // same millisecond: "b" > "a" wins
+//! b.set(&mut clock_b, 1_001, "size", Value::from(3), None)?;
+//!
+//! // Exchange everything both ways (sync does this by comparing Merkle trees).
+//! for (key, record) in a.records() {
+//!     b.merge(&mut clock_b, 1_002, key, record)?;
+//! }
+//! for (key, record) in b.records() {
+//!     a.merge(&mut clock_a, 1_002, key, record)?;
+//! }
+//! assert_eq!(a.get("color", 1_002), Some(&Value::from("blue")));
+//! assert_eq!(a.root(), b.root());
+//! # Ok::<(), onegrid_core::Error>(())
+//! ```
+//!
+//! ## Modules
+//! - [`hlc`]: [`NodeId`], [`Timestamp`] and its one text form, the clock [`Hlc`] with drift detection.
+//! - [`hash`]: FNV-1a over UTF-16 code units, `mix`, `combine`, [`partition_of`].
+//! - [`value`]: [`Value`] and its canonical JSON.
+//! - [`lww`] and [`or_map`]: the two map kinds, each with an incremental [`MerkleTree`].
+//! - [`codec`]: snapshots and stored values in postcard, decoded defensively.
+//!
+//! ## Features
+//! - `std` (off): nothing yet beyond what `core::error::Error` already gives; reserved for
+//!   embedders that want std-only conveniences.
+#![no_std]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+pub mod codec;
+mod error;
+mod event;
+pub mod hash;
+pub mod hlc;
+pub mod lww;
+mod map_common;
+pub mod merkle;
+pub mod or_map;
+pub mod value;
+
+pub use codec::{Snapshot, StoredValue};
+pub use error::Error;
+pub use event::{ChangeEvent, Origin};
+pub use hash::{combine, fnv1a, mix, partition_of};
+pub use hlc::{ClockConfig, Drift, Hlc, NodeId, Timestamp};
+pub use lww::{LwwMap, LwwRecord};
+pub use map_common::{MapKind, Merged, RESERVED_KEY};
+pub use merkle::MerkleTree;
+pub use or_map::{KeyMerge, OrMap, OrRecord};
+pub use value::Value;

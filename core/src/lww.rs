@@ -1,0 +1,308 @@
+//! The last-writer-wins map of SPEC section 3.
+//!
+//! Records live in one hash table; each slot keeps its timestamp flattened next to its Merkle item
+//! hash so a record costs about 100 bytes beyond its key and value (see the benchmark). Reads that
+//! list keys (`entries`, `live_keys`, `leaf_keys`, `records`) return them sorted by key bytes, so every
+//! runtime sees the same order.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::num::NonZeroU64;
+
+use hashbrown::HashMap;
+use hashbrown::hash_map::EntryRef;
+
+use crate::error::Error;
+use crate::event::{ChangeEvent, EventQueue, Origin};
+use crate::hash::Fnv1a;
+use crate::hlc::{Drift, Hlc, NodeId, Timestamp};
+use crate::map_common::{Hasher, Merged, check_key, check_ttl, is_expired};
+use crate::merkle::MerkleTree;
+use crate::value::Value;
+
+/// One LWW record: a value (or a tombstone), the timestamp of its write, and an optional TTL.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LwwRecord {
+    /// `None` is a tombstone; `Some(Value::Null)` is a stored null.
+    pub value: Option<Value>,
+    /// When and by whom it was written.
+    pub timestamp: Timestamp,
+    /// Milliseconds after `timestamp.millis` when reads stop seeing it (`None`: never).
+    pub ttl_ms: Option<u64>,
+}
+
+impl LwwRecord {
+    /// True when this record is not a tombstone.
+    pub fn is_live(&self) -> bool {
+        self.value.is_some()
+    }
+
+    /// Checks what a record from outside must satisfy: a valid value and a TTL above zero.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        check_ttl(self.ttl_ms)?;
+        self.value.as_ref().map_or(Ok(()), Value::validate)
+    }
+}
+
+/// A stored record, timestamp flattened to keep the slot small.
+#[derive(Clone, Debug)]
+struct Slot {
+    value: Option<Value>,
+    millis: u64,
+    counter: u32,
+    /// `fnv1a("<key>:<millis>:<counter>:<node_id>")`, cached for Merkle updates.
+    item_hash: u32,
+    node_id: NodeId,
+    ttl_ms: Option<NonZeroU64>,
+}
+
+impl Slot {
+    fn timestamp(&self) -> Timestamp {
+        Timestamp::new(self.millis, self.counter, self.node_id.clone())
+    }
+
+    /// Compares this slot's timestamp with `ts` without building a `Timestamp`.
+    fn is_older_than(&self, ts: &Timestamp) -> bool {
+        (self.millis, self.counter).cmp(&(ts.millis, ts.counter)).then_with(|| {
+            if self.node_id.ptr_eq(&ts.node_id) {
+                core::cmp::Ordering::Equal
+            } else {
+                self.node_id.as_str().as_bytes().cmp(ts.node_id.as_str().as_bytes())
+            }
+        }) == core::cmp::Ordering::Less
+    }
+
+    fn record(&self) -> LwwRecord {
+        LwwRecord { value: self.value.clone(), timestamp: self.timestamp(), ttl_ms: self.ttl_ms.map(NonZeroU64::get) }
+    }
+
+    fn visible(&self, wall: u64) -> Option<&Value> {
+        let value = self.value.as_ref()?;
+        (!is_expired(self.millis, self.ttl_ms, wall)).then_some(value)
+    }
+}
+
+/// `(fnv1a(key), item hash)` of a record, in one pass over the key.
+fn hashes(key: &str, ts: &Timestamp) -> (u32, u32) {
+    let mut h = Fnv1a::new();
+    h.write_text(key);
+    let key_hash = h.finish();
+    h.write_unit(u16::from(b':'));
+    ts.hash_into(&mut h);
+    (key_hash, h.finish())
+}
+
+/// A last-writer-wins map with its Merkle tree.
+#[derive(Clone, Debug, Default)]
+pub struct LwwMap {
+    slots: HashMap<Box<str>, Slot, Hasher>,
+    tree: MerkleTree,
+    /// Records that are not tombstones, and of those the ones with a TTL (so `len` can skip a scan).
+    live: usize,
+    live_with_ttl: usize,
+    events: EventQueue,
+}
+
+impl LwwMap {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stamps `now()` and stores `value` under `key`, replacing whatever was there.
+    pub fn set(
+        &mut self,
+        clock: &mut Hlc,
+        wall: u64,
+        key: &str,
+        value: Value,
+        ttl_ms: Option<u64>,
+    ) -> Result<Timestamp, Error> {
+        check_key(key)?;
+        check_ttl(ttl_ms)?;
+        value.validate()?;
+        let timestamp = clock.now(wall);
+        self.put(key, Some(value), timestamp.clone(), ttl_ms, Origin::Local);
+        Ok(timestamp)
+    }
+
+    /// Stores a tombstone stamped `now()` (also for a key never seen).
+    pub fn remove(&mut self, clock: &mut Hlc, wall: u64, key: &str) -> Result<Timestamp, Error> {
+        check_key(key)?;
+        let timestamp = clock.now(wall);
+        self.put(key, None, timestamp.clone(), None, Origin::Local);
+        Ok(timestamp)
+    }
+
+    /// The visible value of `key` at `wall`: nothing for a missing key, a tombstone or an expired record.
+    pub fn get(&self, key: &str, wall: u64) -> Option<&Value> {
+        self.slots.get(key)?.visible(wall)
+    }
+
+    /// The stored record of `key`, tombstones and expired records included.
+    pub fn get_record(&self, key: &str) -> Option<LwwRecord> {
+        self.slots.get(key).map(Slot::record)
+    }
+
+    /// Merges a record from a peer: observes its timestamp (drift-checked), then accepts it iff there
+    /// is no local record or it is strictly newer. Equal timestamps are rejected, so merging twice is
+    /// harmless; the value never breaks a tie.
+    pub fn merge(&mut self, clock: &mut Hlc, wall: u64, key: &str, record: LwwRecord) -> Result<Merged, Error> {
+        check_key(key)?;
+        record.validate()?;
+        let drift = clock.update(&record.timestamp, wall)?;
+        Ok(Merged { accepted: self.merge_observed(key, record), drift })
+    }
+
+    /// Merges a batch from a peer, all or nothing: every record is validated and, in strict mode,
+    /// drift-checked before any is applied. Returns how many were accepted and the drifts to report.
+    pub fn merge_all(
+        &mut self,
+        clock: &mut Hlc,
+        wall: u64,
+        records: Vec<(Box<str>, LwwRecord)>,
+    ) -> Result<(usize, Vec<Drift>), Error> {
+        let mut drifts = Vec::new();
+        for (key, record) in &records {
+            check_key(key)?;
+            record.validate()?;
+            drifts.extend(clock.check(&record.timestamp, wall)?);
+        }
+        let mut accepted = 0;
+        for (key, record) in records {
+            clock.observe(&record.timestamp, wall);
+            accepted += usize::from(self.merge_observed(&key, record));
+        }
+        Ok((accepted, drifts))
+    }
+
+    /// Merges a record read back from this node's own storage: it advances the clock like any merge
+    /// but is never refused for drift (strict mode guards against peers, not the node's own past).
+    pub fn load(&mut self, clock: &mut Hlc, wall: u64, key: &str, record: LwwRecord) -> Result<bool, Error> {
+        check_key(key)?;
+        record.validate()?;
+        clock.observe(&record.timestamp, wall);
+        Ok(self.merge_observed(key, record))
+    }
+
+    /// The CRDT rule, once the clock has seen the record.
+    fn merge_observed(&mut self, key: &str, record: LwwRecord) -> bool {
+        let newer = self.slots.get(key).is_none_or(|slot| slot.is_older_than(&record.timestamp));
+        if newer {
+            self.put(key, record.value, record.timestamp, record.ttl_ms, Origin::Remote);
+        }
+        newer
+    }
+
+    /// Stores a record unconditionally and keeps the tree, counters and events in step.
+    /// `ttl_ms` has been checked to be non-zero.
+    fn put(&mut self, key: &str, value: Option<Value>, ts: Timestamp, ttl_ms: Option<u64>, origin: Origin) {
+        let (key_hash, item_hash) = hashes(key, &ts);
+        let ttl_ms = ttl_ms.and_then(NonZeroU64::new);
+        let slot = Slot { value, millis: ts.millis, counter: ts.counter, item_hash, node_id: ts.node_id, ttl_ms };
+        self.count(&slot, 1);
+        let old = match self.slots.entry_ref(key) {
+            EntryRef::Occupied(mut existing) => Some(existing.insert(slot)),
+            EntryRef::Vacant(vacant) => {
+                vacant.insert(slot);
+                None
+            }
+        };
+        if let Some(old) = &old {
+            self.count(old, -1);
+        }
+        self.tree.update(key_hash, old.map(|o| o.item_hash), Some(item_hash));
+        self.events.push(key, origin);
+    }
+
+    /// Adds `sign` (+1 or -1) to the live counters for `slot`.
+    fn count(&mut self, slot: &Slot, sign: isize) {
+        if slot.value.is_some() {
+            self.live = self.live.wrapping_add_signed(sign);
+            if slot.ttl_ms.is_some() {
+                self.live_with_ttl = self.live_with_ttl.wrapping_add_signed(sign);
+            }
+        }
+    }
+
+    /// Drops tombstones whose timestamp is strictly older than `(older_than_millis, 0)`; returns how many.
+    pub fn prune(&mut self, older_than_millis: u64) -> usize {
+        let tree = &mut self.tree;
+        let before = self.slots.len();
+        self.slots.retain(|key, slot| {
+            let drop = slot.value.is_none() && slot.millis < older_than_millis;
+            if drop {
+                tree.update(crate::hash::fnv1a(key), Some(slot.item_hash), None);
+            }
+            !drop
+        });
+        before - self.slots.len()
+    }
+
+    /// Number of live entries visible at `wall` (tombstones and expired records excluded).
+    pub fn len(&self, wall: u64) -> usize {
+        if self.live_with_ttl == 0 {
+            return self.live;
+        }
+        self.slots.values().filter(|s| s.visible(wall).is_some()).count()
+    }
+
+    /// True when no entry is visible at `wall`.
+    pub fn is_empty(&self, wall: u64) -> bool {
+        self.len(wall) == 0
+    }
+
+    /// Number of stored records, tombstones and expired records included.
+    pub fn record_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Visible entries at `wall`, sorted by key.
+    pub fn entries(&self, wall: u64) -> Vec<(&str, &Value)> {
+        let mut out: Vec<(&str, &Value)> =
+            self.slots.iter().filter_map(|(k, s)| Some((&**k, s.visible(wall)?))).collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+
+    /// Keys with a visible value at `wall`, sorted.
+    pub fn live_keys(&self, wall: u64) -> Vec<&str> {
+        self.entries(wall).into_iter().map(|(k, _)| k).collect()
+    }
+
+    /// Every stored record, tombstones included, sorted by key: what a snapshot holds.
+    pub fn records(&self) -> Vec<(&str, LwwRecord)> {
+        let mut out: Vec<(&str, LwwRecord)> = self.slots.iter().map(|(k, s)| (&**k, s.record())).collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+
+    /// The Merkle tree, for sync (`root`, `buckets`).
+    pub fn tree(&self) -> &MerkleTree {
+        &self.tree
+    }
+
+    /// The Merkle root.
+    pub fn root(&self) -> u32 {
+        self.tree.root()
+    }
+
+    /// Keys stored in the Merkle leaf (or subtree) at `path`, sorted. Scans the map: sync asks for
+    /// few leaves, and keeping per-leaf key lists would cost memory on every record.
+    pub fn leaf_keys(&self, path: &str) -> Vec<&str> {
+        let mut out: Vec<&str> =
+            self.slots.keys().filter(|k| MerkleTree::is_under(crate::hash::fnv1a(k), path)).map(|k| &**k).collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Turns change events on or off (off by default; turning off drops the queued ones).
+    pub fn record_events(&mut self, on: bool) {
+        self.events.set_enabled(on);
+    }
+
+    /// The next change event, oldest first.
+    pub fn poll_event(&mut self) -> Option<ChangeEvent> {
+        self.events.pop()
+    }
+}

@@ -1,0 +1,364 @@
+//! The observed-remove multimap of SPEC section 4.
+//!
+//! Each add is a record tagged with its own timestamp (the tag's text form is `"millis:counter:node"`,
+//! and in memory the timestamp *is* the tag). A remove tombstones the tags it observed; a tombstoned
+//! tag never comes back, so an add that the remover had not seen survives a concurrent remove.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+use core::num::NonZeroU64;
+
+use hashbrown::{HashMap, HashSet};
+
+use crate::error::Error;
+use crate::event::{ChangeEvent, EventQueue, Origin};
+use crate::hash::{Fnv1a, fnv1a};
+use crate::hlc::{Drift, Hlc, Timestamp};
+use crate::map_common::{Hasher, Merged, check_key, check_ttl, is_expired};
+use crate::merkle::MerkleTree;
+use crate::value::Value;
+
+/// One add: its value, its timestamp (whose text form is its tag) and an optional TTL.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrRecord {
+    /// The value added.
+    pub value: Value,
+    /// When and by whom it was added; also its tag.
+    pub timestamp: Timestamp,
+    /// Milliseconds after `timestamp.millis` when reads stop seeing it (`None`: never).
+    pub ttl_ms: Option<u64>,
+}
+
+impl OrRecord {
+    /// The record's tag: the text form of its timestamp.
+    pub fn tag(&self) -> String {
+        self.timestamp.to_text()
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        check_ttl(self.ttl_ms)?;
+        self.value.validate()
+    }
+
+    fn visible(&self, wall: u64) -> bool {
+        !is_expired(self.timestamp.millis, self.ttl_ms.and_then(NonZeroU64::new), wall)
+    }
+}
+
+/// The live records of one key, oldest first, and the key's Merkle entry hash.
+#[derive(Clone, Debug)]
+struct KeyRecords {
+    records: Vec<OrRecord>,
+    /// The hash the tree holds for this key; `None` until the key is first hashed.
+    entry_hash: Option<u32>,
+}
+
+/// What [`OrMap::merge_key`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyMerge {
+    /// Records that were new to this map and not tombstoned.
+    pub added: usize,
+    /// Tombstones this map did not have.
+    pub new_tombstones: usize,
+    /// Lenient mode: records whose timestamps were too far ahead of the wall clock.
+    pub drifts: Vec<Drift>,
+}
+
+/// An observed-remove multimap with its Merkle tree.
+#[derive(Clone, Debug, Default)]
+pub struct OrMap {
+    keys: HashMap<Box<str>, KeyRecords, Hasher>,
+    /// Which key each live tag is stored under, so a tombstone finds its record at once.
+    tag_owner: HashMap<Timestamp, Box<str>, Hasher>,
+    tombstones: HashSet<Timestamp, Hasher>,
+    tree: MerkleTree,
+    events: EventQueue,
+}
+
+impl OrMap {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stamps `now()` and adds a record; adding the same value twice gives two records.
+    pub fn add(
+        &mut self,
+        clock: &mut Hlc,
+        wall: u64,
+        key: &str,
+        value: Value,
+        ttl_ms: Option<u64>,
+    ) -> Result<OrRecord, Error> {
+        check_key(key)?;
+        check_ttl(ttl_ms)?;
+        value.validate()?;
+        let record = OrRecord { value, timestamp: clock.now(wall), ttl_ms };
+        self.insert(key, record.clone());
+        self.rehash(key);
+        self.events.push(key, Origin::Local);
+        Ok(record)
+    }
+
+    /// Tombstones every live record under `key` whose value is structurally equal to `value`
+    /// (expired or not) and returns their tags. It removes only what this map has observed.
+    pub fn remove(&mut self, key: &str, value: &Value) -> Result<Vec<String>, Error> {
+        check_key(key)?;
+        let Some(entry) = self.keys.get_mut(key) else { return Ok(Vec::new()) };
+        let mut removed = Vec::new();
+        entry.records.retain(|r| {
+            let hit = r.value == *value;
+            if hit {
+                removed.push(r.timestamp.clone());
+            }
+            !hit
+        });
+        if removed.is_empty() {
+            return Ok(Vec::new());
+        }
+        for tag in &removed {
+            self.tag_owner.remove(tag);
+            self.tombstones.insert(tag.clone());
+        }
+        self.rehash(key);
+        self.events.push(key, Origin::Local);
+        Ok(removed.iter().map(Timestamp::to_text).collect())
+    }
+
+    /// Values of the live, unexpired records of `key` at `wall`, oldest timestamp first.
+    pub fn get(&self, key: &str, wall: u64) -> Vec<&Value> {
+        self.keys
+            .get(key)
+            .map(|e| e.records.iter().filter(|r| r.visible(wall)).map(|r| &r.value).collect())
+            .unwrap_or_default()
+    }
+
+    /// The live records of `key` (expired ones included), oldest first.
+    pub fn get_records(&self, key: &str) -> &[OrRecord] {
+        self.keys.get(key).map_or(&[], |e| &e.records)
+    }
+
+    /// Applies one remote record: refused if its tag is tombstoned (a remove that arrives before its
+    /// add wins); otherwise observes its timestamp and inserts it. A tag already present is kept, so
+    /// applying twice is harmless.
+    pub fn apply(&mut self, clock: &mut Hlc, wall: u64, key: &str, record: OrRecord) -> Result<Merged, Error> {
+        check_key(key)?;
+        record.validate()?;
+        if self.tombstones.contains(&record.timestamp) {
+            return Ok(Merged { accepted: false, drift: None });
+        }
+        let drift = clock.update(&record.timestamp, wall)?;
+        let accepted = self.apply_observed(key, record);
+        Ok(Merged { accepted, drift })
+    }
+
+    /// Applies a record read back from this node's own storage (no drift check, see
+    /// [`crate::LwwMap::load`]).
+    pub fn load(&mut self, clock: &mut Hlc, wall: u64, key: &str, record: OrRecord) -> Result<bool, Error> {
+        check_key(key)?;
+        record.validate()?;
+        if self.tombstones.contains(&record.timestamp) {
+            return Ok(false);
+        }
+        clock.observe(&record.timestamp, wall);
+        Ok(self.apply_observed(key, record))
+    }
+
+    fn apply_observed(&mut self, key: &str, record: OrRecord) -> bool {
+        if self.tag_owner.contains_key(&record.timestamp) {
+            return false;
+        }
+        self.insert(key, record);
+        self.rehash(key);
+        self.events.push(key, Origin::Remote);
+        true
+    }
+
+    /// Adds `tag` to the tombstones and drops its record wherever it lives. Returns true if new.
+    pub fn apply_tombstone(&mut self, tag: &Timestamp) -> bool {
+        if !self.tombstones.insert(tag.clone()) {
+            return false;
+        }
+        if let Some(key) = self.tag_owner.remove(tag) {
+            if let Some(entry) = self.keys.get_mut(&key) {
+                entry.records.retain(|r| r.timestamp != *tag);
+            }
+            self.rehash(&key);
+            self.events.push(&key, Origin::Remote);
+        }
+        true
+    }
+
+    /// Merges one key's state from a peer: adds the tombstones, drops tombstoned tags, then applies
+    /// each record. All or nothing: records are validated and, in strict mode, drift-checked first.
+    pub fn merge_key(
+        &mut self,
+        clock: &mut Hlc,
+        wall: u64,
+        key: &str,
+        records: Vec<OrRecord>,
+        tombstones: &[Timestamp],
+    ) -> Result<KeyMerge, Error> {
+        self.merge_all(clock, wall, alloc::vec![(Box::from(key), records)], tombstones)
+    }
+
+    /// Merges many keys and a tombstone list (a snapshot), all or nothing like [`OrMap::merge_key`].
+    pub fn merge_all(
+        &mut self,
+        clock: &mut Hlc,
+        wall: u64,
+        keys: Vec<(Box<str>, Vec<OrRecord>)>,
+        tombstones: &[Timestamp],
+    ) -> Result<KeyMerge, Error> {
+        let incoming: HashSet<&Timestamp, Hasher> = tombstones.iter().collect();
+        let mut drifts = Vec::new();
+        for (key, records) in &keys {
+            check_key(key)?;
+            for record in records {
+                record.validate()?;
+                if !self.tombstones.contains(&record.timestamp) && !incoming.contains(&record.timestamp) {
+                    drifts.extend(clock.check(&record.timestamp, wall)?);
+                }
+            }
+        }
+        let new_tombstones = tombstones.iter().filter(|t| self.apply_tombstone(t)).count();
+        let mut added = 0;
+        for (key, records) in keys {
+            for record in records {
+                if !self.tombstones.contains(&record.timestamp) {
+                    clock.observe(&record.timestamp, wall);
+                    added += usize::from(self.apply_observed(&key, record));
+                }
+            }
+        }
+        Ok(KeyMerge { added, new_tombstones, drifts })
+    }
+
+    /// Forgets tombstones whose tag's timestamp is older than `(older_than_millis, 0)`; returns how many.
+    pub fn prune(&mut self, older_than_millis: u64) -> usize {
+        let before = self.tombstones.len();
+        self.tombstones.retain(|t| t.millis >= older_than_millis);
+        before - self.tombstones.len()
+    }
+
+    /// The tombstoned tags, sorted by their text form.
+    pub fn tombstones(&self) -> Vec<String> {
+        let mut tags: Vec<String> = self.tombstones.iter().map(Timestamp::to_text).collect();
+        tags.sort_unstable();
+        tags
+    }
+
+    /// True when `tag` is tombstoned.
+    pub fn is_tombstoned(&self, tag: &Timestamp) -> bool {
+        self.tombstones.contains(tag)
+    }
+
+    /// Number of keys with a visible value at `wall`.
+    pub fn len(&self, wall: u64) -> usize {
+        self.keys.values().filter(|e| e.records.iter().any(|r| r.visible(wall))).count()
+    }
+
+    /// True when no key has a visible value at `wall`.
+    pub fn is_empty(&self, wall: u64) -> bool {
+        self.len(wall) == 0
+    }
+
+    /// Keys with visible values at `wall` and those values (oldest first), sorted by key.
+    pub fn entries(&self, wall: u64) -> Vec<(&str, Vec<&Value>)> {
+        let mut out: Vec<(&str, Vec<&Value>)> = self
+            .keys
+            .iter()
+            .filter_map(|(k, e)| {
+                let values: Vec<&Value> = e.records.iter().filter(|r| r.visible(wall)).map(|r| &r.value).collect();
+                (!values.is_empty()).then_some((&**k, values))
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+
+    /// Keys with a visible value at `wall`, sorted.
+    pub fn live_keys(&self, wall: u64) -> Vec<&str> {
+        self.entries(wall).into_iter().map(|(k, _)| k).collect()
+    }
+
+    /// Every key with live records (expired included), sorted: what a snapshot holds.
+    pub fn records(&self) -> Vec<(&str, &[OrRecord])> {
+        let mut out: Vec<(&str, &[OrRecord])> = self.keys.iter().map(|(k, e)| (&**k, &e.records[..])).collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+
+    /// The Merkle tree, for sync.
+    pub fn tree(&self) -> &MerkleTree {
+        &self.tree
+    }
+
+    /// The Merkle root.
+    pub fn root(&self) -> u32 {
+        self.tree.root()
+    }
+
+    /// Keys in the Merkle leaf (or subtree) at `path`, sorted.
+    pub fn leaf_keys(&self, path: &str) -> Vec<&str> {
+        let mut out: Vec<&str> =
+            self.keys.keys().filter(|k| MerkleTree::is_under(fnv1a(k), path)).map(|k| &**k).collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Turns change events on or off (off by default).
+    pub fn record_events(&mut self, on: bool) {
+        self.events.set_enabled(on);
+    }
+
+    /// The next change event, oldest first.
+    pub fn poll_event(&mut self) -> Option<ChangeEvent> {
+        self.events.pop()
+    }
+
+    /// Inserts a record that is neither tombstoned nor present, keeping timestamp order.
+    fn insert(&mut self, key: &str, record: OrRecord) {
+        let entry = self.keys.entry_ref(key).or_insert_with(|| KeyRecords { records: Vec::new(), entry_hash: None });
+        let at = entry.records.partition_point(|r| r.timestamp < record.timestamp);
+        self.tag_owner.insert(record.timestamp.clone(), Box::from(key));
+        entry.records.insert(at, record);
+    }
+
+    /// Recomputes `key`'s entry hash after a change, updates the tree, and drops an emptied key.
+    fn rehash(&mut self, key: &str) {
+        let Some(entry) = self.keys.get_mut(key) else { return };
+        let old = entry.entry_hash;
+        let new = (!entry.records.is_empty()).then(|| entry_hash(key, &entry.records));
+        entry.entry_hash = new;
+        if new.is_none() {
+            self.keys.remove(key);
+        }
+        self.tree.update(fnv1a(key), old, new);
+    }
+}
+
+/// The Merkle entry hash of one key (SPEC section 4): `"key:<key>"`, then for each live tag in byte
+/// order `"|<tag>:<value>:<millis>:<counter>:<node_id>"` and `":ttl=<ttl_ms>"` when set.
+fn entry_hash(key: &str, records: &[OrRecord]) -> u32 {
+    let mut tagged: Vec<(String, &OrRecord)> = records.iter().map(|r| (r.tag(), r)).collect();
+    tagged.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut h = Fnv1a::new();
+    h.write_text("key:");
+    h.write_text(key);
+    for (tag, record) in tagged {
+        h.write_unit(u16::from(b'|'));
+        h.write_text(&tag);
+        h.write_unit(u16::from(b':'));
+        // Writing into a hasher cannot fail.
+        let _ = record.value.write_canonical_json(&mut h);
+        h.write_unit(u16::from(b':'));
+        record.timestamp.hash_into(&mut h);
+        if let Some(ttl) = record.ttl_ms {
+            let _ = write!(h, ":ttl={ttl}");
+        }
+    }
+    h.finish()
+}
