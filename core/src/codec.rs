@@ -22,7 +22,7 @@ use crate::hlc::{NodeId, Timestamp};
 use crate::lww::{LwwMap, LwwRecord};
 use crate::map_common::{Hasher, MapKind};
 use crate::or_map::{OrMap, OrRecord};
-use crate::value::Value;
+use crate::value::{MAX_DEPTH, Value};
 
 /// The first byte of every encoding this module writes.
 pub const FORMAT_VERSION: u8 = 1;
@@ -286,6 +286,10 @@ fn postcard_reason(e: &postcard::Error) -> String {
         postcard::Error::DeserializeBadEnum => "an unknown type tag".into(),
         postcard::Error::DeserializeBadBool => "a boolean is neither 0 nor 1".into(),
         postcard::Error::DeserializeBadOption => "an optional field has a tag other than 0 or 1".into(),
+        // The only custom errors our decoders raise (postcard drops their text).
+        postcard::Error::SerdeDeCustom => {
+            alloc::format!("an unknown type tag, or a value nested deeper than {MAX_DEPTH} levels")
+        }
         other => other.to_string(),
     }
 }
@@ -319,6 +323,11 @@ fn check_ttl(ttl_ms: Option<u64>) -> Result<Option<u64>, Error> {
     Ok(ttl_ms)
 }
 
+fn check_value(value: Value) -> Result<Value, Error> {
+    value.validate()?;
+    Ok(value)
+}
+
 /// Checks that `tag` is the text form of `timestamp`.
 fn check_tag(tag: &str, timestamp: &Timestamp) -> Result<(), Error> {
     let text = timestamp.to_text();
@@ -340,7 +349,8 @@ fn decode_snapshot_wire(wire: SnapshotWire<'_>) -> Result<Snapshot, Error> {
                 .into_iter()
                 .map(|w| {
                     let timestamp = Timestamp::new(w.millis, w.counter, node_at(&table, w.node)?);
-                    Ok((check_key(w.key)?, LwwRecord { value: w.value, timestamp, ttl_ms: check_ttl(w.ttl_ms)? }))
+                    let value = w.value.map(check_value).transpose()?;
+                    Ok((check_key(w.key)?, LwwRecord { value, timestamp, ttl_ms: check_ttl(w.ttl_ms)? }))
                 })
                 .collect::<Result<_, Error>>()?;
             Snapshot::Lww(records)
@@ -356,7 +366,7 @@ fn decode_snapshot_wire(wire: SnapshotWire<'_>) -> Result<Snapshot, Error> {
                         .map(|w| {
                             let timestamp = Timestamp::new(w.millis, w.counter, node_at(&table, w.node)?);
                             check_tag(w.tag, &timestamp)?;
-                            Ok(OrRecord { value: w.value, timestamp, ttl_ms: check_ttl(w.ttl_ms)? })
+                            Ok(OrRecord { value: check_value(w.value)?, timestamp, ttl_ms: check_ttl(w.ttl_ms)? })
                         })
                         .collect::<Result<_, Error>>()?;
                     Ok((check_key(k.key)?, records))
@@ -377,6 +387,7 @@ pub fn decode_stored(bytes: &[u8]) -> Result<StoredValue, Error> {
     };
     let decoded = match wire {
         StoredWire::Lww { value, timestamp, ttl_ms } => {
+            let value = value.map(check_value).transpose()?;
             Ok(StoredValue::Lww(LwwRecord { value, timestamp: ts(timestamp)?, ttl_ms: check_ttl(ttl_ms)? }))
         }
         StoredWire::Or(records) => records
@@ -384,7 +395,7 @@ pub fn decode_stored(bytes: &[u8]) -> Result<StoredValue, Error> {
             .map(|w| {
                 let timestamp = ts(w.timestamp)?;
                 check_tag(w.tag, &timestamp)?;
-                Ok(OrRecord { value: w.value, timestamp, ttl_ms: check_ttl(w.ttl_ms)? })
+                Ok(OrRecord { value: check_value(w.value)?, timestamp, ttl_ms: check_ttl(w.ttl_ms)? })
             })
             .collect::<Result<_, Error>>()
             .map(StoredValue::Or),

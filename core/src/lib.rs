@@ -50,6 +50,7 @@
 //!   embedders that want std-only conveniences.
 #![no_std]
 #![deny(unsafe_code)]
+#![warn(clippy::std_instead_of_core, clippy::std_instead_of_alloc, clippy::alloc_instead_of_core)]
 
 extern crate alloc;
 

@@ -8,7 +8,6 @@
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cmp::Ordering;
 use core::fmt::{self, Write};
 
 use serde::de::{self, DeserializeSeed, EnumAccess, SeqAccess, VariantAccess, Visitor};
@@ -397,6 +396,8 @@ impl Serialize for MapEntries<'_> {
     }
 }
 
+/// Decoding bounds the nesting depth (so hostile input cannot exhaust the stack) but leaves the
+/// other invariants to [`Value::validate`], which names the bad part's path; [`crate::codec`] calls it.
 impl<'de> Deserialize<'de> for Value {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         ValueSeed { depth: 0 }.deserialize(d)
@@ -438,13 +439,7 @@ impl<'de> Visitor<'de> for ValueSeed {
             }
             1 => Value::Bool(variant.newtype_variant()?),
             2 => Value::Int(variant.newtype_variant()?),
-            3 => {
-                let f: f64 = variant.newtype_variant()?;
-                if !f.is_finite() {
-                    return Err(de::Error::custom("a float is NaN or infinite"));
-                }
-                Value::Float(f)
-            }
+            3 => Value::Float(variant.newtype_variant()?),
             4 => Value::String(variant.newtype_variant::<String>()?.into_boxed_str()),
             5 => Value::Bytes(variant.newtype_variant_seed(BytesSeed)?.into_boxed_slice()),
             6 => Value::List(variant.newtype_variant_seed(ListSeed(nested()?))?.into_boxed_slice()),
@@ -515,12 +510,6 @@ impl<'de> Visitor<'de> for MapSeed {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut entries: Vec<(Box<str>, Value)> = Vec::with_capacity(cautious(seq.size_hint()));
         while let Some(entry) = seq.next_element_seed(EntrySeed(self.0))? {
-            if entries.last().is_some_and(|last| last.0.as_ref().cmp(&entry.0) != Ordering::Less) {
-                return Err(de::Error::custom(alloc::format!(
-                    "map key {:?} is out of order or repeated",
-                    excerpt(&entry.0)
-                )));
-            }
             entries.push(entry);
         }
         Ok(entries)

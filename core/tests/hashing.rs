@@ -1,0 +1,114 @@
+//! SPEC sections 2 and 5: pinned hash vectors, computed independently from the SPEC's definitions
+//! (FNV-1a folding each UTF-16 code unit, fmix32, wrapping sums), not from this crate.
+
+use onegrid_core::{ClockConfig, Hlc, LwwMap, MerkleTree, NodeId, OrMap, OrRecord, Timestamp, Value};
+use onegrid_core::{combine, fnv1a, mix, partition_of};
+
+#[test]
+fn fnv1a_vectors() {
+    assert_eq!(fnv1a(""), 0x811c_9dc5);
+    assert_eq!(fnv1a("a"), 0xe40c_292c);
+    assert_eq!(fnv1a("foobar"), 0xbf9c_f968);
+    assert_eq!(fnv1a("key-1"), 0x57e0_3446);
+    // Non-ASCII: one UTF-16 unit each, folded as a whole value (not its UTF-8 bytes).
+    assert_eq!(fnv1a("é"), 0x6c0b_6c44);
+    assert_eq!(fnv1a("日本"), 0x5ffc_bea4);
+    // A surrogate pair: two units, 0xD83D then 0xDE00.
+    assert_eq!(fnv1a("😀"), 0xcb31_c4b8);
+    assert_eq!(fnv1a("a😀b"), 0x8fca_8501);
+}
+
+#[test]
+fn mix_and_combine_vectors() {
+    assert_eq!(mix(0), 0);
+    assert_eq!(mix(1), 0x514e_28b7);
+    assert_eq!(mix(0xdead_beef), 0x0de5_c6a9);
+    assert_eq!(combine([]), 0);
+    assert_eq!(combine([1, 2, 3]), 0x0833_9fe4);
+    assert_eq!(combine([3, 1, 2]), combine([1, 2, 3]), "order does not matter");
+}
+
+#[test]
+fn partitions_are_fnv_mod_271() {
+    assert_eq!(partition_of(""), 199);
+    assert_eq!(partition_of("a"), 101);
+    assert_eq!(partition_of("key-1"), 236);
+    assert_eq!(partition_of("😀"), 102);
+    assert!((0..10_000).all(|i| partition_of(&format!("k{i}")) < 271));
+}
+
+fn clock(id: &str) -> Hlc {
+    Hlc::new(NodeId::new(id).expect("node"), ClockConfig::default())
+}
+
+fn record(value: Option<Value>, millis: u64, counter: u32, id: &str) -> onegrid_core::LwwRecord {
+    onegrid_core::LwwRecord {
+        value,
+        timestamp: Timestamp::new(millis, counter, NodeId::new(id).expect("node")),
+        ttl_ms: None,
+    }
+}
+
+#[test]
+fn a_small_lww_tree_has_the_pinned_root() {
+    // Items: fnv1a("a:100:0:n1") = 0x213702ea, fnv1a("b:100:1:n1") = 0x43f7d4e4,
+    // fnv1a("c:200:0:n2") = 0x4a39462a; paths e40c292c, e70c2de5, e60c2c52 share digit "e".
+    let mut map = LwwMap::new();
+    let mut c = clock("x");
+    map.merge(&mut c, 0, "a", record(Some(Value::from(1)), 100, 0, "n1")).expect("merge");
+    map.merge(&mut c, 0, "b", record(Some(Value::Null), 100, 1, "n1")).expect("merge");
+    map.merge(&mut c, 0, "c", record(None, 200, 0, "n2")).expect("merge");
+    assert_eq!(map.root(), 0x8394_c522);
+    // The tree's levels by hand: leaf "e40" holds only "a".
+    assert_eq!(map.tree().hash_at("e40"), Some(combine([0x2137_02ea])));
+    assert_eq!(
+        map.tree().hash_at("e"),
+        Some(combine([
+            combine([combine([0x2137_02ea])]),
+            { combine([combine([0x43f7_d4e4])]) },
+            combine([combine([0x4a39_462a])])
+        ]))
+    );
+    assert_eq!(map.tree().buckets(""), vec![('e', map.tree().hash_at("e").expect("e"))]);
+    let digits: Vec<char> = map.tree().buckets("e").iter().map(|b| b.0).collect();
+    assert_eq!(digits, vec!['4', '6', '7']);
+    assert_eq!(map.leaf_keys("e40"), vec!["a"]);
+    assert_eq!(map.leaf_keys("e"), vec!["a", "b", "c"]);
+    assert!(map.leaf_keys("f").is_empty());
+}
+
+#[test]
+fn an_or_entry_hash_sorts_tags_bytewise_and_uses_canonical_json() {
+    // "key:k|10:2:n2:1.5:10:2:n2:ttl=500|5:0:n1:{\"a\":[true,null,\"x\"],\"b\":1}:5:0:n1"
+    // hashes to 0x9ff378c6; "10:..." sorts before "5:..." byte-wise. Single key => root is
+    // mix-combined through the three levels.
+    let mut map = OrMap::new();
+    let mut c = clock("x");
+    let object =
+        Value::map([("b", Value::from(1)), ("a", Value::list([Value::Bool(true), Value::Null, Value::from("x")]))])
+            .expect("map");
+    let n1 = NodeId::new("n1").expect("node");
+    let n2 = NodeId::new("n2").expect("node");
+    map.apply(&mut c, 0, "k", OrRecord { value: object, timestamp: Timestamp::new(5, 0, n1), ttl_ms: None })
+        .expect("apply");
+    map.apply(
+        &mut c,
+        0,
+        "k",
+        OrRecord { value: Value::from(1.5), timestamp: Timestamp::new(10, 2, n2), ttl_ms: Some(500) },
+    )
+    .expect("apply");
+    let leaf = combine([0x9ff3_78c6]);
+    assert_eq!(map.root(), combine([combine([combine([leaf])])]));
+    assert_eq!(map.root(), 0xf6a7_b290);
+}
+
+#[test]
+fn an_empty_tree_has_root_zero_and_no_buckets() {
+    let tree = MerkleTree::new();
+    assert_eq!(tree.root(), 0);
+    assert!(tree.buckets("").is_empty());
+    assert_eq!(tree.hash_at("xyz"), None, "not a hex path");
+    assert_eq!(tree.hash_at("ABC"), None, "hex digits are lowercase");
+    assert_eq!(tree.hash_at("abcd"), None, "deeper than a leaf");
+}
