@@ -17,6 +17,7 @@ use alloc::vec::Vec;
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::command::{Reply, Request};
 use crate::error::{Error, excerpt};
 use crate::hlc::{NodeId, Timestamp};
 use crate::lww::{LwwMap, LwwRecord};
@@ -404,4 +405,45 @@ pub fn decode_stored(bytes: &[u8]) -> Result<StoredValue, Error> {
         }
     };
     decoded.map_err(in_decode(WHAT))
+}
+
+// ---- byte ABI requests and replies ------------------------------------------------------------
+
+/// Largest request or reply the byte ABI accepts (64 MiB): checked before anything is decoded.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+fn check_size(bytes: &[u8], what: &'static str) -> Result<(), Error> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(Error::Decode {
+            what,
+            reason: alloc::format!("{} bytes is more than the limit of {MAX_MESSAGE_BYTES}", bytes.len()),
+        });
+    }
+    Ok(())
+}
+
+/// Encodes a byte-ABI request.
+pub fn encode_request(request: &Request) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_versioned(request, &mut out);
+    out
+}
+
+/// Decodes a byte-ABI request.
+pub fn decode_request(bytes: &[u8]) -> Result<Request, Error> {
+    check_size(bytes, "request")?;
+    read_versioned(bytes, "request")
+}
+
+/// Encodes a byte-ABI reply.
+pub fn encode_reply(reply: &Reply) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_versioned(reply, &mut out);
+    out
+}
+
+/// Decodes a byte-ABI reply.
+pub fn decode_reply(bytes: &[u8]) -> Result<Reply, Error> {
+    check_size(bytes, "reply")?;
+    read_versioned(bytes, "reply")
 }

@@ -51,12 +51,31 @@ pub enum Error {
         /// The text form of the record's timestamp.
         timestamp: String,
     },
-    /// A snapshot of one map kind was offered to a map of the other kind.
+    /// A map name that is empty or longer than 256 bytes.
+    InvalidMapName {
+        /// The rejected name (cut to 80 characters).
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A map this grid has never had.
+    UnknownMap {
+        /// The name asked for.
+        name: String,
+    },
+    /// A byte-ABI request naming a grid handle that is not open.
+    UnknownGrid {
+        /// The handle.
+        handle: u32,
+    },
+    /// A map was asked for, or offered a snapshot, as the other kind.
     KindMismatch {
-        /// The kind of the map.
-        expected: crate::MapKind,
-        /// The kind of the input.
-        found: crate::MapKind,
+        /// The name of the map.
+        map: String,
+        /// The kind the map has.
+        existing: crate::MapKind,
+        /// The kind that was asked for or offered.
+        requested: crate::MapKind,
     },
 }
 
@@ -88,8 +107,11 @@ impl fmt::Display for Error {
             Self::MalformedOrRecord { tag, timestamp } => {
                 write!(f, "malformed OR record: its tag {tag:?} is not the text form of its timestamp {timestamp:?}")
             }
-            Self::KindMismatch { expected, found } => {
-                write!(f, "kind mismatch: the map is an {expected} map but the input is an {found} map")
+            Self::InvalidMapName { name, reason } => write!(f, "invalid map name {name:?}: {reason}"),
+            Self::UnknownMap { name } => write!(f, "this grid has no map named {name:?}"),
+            Self::UnknownGrid { handle } => write!(f, "no grid is open with handle {handle}"),
+            Self::KindMismatch { map, existing, requested } => {
+                write!(f, "kind mismatch: map {map:?} is an {existing} map, not an {requested} map")
             }
         }
     }

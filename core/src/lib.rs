@@ -43,7 +43,9 @@
 //! - [`hash`]: FNV-1a over UTF-16 code units, `mix`, `combine`, [`partition_of`].
 //! - [`value`]: [`Value`] and its canonical JSON.
 //! - [`lww`] and [`or_map`]: the two map kinds, each with an incremental [`MerkleTree`].
-//! - [`codec`]: snapshots and stored values in postcard, decoded defensively.
+//! - [`codec`]: snapshots, stored values and byte-ABI messages in postcard, decoded defensively.
+//! - [`grid`]: [`Grid`], one node's clock and named maps, with snapshot export and import.
+//! - [`command`]: the byte ABI's [`Request`], [`Command`] and [`Reply`], run by [`Grid::execute`].
 //!
 //! ## Features
 //! - `std` (off): nothing yet beyond what `core::error::Error` already gives; reserved for
@@ -55,8 +57,10 @@
 extern crate alloc;
 
 pub mod codec;
+pub mod command;
 mod error;
 mod event;
+pub mod grid;
 pub mod hash;
 pub mod hlc;
 pub mod lww;
@@ -66,8 +70,10 @@ pub mod or_map;
 pub mod value;
 
 pub use codec::{Snapshot, StoredValue};
+pub use command::{ABI_VERSION, Command, Reply, Request};
 pub use error::Error;
 pub use event::{ChangeEvent, Origin};
+pub use grid::{AnyMap, Grid, Imported};
 pub use hash::{combine, fnv1a, mix, partition_of};
 pub use hlc::{ClockConfig, Drift, Hlc, NodeId, Timestamp};
 pub use lww::{LwwMap, LwwRecord};

@@ -126,6 +126,26 @@ impl LwwMap {
         Ok(timestamp)
     }
 
+    /// Sets many entries, all or nothing: every key and value is checked before any is written.
+    /// Each entry gets its own timestamp, in order.
+    pub fn set_many<K: AsRef<str>>(
+        &mut self,
+        clock: &mut Hlc,
+        wall: u64,
+        entries: Vec<(K, Value)>,
+    ) -> Result<usize, Error> {
+        for (key, value) in &entries {
+            check_key(key.as_ref())?;
+            value.validate()?;
+        }
+        let count = entries.len();
+        for (key, value) in entries {
+            let timestamp = clock.now(wall);
+            self.put(key.as_ref(), Some(value), timestamp, None, Origin::Local);
+        }
+        Ok(count)
+    }
+
     /// Stores a tombstone stamped `now()` (also for a key never seen).
     pub fn remove(&mut self, clock: &mut Hlc, wall: u64, key: &str) -> Result<Timestamp, Error> {
         check_key(key)?;
