@@ -92,6 +92,24 @@ fn hashes(key: &str, ts: &Timestamp) -> (u32, u32) {
     (key_hash, h.finish())
 }
 
+/// The live counters of a map, updated while its table is borrowed.
+struct Live {
+    live: usize,
+    with_ttl: usize,
+}
+
+impl Live {
+    /// Adds `sign` (+1 or -1) for `slot`.
+    fn count(&mut self, slot: &Slot, sign: isize) {
+        if slot.value.is_some() {
+            self.live = self.live.wrapping_add_signed(sign);
+            if slot.ttl_ms.is_some() {
+                self.with_ttl = self.with_ttl.wrapping_add_signed(sign);
+            }
+        }
+    }
+}
+
 /// A last-writer-wins map with its Merkle tree.
 #[derive(Clone, Debug, Default)]
 pub struct LwwMap {
@@ -207,21 +225,32 @@ impl LwwMap {
 
     /// The CRDT rule, once the clock has seen the record.
     fn merge_observed(&mut self, key: &str, record: LwwRecord) -> bool {
-        let newer = self.slots.get(key).is_none_or(|slot| slot.is_older_than(&record.timestamp));
-        if newer {
-            self.put(key, record.value, record.timestamp, record.ttl_ms, Origin::Remote);
-        }
-        newer
+        self.put(key, record.value, record.timestamp, record.ttl_ms, Origin::Remote)
     }
 
-    /// Stores a record unconditionally and keeps the tree, counters and events in step.
-    /// `ttl_ms` has been checked to be non-zero.
-    fn put(&mut self, key: &str, value: Option<Value>, ts: Timestamp, ttl_ms: Option<u64>, origin: Origin) {
+    /// Stores a record and keeps the tree, counters and events in step: always for a local write
+    /// (its timestamp is the newest this clock issued), only if strictly newer for a remote one.
+    /// One table lookup either way. `ttl_ms` has been checked to be non-zero.
+    fn put(&mut self, key: &str, value: Option<Value>, ts: Timestamp, ttl_ms: Option<u64>, origin: Origin) -> bool {
+        let entry = self.slots.entry_ref(key);
+        if let EntryRef::Occupied(existing) = &entry
+            && origin == Origin::Remote
+            && !existing.get().is_older_than(&ts)
+        {
+            return false;
+        }
         let (key_hash, item_hash) = hashes(key, &ts);
-        let ttl_ms = ttl_ms.and_then(NonZeroU64::new);
-        let slot = Slot { value, millis: ts.millis, counter: ts.counter, item_hash, node_id: ts.node_id, ttl_ms };
-        self.count(&slot, 1);
-        let old = match self.slots.entry_ref(key) {
+        let slot = Slot {
+            value,
+            millis: ts.millis,
+            counter: ts.counter,
+            item_hash,
+            node_id: ts.node_id,
+            ttl_ms: ttl_ms.and_then(NonZeroU64::new),
+        };
+        let mut live = Live { live: self.live, with_ttl: self.live_with_ttl };
+        live.count(&slot, 1);
+        let old = match entry {
             EntryRef::Occupied(mut existing) => Some(existing.insert(slot)),
             EntryRef::Vacant(vacant) => {
                 vacant.insert(slot);
@@ -229,20 +258,12 @@ impl LwwMap {
             }
         };
         if let Some(old) = &old {
-            self.count(old, -1);
+            live.count(old, -1);
         }
+        (self.live, self.live_with_ttl) = (live.live, live.with_ttl);
         self.tree.update(key_hash, old.map(|o| o.item_hash), Some(item_hash));
         self.events.push(key, origin);
-    }
-
-    /// Adds `sign` (+1 or -1) to the live counters for `slot`.
-    fn count(&mut self, slot: &Slot, sign: isize) {
-        if slot.value.is_some() {
-            self.live = self.live.wrapping_add_signed(sign);
-            if slot.ttl_ms.is_some() {
-                self.live_with_ttl = self.live_with_ttl.wrapping_add_signed(sign);
-            }
-        }
+        true
     }
 
     /// Drops tombstones whose timestamp is strictly older than `(older_than_millis, 0)`; returns how many.

@@ -67,10 +67,39 @@ impl Value {
         }
     }
 
+    /// Sorts map entries by key bytes (recursively), so a value built in any key order gets its one
+    /// canonical form; a repeated key is an error. Then checks it like [`Value::validate`].
+    pub fn normalize(mut self) -> Result<Self, Error> {
+        self.sort_maps()?;
+        self.validate()?;
+        Ok(self)
+    }
+
+    fn sort_maps(&mut self) -> Result<(), Error> {
+        match self {
+            Self::List(items) => items.iter_mut().try_for_each(Self::sort_maps),
+            Self::Map(entries) => {
+                if !entries.is_sorted_by(|a, b| a.0 < b.0) {
+                    entries.sort_by(|a, b| a.0.cmp(&b.0));
+                    if let Some(pair) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
+                        return Err(invalid("$", alloc::format!("the key {:?} appears twice", excerpt(&pair[0].0))));
+                    }
+                }
+                entries.iter_mut().try_for_each(|(_, v)| v.sort_maps())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Checks the invariants a hand-built value might break: finite floats, sorted unique map keys,
     /// and nesting no deeper than [`MAX_DEPTH`]. Values from [`crate::codec`] are already checked.
     pub fn validate(&self) -> Result<(), Error> {
-        self.validate_at(&mut String::from("$"), 0)
+        match self {
+            // The common case, checked without building a path.
+            Self::Null | Self::Bool(_) | Self::Int(_) | Self::String(_) | Self::Bytes(_) => Ok(()),
+            Self::Float(f) if f.is_finite() => Ok(()),
+            _ => self.validate_at(&mut String::from("$"), 0),
+        }
     }
 
     fn validate_at(&self, path: &mut String, depth: usize) -> Result<(), Error> {
