@@ -355,7 +355,7 @@ mod lww {
             let mut sum = 0i64;
             for k in &f.keys {
                 if let Some(Value::Int(v)) = map.get(black_box(k), REMOTE_WALL) {
-                    sum = sum.wrapping_add(*v);
+                    sum = sum.wrapping_add(v);
                 }
             }
             sum

@@ -303,6 +303,21 @@ fn in_decode(what: &'static str) -> impl Fn(Error) -> Error {
     }
 }
 
+/// A snapshot lists each key once, in byte order, as the encoder writes it.
+fn check_key_order<'a>(keys: impl Iterator<Item = &'a str>) -> Result<(), Error> {
+    let mut previous: Option<&str> = None;
+    for key in keys {
+        if previous.is_some_and(|p| p >= key) {
+            return Err(Error::Decode {
+                what: "snapshot",
+                reason: alloc::format!("the key {} is repeated or out of order", crate::error::Quoted(&excerpt(key))),
+            });
+        }
+        previous = Some(key);
+    }
+    Ok(())
+}
+
 fn node_table(nodes: &[&str]) -> Result<Vec<NodeId>, Error> {
     nodes.iter().map(|n| NodeId::new(n)).collect()
 }
@@ -353,7 +368,8 @@ fn decode_snapshot_wire(wire: SnapshotWire<'_>) -> Result<Snapshot, Error> {
                     let value = w.value.map(check_value).transpose()?;
                     Ok((check_key(w.key)?, LwwRecord { value, timestamp, ttl_ms: check_ttl(w.ttl_ms)? }))
                 })
-                .collect::<Result<_, Error>>()?;
+                .collect::<Result<Vec<_>, Error>>()?;
+            check_key_order(records.iter().map(|(k, _)| &**k))?;
             Snapshot::Lww(records)
         }
         SnapshotWire::Or { nodes, keys, tombstones } => {
@@ -372,7 +388,8 @@ fn decode_snapshot_wire(wire: SnapshotWire<'_>) -> Result<Snapshot, Error> {
                         .collect::<Result<_, Error>>()?;
                     Ok((check_key(k.key)?, records))
                 })
-                .collect::<Result<_, Error>>()?;
+                .collect::<Result<Vec<_>, Error>>()?;
+            check_key_order(keys.iter().map(|(k, _)| &**k))?;
             let tombstones = tombstones.iter().map(|t| Timestamp::parse(t)).collect::<Result<_, _>>()?;
             Snapshot::Or { keys, tombstones }
         }
@@ -446,4 +463,115 @@ pub fn encode_reply(reply: &Reply) -> Vec<u8> {
 pub fn decode_reply(bytes: &[u8]) -> Result<Reply, Error> {
     check_size(bytes, "reply")?;
     read_versioned(bytes, "reply")
+}
+
+// ---- values as bytes ----------------------------------------------------------------------------
+
+/// Checks that `bytes` starts with exactly one encoded [`Value`] (the layout its `Serialize`
+/// writes) without building it: every tag, varint, UTF-8 string and float is checked, nesting is
+/// bounded by [`MAX_DEPTH`], and varints must be minimal, so a value has exactly one encoding.
+/// Returns the value's length and whether it is canonical (every map's keys strictly increasing;
+/// a value that is not can be made so with [`Value::normalize`]).
+pub fn scan_value(bytes: &[u8]) -> Result<(usize, bool), Error> {
+    let mut scan = Scan { bytes, at: 0, canonical: true };
+    scan.value(0)
+        .map_err(|reason| Error::Decode { what: "value", reason: alloc::format!("{reason} (at byte {})", scan.at) })?;
+    Ok((scan.at, scan.canonical))
+}
+
+struct Scan<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    canonical: bool,
+}
+
+impl<'a> Scan<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
+        let end = self.at.checked_add(n).filter(|&end| end <= self.bytes.len()).ok_or("it is truncated")?;
+        let taken = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(taken)
+    }
+
+    fn byte(&mut self) -> Result<u8, &'static str> {
+        Ok(self.take(1)?[0])
+    }
+
+    /// A minimal LEB128 varint of at most 64 bits.
+    fn varint(&mut self) -> Result<u64, &'static str> {
+        let mut value = 0u64;
+        for i in 0..10 {
+            let b = self.byte()?;
+            if i == 9 && b > 1 {
+                return Err("a number is out of range");
+            }
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                if b == 0 && i > 0 {
+                    return Err("a number is not minimally encoded");
+                }
+                return Ok(value);
+            }
+        }
+        Err("a number is not a valid varint")
+    }
+
+    fn len(&mut self) -> Result<usize, &'static str> {
+        let n = self.varint()?;
+        usize::try_from(n).ok().filter(|&n| n <= self.bytes.len() - self.at).ok_or("a length is larger than the input")
+    }
+
+    fn text(&mut self) -> Result<&'a [u8], &'static str> {
+        let n = self.len()?;
+        let text = self.take(n)?;
+        core::str::from_utf8(text).map_err(|_| "a string is not valid UTF-8")?;
+        Ok(text)
+    }
+
+    fn value(&mut self, depth: usize) -> Result<(), &'static str> {
+        match self.byte()? {
+            0 => {}
+            1 => {
+                if self.byte()? > 1 {
+                    return Err("a boolean is neither 0 nor 1");
+                }
+            }
+            2 => {
+                self.varint()?;
+            }
+            3 => {
+                let raw = self.take(8)?;
+                let f = f64::from_le_bytes([raw[0], raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7]]);
+                if !f.is_finite() {
+                    return Err("NaN and infinities are not allowed");
+                }
+            }
+            4 => {
+                self.text()?;
+            }
+            5 => {
+                let n = self.len()?;
+                self.take(n)?;
+            }
+            6 | 7 if depth >= MAX_DEPTH => return Err("a value is nested deeper than 64 levels"),
+            6 => {
+                for _ in 0..self.len()? {
+                    self.value(depth + 1)?;
+                }
+            }
+            7 => {
+                let mut previous: Option<&[u8]> = None;
+                for _ in 0..self.len()? {
+                    let key = self.text()?;
+                    if previous.is_some_and(|p| p >= key) {
+                        self.canonical = false;
+                    }
+                    previous = Some(key);
+                    self.value(depth + 1)?;
+                }
+            }
+            _ => return Err("an unknown value type tag"),
+        }
+        Ok(())
+    }
 }

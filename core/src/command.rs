@@ -173,7 +173,7 @@ impl Grid {
                 m.remove(clock, wall, &key)?;
                 Reply::Done
             }
-            Command::Get { map, key } => Reply::Value(self.lww(&map)?.0.get(&key, wall).cloned()),
+            Command::Get { map, key } => Reply::Value(self.lww(&map)?.0.get(&key, wall)),
             Command::Add { map, key, value, ttl_ms } => {
                 let (m, clock) = self.or(&map)?;
                 Reply::Tags(alloc::vec![m.add(clock, wall, &key, value, ttl_ms)?.tag()])

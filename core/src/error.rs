@@ -88,12 +88,32 @@ pub(crate) fn excerpt(text: &str) -> String {
     }
 }
 
+/// Writes text in double quotes with quotes, backslashes and control characters escaped. (Not
+/// `{:?}`: Rust's Debug formatting of strings costs the wasm module several kilobytes.)
+pub(crate) struct Quoted<'a>(pub &'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write;
+        f.write_char('"')?;
+        for c in self.0.chars() {
+            match c {
+                '"' => f.write_str("\\\"")?,
+                '\\' => f.write_str("\\\\")?,
+                c if c.is_control() => write!(f, "\\u{{{:x}}}", c as u32)?,
+                c => f.write_char(c)?,
+            }
+        }
+        f.write_char('"')
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::InvalidNodeId { id, reason } => write!(f, "invalid node id {id:?}: {reason}"),
+            Self::InvalidNodeId { id, reason } => write!(f, "invalid node id {}: {reason}", Quoted(id)),
             Self::InvalidTimestamp { text, reason } => {
-                write!(f, "invalid timestamp {text:?}: {reason} (expected \"<millis>:<counter>:<node_id>\")")
+                write!(f, "invalid timestamp {}: {reason} (expected \"<millis>:<counter>:<node_id>\")", Quoted(text))
             }
             Self::ReservedKey => f.write_str("the key \"__tombstones__\" is reserved and cannot be used"),
             Self::InvalidTtl => f.write_str("invalid TTL: it must be at least 1 millisecond"),
@@ -105,13 +125,18 @@ impl fmt::Display for Error {
             ),
             Self::Decode { what, reason } => write!(f, "malformed {what}: {reason}"),
             Self::MalformedOrRecord { tag, timestamp } => {
-                write!(f, "malformed OR record: its tag {tag:?} is not the text form of its timestamp {timestamp:?}")
+                write!(
+                    f,
+                    "malformed OR record: its tag {} is not the text form of its timestamp {}",
+                    Quoted(tag),
+                    Quoted(timestamp)
+                )
             }
-            Self::InvalidMapName { name, reason } => write!(f, "invalid map name {name:?}: {reason}"),
-            Self::UnknownMap { name } => write!(f, "this grid has no map named {name:?}"),
+            Self::InvalidMapName { name, reason } => write!(f, "invalid map name {}: {reason}", Quoted(name)),
+            Self::UnknownMap { name } => write!(f, "this grid has no map named {}", Quoted(name)),
             Self::UnknownGrid { handle } => write!(f, "no grid is open with handle {handle}"),
             Self::KindMismatch { map, existing, requested } => {
-                write!(f, "kind mismatch: map {map:?} is an {existing} map, not an {requested} map")
+                write!(f, "kind mismatch: map {} is an {existing} map, not an {requested} map", Quoted(map))
             }
         }
     }

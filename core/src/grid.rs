@@ -62,11 +62,17 @@ pub struct Imported {
     pub drifts: Vec<Drift>,
 }
 
+/// A map's position in its grid: a handle that skips the name lookup on hot paths (the
+/// JavaScript wrapper keeps one per map handle). Ids are never reused within a grid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MapId(pub u32);
+
 /// One node: its clock and its maps by name.
 #[derive(Clone, Debug)]
 pub struct Grid {
     clock: Hlc,
-    maps: BTreeMap<Box<str>, AnyMap>,
+    ids: BTreeMap<Box<str>, MapId>,
+    maps: Vec<AnyMap>,
 }
 
 fn check_name(name: &str) -> Result<(), Error> {
@@ -80,20 +86,6 @@ fn check_name(name: &str) -> Result<(), Error> {
     Err(Error::InvalidMapName { name: excerpt(name), reason })
 }
 
-/// The map `name`, created with `kind` if absent. Its kind may differ from `kind`.
-fn entry<'a>(maps: &'a mut BTreeMap<Box<str>, AnyMap>, name: &str, kind: MapKind) -> Result<&'a mut AnyMap, Error> {
-    check_name(name)?;
-    if !maps.contains_key(name) {
-        let map = match kind {
-            MapKind::Lww => AnyMap::Lww(LwwMap::new()),
-            MapKind::Or => AnyMap::Or(OrMap::new()),
-        };
-        maps.insert(Box::from(name), map);
-    }
-    // Just inserted if it was missing.
-    maps.get_mut(name).ok_or_else(|| Error::UnknownMap { name: excerpt(name) })
-}
-
 fn mismatch(name: &str, existing: MapKind, requested: MapKind) -> Error {
     Error::KindMismatch { map: excerpt(name), existing, requested }
 }
@@ -101,7 +93,7 @@ fn mismatch(name: &str, existing: MapKind, requested: MapKind) -> Error {
 impl Grid {
     /// A grid for `node_id` with no maps.
     pub fn new(node_id: NodeId, config: ClockConfig) -> Self {
-        Self { clock: Hlc::new(node_id, config), maps: BTreeMap::new() }
+        Self { clock: Hlc::new(node_id, config), ids: BTreeMap::new(), maps: Vec::new() }
     }
 
     /// This grid's clock.
@@ -116,38 +108,78 @@ impl Grid {
 
     /// Names of the maps this grid has, sorted.
     pub fn map_names(&self) -> Vec<&str> {
-        self.maps.keys().map(|k| &**k).collect()
+        self.ids.keys().map(|k| &**k).collect()
+    }
+
+    /// The id of map `name`, if the grid has it.
+    pub fn id_of(&self, name: &str) -> Option<MapId> {
+        self.ids.get(name).copied()
     }
 
     /// The map called `name`, if the grid has it.
     pub fn map(&self, name: &str) -> Option<&AnyMap> {
-        self.maps.get(name)
+        self.id_of(name).and_then(|id| self.map_at(id))
     }
 
     /// The map called `name`, mutably, if the grid has it.
     pub fn map_mut(&mut self, name: &str) -> Option<&mut AnyMap> {
-        self.maps.get_mut(name)
+        self.id_of(name).and_then(|id| self.map_at_mut(id))
+    }
+
+    /// The map with id `id`.
+    pub fn map_at(&self, id: MapId) -> Option<&AnyMap> {
+        self.maps.get(id.0 as usize)
+    }
+
+    /// The map with id `id`, mutably.
+    pub fn map_at_mut(&mut self, id: MapId) -> Option<&mut AnyMap> {
+        self.maps.get_mut(id.0 as usize)
+    }
+
+    /// The map with id `id` and the clock to write it with.
+    pub fn map_and_clock(&mut self, id: MapId) -> Option<(&mut AnyMap, &mut Hlc)> {
+        Some((self.maps.get_mut(id.0 as usize)?, &mut self.clock))
+    }
+
+    /// The id of map `name`, creating it empty with `kind` if absent; `kind mismatch` if it exists
+    /// as the other kind.
+    pub fn open(&mut self, name: &str, kind: MapKind) -> Result<MapId, Error> {
+        if let Some(id) = self.id_of(name) {
+            let existing = self.maps[id.0 as usize].kind();
+            return if existing == kind { Ok(id) } else { Err(mismatch(name, existing, kind)) };
+        }
+        check_name(name)?;
+        let too_many = || Error::InvalidMapName { name: excerpt(name), reason: "the grid has too many maps" };
+        let id = MapId(u32::try_from(self.maps.len()).map_err(|_| too_many())?);
+        self.maps.push(match kind {
+            MapKind::Lww => AnyMap::Lww(LwwMap::new()),
+            MapKind::Or => AnyMap::Or(OrMap::new()),
+        });
+        self.ids.insert(Box::from(name), id);
+        Ok(id)
     }
 
     /// The LWW map `name` (created empty on first use) and the clock to write it with.
     pub fn lww(&mut self, name: &str) -> Result<(&mut LwwMap, &mut Hlc), Error> {
-        match entry(&mut self.maps, name, MapKind::Lww)? {
+        let id = self.open(name, MapKind::Lww)?;
+        match &mut self.maps[id.0 as usize] {
             AnyMap::Lww(m) => Ok((m, &mut self.clock)),
-            other => Err(mismatch(name, other.kind(), MapKind::Lww)),
+            AnyMap::Or(_) => Err(mismatch(name, MapKind::Or, MapKind::Lww)),
         }
     }
 
     /// The OR map `name` (created empty on first use) and the clock to write it with.
     pub fn or(&mut self, name: &str) -> Result<(&mut OrMap, &mut Hlc), Error> {
-        match entry(&mut self.maps, name, MapKind::Or)? {
+        let id = self.open(name, MapKind::Or)?;
+        match &mut self.maps[id.0 as usize] {
             AnyMap::Or(m) => Ok((m, &mut self.clock)),
-            other => Err(mismatch(name, other.kind(), MapKind::Or)),
+            AnyMap::Lww(_) => Err(mismatch(name, MapKind::Lww, MapKind::Or)),
         }
     }
 
     /// A snapshot of the map `name`; an error for a map this grid has never had.
     pub fn export_map(&self, name: &str) -> Result<Vec<u8>, Error> {
-        self.maps.get(name).map(AnyMap::export).ok_or_else(|| Error::UnknownMap { name: excerpt(name) })
+        self.map(name).map(AnyMap::export).ok_or_else(|| Error::UnknownMap { name: excerpt(name) })
     }
 
     /// Merges a snapshot into the map `name` by the CRDT rules, creating the map with the
@@ -155,10 +187,10 @@ impl Grid {
     pub fn import_map(&mut self, name: &str, bytes: &[u8], wall: u64) -> Result<Imported, Error> {
         check_name(name)?;
         let snapshot = codec::decode_snapshot(bytes)?;
-        if let Some(existing) = self.maps.get(name).filter(|m| m.kind() != snapshot.kind()) {
+        if let Some(existing) = self.map(name).filter(|m| m.kind() != snapshot.kind()) {
             return Err(mismatch(name, existing.kind(), snapshot.kind()));
         }
-        let existed = self.maps.contains_key(name);
+        let existed = self.id_of(name).is_some();
         let result = match snapshot {
             Snapshot::Lww(records) => self.lww(name).and_then(|(map, clock)| {
                 let (changed, drifts) = map.merge_all(clock, wall, records)?;
@@ -170,7 +202,9 @@ impl Grid {
             }),
         };
         if result.is_err() && !existed {
-            self.maps.remove(name); // a refused import leaves no empty map behind
+            // A refused import leaves no empty map behind: it was the last one created.
+            self.ids.remove(name);
+            self.maps.pop();
         }
         result
     }

@@ -33,7 +33,7 @@
 //! for (key, record) in b.records() {
 //!     a.merge(&mut clock_a, 1_002, key, record)?;
 //! }
-//! assert_eq!(a.get("color", 1_002), Some(&Value::from("blue")));
+//! assert_eq!(a.get("color", 1_002), Some(Value::from("blue")));
 //! assert_eq!(a.root(), b.root());
 //! # Ok::<(), onegrid_core::Error>(())
 //! ```
@@ -73,11 +73,11 @@ pub use codec::{Snapshot, StoredValue};
 pub use command::{ABI_VERSION, Command, Reply, Request};
 pub use error::Error;
 pub use event::{ChangeEvent, Origin};
-pub use grid::{AnyMap, Grid, Imported};
+pub use grid::{AnyMap, Grid, Imported, MapId};
 pub use hash::{combine, fnv1a, mix, partition_of};
 pub use hlc::{ClockConfig, Drift, Hlc, NodeId, Timestamp};
 pub use lww::{LwwMap, LwwRecord};
 pub use map_common::{MapKind, Merged, RESERVED_KEY};
 pub use merkle::MerkleTree;
 pub use or_map::{KeyMerge, OrMap, OrRecord};
-pub use value::Value;
+pub use value::{Encoded, Value};

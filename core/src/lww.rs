@@ -18,7 +18,7 @@ use crate::hash::Fnv1a;
 use crate::hlc::{Drift, Hlc, NodeId, Timestamp};
 use crate::map_common::{Hasher, Merged, check_key, check_ttl, is_expired};
 use crate::merkle::MerkleTree;
-use crate::value::Value;
+use crate::value::{Encoded, Value};
 
 /// One LWW record: a value (or a tombstone), the timestamp of its write, and an optional TTL.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,10 +44,10 @@ impl LwwRecord {
     }
 }
 
-/// A stored record, timestamp flattened to keep the slot small.
+/// A stored record, timestamp flattened to keep the slot small, value kept encoded.
 #[derive(Clone, Debug)]
 struct Slot {
-    value: Option<Value>,
+    value: Option<Encoded>,
     millis: u64,
     counter: u32,
     /// `fnv1a("<key>:<millis>:<counter>:<node_id>")`, cached for Merkle updates.
@@ -73,10 +73,14 @@ impl Slot {
     }
 
     fn record(&self) -> LwwRecord {
-        LwwRecord { value: self.value.clone(), timestamp: self.timestamp(), ttl_ms: self.ttl_ms.map(NonZeroU64::get) }
+        LwwRecord {
+            value: self.value.as_ref().map(Encoded::decode),
+            timestamp: self.timestamp(),
+            ttl_ms: self.ttl_ms.map(NonZeroU64::get),
+        }
     }
 
-    fn visible(&self, wall: u64) -> Option<&Value> {
+    fn visible(&self, wall: u64) -> Option<&Encoded> {
         let value = self.value.as_ref()?;
         (!is_expired(self.millis, self.ttl_ms, wall)).then_some(value)
     }
@@ -139,6 +143,20 @@ impl LwwMap {
         check_key(key)?;
         check_ttl(ttl_ms)?;
         value.validate()?;
+        self.set_encoded(clock, wall, key, Encoded::new(&value), ttl_ms)
+    }
+
+    /// [`LwwMap::set`] of a value already encoded (and so already checked).
+    pub fn set_encoded(
+        &mut self,
+        clock: &mut Hlc,
+        wall: u64,
+        key: &str,
+        value: Encoded,
+        ttl_ms: Option<u64>,
+    ) -> Result<Timestamp, Error> {
+        check_key(key)?;
+        check_ttl(ttl_ms)?;
         let timestamp = clock.now(wall);
         self.put(key, Some(value), timestamp.clone(), ttl_ms, Origin::Local);
         Ok(timestamp)
@@ -152,9 +170,22 @@ impl LwwMap {
         wall: u64,
         entries: Vec<(K, Value)>,
     ) -> Result<usize, Error> {
-        for (key, value) in &entries {
-            check_key(key.as_ref())?;
+        for (_, value) in &entries {
             value.validate()?;
+        }
+        let encoded = entries.into_iter().map(|(key, value)| (key, Encoded::new(&value))).collect();
+        self.set_many_encoded(clock, wall, encoded)
+    }
+
+    /// [`LwwMap::set_many`] of values already encoded.
+    pub fn set_many_encoded<K: AsRef<str>>(
+        &mut self,
+        clock: &mut Hlc,
+        wall: u64,
+        entries: Vec<(K, Encoded)>,
+    ) -> Result<usize, Error> {
+        for (key, _) in &entries {
+            check_key(key.as_ref())?;
         }
         let count = entries.len();
         for (key, value) in entries {
@@ -173,7 +204,12 @@ impl LwwMap {
     }
 
     /// The visible value of `key` at `wall`: nothing for a missing key, a tombstone or an expired record.
-    pub fn get(&self, key: &str, wall: u64) -> Option<&Value> {
+    pub fn get(&self, key: &str, wall: u64) -> Option<Value> {
+        self.get_encoded(key, wall).map(Encoded::decode)
+    }
+
+    /// [`LwwMap::get`], still encoded.
+    pub fn get_encoded(&self, key: &str, wall: u64) -> Option<&Encoded> {
         self.slots.get(key)?.visible(wall)
     }
 
@@ -225,13 +261,14 @@ impl LwwMap {
 
     /// The CRDT rule, once the clock has seen the record.
     fn merge_observed(&mut self, key: &str, record: LwwRecord) -> bool {
-        self.put(key, record.value, record.timestamp, record.ttl_ms, Origin::Remote)
+        let value = record.value.as_ref().map(Encoded::new);
+        self.put(key, value, record.timestamp, record.ttl_ms, Origin::Remote)
     }
 
     /// Stores a record and keeps the tree, counters and events in step: always for a local write
     /// (its timestamp is the newest this clock issued), only if strictly newer for a remote one.
     /// One table lookup either way. `ttl_ms` has been checked to be non-zero.
-    fn put(&mut self, key: &str, value: Option<Value>, ts: Timestamp, ttl_ms: Option<u64>, origin: Origin) -> bool {
+    fn put(&mut self, key: &str, value: Option<Encoded>, ts: Timestamp, ttl_ms: Option<u64>, origin: Origin) -> bool {
         let entry = self.slots.entry_ref(key);
         if let EntryRef::Occupied(existing) = &entry
             && origin == Origin::Remote
@@ -299,8 +336,13 @@ impl LwwMap {
     }
 
     /// Visible entries at `wall`, sorted by key.
-    pub fn entries(&self, wall: u64) -> Vec<(&str, &Value)> {
-        let mut out: Vec<(&str, &Value)> =
+    pub fn entries(&self, wall: u64) -> Vec<(&str, Value)> {
+        self.entries_encoded(wall).into_iter().map(|(k, v)| (k, v.decode())).collect()
+    }
+
+    /// [`LwwMap::entries`], values still encoded.
+    pub fn entries_encoded(&self, wall: u64) -> Vec<(&str, &Encoded)> {
+        let mut out: Vec<(&str, &Encoded)> =
             self.slots.iter().filter_map(|(k, s)| Some((&**k, s.visible(wall)?))).collect();
         out.sort_unstable_by(|a, b| a.0.cmp(b.0));
         out
@@ -308,7 +350,7 @@ impl LwwMap {
 
     /// Keys with a visible value at `wall`, sorted.
     pub fn live_keys(&self, wall: u64) -> Vec<&str> {
-        self.entries(wall).into_iter().map(|(k, _)| k).collect()
+        self.entries_encoded(wall).into_iter().map(|(k, _)| k).collect()
     }
 
     /// Every stored record, tombstones included, sorted by key: what a snapshot holds.

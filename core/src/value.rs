@@ -14,7 +14,7 @@ use serde::de::{self, DeserializeSeed, EnumAccess, SeqAccess, VariantAccess, Vis
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::{Error, excerpt};
+use crate::error::{Error, Quoted, excerpt};
 
 /// Deepest nesting of lists and maps a value may have (a scalar is depth 0).
 pub const MAX_DEPTH: usize = 64;
@@ -49,7 +49,7 @@ impl Value {
         let mut entries: Vec<(Box<str>, Value)> = entries.into_iter().map(|(k, v)| (k.into(), v)).collect();
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         if let Some(pair) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(invalid("$", alloc::format!("the key {:?} appears twice", excerpt(&pair[0].0))));
+            return Err(invalid("$", alloc::format!("the key {} appears twice", Quoted(&excerpt(&pair[0].0)))));
         }
         Ok(Self::Map(entries.into_boxed_slice()))
     }
@@ -82,7 +82,10 @@ impl Value {
                 if !entries.is_sorted_by(|a, b| a.0 < b.0) {
                     entries.sort_by(|a, b| a.0.cmp(&b.0));
                     if let Some(pair) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
-                        return Err(invalid("$", alloc::format!("the key {:?} appears twice", excerpt(&pair[0].0))));
+                        return Err(invalid(
+                            "$",
+                            alloc::format!("the key {} appears twice", Quoted(&excerpt(&pair[0].0))),
+                        ));
                     }
                 }
                 entries.iter_mut().try_for_each(|(_, v)| v.sort_maps())
@@ -292,21 +295,6 @@ impl From<Vec<u8>> for Value {
     }
 }
 
-/// A small stack buffer for number formatting.
-struct StackText {
-    buf: [u8; 40],
-    len: usize,
-}
-
-impl Write for StackText {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        self.buf.get_mut(self.len..end).ok_or(fmt::Error)?.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
 /// Writes `f` as JavaScript's `Number.prototype.toString` does (ECMA-262 Number::toString): the
 /// shortest round-trip digits, in plain notation for exponents -7 < n <= 21, else `d.ddde+n`.
 fn write_js_number<W: Write>(f: f64, w: &mut W) -> fmt::Result {
@@ -316,20 +304,30 @@ fn write_js_number<W: Write>(f: f64, w: &mut W) -> fmt::Result {
     if !f.is_finite() {
         return w.write_str("null"); // unreachable for validated values; JSON.stringify's choice
     }
-    // Rust's `{:e}` gives the shortest round-trip digits: "-1.2345e-7".
-    let mut text = StackText { buf: [0; 40], len: 0 };
-    write!(text, "{:e}", f.abs())?;
-    let sci = core::str::from_utf8(&text.buf[..text.len]).map_err(|_| fmt::Error)?;
-    let (mantissa, exp) = sci.split_once('e').ok_or(fmt::Error)?;
-    let exp: i32 = exp.parse().map_err(|_| fmt::Error)?;
-    let mut digits = [0u8; 20];
+    // ryu gives the shortest round-trip digits in its own notation ("1.5e-7", "100.0", "1e21");
+    // read them back as digits `d1..dk` and the position `n` of the decimal point.
+    let mut buffer = ryu::Buffer::new();
+    let text = buffer.format_finite(f.abs());
+    let (mantissa, exp) = match text.split_once('e') {
+        Some((m, e)) => (m, e.parse::<i32>().map_err(|_| fmt::Error)?),
+        None => (text, 0),
+    };
+    let point = mantissa.find('.').unwrap_or(mantissa.len());
+    let mut n = i32::try_from(point).map_err(|_| fmt::Error)? + exp;
+    let mut digits = [0u8; 24];
     let mut k = 0usize;
     for b in mantissa.bytes().filter(u8::is_ascii_digit) {
+        if k == 0 && b == b'0' {
+            n -= 1; // a leading zero moves the point left
+            continue;
+        }
         *digits.get_mut(k).ok_or(fmt::Error)? = b;
         k += 1;
     }
+    while k > 1 && digits[k - 1] == b'0' {
+        k -= 1;
+    }
     let digits = core::str::from_utf8(&digits[..k]).map_err(|_| fmt::Error)?;
-    let n = exp + 1; // the decimal point sits after n digits
     if f < 0.0 {
         w.write_char('-')?;
     }
@@ -342,7 +340,9 @@ fn write_js_number<W: Write>(f: f64, w: &mut W) -> fmt::Result {
         Ok(())
     } else if 0 < n && n <= 21 {
         let (int, frac) = digits.split_at(usize::try_from(n).map_err(|_| fmt::Error)?);
-        write!(w, "{int}.{frac}")
+        w.write_str(int)?;
+        w.write_char('.')?;
+        w.write_str(frac)
     } else if -6 < n && n <= 0 {
         w.write_str("0.")?;
         for _ in 0..(-n) {
@@ -350,14 +350,23 @@ fn write_js_number<W: Write>(f: f64, w: &mut W) -> fmt::Result {
         }
         w.write_str(digits)
     } else {
-        let sign = if n - 1 < 0 { '-' } else { '+' };
         let (first, rest) = digits.split_at(1);
         w.write_str(first)?;
         if !rest.is_empty() {
-            write!(w, ".{rest}")?;
+            w.write_char('.')?;
+            w.write_str(rest)?;
         }
-        write!(w, "e{sign}{}", (n - 1).unsigned_abs())
+        w.write_char('e')?;
+        w.write_char(if n - 1 < 0 { '-' } else { '+' })?;
+        write_decimal(u64::from((n - 1).unsigned_abs()), w)
     }
+}
+
+/// Writes `n` in decimal without going through `core::fmt`'s integer machinery.
+fn write_decimal<W: Write>(n: u64, w: &mut W) -> fmt::Result {
+    let mut buf = [0u8; 20];
+    let digits = crate::hash::decimal(n, &mut buf);
+    w.write_str(core::str::from_utf8(digits).map_err(|_| fmt::Error)?)
 }
 
 /// Writes `s` as a JSON string literal, escaped as `JSON.stringify` does.
@@ -561,5 +570,68 @@ impl<'de> Visitor<'de> for EntrySeed {
         let key: String = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
         let value = seq.next_element_seed(self.0)?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
         Ok((key.into_boxed_str(), value))
+    }
+}
+
+// ---- encoded values ----------------------------------------------------------------------------
+
+/// A valid value in its one canonical postcard encoding: what an LWW map stores. Keeping the bytes
+/// (not the tree) makes a write from JavaScript or a snapshot one allocation, reads a copy, and a
+/// record smaller; [`Encoded::decode`] gives the [`Value`] back.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Encoded(Box<[u8]>);
+
+impl Encoded {
+    /// Encodes a value (it must be valid: see [`Value::validate`]).
+    pub fn new(value: &Value) -> Self {
+        // Serializing into a growable buffer fails only on allocation failure, which aborts.
+        Self(postcard::to_allocvec(value).unwrap_or_default().into_boxed_slice())
+    }
+
+    /// Checks and adopts bytes of one value, making them canonical if a map's keys are out of order.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        let (value, rest) = Self::take(bytes)?;
+        if !rest.is_empty() {
+            return Err(Error::Decode {
+                what: "value",
+                reason: alloc::format!("{} unexpected bytes after the end", rest.len()),
+            });
+        }
+        Ok(value)
+    }
+
+    /// Like [`Encoded::from_bytes`] for the value at the front of `bytes`; returns the rest.
+    pub fn take(bytes: &[u8]) -> Result<(Self, &[u8]), Error> {
+        let (len, canonical) = crate::codec::scan_value(bytes)?;
+        let (head, rest) = bytes.split_at(len);
+        if canonical {
+            return Ok((Self(head.into()), rest));
+        }
+        let value: Value = postcard::from_bytes(head)
+            .map_err(|_| Error::Decode { what: "value", reason: "it could not be decoded".into() })?;
+        Ok((Self::new(&value.normalize()?), rest))
+    }
+
+    /// The canonical bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The value.
+    pub fn decode(&self) -> Value {
+        // The bytes were checked (or written by `new`) when this was built, so decoding succeeds.
+        postcard::from_bytes(&self.0).unwrap_or(Value::Null)
+    }
+}
+
+impl core::fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Encoded({} bytes)", self.0.len())
+    }
+}
+
+impl From<&Value> for Encoded {
+    fn from(value: &Value) -> Self {
+        Self::new(value)
     }
 }

@@ -199,6 +199,11 @@ fn bad_fields_are_rejected_with_what_was_wrong() {
             "map keys must be unique and sorted",
         ),
         (versioned(&(7u8,)), "unknown type tag"),
+        (
+            lww_snapshot(&["n1"], &[("b", None, 5, 0, 0, None), ("a", None, 5, 0, 0, None)]),
+            "\"a\" is repeated or out of order",
+        ),
+        (lww_snapshot(&["n1"], &[("a", None, 5, 0, 0, None), ("a", None, 6, 0, 0, None)]), "repeated or out of order"),
     ];
     for (bytes, expected) in cases {
         let msg = decode_error(&bytes);
@@ -247,4 +252,66 @@ fn invalid_utf8_is_named() {
 fn a_kind_mismatch_is_reported_by_the_snapshot_kind() {
     assert_eq!(decode_snapshot(&encode_lww_snapshot(&sample_lww())).expect("ok").kind().as_str(), "lww");
     assert_eq!(decode_snapshot(&encode_or_snapshot(&sample_or())).expect("ok").kind().as_str(), "or");
+}
+
+mod encoded_values {
+    use onegrid_core::Encoded;
+    use onegrid_core::Value;
+    use onegrid_core::codec::scan_value;
+
+    fn bytes(v: &Value) -> Vec<u8> {
+        postcard::to_allocvec(v).expect("encode")
+    }
+
+    #[test]
+    fn canonical_bytes_are_adopted_as_they_are() {
+        let v = Value::map([("a", Value::list([Value::Int(-5), Value::Float(0.5)])), ("b", Value::from("x"))])
+            .expect("map");
+        let b = bytes(&v);
+        assert_eq!(scan_value(&b).expect("valid"), (b.len(), true));
+        let e = Encoded::from_bytes(&b).expect("valid");
+        assert_eq!(e.as_bytes(), &b[..]);
+        assert_eq!(e.decode(), v);
+    }
+
+    #[test]
+    fn unsorted_maps_are_made_canonical_and_duplicates_refused() {
+        let unsorted = Value::Map(vec![("b".into(), Value::Null), ("a".into(), Value::Int(1))].into_boxed_slice());
+        let b = bytes(&unsorted);
+        assert!(!scan_value(&b).expect("valid").1);
+        let e = Encoded::from_bytes(&b).expect("normalised");
+        assert_eq!(e, Encoded::new(&Value::map([("a", Value::Int(1)), ("b", Value::Null)]).expect("map")));
+        let dup = Value::Map(vec![("a".into(), Value::Null), ("a".into(), Value::Int(1))].into_boxed_slice());
+        assert!(Encoded::from_bytes(&bytes(&dup)).expect_err("duplicate").to_string().contains("appears twice"));
+    }
+
+    #[test]
+    fn bad_bytes_are_refused_with_a_reason() {
+        let nan = {
+            let mut b = vec![3];
+            b.extend(f64::NAN.to_le_bytes());
+            b
+        };
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (vec![], "truncated"),
+            (vec![9], "unknown value type tag"),
+            (vec![1, 2], "neither 0 nor 1"),
+            (vec![2, 0x80, 0x00], "not minimally encoded"),
+            (vec![2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02], "out of range"),
+            (nan, "NaN"),
+            (vec![4, 2, 0xc3, 0x28], "not valid UTF-8"),
+            (vec![4, 5, b'a'], "larger than the input"),
+            (vec![0, 0], "unexpected bytes after the end"),
+        ];
+        for (b, reason) in cases {
+            let err = Encoded::from_bytes(&b).expect_err(reason).to_string();
+            assert!(err.contains(reason), "{b:?}: {err}");
+        }
+        let mut deep = [6, 1].repeat(65);
+        deep.push(0);
+        assert!(Encoded::from_bytes(&deep).expect_err("deep").to_string().contains("deeper than 64"));
+        let mut ok = [6, 1].repeat(64);
+        ok.push(0);
+        assert!(Encoded::from_bytes(&ok).is_ok());
+    }
 }

@@ -14,9 +14,9 @@ fn rec(value: Option<Value>, millis: u64, counter: u32, id: &str) -> LwwRecord {
 fn set_then_get_and_overwrite() {
     let (mut m, mut c) = (LwwMap::new(), clock("a"));
     m.set(&mut c, 10, "k", Value::from("v1"), None).expect("set");
-    assert_eq!(m.get("k", 10), Some(&Value::from("v1")));
+    assert_eq!(m.get("k", 10), Some(Value::from("v1")));
     m.set(&mut c, 10, "k", Value::from("v2"), None).expect("set");
-    assert_eq!(m.get("k", 10), Some(&Value::from("v2")));
+    assert_eq!(m.get("k", 10), Some(Value::from("v2")));
     assert_eq!(m.get_record("k").expect("record").timestamp.counter, 1);
     assert_eq!(m.len(10), 1);
 }
@@ -25,7 +25,7 @@ fn set_then_get_and_overwrite() {
 fn a_stored_null_is_not_a_tombstone() {
     let (mut m, mut c) = (LwwMap::new(), clock("a"));
     m.set(&mut c, 10, "k", Value::Null, None).expect("set");
-    assert_eq!(m.get("k", 10), Some(&Value::Null));
+    assert_eq!(m.get("k", 10), Some(Value::Null));
     assert!(m.get_record("k").expect("record").is_live());
     assert_eq!(m.len(10), 1);
 }
@@ -59,7 +59,7 @@ fn ttl_must_be_positive_and_is_alive_at_exactly_millis_plus_ttl() {
     let (mut m, mut c) = (LwwMap::new(), clock("a"));
     assert_eq!(m.set(&mut c, 1_000, "k", Value::from(1), Some(0)), Err(Error::InvalidTtl));
     m.set(&mut c, 1_000, "k", Value::from(1), Some(500)).expect("set");
-    assert_eq!(m.get("k", 1_500), Some(&Value::from(1)), "alive at millis + ttl");
+    assert_eq!(m.get("k", 1_500), Some(Value::from(1)), "alive at millis + ttl");
     assert_eq!(m.get("k", 1_501), None, "expired one millisecond later");
     assert_eq!(m.len(1_500), 1);
     assert_eq!(m.len(1_501), 0);
@@ -75,7 +75,7 @@ fn merge_accepts_only_strictly_newer_records() {
     assert!(m.merge(&mut c, 0, "k", rec(Some(Value::from(1)), 100, 0, "b")).expect("merge").accepted);
     assert!(!m.merge(&mut c, 0, "k", rec(Some(Value::from(2)), 99, 9, "z")).expect("merge").accepted);
     assert!(m.merge(&mut c, 0, "k", rec(Some(Value::from(3)), 100, 1, "a")).expect("merge").accepted);
-    assert_eq!(m.get("k", 0), Some(&Value::from(3)));
+    assert_eq!(m.get("k", 0), Some(Value::from(3)));
 }
 
 #[test]
@@ -85,7 +85,7 @@ fn equal_timestamps_are_rejected_and_the_value_never_breaks_a_tie() {
     let root = m.root();
     let again = m.merge(&mut c, 0, "k", rec(Some(Value::from("zzz")), 100, 0, "b")).expect("merge");
     assert!(!again.accepted);
-    assert_eq!(m.get("k", 0), Some(&Value::from("a")));
+    assert_eq!(m.get("k", 0), Some(Value::from("a")));
     assert_eq!(m.root(), root);
 }
 
@@ -95,7 +95,7 @@ fn ties_in_millis_and_counter_go_to_the_greater_node_id_bytes() {
     m.merge(&mut c, 0, "k", rec(Some(Value::from("from-B")), 100, 0, "B")).expect("merge");
     assert!(m.merge(&mut c, 0, "k", rec(Some(Value::from("from-a")), 100, 0, "a")).expect("merge").accepted);
     assert!(!m.merge(&mut c, 0, "k", rec(Some(Value::from("from-B")), 100, 0, "B")).expect("merge").accepted);
-    assert_eq!(m.get("k", 0), Some(&Value::from("from-a")));
+    assert_eq!(m.get("k", 0), Some(Value::from("from-a")));
 }
 
 #[test]
@@ -120,7 +120,7 @@ fn tombstones_win_by_timestamp_and_a_newer_write_resurrects() {
     assert_eq!(m.get("k", 0), None);
     // A newer one does.
     assert!(m.merge(&mut c, 0, "k", rec(Some(Value::from(3)), 201, 0, "c")).expect("merge").accepted);
-    assert_eq!(m.get("k", 0), Some(&Value::from(3)));
+    assert_eq!(m.get("k", 0), Some(Value::from(3)));
 }
 
 #[test]
@@ -205,7 +205,7 @@ fn entries_and_keys_are_sorted_and_skip_tombstones() {
     }
     m.remove(&mut c, 1, "b").expect("remove");
     assert_eq!(m.live_keys(1), vec!["a", "c"]);
-    assert_eq!(m.entries(1), vec![("a", &Value::from("a")), ("c", &Value::from("c"))]);
+    assert_eq!(m.entries(1), vec![("a", Value::from("a")), ("c", Value::from("c"))]);
     let keys: Vec<&str> = m.records().into_iter().map(|(k, _)| k).collect();
     assert_eq!(keys, vec!["a", "b", "c"]);
 }

@@ -1,5 +1,241 @@
-//! `onegrid`: the native host. The module loader lands with the one-module issue.
+//! `onegrid`: the native host's command line. Today it checks and runs the module (`run`, the
+//! default), describes it (`info`) and writes the JavaScript package (`pkg`); `serve` comes later.
+//!
+//! Arguments are parsed by hand: three commands and two options do not need a parser crate.
 
-fn main() {
-    println!("onegrid {}", env!("CARGO_PKG_VERSION"));
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use onegrid_core::{Command, Reply, Request, Value};
+use onegrid_host::{Client, HostError, Runtime, RuntimeConfig, pkg};
+
+const USAGE: &str = "\
+usage: onegrid [COMMAND] [OPTIONS]
+
+commands:
+  run             load the module, check its ABI and run a smoke test on a grid (the default)
+  info            print the module's SHA-256, size and ABI version
+  pkg --out DIR   write the JavaScript package (onegrid_bg.wasm, onegrid.js, types, package.json)
+
+options:
+  --module FILE   use this module instead of the embedded one (run, info)
+  -h, --help      print this help
+  -V, --version   print the version
+
+Compiled code is cached in $ONEGRID_CACHE_DIR, else $XDG_CACHE_HOME/onegrid, else ~/.cache/onegrid.";
+
+/// What the command line asks for.
+#[derive(Debug)]
+enum Cli {
+    Run { module: Option<PathBuf> },
+    Info { module: Option<PathBuf> },
+    Pkg { out: PathBuf },
+    Help,
+    Version,
+}
+
+/// Why the program stops.
+enum Failure {
+    /// The command line is wrong: exit 2 with the usage.
+    Usage(String),
+    /// The command failed: exit 1.
+    Failed(String),
+}
+
+impl From<HostError> for Failure {
+    fn from(e: HostError) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
+/// `println!` that reports a failed write instead of panicking, and stops quietly when the reader
+/// went away (`onegrid --help | head -1`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        match writeln!(std::io::stdout(), $($arg)*) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(Failure::Failed(format!("cannot write to stdout: {e}")));
+            }
+            _ => {}
+        }
+    }};
+}
+
+fn main() -> ExitCode {
+    let result = parse(std::env::args_os().skip(1)).and_then(|cli| match cli {
+        Cli::Run { module } => run(module),
+        Cli::Info { module } => info(module),
+        Cli::Pkg { out } => write_pkg(out),
+        Cli::Help => {
+            out!("{USAGE}");
+            Ok(())
+        }
+        Cli::Version => {
+            out!("onegrid {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("onegrid: {message}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Failed(message)) => {
+            eprintln!("onegrid: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Failure> {
+    let mut args = args.into_iter().peekable();
+    let command = match args.peek().and_then(|a| a.to_str()) {
+        Some(c @ ("run" | "info" | "pkg")) => {
+            let c = c.to_owned();
+            args.next();
+            c
+        }
+        Some(other) if !other.starts_with('-') => return Err(Failure::Usage(format!("unknown command `{other}`"))),
+        _ => "run".to_owned(),
+    };
+    let (mut module, mut out) = (None, None);
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy();
+        let (name, inline) = match text.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => (name.to_owned(), Some(OsString::from(value))),
+            _ => (text.into_owned(), None),
+        };
+        let mut value =
+            || inline.clone().or_else(|| args.next()).ok_or_else(|| Failure::Usage(format!("{name} needs a value")));
+        match name.as_str() {
+            "-h" | "--help" => return Ok(Cli::Help),
+            "-V" | "--version" => return Ok(Cli::Version),
+            "--module" if command != "pkg" => module = Some(PathBuf::from(value()?)),
+            "--out" if command == "pkg" => out = Some(PathBuf::from(value()?)),
+            _ => return Err(Failure::Usage(format!("unexpected argument `{name}` for `onegrid {command}`"))),
+        }
+    }
+    Ok(match command.as_str() {
+        "info" => Cli::Info { module },
+        "pkg" => Cli::Pkg { out: out.ok_or_else(|| Failure::Usage("pkg needs --out DIR".into()))? },
+        _ => Cli::Run { module },
+    })
+}
+
+/// The module's bytes and a name for it: the embedded module, or the file.
+fn module_bytes(path: Option<&PathBuf>) -> Result<(std::borrow::Cow<'static, [u8]>, String), Failure> {
+    match path {
+        None => Ok((pkg::WASM.into(), "embedded".into())),
+        Some(path) => std::fs::read(path)
+            .map(|bytes| (bytes.into(), path.display().to_string()))
+            .map_err(|e| Failure::Failed(format!("cannot read module {}: {e}", path.display()))),
+    }
+}
+
+fn info(module: Option<PathBuf>) -> Result<(), Failure> {
+    let (bytes, name) = module_bytes(module.as_ref())?;
+    let runtime = Runtime::new(&bytes, RuntimeConfig::default())?;
+    out!("module: {name}");
+    out!("sha256: {}", runtime.sha256_hex());
+    out!("size: {} bytes", runtime.module_size());
+    out!("abi: {}", runtime.abi_version());
+    Ok(())
+}
+
+fn write_pkg(out: PathBuf) -> Result<(), Failure> {
+    let written =
+        pkg::write(&out).map_err(|e| Failure::Failed(format!("cannot write the package to {}: {e}", out.display())))?;
+    out!("wrote {} to {}", written.join(", "), out.display());
+    out!("sha256 of onegrid_bg.wasm: {}", onegrid_host::hex(&sha256(pkg::WASM)));
+    Ok(())
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// The smoke run: load, check, open two grids, write, read, export, import, compare roots.
+fn run(module: Option<PathBuf>) -> Result<(), Failure> {
+    let (bytes, name) = module_bytes(module.as_ref())?;
+    let started = Instant::now();
+    let runtime = Runtime::new(&bytes, RuntimeConfig::default())?;
+    let loaded = started.elapsed();
+    out!("module: {name}");
+    out!("sha256: {}", runtime.sha256_hex());
+    out!("size: {} bytes", runtime.module_size());
+    out!("abi: {}", runtime.abi_version());
+    out!("code: {} in {}", runtime.code_source(), ms(loaded));
+
+    let started = Instant::now();
+    let mut client = Client::new(&runtime)?;
+    out!("instance: ready in {}", ms(started.elapsed()));
+
+    let started = Instant::now();
+    let mut calls: u32 = 0;
+    let mut call = |grid: u32, command: Command| -> Result<Reply, Failure> {
+        calls += 1;
+        match client.call(&Request { grid, wall: wall_ms(), command })? {
+            Reply::Error(message) => {
+                Err(Failure::Failed(format!("the module refused a smoke-test command: {message}")))
+            }
+            reply => Ok(reply),
+        }
+    };
+    let open = |node: &str| Command::Open { node_id: node.into(), max_drift_ms: 60_000, strict: false };
+    let records = [
+        ("greeting", Value::from("hello from the host")),
+        ("answer", Value::from(42)),
+        ("ratio", Value::from(0.25)),
+        ("tags", Value::list([Value::from("smoke"), Value::Bool(true), Value::Null])),
+    ];
+    let map = || "smoke".to_owned();
+
+    let Reply::Opened(a) = call(0, open("host-smoke-a"))? else { return Err(unexpected("Open")) };
+    for (key, value) in &records {
+        call(a, Command::Set { map: map(), key: (*key).into(), value: value.clone(), ttl_ms: None })?;
+    }
+    for (key, value) in &records {
+        let got = call(a, Command::Get { map: map(), key: (*key).into() })?;
+        if got != Reply::Value(Some(value.clone())) {
+            return Err(Failure::Failed(format!("read back {key}: expected {value:?}, got {got:?}")));
+        }
+    }
+    let Reply::Bytes(snapshot) = call(a, Command::Export { map: map() })? else { return Err(unexpected("Export")) };
+    let Reply::Opened(b) = call(0, open("host-smoke-b"))? else { return Err(unexpected("Open")) };
+    let imported = call(b, Command::Import { map: map(), snapshot: snapshot.clone() })?;
+    let (root_a, root_b) = (call(a, Command::Root { map: map() })?, call(b, Command::Root { map: map() })?);
+    let elapsed = started.elapsed();
+    let Reply::Root(root) = root_a else { return Err(unexpected("Root")) };
+    if root_b != root_a || imported != Reply::Count(records.len() as u64) {
+        return Err(Failure::Failed(format!(
+            "the second grid differs after import: {imported:?}, roots {root_a:?} and {root_b:?}"
+        )));
+    }
+    out!(
+        "smoke: {n} writes, {n} reads, a {} byte snapshot imported into a second grid: {calls} calls in {} ({} per call)",
+        snapshot.len(),
+        ms(elapsed),
+        ms(elapsed / calls),
+        n = records.len(),
+    );
+    out!("root: {root:#010x} (equal on both grids)");
+    out!("ok");
+    Ok(())
+}
+
+fn unexpected(command: &str) -> Failure {
+    Failure::Failed(format!("the module answered {command} with an unexpected reply"))
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }

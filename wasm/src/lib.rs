@@ -1,4 +1,18 @@
-//! The onegrid WebAssembly module. Its JavaScript API and byte ABI land with the one-module issue.
-#![no_std]
+//! # onegrid-wasm
+//!
+//! The one WebAssembly module of onegrid, with two faces over the same [`onegrid_core`] engine:
+//!
+//! - [`js_api`]: a wasm-bindgen API for JavaScript (`Grid`, `LwwMap`, `OrMap`), with precise
+//!   TypeScript types; all shaping of JS values lives in [`interop`].
+//! - [`abi`]: a versioned byte ABI of `extern "C"` exports (postcard requests and replies) for native
+//!   hosts such as the wasmtime-based `onegrid` binary. It never calls a JavaScript import.
+//!
+//! Build it with `cargo run -p onegrid-host -- pkg --out DIR` (see the README): the host embeds the
+//! module built from this crate and writes the JavaScript package next to it.
 
-pub use onegrid_core as core_engine;
+#[cfg(target_arch = "wasm32")]
+pub mod abi;
+#[cfg(target_arch = "wasm32")]
+pub mod interop;
+#[cfg(target_arch = "wasm32")]
+pub mod js_api;

@@ -1,0 +1,333 @@
+// Values between JavaScript and onegrid (SPEC section 7): what round-trips exactly, through every
+// read path, and what is refused, with an Error that says what was wrong and no change to the map.
+//
+// Run: ONEGRID_PKG=/path/to/pkg node --test tests/js/
+
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { T0, assertRefused, makeGrid, throwsError } from './load.mjs';
+
+const I64_MIN = -(2n ** 63n);
+const I64_MAX = 2n ** 63n - 1n;
+
+/** `depth` arrays around `inner`. */
+function nested(depth, inner = 1) {
+  let v = inner;
+  for (let i = 0; i < depth; i++) v = [v];
+  return v;
+}
+
+/** `depth` objects around `inner`, each under key `k`. */
+function nestedObjects(depth, inner = 1) {
+  let v = inner;
+  for (let i = 0; i < depth; i++) v = { k: v };
+  return v;
+}
+
+/**
+ * Every way a value comes back: LWW get, getRecord, entries and change events; OR get, entries and
+ * change events; and the same after a snapshot is imported into another grid.
+ */
+function readBackEverywhere(value) {
+  const { grid } = makeGrid('a');
+  const lww = grid.getMap('m');
+  const or = grid.getORMap('o');
+  const events = [];
+  lww.subscribe((c) => events.push(c.value));
+  or.subscribe((c) => events.push(c.values[0]));
+  lww.set('k', value);
+  or.add('k', value);
+  const other = makeGrid('b').grid;
+  other.importMap('m', grid.exportMap('m'));
+  other.importMap('o', grid.exportMap('o'));
+  return [
+    ['lww.get', lww.get('k')],
+    ['lww.getRecord', lww.getRecord('k').value],
+    ['lww.entries', lww.entries()[0][1]],
+    ['lww event', events[0]],
+    ['or.get', or.get('k')[0]],
+    ['or.entries', or.entries()[0][1][0]],
+    ['or event', events[1]],
+    ['imported lww.get', other.getMap('m').get('k')],
+    ['imported or.get', other.getORMap('o').get('k')[0]],
+  ];
+}
+
+/** Asserts `value` comes back as `expected` (default: itself) by every read path. */
+function assertRoundTrip(value, expected = value) {
+  for (const [path, got] of readBackEverywhere(value)) {
+    assert.deepStrictEqual(got, expected, `via ${path}`);
+    if (typeof expected === 'number') assert.ok(Object.is(got, expected), `via ${path}: ${got} is not ${expected}`);
+  }
+}
+
+describe('values round trip exactly', () => {
+  const cases = [
+    ['null', null],
+    ['true', true],
+    ['false', false],
+    ['zero', 0],
+    ['small integers', 42],
+    ['negative integers', -7],
+    ['2^31 and beyond', 2 ** 31],
+    ['2^32 + 1', 2 ** 32 + 1],
+    ['2^52', 2 ** 52],
+    ['2^52 + 1', 2 ** 52 + 1],
+    ['-(2^52) - 1', -(2 ** 52) - 1],
+    ['MAX_SAFE_INTEGER', Number.MAX_SAFE_INTEGER],
+    ['MIN_SAFE_INTEGER', Number.MIN_SAFE_INTEGER],
+    ['0.1', 0.1],
+    ['-1.5', -1.5],
+    ['a tiny float', -1.5e-300],
+    ['the smallest denormal', 5e-324],
+    ['MAX_VALUE', Number.MAX_VALUE],
+    ['1e21', 1e21],
+    ['2^53 as a number (a float, not a safe integer)', 2 ** 53],
+    ['2^53 + 2 as a number', 2 ** 53 + 2],
+    ['-(2^60) as a number', -(2 ** 60)],
+    ['2^60 as a BigInt', 2n ** 60n],
+    ['-(2^60) as a BigInt', -(2n ** 60n)],
+    ['2^53 as a BigInt', 2n ** 53n],
+    ['-(2^53) - 1n as a BigInt', -(2n ** 53n) - 1n],
+    ['i64 max', I64_MAX],
+    ['i64 min', I64_MIN],
+    ['i64 min + 1', I64_MIN + 1n],
+    ['the empty string', ''],
+    ['ASCII', 'hello, world'],
+    ['Latin-1 and CJK', 'café – 東京'],
+    ['emoji with ZWJ sequences', '😀👩‍👩‍👧🏳️‍🌈'],
+    ['non-BMP characters', '𝄞𐐷𠀋'],
+    ['a long ASCII prefix then non-ASCII', `${'a'.repeat(40)}😀`],
+    ['control characters and NUL', '\u0000\u0001\n\t\u007f\u2028'],
+    ['U+FFFF and U+FFFD', '\uFFFF\uFFFD'],
+    ['a string of 200 kB', 'x😀'.repeat(70_000)],
+    ['empty bytes', new Uint8Array(0)],
+    ['bytes', Uint8Array.of(0, 1, 127, 128, 255)],
+    ['1 MB of bytes', Uint8Array.from({ length: 1 << 20 }, (_, i) => (i * 31) & 255)],
+    ['an empty array', []],
+    ['an empty object', {}],
+    ['nested arrays and objects', { a: [1, [2, [3, { b: [true, null, 'x'] }]]], c: { d: { e: [] } } }],
+    ['mixed values in an array', [null, false, 1, 1.5, 2n ** 62n, 's', Uint8Array.of(9), [], {}]],
+    ['objects with unusual keys', { '': 1, ' ': 2, 'a.b': 3, '$': 4, '😀': 5, constructor: 6, toString: 7, '0': 8 }],
+    ['64 levels of arrays', nested(64)],
+    ['64 levels of objects', nestedObjects(64)],
+  ];
+  for (const [name, value] of cases) {
+    test(name, () => assertRoundTrip(value));
+  }
+
+  test('-0 comes back as 0 (as JSON writes it)', () => {
+    assertRoundTrip(-0, 0);
+    assertRoundTrip([-0, { z: -0 }], [0, { z: 0 }]);
+  });
+
+  test('a BigInt within the safe range comes back as a number', () => {
+    assertRoundTrip(5n, 5);
+    assertRoundTrip(-5n, -5);
+    assertRoundTrip(0n, 0);
+    assertRoundTrip(2n ** 53n - 1n, Number.MAX_SAFE_INTEGER);
+    assertRoundTrip(-(2n ** 53n) + 1n, Number.MIN_SAFE_INTEGER);
+  });
+
+  test('BigInts beyond 2^53 come back as BigInt, numbers beyond 2^53 as numbers', () => {
+    const { grid } = makeGrid();
+    const map = grid.getMap('m');
+    map.set('big', 2n ** 60n);
+    map.set('num', 2 ** 53);
+    assert.equal(typeof map.get('big'), 'bigint');
+    assert.equal(map.get('big'), 2n ** 60n);
+    assert.equal(typeof map.get('num'), 'number');
+    assert.equal(map.get('num'), 2 ** 53);
+  });
+
+  test('bytes come back as a plain Uint8Array with the same bytes', () => {
+    for (const input of [Uint8Array.of(1, 2, 3), Buffer.from([1, 2, 3]), Uint8Array.of(0, 1, 2, 3, 4).subarray(1, 4)]) {
+      for (const [path, got] of readBackEverywhere(input)) {
+        assert.equal(Object.getPrototypeOf(got), Uint8Array.prototype, `via ${path}`);
+        assert.deepStrictEqual([...got], [1, 2, 3], `via ${path}`);
+      }
+    }
+  });
+
+  test('a returned value is a copy: changing it changes nothing stored', () => {
+    const { grid } = makeGrid();
+    const map = grid.getMap('m');
+    const input = { list: [1, 2], bytes: Uint8Array.of(1) };
+    map.set('k', input);
+    input.list.push(3);
+    input.bytes[0] = 99;
+    const got = map.get('k');
+    assert.deepStrictEqual(got, { list: [1, 2], bytes: Uint8Array.of(1) });
+    got.list.push(4);
+    got.bytes[0] = 42;
+    assert.deepStrictEqual(map.get('k'), { list: [1, 2], bytes: Uint8Array.of(1) });
+  });
+
+  test('objects come back with their keys whatever the key order written', () => {
+    const { grid } = makeGrid();
+    const map = grid.getMap('m');
+    map.set('k', { b: 1, a: { d: 2, c: 3 } });
+    assert.deepStrictEqual(map.get('k'), { a: { c: 3, d: 2 }, b: 1 });
+  });
+
+  test('objects without a prototype are stored as plain objects', () => {
+    const bare = Object.create(null);
+    bare.x = 1;
+    assertRoundTrip(bare, { x: 1 });
+  });
+
+  test('an own "__proto__" key round-trips without prototype pollution', () => {
+    const input = JSON.parse('{"__proto__": {"polluted": "yes"}, "a": 1, "nested": [{"__proto__": 2}]}');
+    assert.ok(Object.hasOwn(input, '__proto__'));
+    for (const [path, got] of readBackEverywhere(input)) {
+      assert.equal(Object.getPrototypeOf(got), Object.prototype, `via ${path}`);
+      assert.ok(Object.hasOwn(got, '__proto__'), `via ${path}`);
+      assert.deepStrictEqual(Object.getOwnPropertyDescriptor(got, '__proto__').value, { polluted: 'yes' }, `via ${path}`);
+      assert.equal(got.polluted, undefined, `via ${path}`);
+      assert.equal(got.a, 1, `via ${path}`);
+      assert.deepStrictEqual(Object.keys(got).sort(), ['__proto__', 'a', 'nested'], `via ${path}`);
+      const inner = got.nested[0];
+      assert.equal(Object.getPrototypeOf(inner), Object.prototype, `via ${path}`);
+      assert.equal(Object.getOwnPropertyDescriptor(inner, '__proto__').value, 2, `via ${path}`);
+      assert.deepStrictEqual(got, input, `via ${path}`);
+    }
+    assert.equal({}.polluted, undefined);
+    assert.equal(Object.prototype.polluted, undefined);
+  });
+
+  test('a "__proto__" key is matched structurally by OR remove', () => {
+    const { grid } = makeGrid();
+    const map = grid.getORMap('o');
+    const tag = map.add('k', JSON.parse('{"__proto__": {"x": 1}, "b": 2}'));
+    assert.deepEqual(map.remove('k', JSON.parse('{"b": 2, "__proto__": {"x": 1}}')), [tag]);
+  });
+
+  test('large values grow the buffers, and small ones still work after', () => {
+    const { grid } = makeGrid();
+    const map = grid.getMap('m');
+    const sizes = [1, 5000, 70_000, 3, 1 << 21, 10];
+    for (const n of sizes) map.set(`s${n}`, 'é'.repeat(n));
+    for (const n of sizes) assert.equal(map.get(`s${n}`), 'é'.repeat(n));
+    const many = Array.from({ length: 5000 }, (_, i) => [`key-${i}`, { i, text: `value ${i}` }]);
+    map.setMany(many);
+    assert.equal(map.size, sizes.length + 5000);
+    assert.deepEqual(map.get('key-4321'), { i: 4321, text: 'value 4321' });
+  });
+});
+
+describe('bad values are refused, naming what was wrong, and change nothing', () => {
+  const cyclicObject = {};
+  cyclicObject.self = cyclicObject;
+  const cyclicArray = [1];
+  cyclicArray.push(cyclicArray);
+  class Point {
+    constructor() {
+      this.x = 1;
+    }
+  }
+
+  /**
+   * The message of a refused value: `invalid value at <root><where>: <reason>`; `where` null when
+   * the path is not checked (the nesting limit reports a path 64 levels long).
+   */
+  function refusal(root, where, reason) {
+    if (where === null) return new RegExp(`^invalid value at \\$\\S*: .*${reason.source}`);
+    const path = `${root}${where}`.replace(/[$.[\]]/g, '\\$&');
+    return new RegExp(`^invalid value at ${path}: .*${reason.source}`);
+  }
+
+  // [what, value, path of the bad part below the value (null: not checked), reason]
+  const bad = [
+    ['a function', () => 1, '', /a function is not a value/],
+    ['a symbol', Symbol('s'), '', /a symbol is not a value/],
+    ['undefined', undefined, '', /undefined is not a value/],
+    ['undefined inside an object', { a: 1, b: undefined }, '.b', /undefined is not a value/],
+    ['undefined inside an array', [1, undefined], '[1]', /undefined is not a value/],
+    ['a hole in an array', [1, , 3], '[1]', /undefined is not a value/], // eslint-disable-line no-sparse-arrays
+    ['a function deep inside', { a: [{ b: [0, () => 0] }] }, '.a[0].b[1]', /a function is not a value/],
+    ['a cyclic object', cyclicObject, null, /nested deeper than 64 levels/],
+    ['a cyclic array', cyclicArray, null, /nested deeper than 64 levels/],
+    ['100 levels of arrays', nested(100), null, /nested deeper than 64 levels/],
+    ['100 levels of objects', nestedObjects(100), null, /nested deeper than 64 levels/],
+    ['65 levels of arrays', nested(65), null, /nested deeper than 64 levels/],
+    ['2n ** 63n', 2n ** 63n, '', /BigInt outside the signed 64-bit range/],
+    ['-(2n ** 63n) - 1n', -(2n ** 63n) - 1n, '', /BigInt outside the signed 64-bit range/],
+    ['2n ** 64n inside an array', [2n ** 64n], '[0]', /a BigInt outside the signed 64-bit range/],
+    ['NaN', NaN, '', /NaN and infinities are not allowed/],
+    ['Infinity', Infinity, '', /NaN and infinities are not allowed/],
+    ['-Infinity', -Infinity, '', /NaN and infinities are not allowed/],
+    ['NaN inside an object', { x: { y: NaN } }, '.x.y', /NaN and infinities/],
+    ['a lone high surrogate', 'a\uD800b', '', /lone surrogate/],
+    ['a lone low surrogate', '\uDC00', '', /lone surrogate/],
+    ['a reversed surrogate pair', '\uDE00\uD83D', '', /lone surrogate/],
+    ['a lone surrogate after non-ASCII', `é${'\uD800'}`, '', /lone surrogate/],
+    ['a lone surrogate inside a list', ['ok', '\uD800'], '[1]', /a string contains a lone surrogate/],
+    ['a lone surrogate in an object key', { ['k\uD800']: 1 }, '', /object key contains a lone surrogate/],
+    ['a class instance', new Point(), '', /only plain objects, arrays and Uint8Array/],
+    ['a Date', new Date(0), '', /only plain objects, arrays and Uint8Array/],
+    ['a Map', new Map([[1, 2]]), '', /only plain objects, arrays and Uint8Array/],
+    ['a Set', new Set([1]), '', /only plain objects, arrays and Uint8Array/],
+    ['a RegExp', /x/, '', /only plain objects, arrays and Uint8Array/],
+    ['an ArrayBuffer', new ArrayBuffer(2), '', /only plain objects, arrays and Uint8Array/],
+    ['an Int8Array', new Int8Array(2), '', /only plain objects, arrays and Uint8Array/],
+    ['a boxed number', Object(1), '', /only plain objects, arrays and Uint8Array/],
+    ['a Date inside an object', { when: new Date(0) }, '.when', /only plain objects/],
+  ];
+
+  /** A grid with one LWW and one OR map that already hold data. */
+  function populated() {
+    const { grid } = makeGrid();
+    const lww = grid.getMap('m');
+    lww.set('k', { existing: [1, 2] });
+    lww.set('t', 'ttl', { ttlMs: 1000 });
+    lww.remove('gone');
+    const or = grid.getORMap('o');
+    or.add('k', 'existing');
+    or.add('k', 'removed');
+    or.remove('k', 'removed');
+    return { grid, lww, or };
+  }
+
+  for (const [name, value, where, reason] of bad) {
+    test(name, () => {
+      const { grid, lww, or } = populated();
+      const single = refusal('$', where, reason);
+      assertRefused(grid, lww, () => lww.set('k', value), single);
+      assertRefused(grid, lww, () => lww.set('new', value, { ttlMs: 5 }), single);
+      assertRefused(grid, lww, () => lww.setMany([['a', 1], ['b', value]]), refusal('$.entries[1]', where, reason));
+      assertRefused(grid, or, () => or.add('k', value), single);
+      assertRefused(grid, or, () => or.remove('k', value), single);
+      assert.equal(lww.get('a'), undefined);
+      assert.deepEqual(or.get('k'), ['existing']);
+    });
+  }
+
+  test('a value refused after a valid one in the same setMany leaves no trace, clock included', () => {
+    const { grid } = makeGrid();
+    const map = grid.getMap('m');
+    const events = [];
+    map.subscribe((c) => events.push(c));
+    throwsError(() => map.setMany([['a', 1], ['b', 2], ['c', NaN]]), /\$\.entries\[2\]: NaN/);
+    assert.deepEqual(events, []);
+    map.set('probe', 1);
+    assert.deepEqual(map.getRecord('probe').timestamp, { millis: T0, counter: 0, nodeId: 'a' });
+    assert.deepEqual(map.entries(), [['probe', 1]]);
+  });
+
+  test('refusals are thrown as Error, not as strings or other values', () => {
+    const { grid } = makeGrid();
+    for (const fn of [
+      () => grid.getMap('m').set('k', NaN),
+      () => grid.getMap('m').set('__tombstones__', 1),
+      () => grid.getMap('m').set('k', 1, { ttlMs: 0 }),
+      () => grid.importMap('m', Uint8Array.of(1, 2, 3)),
+      () => grid.getORMap('m'),
+      () => grid.exportMap('never'),
+    ]) {
+      const e = throwsError(fn, /\S/);
+      assert.equal(Object.getPrototypeOf(e), Error.prototype);
+      assert.ok(e.message.length > 10);
+    }
+  });
+});

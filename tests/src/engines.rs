@@ -1,0 +1,217 @@
+//! The engines a scenario runs on, and what each run yields: the replies to every byte-ABI
+//! request (engines that speak the ABI) and a transcript of outcomes and final states (all).
+//!
+//! - native: `onegrid_core::Grid::execute`, compiled for this machine;
+//! - wasmtime: the module in the `onegrid` host's runtime;
+//! - node-abi: the module's raw exports in Node (imports defined as traps, like the host);
+//! - node-api: the JavaScript API (`Grid`, `LwwMap`, `OrMap`) in Node.
+
+use std::path::Path;
+use std::process::Command as Process;
+
+use onegrid_core::codec::{decode_reply, encode_reply};
+use onegrid_core::{ClockConfig, Command, Grid, NodeId, Reply, Request, Value};
+use onegrid_host::{Client, Runtime};
+use serde_json::Value as Json;
+
+use crate::scenario::{Compiled, Op, Scenario, untagged};
+
+/// What one step observed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Observed {
+    /// A write that returns nothing.
+    Nothing,
+    /// An LWW read.
+    Value(Option<Value>),
+    /// An OR add's tag.
+    Tag(String),
+    /// OR remove's tags.
+    Tags(Vec<String>),
+    /// An OR read.
+    Values(Vec<Value>),
+    /// A count (import, prune).
+    Count(u64),
+}
+
+/// A step's outcome: what it observed, or the error message.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// It worked.
+    Ok(Observed),
+    /// It failed (and changed nothing).
+    Err(String),
+}
+
+/// One (replica, map) at the end: its snapshot and root, or `None` where the map does not exist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Final {
+    /// Snapshot bytes.
+    pub snapshot: Option<Vec<u8>>,
+    /// Merkle root.
+    pub root: Option<u32>,
+}
+
+/// Everything a run of a scenario yields.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transcript {
+    /// Outcome per step.
+    pub steps: Vec<Outcome>,
+    /// Final state per (replica, map), in [`Compiled::finals`] order.
+    pub finals: Vec<Final>,
+    /// Encoded replies of every request, in order (empty for the JS API engine).
+    pub replies: Vec<Vec<u8>>,
+}
+
+/// Runs a compiled scenario through any byte-ABI `call`, filling each sync's import with the
+/// snapshot its export returned.
+pub fn run_abi(scenario: &Scenario, compiled: &Compiled, mut call: impl FnMut(&Request) -> Reply) -> Transcript {
+    let mut replies = Vec::new();
+    let record = |reply: Reply, replies: &mut Vec<Vec<u8>>| {
+        replies.push(encode_reply(&reply));
+        reply
+    };
+    for open in &compiled.open {
+        record(call(open), &mut replies);
+    }
+    let mut steps = Vec::new();
+    for (step, requests) in scenario.steps.iter().zip(&compiled.steps) {
+        let outcome = match (&step.op, requests.as_slice()) {
+            (Op::Sync { .. }, [export, import]) => match record(call(export), &mut replies) {
+                Reply::Bytes(snapshot) => {
+                    let mut import = import.clone();
+                    if let Command::Import { snapshot: s, .. } = &mut import.command {
+                        *s = snapshot;
+                    }
+                    outcome_of(&step.op, record(call(&import), &mut replies))
+                }
+                other => outcome_of(&step.op, other),
+            },
+            (op, [request]) => outcome_of(op, record(call(request), &mut replies)),
+            _ => Outcome::Err("scenario compiled wrongly".into()),
+        };
+        steps.push(outcome);
+    }
+    let finals = compiled
+        .finals
+        .iter()
+        .map(|(_, _, [export, root])| {
+            let snapshot = match record(call(export), &mut replies) {
+                Reply::Bytes(b) => Some(b),
+                _ => None,
+            };
+            let root = match record(call(root), &mut replies) {
+                Reply::Root(r) => Some(r),
+                _ => None,
+            };
+            Final { snapshot, root }
+        })
+        .collect();
+    Transcript { steps, finals, replies }
+}
+
+fn outcome_of(op: &Op, reply: Reply) -> Outcome {
+    let observed = match (op, reply) {
+        (_, Reply::Error(message)) => return Outcome::Err(message),
+        (Op::Set { .. } | Op::SetMany { .. } | Op::Remove { .. }, Reply::Done) => Observed::Nothing,
+        (Op::Get { .. }, Reply::Value(v)) => Observed::Value(v),
+        (Op::Add { .. }, Reply::Tags(mut tags)) if tags.len() == 1 => Observed::Tag(tags.remove(0)),
+        (Op::OrRemove { .. }, Reply::Tags(tags)) => Observed::Tags(tags),
+        (Op::OrGet { .. }, Reply::Values(values)) => Observed::Values(values),
+        (Op::Sync { .. } | Op::Prune { .. }, Reply::Count(n)) => Observed::Count(n),
+        (_, other) => return Outcome::Err(format!("unexpected reply {other:?}")),
+    };
+    Outcome::Ok(observed)
+}
+
+/// The native core: grids in a table, as the module's byte ABI keeps them.
+pub fn run_native(scenario: &Scenario, compiled: &Compiled) -> Transcript {
+    let mut grids: Vec<Grid> = Vec::new();
+    run_abi(scenario, compiled, |request| match &request.command {
+        Command::Open { node_id, max_drift_ms, strict } => match NodeId::new(node_id) {
+            Ok(id) => {
+                grids.push(Grid::new(id, ClockConfig { max_drift_ms: *max_drift_ms, strict: *strict }));
+                Reply::Opened(u32::try_from(grids.len()).unwrap_or(u32::MAX))
+            }
+            Err(e) => Reply::Error(e.to_string()),
+        },
+        command => match grids.get_mut((request.grid as usize).wrapping_sub(1)) {
+            Some(grid) => grid.execute(request.wall, command.clone()).unwrap_or_else(|e| Reply::Error(e.to_string())),
+            None => Reply::Error(format!("no grid is open with handle {}", request.grid)),
+        },
+    })
+}
+
+/// The module in wasmtime, on a fresh instance.
+pub fn run_wasmtime(runtime: &Runtime, scenario: &Scenario, compiled: &Compiled) -> Transcript {
+    let mut client = Client::new(runtime).expect("instantiate the module");
+    run_abi(scenario, compiled, |request| {
+        client.call(request).unwrap_or_else(|e| Reply::Error(format!("host error: {e}")))
+    })
+}
+
+/// Both Node engines (raw exports and JS API) on the package in `pkg`; returns (abi, api).
+pub fn run_node(pkg: &Path, scenario: &Scenario, compiled: &Compiled, work: &Path) -> (Transcript, Transcript) {
+    let input = work.join(format!("{}.json", scenario.name));
+    std::fs::write(&input, scenario.to_json(compiled).to_string()).expect("write the scenario");
+    let runner = Path::new(env!("CARGO_MANIFEST_DIR")).join("js/conformance-runner.mjs");
+    let output = Process::new("node").arg(runner).arg(pkg).arg(&input).output().expect("run node");
+    assert!(
+        output.status.success(),
+        "node runner failed on {}:\n{}",
+        scenario.name,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Json = serde_json::from_slice(&output.stdout).expect("the runner prints JSON");
+    (abi_transcript(scenario, compiled, &result["abi"]), api_transcript(scenario, &result["api"]))
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len() / 2).filter_map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()).collect()
+}
+
+/// Replays the Node runner's raw replies through the same bookkeeping as the Rust ABI engines.
+fn abi_transcript(scenario: &Scenario, compiled: &Compiled, replies: &Json) -> Transcript {
+    let mut queue = replies.as_array().expect("abi replies").iter().map(|r| unhex(r.as_str().unwrap_or_default()));
+    run_abi(scenario, compiled, |_| {
+        let bytes = queue.next().unwrap_or_default();
+        decode_reply(&bytes).unwrap_or_else(|e| Reply::Error(format!("undecodable reply: {e}")))
+    })
+}
+
+fn api_transcript(scenario: &Scenario, api: &Json) -> Transcript {
+    let steps = scenario
+        .steps
+        .iter()
+        .zip(api["steps"].as_array().expect("api steps"))
+        .map(|(step, outcome)| api_outcome(&step.op, outcome))
+        .collect();
+    let finals = api["finals"]
+        .as_array()
+        .expect("api finals")
+        .iter()
+        .map(|f| Final {
+            snapshot: f["snapshot"].as_str().map(unhex),
+            root: f["root"].as_u64().and_then(|r| u32::try_from(r).ok()),
+        })
+        .collect();
+    Transcript { steps, finals, replies: Vec::new() }
+}
+
+fn api_outcome(op: &Op, outcome: &Json) -> Outcome {
+    if let Some(message) = outcome.get("err") {
+        return Outcome::Err(message.as_str().unwrap_or_default().to_owned());
+    }
+    let ok = &outcome["ok"];
+    let strings = |j: &Json| j.as_array().map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect());
+    let observed = match op {
+        Op::Set { .. } | Op::SetMany { .. } | Op::Remove { .. } => ok.is_null().then_some(Observed::Nothing),
+        Op::Get { .. } => if ok.is_null() { Some(None) } else { untagged(ok).map(Some) }.map(Observed::Value),
+        Op::Add { .. } => ok.as_str().map(|t| Observed::Tag(t.to_owned())),
+        Op::OrRemove { .. } => strings(ok).map(Observed::Tags),
+        Op::OrGet { .. } => {
+            ok.as_array().and_then(|a| a.iter().map(untagged).collect::<Option<Vec<_>>>()).map(Observed::Values)
+        }
+        Op::Sync { .. } | Op::Prune { .. } => ok.as_u64().map(Observed::Count),
+    };
+    observed.map_or_else(|| Outcome::Err(format!("unreadable outcome {outcome}")), Outcome::Ok)
+}

@@ -1,0 +1,101 @@
+//! Every scenario on every engine: byte-identical snapshots, equal roots, equal outcomes.
+
+use std::path::PathBuf;
+
+use onegrid_host::{Runtime, RuntimeConfig, pkg};
+use onegrid_tests::engines::{Outcome, Transcript, run_native, run_node, run_wasmtime};
+use onegrid_tests::generate::{edge_cases, random};
+use onegrid_tests::scenario::Scenario;
+
+/// A folder for this run: the JavaScript package (the bytes the host runs) and scenario files.
+fn workdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("onegrid-conformance-{}", std::process::id()));
+    pkg::write(&dir.join("pkg")).expect("write the package");
+    dir
+}
+
+fn same_outcome(a: &Outcome, b: &Outcome) -> bool {
+    match (a, b) {
+        (Outcome::Ok(x), Outcome::Ok(y)) => x == y,
+        // The JS API checks some arguments before the module sees them, with its own words.
+        (Outcome::Err(_), Outcome::Err(_)) => true,
+        _ => false,
+    }
+}
+
+fn check(scenario: &Scenario, runtime: &Runtime, work: &std::path::Path) {
+    let compiled = scenario.compile();
+    let native = run_native(scenario, &compiled);
+    let wasmtime = run_wasmtime(runtime, scenario, &compiled);
+    let (node_abi, node_api) = run_node(&work.join("pkg"), scenario, &compiled, work);
+    let name = &scenario.name;
+    for (engine, other) in [("wasmtime", &wasmtime), ("node-abi", &node_abi)] {
+        assert_eq!(
+            native.replies.len(),
+            other.replies.len(),
+            "{name}: {engine} answered a different number of requests"
+        );
+        for (i, (a, b)) in native.replies.iter().zip(&other.replies).enumerate() {
+            assert_eq!(a, b, "{name}: reply {i} differs between native and {engine}");
+        }
+        assert_eq!(native, *other, "{name}: {engine} transcript differs");
+    }
+    compare_api(name, &native, &node_api);
+    assert!(native.finals.iter().any(|f| f.snapshot.is_some()), "{name}: the scenario left no map to compare");
+}
+
+fn compare_api(name: &str, native: &Transcript, api: &Transcript) {
+    assert_eq!(native.steps.len(), api.steps.len(), "{name}: node-api ran a different number of steps");
+    for (i, (a, b)) in native.steps.iter().zip(&api.steps).enumerate() {
+        assert!(same_outcome(a, b), "{name}: step {i} differs: native {a:?}, node-api {b:?}");
+    }
+    assert_eq!(native.finals, api.finals, "{name}: node-api final snapshots or roots differ");
+}
+
+#[test]
+fn every_engine_agrees_on_every_scenario() {
+    let work = workdir();
+    let runtime = Runtime::new(pkg::WASM, RuntimeConfig::default()).expect("load the module");
+    let mut scenarios = edge_cases();
+    scenarios.extend([1, 2, 3].map(|seed| random(seed, 2_000)));
+    for scenario in &scenarios {
+        check(scenario, &runtime, &work);
+    }
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+#[test]
+fn edge_cases_behave_as_the_spec_says() {
+    use onegrid_core::Value;
+    use onegrid_tests::engines::Observed;
+    let scenarios = edge_cases();
+    let outcomes = |name: &str| {
+        let s = scenarios.iter().find(|s| s.name == name).expect("scenario exists");
+        run_native(s, &s.compile())
+    };
+    let ok = |v: &str| Outcome::Ok(Observed::Value(Some(Value::from(v))));
+    let tie = outcomes("tie-by-node-id");
+    assert_eq!(tie.steps[4], ok("from b"));
+    assert_eq!(tie.steps[5], ok("from b"));
+    let equal = outcomes("equal-timestamps-rejected");
+    assert_eq!(equal.steps[1..], [Outcome::Ok(Observed::Count(1)), Outcome::Ok(Observed::Count(0))]);
+    let ttl = outcomes("ttl-boundary");
+    assert_eq!(ttl.steps[1], ok("v"));
+    assert_eq!(ttl.steps[2], Outcome::Ok(Observed::Value(None)));
+    assert_eq!(ttl.steps[3], Outcome::Ok(Observed::Count(1)), "expired records still sync");
+    let remove_first = outcomes("remove-before-add");
+    assert_eq!(remove_first.steps[5], Outcome::Ok(Observed::Values(vec![])));
+    let concurrent = outcomes("concurrent-add-remove");
+    assert_eq!(concurrent.steps[6], Outcome::Ok(Observed::Values(vec![Value::from("x")])));
+    assert_eq!(concurrent.steps[7], concurrent.steps[6]);
+    let readd = outcomes("remove-readd-root");
+    assert_eq!(readd.finals[0].root, readd.finals[1].root, "a key with no live records leaves no trace");
+    let drift = outcomes("strict-drift");
+    assert!(matches!(&drift.steps[1], Outcome::Err(m) if m.contains("clock drift")), "{:?}", drift.steps[1]);
+    assert_eq!(drift.steps[2], Outcome::Ok(Observed::Value(None)), "nothing of the refused snapshot applied");
+    assert_eq!(drift.steps[3], Outcome::Ok(Observed::Count(1)));
+    let bad = outcomes("bad-input");
+    assert!(bad.steps.iter().take(3).all(|o| matches!(o, Outcome::Err(_))));
+    assert!(matches!(&bad.steps[5], Outcome::Err(m) if m.contains("kind mismatch")));
+    assert!(matches!(&bad.steps[6], Outcome::Err(m) if m.contains("no map named")));
+}

@@ -1,0 +1,127 @@
+// Types of the onegrid JavaScript API (hand-written: the API is the wrapper in onegrid.js).
+
+/** A value a map can hold. Integers beyond 2^53 come back as BigInt; bytes as Uint8Array. */
+export type Value = null | boolean | number | bigint | string | Uint8Array | Value[] | { [key: string]: Value };
+
+/** What `init` and `initSync` accept: the module's bytes, a compiled module, or (init) a URL/Response. */
+export type InitInput = RequestInfo | URL | Response | BufferSource | WebAssembly.Module;
+
+/** Loads the module asynchronously (by default fetches `onegrid_bg.wasm` next to onegrid.js). */
+export default function init(input?: { module_or_path: InitInput | Promise<InitInput> }): Promise<unknown>;
+/** Loads the module synchronously, e.g. `initSync({ module: readFileSync(path) })` in Node. */
+export function initSync(input: { module: BufferSource | WebAssembly.Module }): unknown;
+
+export interface GridOptions {
+  /** 1 to 64 characters of [A-Za-z0-9._-]. */
+  nodeId: string;
+  /** Wall clock in milliseconds; default `Date.now`. */
+  clock?: () => number;
+  /** How far ahead of the wall clock a remote timestamp may be before it counts as drift; default 60000. */
+  maxDriftMs?: number;
+  /** Throw on drift, changing nothing, instead of accepting and reporting it; default false. */
+  strictDrift?: boolean;
+  /** Called for each remote timestamp found too far ahead of the wall clock (lenient mode). */
+  onDrift?: (drift: DriftReport) => void;
+}
+
+export interface DriftReport {
+  /** The remote timestamp, `"<millis>:<counter>:<nodeId>"`. */
+  remote: string;
+  aheadMs: number;
+  maxDriftMs: number;
+}
+
+export interface Timestamp {
+  millis: number;
+  counter: number;
+  nodeId: string;
+}
+
+export interface LwwRecordView {
+  /** The stored value; `null` for a tombstone (see `deleted`). */
+  value: Value;
+  deleted: boolean;
+  timestamp: Timestamp;
+  ttlMs?: number;
+}
+
+export interface WriteOptions {
+  /** Reads stop seeing the record this many milliseconds after it was written. */
+  ttlMs?: number;
+}
+
+export interface LwwChange {
+  key: string;
+  /** The key's visible value after the change; `undefined` when removed or expired. */
+  value: Value | undefined;
+  origin: 'local' | 'remote';
+}
+
+export interface OrChange {
+  key: string;
+  /** The key's visible values after the change, oldest first. */
+  values: Value[];
+  origin: 'local' | 'remote';
+}
+
+/** One node of the data grid: its clock and its named maps. */
+export class Grid {
+  constructor(options: GridOptions);
+  readonly nodeId: string;
+  /** The LWW map `name`, created on first use; throws `kind mismatch` for an OR map. */
+  getMap(name: string): LwwMap;
+  /** The OR map `name`, created on first use; throws `kind mismatch` for an LWW map. */
+  getORMap(name: string): OrMap;
+  hasMap(name: string): boolean;
+  /** Names of this grid's maps, sorted. */
+  mapNames(): string[];
+  /** A postcard snapshot of every record, tombstones included; throws for a map this grid never had. */
+  exportMap(name: string): Uint8Array;
+  /** Merges a snapshot by the CRDT rules; returns records added or replaced plus new tombstones. */
+  importMap(name: string, bytes: Uint8Array): number;
+}
+
+/** A last-writer-wins map. */
+export class LwwMap {
+  private constructor();
+  readonly kind: 'lww';
+  readonly name: string;
+  /** Number of visible entries. */
+  readonly size: number;
+  set(key: string, value: Value, options?: WriteOptions): void;
+  /** Many sets in one call into the module, all or nothing. Use it in hot loops. */
+  setMany(entries: Array<[string, Value]>): void;
+  get(key: string): Value | undefined;
+  has(key: string): boolean;
+  remove(key: string): void;
+  entries(): Array<[string, Value]>;
+  keys(): string[];
+  /** The 32-bit Merkle root. */
+  rootHash(): number;
+  getRecord(key: string): LwwRecordView | undefined;
+  /** Drops tombstones older than `olderThanMillis`; returns how many. */
+  prune(olderThanMillis: number): number;
+  subscribe(callback: (change: LwwChange) => void): () => void;
+}
+
+/** An observed-remove multimap. */
+export class OrMap {
+  private constructor();
+  readonly kind: 'or';
+  readonly name: string;
+  /** Number of keys with visible values. */
+  readonly size: number;
+  /** Adds a record (even if an equal value is there); returns its tag. */
+  add(key: string, value: Value, options?: WriteOptions): string;
+  /** Removes every observed record under `key` whose value is structurally equal; returns their tags. */
+  remove(key: string, value: Value): string[];
+  /** Values under `key`, oldest first. */
+  get(key: string): Value[];
+  has(key: string): boolean;
+  entries(): Array<[string, Value[]]>;
+  keys(): string[];
+  rootHash(): number;
+  tombstones(): string[];
+  prune(olderThanMillis: number): number;
+  subscribe(callback: (change: OrChange) => void): () => void;
+}

@@ -1,0 +1,436 @@
+// onegrid: the JavaScript API over the one onegrid WebAssembly module.
+//
+// `Grid`, `LwwMap` and `OrMap` read the embedder's clock, check and encode arguments here (see
+// values.js), and make one call into the module per operation. The module (`RawGrid`, generated
+// by wasm-bindgen into onegrid_glue.js) holds all state and all CRDT logic.
+
+import initGlue, { initSync as initSyncGlue, RawGrid } from './onegrid_glue.js';
+import { Reader, encodeEntries, encodePair, encodeText, isWellFormed, typeName } from './values.js';
+
+/** The module's exports, once loaded. */
+let wasm = null;
+let memoryView = null;
+
+/** Loads the module asynchronously (fetches `onegrid_bg.wasm` next to this file by default). */
+export default async function init(input) {
+  wasm = await initGlue(input);
+  return wasm;
+}
+
+/** Loads the module from bytes or a compiled `WebAssembly.Module`: `initSync({ module })`. */
+export function initSync(input) {
+  wasm = initSyncGlue(input);
+  return wasm;
+}
+
+/** The module's memory as bytes (a new view after the memory grows). */
+function memory() {
+  const buffer = wasm.memory.buffer;
+  if (memoryView === null || memoryView.buffer !== buffer) memoryView = new Uint8Array(buffer);
+  return memoryView;
+}
+
+const DEFAULT_MAX_DRIFT_MS = 60000;
+
+function fail(message) {
+  return new Error(message);
+}
+
+function checkText(value, what) {
+  if (typeof value !== 'string') throw fail(`${what} must be a string, not ${typeName(value)}`);
+  if (!isWellFormed(value)) throw fail(`${what} contains a lone surrogate (not valid Unicode)`);
+}
+
+function checkMillis(value, what) {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw fail(`${what} must be a whole number of milliseconds >= 0, not ${typeof value === 'number' ? value : typeName(value)}`);
+  }
+  return value;
+}
+
+/** The TTL of a write's options, or -1 for none. */
+function ttlOf(options) {
+  if (options === undefined || options === null) return -1;
+  if (typeof options !== 'object') throw fail(`options must be an object, not ${typeName(options)}`);
+  if (options.ttlMs === undefined) return -1;
+  return checkMillis(options.ttlMs, 'options.ttlMs');
+}
+
+/** What a map handle needs from its grid; kept off the public objects. */
+class GridCore {
+  constructor(raw, clock, onDrift) {
+    this.raw = raw;
+    this.clock = clock;
+    this.onDrift = onDrift;
+    this.subscribers = new Map(); // map id -> Set of callbacks
+    this.inputAt = 0;
+    this.inputCapacity = 0;
+  }
+
+  /** Copies encoded arguments into the module's input buffer; returns their length. */
+  pass(bytes) {
+    const len = bytes.length;
+    if (len > this.inputCapacity) {
+      this.inputAt = this.raw.input(len);
+      this.inputCapacity = 2 ** Math.ceil(Math.log2(Math.max(len, 1)));
+    }
+    memory().set(bytes, this.inputAt);
+    return len;
+  }
+
+  /** A reader over the first `len` bytes of the module's output (use it before the next call). */
+  output(len) {
+    const at = this.raw.output();
+    return new Reader(memory().subarray(at, at + len));
+  }
+
+  now() {
+    const t = this.clock();
+    if (typeof t !== 'number' || !(t >= 0 && t <= Number.MAX_SAFE_INTEGER)) {
+      throw fail(`clock() must return milliseconds >= 0, not ${typeof t === 'number' ? t : typeName(t)}`);
+    }
+    return t;
+  }
+
+  /** Delivers pending change events of map `id` to its subscribers. */
+  dispatch(id, now, kind) {
+    const subs = this.subscribers.get(id);
+    if (subs === undefined) return;
+    const len = this.raw.takeEvents(id, now);
+    if (len === 0) return;
+    const r = this.output(len);
+    const changes = r.vec(function () {
+      const key = this.str();
+      const origin = this.u8() === 0 ? 'local' : 'remote';
+      return kind === 'lww'
+        ? { key, value: this.option(this.value), origin }
+        : { key, values: this.vec(this.value), origin };
+    });
+    // A throwing subscriber neither undoes the write nor keeps the others from hearing of it:
+    // every change reaches every subscriber, then the first error is rethrown.
+    let failure;
+    for (const change of changes) {
+      for (const fn of [...subs]) {
+        try {
+          fn(change);
+        } catch (e) {
+          failure ??= { e };
+        }
+      }
+    }
+    if (failure) throw failure.e;
+  }
+
+  reportDrift() {
+    const len = this.raw.takeDrifts();
+    if (len === 0 || this.onDrift === undefined) return;
+    const r = this.output(len);
+    const drifts = r.vec(function () {
+      return { remote: this.str(), aheadMs: this.varint(), maxDriftMs: this.varint() };
+    });
+    for (const d of drifts) this.onDrift(d);
+  }
+
+  subscribe(id, fn) {
+    if (typeof fn !== 'function') throw fail(`subscribe() takes a function, not ${typeName(fn)}`);
+    let subs = this.subscribers.get(id);
+    if (subs === undefined) {
+      subs = new Set();
+      this.subscribers.set(id, subs);
+      this.raw.recordEvents(id, true);
+    }
+    const entry = (change) => fn(change); // one entry per call, so the same fn can subscribe twice
+    subs.add(entry);
+    return () => {
+      subs.delete(entry);
+      if (subs.size === 0 && this.subscribers.get(id) === subs) {
+        this.subscribers.delete(id);
+        this.raw.recordEvents(id, false);
+      }
+    };
+  }
+}
+
+/** One node of the data grid: its clock and its named maps. */
+export class Grid {
+  #core;
+
+  constructor(options) {
+    if (options === null || typeof options !== 'object') {
+      throw fail('new Grid() takes an options object with a nodeId');
+    }
+    const { nodeId, clock = Date.now, maxDriftMs = DEFAULT_MAX_DRIFT_MS, strictDrift = false, onDrift } = options;
+    checkText(nodeId, 'options.nodeId');
+    if (typeof clock !== 'function') throw fail('options.clock must be a function returning milliseconds');
+    checkMillis(maxDriftMs, 'options.maxDriftMs');
+    if (typeof strictDrift !== 'boolean') throw fail('options.strictDrift must be a boolean');
+    if (onDrift !== undefined && typeof onDrift !== 'function') throw fail('options.onDrift must be a function');
+    if (wasm === null) throw fail('onegrid is not loaded yet: call init() or initSync() first');
+    this.#core = new GridCore(new RawGrid(nodeId, maxDriftMs, strictDrift), clock, onDrift);
+  }
+
+  /** This grid's node id. */
+  get nodeId() {
+    return this.#core.raw.nodeId();
+  }
+
+  /** The LWW map `name`, created on first use; throws `kind mismatch` for an OR map. */
+  getMap(name) {
+    checkText(name, 'the map name');
+    const core = this.#core;
+    return new LwwMap(core, name, core.raw.openLww(core.pass(encodeText(name))));
+  }
+
+  /** The OR map `name`, created on first use; throws `kind mismatch` for an LWW map. */
+  getORMap(name) {
+    checkText(name, 'the map name');
+    const core = this.#core;
+    return new OrMap(core, name, core.raw.openOr(core.pass(encodeText(name))));
+  }
+
+  /** True when this grid has the map `name`. */
+  hasMap(name) {
+    checkText(name, 'the map name');
+    return this.#core.raw.mapKind(name) !== undefined;
+  }
+
+  /** Names of this grid's maps, sorted. */
+  mapNames() {
+    return this.#core.raw.mapNames();
+  }
+
+  /** A postcard snapshot of every record of map `name`, tombstones included. */
+  exportMap(name) {
+    checkText(name, 'the map name');
+    return this.#core.raw.exportMap(name);
+  }
+
+  /** Merges a snapshot into map `name`; returns records added or replaced plus new tombstones. */
+  importMap(name, bytes) {
+    checkText(name, 'the map name');
+    if (!(bytes instanceof Uint8Array)) throw fail(`importMap() takes a Uint8Array, not ${typeName(bytes)}`);
+    const core = this.#core;
+    const now = core.now();
+    const changed = core.raw.importMap(name, now, bytes);
+    core.reportDrift();
+    const kind = core.raw.mapKind(name);
+    if (core.subscribers.size > 0) {
+      const id = kind === 'lww' ? core.raw.openLww(core.pass(encodeText(name))) : core.raw.openOr(core.pass(encodeText(name)));
+      core.dispatch(id, now, kind);
+    }
+    return changed;
+  }
+}
+
+/** A last-writer-wins map. Get it with `grid.getMap(name)`. */
+export class LwwMap {
+  #core;
+  #name;
+  #id;
+
+  constructor(core, name, id) {
+    if (!(core instanceof GridCore)) throw fail('use grid.getMap(name) to get an LwwMap');
+    this.#core = core;
+    this.#name = name;
+    this.#id = id;
+  }
+
+  get kind() {
+    return 'lww';
+  }
+
+  get name() {
+    return this.#name;
+  }
+
+  /** Stores `value` under `key`; `options.ttlMs` makes reads stop seeing it after that long. */
+  set(key, value, options) {
+    checkText(key, 'the key');
+    const ttl = ttlOf(options);
+    const core = this.#core;
+    const now = core.now(); // before pass(): the clock may itself read the grid
+    const len = core.pass(encodePair(key, value));
+    core.raw.lwwSet(this.#id, now, len, ttl);
+    core.dispatch(this.#id, now, 'lww');
+  }
+
+  /** Sets many `[key, value]` pairs in one call into the module, all or nothing. */
+  setMany(entries) {
+    if (!Array.isArray(entries)) throw fail(`setMany() takes an array of [key, value] pairs, not ${typeName(entries)}`);
+    const core = this.#core;
+    const now = core.now();
+    const len = core.pass(encodeEntries(entries, checkText));
+    core.raw.lwwSetMany(this.#id, now, len);
+    core.dispatch(this.#id, now, 'lww');
+  }
+
+  /** The value of `key`, or `undefined` if missing, removed or expired. */
+  get(key) {
+    checkText(key, 'the key');
+    const core = this.#core;
+    const now = core.now();
+    const len = core.raw.lwwGet(this.#id, now, core.pass(encodeText(key)));
+    return len < 0 ? undefined : core.output(len).value();
+  }
+
+  /** True when `get(key)` would return a value. */
+  has(key) {
+    checkText(key, 'the key');
+    const core = this.#core;
+    const now = core.now();
+    return core.raw.lwwHas(this.#id, now, core.pass(encodeText(key)));
+  }
+
+  /** Removes `key` (stores a tombstone, also for a key never seen). */
+  remove(key) {
+    checkText(key, 'the key');
+    const core = this.#core;
+    const now = core.now();
+    const len = core.pass(encodeText(key));
+    core.raw.lwwRemove(this.#id, now, len);
+    core.dispatch(this.#id, now, 'lww');
+  }
+
+  /** `[key, value]` pairs of the visible entries, sorted by key. */
+  entries() {
+    const core = this.#core;
+    return core.output(core.raw.lwwEntries(this.#id, core.now())).vec(function () {
+      return [this.str(), this.value()];
+    });
+  }
+
+  /** Keys of the visible entries, sorted. */
+  keys() {
+    return this.#core.raw.lwwKeys(this.#id, this.#core.now());
+  }
+
+  /** Number of visible entries. */
+  get size() {
+    return this.#core.raw.lwwSize(this.#id, this.#core.now());
+  }
+
+  /** The 32-bit Merkle root. */
+  rootHash() {
+    return this.#core.raw.root(this.#id);
+  }
+
+  /** The stored record of `key`, tombstones included: `{ value, deleted, timestamp, ttlMs? }`. */
+  getRecord(key) {
+    checkText(key, 'the key');
+    const core = this.#core;
+    const len = core.raw.lwwRecord(this.#id, core.pass(encodeText(key)));
+    if (len < 0) return undefined;
+    const r = core.output(len);
+    const value = r.option(r.value);
+    const timestamp = { millis: r.varint(), counter: r.varint(), nodeId: r.str() };
+    const ttlMs = r.option(r.varint);
+    const record = { value: value === undefined ? null : value, deleted: value === undefined, timestamp };
+    if (ttlMs !== undefined) record.ttlMs = ttlMs;
+    return record;
+  }
+
+  /** Drops tombstones older than `olderThanMillis`; returns how many. */
+  prune(olderThanMillis) {
+    return this.#core.raw.prune(this.#id, checkMillis(olderThanMillis, 'olderThanMillis'));
+  }
+
+  /** Calls `callback({ key, value, origin })` after each change; returns the unsubscribe function. */
+  subscribe(callback) {
+    return this.#core.subscribe(this.#id, callback);
+  }
+}
+
+/** An observed-remove multimap. Get it with `grid.getORMap(name)`. */
+export class OrMap {
+  #core;
+  #name;
+  #id;
+
+  constructor(core, name, id) {
+    if (!(core instanceof GridCore)) throw fail('use grid.getORMap(name) to get an OrMap');
+    this.#core = core;
+    this.#name = name;
+    this.#id = id;
+  }
+
+  get kind() {
+    return 'or';
+  }
+
+  get name() {
+    return this.#name;
+  }
+
+  /** Adds `value` under `key` (a new record even if an equal value is there); returns its tag. */
+  add(key, value, options) {
+    checkText(key, 'the key');
+    const ttl = ttlOf(options);
+    const core = this.#core;
+    const now = core.now();
+    const len = core.pass(encodePair(key, value));
+    const tag = core.raw.orAdd(this.#id, now, len, ttl);
+    core.dispatch(this.#id, now, 'or');
+    return tag;
+  }
+
+  /** Removes every observed record under `key` whose value equals `value`; returns their tags. */
+  remove(key, value) {
+    checkText(key, 'the key');
+    const core = this.#core;
+    const now = core.now();
+    const tags = core.raw.orRemove(this.#id, core.pass(encodePair(key, value)));
+    core.dispatch(this.#id, now, 'or');
+    return tags;
+  }
+
+  /** The values under `key`, oldest first. */
+  get(key) {
+    checkText(key, 'the key');
+    const core = this.#core;
+    const now = core.now();
+    return core.output(core.raw.orGet(this.#id, now, core.pass(encodeText(key)))).vec(Reader.prototype.value);
+  }
+
+  /** True when `key` has a visible value. */
+  has(key) {
+    return this.get(key).length > 0;
+  }
+
+  /** `[key, values]` pairs, sorted by key. */
+  entries() {
+    const core = this.#core;
+    return core.output(core.raw.orEntries(this.#id, core.now())).vec(function () {
+      return [this.str(), this.vec(this.value)];
+    });
+  }
+
+  /** Keys with visible values, sorted. */
+  keys() {
+    return this.#core.raw.orKeys(this.#id, this.#core.now());
+  }
+
+  /** Number of keys with visible values. */
+  get size() {
+    return this.#core.raw.orSize(this.#id, this.#core.now());
+  }
+
+  /** The 32-bit Merkle root. */
+  rootHash() {
+    return this.#core.raw.root(this.#id);
+  }
+
+  /** The removed tags, sorted. */
+  tombstones() {
+    return this.#core.raw.orTombstones(this.#id);
+  }
+
+  /** Forgets tombstones older than `olderThanMillis`; returns how many. */
+  prune(olderThanMillis) {
+    return this.#core.raw.prune(this.#id, checkMillis(olderThanMillis, 'olderThanMillis'));
+  }
+
+  /** Calls `callback({ key, values, origin })` after each change; returns the unsubscribe function. */
+  subscribe(callback) {
+    return this.#core.subscribe(this.#id, callback);
+  }
+}

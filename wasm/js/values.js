@@ -1,0 +1,387 @@
+// Values between JavaScript and the module, as postcard bytes (the layout of onegrid-core's
+// `Value`, and the reply shapes listed in wasm/src/interop.rs).
+//
+// Walking a JS value here, in JS, costs one call into wasm per write instead of one per property,
+// which is what makes `set` and `setMany` fast. Every refusal names where the bad part was:
+// `invalid value at $.items[3]: a function is not a value`.
+
+const MAX_DEPTH = 64;
+const I64_MIN = -(2n ** 63n);
+const I64_MAX = 2n ** 63n - 1n;
+const SMALL_INT = 2 ** 52; // below this, zigzag(n) is exact as a double
+const OBJECT_PROTO = Object.prototype;
+const TAG = { NULL: 0, BOOL: 1, INT: 2, FLOAT: 3, STRING: 4, BYTES: 5, LIST: 6, MAP: 7 };
+
+const utf8 = new TextEncoder();
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** True when `s` has no lone surrogate (so it has a UTF-8 form). */
+export const isWellFormed = typeof String.prototype.isWellFormed === 'function'
+  ? (s) => s.isWellFormed()
+  : (s) => !LONE_SURROGATE.test(s);
+
+/** A short name for the type of `v`, for error messages. */
+export function typeName(v) {
+  if (v === null) return 'null';
+  if (v === undefined) return 'undefined';
+  if (Array.isArray(v)) return 'an array';
+  const type = typeof v;
+  return type === 'object' ? 'an object' : `a ${type}`;
+}
+
+function varintSize(n) {
+  return n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5;
+}
+
+function describePath(path) {
+  const shown = 12; // a cyclic value would otherwise print 64 levels
+  let out = '$';
+  for (const part of path.slice(0, shown)) out += typeof part === 'number' ? `[${part}]` : `.${part}`;
+  return path.length > shown ? `${out}...` : out;
+}
+
+function invalid(path, reason) {
+  return new Error(`invalid value at ${describePath(path)}: ${reason}`);
+}
+
+/** A growable byte buffer that writes postcard. Reused across calls. */
+export class Writer {
+  constructor() {
+    this.buf = new Uint8Array(4096);
+    this.pos = 0;
+    this.view = new DataView(this.buf.buffer);
+    this.path = [];
+  }
+
+  reset() {
+    this.pos = 0;
+    this.path.length = 0;
+    return this;
+  }
+
+  /** The bytes written so far (a view: copy it before the next write). */
+  bytes() {
+    return this.buf.subarray(0, this.pos);
+  }
+
+  reserve(n) {
+    if (this.pos + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.pos + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.pos));
+    this.buf = next;
+    this.view = new DataView(next.buffer);
+  }
+
+  u8(b) {
+    this.reserve(1);
+    this.buf[this.pos++] = b;
+  }
+
+  /** An unsigned varint of a non-negative integer below 2^53. */
+  varint(n) {
+    this.reserve(8);
+    const buf = this.buf;
+    while (n >= 0x80) {
+      buf[this.pos++] = (n % 0x80) | 0x80;
+      n = Math.floor(n / 0x80);
+    }
+    buf[this.pos++] = n;
+  }
+
+  /** An unsigned varint of a BigInt in [0, 2^64). */
+  varintBig(n) {
+    this.reserve(10);
+    while (n >= 0x80n) {
+      this.buf[this.pos++] = Number(n & 0x7fn) | 0x80;
+      n >>= 7n;
+    }
+    this.buf[this.pos++] = Number(n);
+  }
+
+  /** A signed 64-bit integer, zigzag-encoded as postcard does. */
+  int(n) {
+    if (typeof n === 'number' && n > -SMALL_INT && n < SMALL_INT) {
+      this.varint(n >= 0 ? n * 2 : -n * 2 - 1);
+    } else {
+      const b = BigInt(n);
+      this.varintBig(b >= 0n ? b << 1n : ((-b) << 1n) - 1n);
+    }
+  }
+
+  f64(x) {
+    this.reserve(8);
+    this.view.setFloat64(this.pos, x, true);
+    this.pos += 8;
+  }
+
+  /** A string as varint length + UTF-8; `what()` makes the error if it has a lone surrogate. */
+  str(s, what) {
+    const len = s.length;
+    // ASCII fast path: copy code units straight in after a length prefix of known size (for
+    // ASCII the UTF-8 length is `len`, so the prefix is exactly varintSize(len)).
+    const prefix = varintSize(len);
+    this.reserve(prefix + len + 8);
+    const start = this.pos;
+    const buf = this.buf;
+    let at = start + prefix;
+    let i = 0;
+    for (; i < len; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) break;
+      buf[at++] = c;
+    }
+    if (i === len) {
+      this.varint(len);
+      this.pos = at;
+      return;
+    }
+    if (!isWellFormed(s)) throw what();
+    const bytes = utf8.encode(s);
+    this.varint(bytes.length);
+    this.reserve(bytes.length);
+    this.buf.set(bytes, this.pos);
+    this.pos += bytes.length;
+  }
+
+  /** One value (the `Value` layout). */
+  value(v, depth = 0) {
+    switch (typeof v) {
+      case 'string':
+        this.u8(TAG.STRING);
+        this.str(v, () => invalid(this.path, 'a string contains a lone surrogate (not valid Unicode)'));
+        return;
+      case 'number':
+        if (Number.isSafeInteger(v)) {
+          this.u8(TAG.INT);
+          this.int(v === 0 ? 0 : v); // -0 is 0, as JSON.stringify writes it
+        } else if (Number.isFinite(v)) {
+          this.u8(TAG.FLOAT);
+          this.f64(v);
+        } else {
+          throw invalid(this.path, 'NaN and infinities are not allowed');
+        }
+        return;
+      case 'boolean':
+        this.u8(TAG.BOOL);
+        this.u8(v ? 1 : 0);
+        return;
+      case 'bigint':
+        if (v < I64_MIN || v > I64_MAX) throw invalid(this.path, 'a BigInt outside the signed 64-bit range');
+        this.u8(TAG.INT);
+        this.int(v);
+        return;
+      case 'undefined':
+        throw invalid(this.path, 'undefined is not a value (use null)');
+      case 'object':
+        if (v === null) {
+          this.u8(TAG.NULL);
+          return;
+        }
+        return this.container(v, depth);
+      default:
+        throw invalid(this.path, `${typeName(v)} is not a value`);
+    }
+  }
+
+  container(v, depth) {
+    if (depth >= MAX_DEPTH) throw invalid(this.path, `nested deeper than ${MAX_DEPTH} levels (or cyclic)`);
+    const path = this.path;
+    if (v instanceof Uint8Array) {
+      this.u8(TAG.BYTES);
+      this.varint(v.length);
+      this.reserve(v.length);
+      this.buf.set(v, this.pos);
+      this.pos += v.length;
+      return;
+    }
+    if (Array.isArray(v)) {
+      this.u8(TAG.LIST);
+      this.varint(v.length);
+      for (let i = 0; i < v.length; i++) {
+        path.push(i);
+        this.value(v[i], depth + 1);
+        path.pop();
+      }
+      return;
+    }
+    const proto = Object.getPrototypeOf(v);
+    if (proto !== OBJECT_PROTO && proto !== null) {
+      throw invalid(path, 'only plain objects, arrays and Uint8Array can be stored');
+    }
+    const keys = Object.keys(v);
+    this.u8(TAG.MAP);
+    this.varint(keys.length);
+    for (const key of keys) {
+      this.str(key, () => invalid(path, 'an object key contains a lone surrogate (not valid Unicode)'));
+      path.push(key);
+      this.value(v[key], depth + 1);
+      path.pop();
+    }
+  }
+}
+
+/** Reads postcard written by the module. */
+export class Reader {
+  constructor(bytes) {
+    this.buf = bytes;
+    this.pos = 0;
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  u8() {
+    if (this.pos >= this.buf.length) throw new Error('onegrid: truncated reply from the module');
+    return this.buf[this.pos++];
+  }
+
+  /** An unsigned varint as a Number (exact below 2^53). */
+  varint() {
+    let n = 0;
+    let scale = 1;
+    for (;;) {
+      const b = this.u8();
+      n += (b & 0x7f) * scale;
+      if (b < 0x80) return n;
+      scale *= 0x80;
+    }
+  }
+
+  /** A zigzag i64: a Number when it is a safe integer, else a BigInt. */
+  int() {
+    const start = this.pos;
+    let z = this.varint();
+    if (z <= Number.MAX_SAFE_INTEGER) return z % 2 === 0 ? z / 2 : -(z + 1) / 2;
+    this.pos = start;
+    let big = 0n;
+    let shift = 0n;
+    for (;;) {
+      const b = this.u8();
+      big |= BigInt(b & 0x7f) << shift;
+      if (b < 0x80) break;
+      shift += 7n;
+    }
+    const n = (big >> 1n) ^ -(big & 1n);
+    return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+  }
+
+  f64() {
+    const x = this.view.getFloat64(this.pos, true);
+    this.pos += 8;
+    return x;
+  }
+
+  str() {
+    const len = this.varint();
+    const end = this.pos + len;
+    const buf = this.buf;
+    if (len <= 32) {
+      let s = '';
+      let i = this.pos;
+      for (; i < end; i++) {
+        const c = buf[i];
+        if (c >= 0x80) break;
+        s += String.fromCharCode(c);
+      }
+      if (i === end) {
+        this.pos = end;
+        return s;
+      }
+    }
+    const s = utf8Decoder.decode(buf.subarray(this.pos, end));
+    this.pos = end;
+    return s;
+  }
+
+  option(read) {
+    return this.u8() === 1 ? read.call(this) : undefined;
+  }
+
+  vec(read) {
+    const n = this.varint();
+    const out = new Array(n);
+    for (let i = 0; i < n; i++) out[i] = read.call(this);
+    return out;
+  }
+
+  value() {
+    switch (this.u8()) {
+      case TAG.NULL: return null;
+      case TAG.BOOL: return this.u8() === 1;
+      case TAG.INT: return this.int();
+      case TAG.FLOAT: return this.f64();
+      case TAG.STRING: return this.str();
+      case TAG.BYTES: {
+        const len = this.varint();
+        const bytes = this.buf.slice(this.pos, this.pos + len);
+        this.pos += len;
+        return bytes;
+      }
+      case TAG.LIST: return this.vec(this.value);
+      case TAG.MAP: {
+        const n = this.varint();
+        const out = {};
+        for (let i = 0; i < n; i++) {
+          const key = this.str();
+          const value = this.value();
+          if (key === '__proto__') {
+            Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+          } else {
+            out[key] = value;
+          }
+        }
+        return out;
+      }
+      default: throw new Error('onegrid: unknown value tag in a reply from the module');
+    }
+  }
+}
+
+const shared = new Writer();
+
+/** The postcard bytes of one value (a view into a shared buffer: use before the next call). */
+export function encodeValue(v) {
+  shared.reset().value(v);
+  return shared.bytes();
+}
+
+const keyError = () => new Error('a key contains a lone surrogate (not valid Unicode)');
+
+/** The postcard bytes of a string already checked to be well formed (a view into a shared buffer). */
+export function encodeText(text) {
+  shared.reset().str(text, keyError);
+  return shared.bytes();
+}
+
+/** The postcard bytes of `(key, value)` (a view into a shared buffer). */
+export function encodePair(key, value) {
+  const w = shared.reset();
+  w.str(key, keyError);
+  w.value(value);
+  return w.bytes();
+}
+
+/** The postcard bytes of `[[key, value], ...]` (a view into a shared buffer). */
+export function encodeEntries(entries, checkKey) {
+  const w = shared.reset();
+  w.varint(entries.length);
+  for (let i = 0; i < entries.length; i++) {
+    const pair = entries[i];
+    if (!Array.isArray(pair) || pair.length !== 2) {
+      throw new Error(`setMany(): entry ${i} is not a [key, value] pair`);
+    }
+    const [key, value] = pair;
+    checkKey(key, `the key of entry ${i}`);
+    w.str(key, () => new Error(`setMany(): the key of entry ${i} contains a lone surrogate`));
+    w.path.length = 0;
+    w.path.push(`entries[${i}]`);
+    w.value(value);
+  }
+  return w.bytes();
+}
+
+/** Decodes one value. */
+export function decodeValue(bytes) {
+  return new Reader(bytes).value();
+}

@@ -1,0 +1,83 @@
+//! The byte shapes exchanged with the JavaScript wrapper (`wasm/js/`), and errors as JS `Error`s.
+//!
+//! Crossing between JavaScript and wasm costs far more than encoding, so the wrapper walks JS values
+//! in JS and hands the module postcard bytes (one crossing per call, one per batch), and the module
+//! answers in postcard bytes that `wasm/js/values.js` decodes. Arguments are postcard tuples such as
+//! `(key, value)`; replies are plain postcard of these shapes, mirrored by `values.js`:
+//!
+//! | shape | postcard of |
+//! |---|---|
+//! | value | [`Value`] |
+//! | values | `Vec<Value>` |
+//! | entries | `Vec<(String, Value)>` |
+//! | OR entries | `Vec<(String, Vec<Value>)>` |
+//! | record | `(Option<Value>, u64 millis, u32 counter, String node, Option<u64> ttl)` |
+//! | LWW events | `Vec<(String key, u8 origin, Option<Value>)>` (origin 0 local, 1 remote) |
+//! | OR events | `Vec<(String key, u8 origin, Vec<Value>)>` |
+//! | drifts | `Vec<(String remote, u64 ahead_ms, u64 max_drift_ms)>` |
+
+use onegrid_core::{Encoded, Error, Origin};
+use serde::Serialize;
+use wasm_bindgen::JsError;
+
+/// Turns a core error into a thrown JS `Error` with the core's message.
+pub fn js_error(e: Error) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// Encodes a reply shape into `out` (cleared first), reusing its allocation. Encoding into a
+/// growable buffer cannot fail short of allocation failure.
+pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    out.clear();
+    if let Ok(bytes) = postcard::to_extend(value, core::mem::take(out)) {
+        *out = bytes;
+    }
+}
+
+/// Decodes arguments written by the wrapper, with nothing trailing.
+pub fn decode_exact<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, JsError> {
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok(_) => Err(JsError::new(&format!("onegrid: malformed {what} from JavaScript: trailing bytes"))),
+        Err(e) => Err(JsError::new(&format!("onegrid: malformed {what} from JavaScript: {e}"))),
+    }
+}
+
+/// Appends a postcard varint.
+pub fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Appends a postcard string.
+pub fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Splits a postcard string off the front of `bytes`.
+pub fn take_str(bytes: &[u8]) -> Result<(&str, &[u8]), JsError> {
+    postcard::take_from_bytes::<&str>(bytes)
+        .map_err(|e| JsError::new(&format!("onegrid: malformed key from JavaScript: {e}")))
+}
+
+/// Splits one encoded value off the front of `bytes`, checked and made canonical.
+pub fn take_value(bytes: &[u8]) -> Result<(Encoded, &[u8]), JsError> {
+    Encoded::take(bytes).map_err(js_error)
+}
+
+/// The origin byte of an event.
+pub fn origin_byte(origin: Origin) -> u8 {
+    match origin {
+        Origin::Local => 0,
+        Origin::Remote => 1,
+    }
+}
+
+/// A TTL argument: the wrapper passes a negative number for "none".
+pub fn ttl_arg(ttl: f64) -> Option<u64> {
+    (ttl >= 0.0).then_some(ttl as u64)
+}

@@ -1,0 +1,368 @@
+//! `RawGrid`: the class the JavaScript wrapper (`wasm/js/onegrid.js`) drives. Internal: app
+//! developers use `Grid`, `LwwMap` and `OrMap` from the wrapper.
+//!
+//! Calls pass only numbers. Arguments travel through an input buffer inside the module that the
+//! wrapper fills (`input(len)` gives its address), and results through an output buffer it reads
+//! (`output()` gives its address); both hold postcard in the shapes of [`crate::interop`]. So a
+//! `set` costs one call and no allocation for its arguments. Wall time comes in as an argument:
+//! the wrapper reads the embedder's clock, and no method calls back into JavaScript.
+
+use onegrid_core::{AnyMap, ClockConfig, Drift, Grid, Hlc, LwwMap, MapId, MapKind, NodeId, OrMap, Value};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use crate::interop::{
+    decode_exact, encode_into, js_error, origin_byte, put_str, put_varint, take_str, take_value, ttl_arg,
+};
+
+/// One grid as the wrapper sees it.
+#[wasm_bindgen]
+pub struct RawGrid {
+    grid: Grid,
+    /// Lenient-mode drift reports not yet handed to `onDrift`.
+    drifts: Vec<Drift>,
+    input: Vec<u8>,
+    output: Vec<u8>,
+}
+
+fn wall(ms: f64) -> u64 {
+    // The wrapper checked it is a finite number >= 0; `as` truncates a fraction.
+    ms as u64
+}
+
+/// The first `len` bytes of the input buffer.
+fn args(input: &[u8], len: u32) -> Result<&[u8], JsError> {
+    input.get(..len as usize).ok_or_else(|| JsError::new("onegrid: argument longer than the input buffer"))
+}
+
+fn lww_of(grid: &mut Grid, map: u32) -> Result<(&mut LwwMap, &mut Hlc), JsError> {
+    match grid.map_and_clock(MapId(map)) {
+        Some((AnyMap::Lww(m), clock)) => Ok((m, clock)),
+        _ => Err(JsError::new("onegrid: not an LWW map handle")),
+    }
+}
+
+fn or_of(grid: &mut Grid, map: u32) -> Result<(&mut OrMap, &mut Hlc), JsError> {
+    match grid.map_and_clock(MapId(map)) {
+        Some((AnyMap::Or(m), clock)) => Ok((m, clock)),
+        _ => Err(JsError::new("onegrid: not an OR map handle")),
+    }
+}
+
+/// Decodes a key argument.
+fn key_arg(input: &[u8], len: u32) -> Result<&str, JsError> {
+    decode_exact(args(input, len)?, "key")
+}
+
+/// Decodes a `(key, value)` argument, the value in canonical form.
+fn pair_arg(input: &[u8], len: u32) -> Result<(&str, Value), JsError> {
+    let (key, value): (&str, Value) = decode_exact(args(input, len)?, "arguments")?;
+    Ok((key, value.normalize().map_err(js_error)?))
+}
+
+impl RawGrid {
+    /// Writes `value` to the output buffer and returns its length.
+    fn reply<T: Serialize + ?Sized>(&mut self, value: &T) -> u32 {
+        encode_into(value, &mut self.output);
+        self.output.len() as u32
+    }
+
+    fn open(&mut self, name_len: u32, kind: MapKind) -> Result<u32, JsError> {
+        let name = key_arg(&self.input, name_len)?;
+        self.grid.open(name, kind).map(|id| id.0).map_err(js_error)
+    }
+}
+
+#[wasm_bindgen]
+impl RawGrid {
+    /// A grid for `node_id`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(node_id: &str, max_drift_ms: f64, strict: bool) -> Result<RawGrid, JsError> {
+        let node_id = NodeId::new(node_id).map_err(js_error)?;
+        let config = ClockConfig { max_drift_ms: max_drift_ms as u64, strict };
+        Ok(RawGrid { grid: Grid::new(node_id, config), drifts: Vec::new(), input: Vec::new(), output: Vec::new() })
+    }
+
+    /// The address of an input buffer of at least `len` bytes. It stays put until a larger one is
+    /// asked for.
+    pub fn input(&mut self, len: u32) -> u32 {
+        let len = len as usize;
+        if self.input.len() < len {
+            self.input.resize(len.next_power_of_two(), 0);
+        }
+        self.input.as_ptr() as u32
+    }
+
+    /// The address of the output buffer (valid until the next call).
+    pub fn output(&self) -> u32 {
+        self.output.as_ptr() as u32
+    }
+
+    /// The node id.
+    #[wasm_bindgen(js_name = nodeId)]
+    pub fn node_id(&self) -> String {
+        self.grid.node_id().as_str().to_owned()
+    }
+
+    /// The id of the LWW map named by the input (a postcard string), created on first use.
+    #[wasm_bindgen(js_name = openLww)]
+    pub fn open_lww(&mut self, name_len: u32) -> Result<u32, JsError> {
+        self.open(name_len, MapKind::Lww)
+    }
+
+    /// The id of the OR map named by the input, created on first use.
+    #[wasm_bindgen(js_name = openOr)]
+    pub fn open_or(&mut self, name_len: u32) -> Result<u32, JsError> {
+        self.open(name_len, MapKind::Or)
+    }
+
+    /// Map names, sorted.
+    #[wasm_bindgen(js_name = mapNames)]
+    pub fn map_names(&self) -> Vec<String> {
+        self.grid.map_names().into_iter().map(str::to_owned).collect()
+    }
+
+    /// `"lww"`, `"or"` or `undefined`.
+    #[wasm_bindgen(js_name = mapKind)]
+    pub fn map_kind(&self, name: &str) -> Option<String> {
+        self.grid.map(name).map(|m| m.kind().as_str().to_owned())
+    }
+
+    /// LWW `set`; input: `(key, value)`. `ttl < 0` means none.
+    #[wasm_bindgen(js_name = lwwSet)]
+    pub fn lww_set(&mut self, map: u32, now: f64, len: u32, ttl: f64) -> Result<(), JsError> {
+        let (key, rest) = take_str(args(&self.input, len)?)?;
+        let (value, rest) = take_value(rest)?;
+        if !rest.is_empty() {
+            return Err(JsError::new("onegrid: malformed arguments from JavaScript: trailing bytes"));
+        }
+        let (m, clock) = lww_of(&mut self.grid, map)?;
+        m.set_encoded(clock, wall(now), key, value, ttl_arg(ttl)).map(drop).map_err(js_error)
+    }
+
+    /// LWW `set` of many entries, all or nothing; input: `[(key, value)]`.
+    #[wasm_bindgen(js_name = lwwSetMany)]
+    pub fn lww_set_many(&mut self, map: u32, now: f64, len: u32) -> Result<(), JsError> {
+        let (count, mut rest) = postcard::take_from_bytes::<u32>(args(&self.input, len)?)
+            .map_err(|e| JsError::new(&format!("onegrid: malformed batch from JavaScript: {e}")))?;
+        let mut entries = Vec::with_capacity((count as usize).min(rest.len()));
+        for _ in 0..count {
+            let (key, after_key) = take_str(rest)?;
+            let (value, after_value) = take_value(after_key)?;
+            entries.push((key, value));
+            rest = after_value;
+        }
+        if !rest.is_empty() {
+            return Err(JsError::new("onegrid: malformed batch from JavaScript: trailing bytes"));
+        }
+        let (m, clock) = lww_of(&mut self.grid, map)?;
+        m.set_many_encoded(clock, wall(now), entries).map(drop).map_err(js_error)
+    }
+
+    /// LWW `remove`; input: `key`.
+    #[wasm_bindgen(js_name = lwwRemove)]
+    pub fn lww_remove(&mut self, map: u32, now: f64, len: u32) -> Result<(), JsError> {
+        let key = key_arg(&self.input, len)?;
+        let (m, clock) = lww_of(&mut self.grid, map)?;
+        m.remove(clock, wall(now), key).map(drop).map_err(js_error)
+    }
+
+    /// LWW `get`; input: `key`. Output: the value; returns its length, or -1 when there is none.
+    #[wasm_bindgen(js_name = lwwGet)]
+    pub fn lww_get(&mut self, map: u32, now: f64, len: u32) -> Result<i32, JsError> {
+        let key = key_arg(&self.input, len)?;
+        let (m, _) = lww_of(&mut self.grid, map)?;
+        match m.get_encoded(key, wall(now)) {
+            Some(v) => {
+                self.output.clear();
+                self.output.extend_from_slice(v.as_bytes());
+                Ok(self.output.len() as i32)
+            }
+            None => Ok(-1),
+        }
+    }
+
+    /// True when `get` would return a value; input: `key`.
+    #[wasm_bindgen(js_name = lwwHas)]
+    pub fn lww_has(&mut self, map: u32, now: f64, len: u32) -> Result<bool, JsError> {
+        let key = key_arg(&self.input, len)?;
+        Ok(lww_of(&mut self.grid, map)?.0.get(key, wall(now)).is_some())
+    }
+
+    /// Visible entries, sorted by key, to the output (shape: entries); returns the length.
+    #[wasm_bindgen(js_name = lwwEntries)]
+    pub fn lww_entries(&mut self, map: u32, now: f64) -> Result<u32, JsError> {
+        let entries = lww_of(&mut self.grid, map)?.0.entries_encoded(wall(now));
+        let out = &mut self.output;
+        out.clear();
+        put_varint(out, entries.len() as u64);
+        for (key, value) in entries {
+            put_str(out, key);
+            out.extend_from_slice(value.as_bytes());
+        }
+        Ok(out.len() as u32)
+    }
+
+    /// Visible keys, sorted.
+    #[wasm_bindgen(js_name = lwwKeys)]
+    pub fn lww_keys(&mut self, map: u32, now: f64) -> Result<Vec<String>, JsError> {
+        Ok(lww_of(&mut self.grid, map)?.0.live_keys(wall(now)).into_iter().map(str::to_owned).collect())
+    }
+
+    /// Number of visible entries.
+    #[wasm_bindgen(js_name = lwwSize)]
+    pub fn lww_size(&mut self, map: u32, now: f64) -> Result<u32, JsError> {
+        Ok(lww_of(&mut self.grid, map)?.0.len(wall(now)) as u32)
+    }
+
+    /// The stored record of the key in the input, to the output (shape: record); returns its
+    /// length, or -1 when there is none.
+    #[wasm_bindgen(js_name = lwwRecord)]
+    pub fn lww_record(&mut self, map: u32, len: u32) -> Result<i32, JsError> {
+        let key = key_arg(&self.input, len)?;
+        let Some(r) = lww_of(&mut self.grid, map)?.0.get_record(key) else { return Ok(-1) };
+        let shape = (r.value, r.timestamp.millis, r.timestamp.counter, r.timestamp.node_id.as_str(), r.ttl_ms);
+        Ok(self.reply(&shape) as i32)
+    }
+
+    /// OR `add`; input: `(key, value)`. Returns the new record's tag.
+    #[wasm_bindgen(js_name = orAdd)]
+    pub fn or_add(&mut self, map: u32, now: f64, len: u32, ttl: f64) -> Result<String, JsError> {
+        let (key, value) = pair_arg(&self.input, len)?;
+        let (m, clock) = or_of(&mut self.grid, map)?;
+        m.add(clock, wall(now), key, value, ttl_arg(ttl)).map(|r| r.tag()).map_err(js_error)
+    }
+
+    /// OR `remove`; input: `(key, value)`. Returns the removed tags.
+    #[wasm_bindgen(js_name = orRemove)]
+    pub fn or_remove(&mut self, map: u32, len: u32) -> Result<Vec<String>, JsError> {
+        let (key, value) = pair_arg(&self.input, len)?;
+        or_of(&mut self.grid, map)?.0.remove(key, &value).map_err(js_error)
+    }
+
+    /// OR `get`; input: `key`. Output: the values, oldest first (shape: values); returns the length.
+    #[wasm_bindgen(js_name = orGet)]
+    pub fn or_get(&mut self, map: u32, now: f64, len: u32) -> Result<u32, JsError> {
+        let key = key_arg(&self.input, len)?;
+        let values = or_of(&mut self.grid, map)?.0.get(key, wall(now));
+        encode_into(&values, &mut self.output);
+        Ok(self.output.len() as u32)
+    }
+
+    /// Keys with visible values and their values to the output (shape: OR entries); returns the length.
+    #[wasm_bindgen(js_name = orEntries)]
+    pub fn or_entries(&mut self, map: u32, now: f64) -> Result<u32, JsError> {
+        let entries = or_of(&mut self.grid, map)?.0.entries(wall(now));
+        encode_into(&entries, &mut self.output);
+        Ok(self.output.len() as u32)
+    }
+
+    /// Keys with visible values, sorted.
+    #[wasm_bindgen(js_name = orKeys)]
+    pub fn or_keys(&mut self, map: u32, now: f64) -> Result<Vec<String>, JsError> {
+        Ok(or_of(&mut self.grid, map)?.0.live_keys(wall(now)).into_iter().map(str::to_owned).collect())
+    }
+
+    /// Number of keys with visible values.
+    #[wasm_bindgen(js_name = orSize)]
+    pub fn or_size(&mut self, map: u32, now: f64) -> Result<u32, JsError> {
+        Ok(or_of(&mut self.grid, map)?.0.len(wall(now)) as u32)
+    }
+
+    /// The OR map's tombstoned tags, sorted.
+    #[wasm_bindgen(js_name = orTombstones)]
+    pub fn or_tombstones(&mut self, map: u32) -> Result<Vec<String>, JsError> {
+        Ok(or_of(&mut self.grid, map)?.0.tombstones())
+    }
+
+    /// The Merkle root of a map.
+    pub fn root(&self, map: u32) -> u32 {
+        self.grid.map_at(MapId(map)).map_or(0, AnyMap::root)
+    }
+
+    /// Drops tombstones older than `older_than` ms; returns how many.
+    pub fn prune(&mut self, map: u32, older_than: f64) -> u32 {
+        let older_than = wall(older_than);
+        match self.grid.map_at_mut(MapId(map)) {
+            Some(AnyMap::Lww(m)) => m.prune(older_than) as u32,
+            Some(AnyMap::Or(m)) => m.prune(older_than) as u32,
+            None => 0,
+        }
+    }
+
+    /// A snapshot of map `name`.
+    #[wasm_bindgen(js_name = exportMap)]
+    pub fn export_map(&self, name: &str) -> Result<Vec<u8>, JsError> {
+        self.grid.export_map(name).map_err(js_error)
+    }
+
+    /// Merges a snapshot; returns records added or replaced plus new tombstones. Drift reports
+    /// wait in [`RawGrid::take_drifts`].
+    #[wasm_bindgen(js_name = importMap)]
+    pub fn import_map(&mut self, name: &str, now: f64, bytes: &[u8]) -> Result<u32, JsError> {
+        let imported = self.grid.import_map(name, bytes, wall(now)).map_err(js_error)?;
+        self.drifts.extend(imported.drifts);
+        Ok(u32::try_from(imported.changed).unwrap_or(u32::MAX))
+    }
+
+    /// Drift reports since the last call to the output (shape: drifts); returns the length, 0 when
+    /// there are none.
+    #[wasm_bindgen(js_name = takeDrifts)]
+    pub fn take_drifts(&mut self) -> u32 {
+        if self.drifts.is_empty() {
+            return 0;
+        }
+        let drifts: Vec<(String, u64, u64)> =
+            self.drifts.drain(..).map(|d| (d.remote.to_text(), d.ahead_ms, d.max_drift_ms)).collect();
+        self.reply(&drifts)
+    }
+
+    /// Turns change events of a map on or off.
+    #[wasm_bindgen(js_name = recordEvents)]
+    pub fn record_events(&mut self, map: u32, on: bool) {
+        match self.grid.map_at_mut(MapId(map)) {
+            Some(AnyMap::Lww(m)) => m.record_events(on),
+            Some(AnyMap::Or(m)) => m.record_events(on),
+            None => {}
+        }
+    }
+
+    /// Pending change events of a map, with each key's current state, to the output (shape: LWW
+    /// or OR events); returns the length, 0 when there are none.
+    #[wasm_bindgen(js_name = takeEvents)]
+    pub fn take_events(&mut self, map: u32, now: f64) -> u32 {
+        let now = wall(now);
+        match self.grid.map_at_mut(MapId(map)) {
+            Some(AnyMap::Lww(m)) => {
+                let mut events = Vec::new();
+                while let Some(e) = m.poll_event() {
+                    events.push(e);
+                }
+                let out = &mut self.output;
+                out.clear();
+                put_varint(out, events.len() as u64);
+                for e in &events {
+                    put_str(out, &e.key);
+                    out.push(origin_byte(e.origin));
+                    match m.get_encoded(&e.key, now) {
+                        Some(v) => {
+                            out.push(1);
+                            out.extend_from_slice(v.as_bytes());
+                        }
+                        None => out.push(0),
+                    }
+                }
+                if events.is_empty() { 0 } else { out.len() as u32 }
+            }
+            Some(AnyMap::Or(m)) => {
+                let mut events = Vec::new();
+                while let Some(e) = m.poll_event() {
+                    let values: Vec<Value> = m.get(&e.key, now).into_iter().cloned().collect();
+                    events.push((e.key, origin_byte(e.origin), values));
+                }
+                if events.is_empty() { 0 } else { self.reply(&events) }
+            }
+            None => 0,
+        }
+    }
+}
