@@ -479,6 +479,58 @@ pub fn scan_value(bytes: &[u8]) -> Result<(usize, bool), Error> {
     Ok((scan.at, scan.canonical))
 }
 
+/// Rewrites one valid encoded value (checked by [`scan_value`]) with every map's entries sorted by
+/// key bytes, appending it to `out`; a repeated key is an error. Works on the bytes, without
+/// building a [`Value`], so values from JavaScript objects (keys in insertion order) stay cheap.
+pub fn canonicalize_value(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+    let mut scan = Scan { bytes, at: 0, canonical: true };
+    canonicalize(&mut scan, out).map_err(|reason| Error::InvalidValue { path: "$".into(), reason })
+}
+
+fn canonicalize(scan: &mut Scan<'_>, out: &mut Vec<u8>) -> Result<(), String> {
+    let start = scan.at;
+    let tag = scan.bytes.get(start).copied().ok_or("it is truncated")?;
+    match tag {
+        6 => {
+            scan.at += 1;
+            let count = scan.len()?;
+            out.extend_from_slice(&scan.bytes[start..scan.at]);
+            for _ in 0..count {
+                canonicalize(scan, out)?;
+            }
+        }
+        7 => {
+            scan.at += 1;
+            let count = scan.len()?;
+            out.extend_from_slice(&scan.bytes[start..scan.at]);
+            // (key, its encoded form with the length prefix, the canonical value)
+            let mut entries: Vec<(&[u8], &[u8], Vec<u8>)> = Vec::with_capacity(count);
+            for _ in 0..count {
+                let key_at = scan.at;
+                let key = scan.text()?;
+                let encoded_key = &scan.bytes[key_at..scan.at];
+                let mut value = Vec::new();
+                canonicalize(scan, &mut value)?;
+                entries.push((key, encoded_key, value));
+            }
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            if let Some(pair) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
+                let key = core::str::from_utf8(pair[0].0).unwrap_or_default();
+                return Err(alloc::format!("the key {} appears twice", crate::error::Quoted(&excerpt(key))));
+            }
+            for (_, encoded_key, value) in entries {
+                out.extend_from_slice(encoded_key);
+                out.extend_from_slice(&value);
+            }
+        }
+        _ => {
+            scan.value(0)?; // a scalar: copied as it is
+            out.extend_from_slice(&scan.bytes[start..scan.at]);
+        }
+    }
+    Ok(())
+}
+
 struct Scan<'a> {
     bytes: &'a [u8],
     at: usize,

@@ -607,9 +607,9 @@ impl Encoded {
         if canonical {
             return Ok((Self(head.into()), rest));
         }
-        let value: Value = postcard::from_bytes(head)
-            .map_err(|_| Error::Decode { what: "value", reason: "it could not be decoded".into() })?;
-        Ok((Self::new(&value.normalize()?), rest))
+        let mut sorted = Vec::with_capacity(head.len());
+        crate::codec::canonicalize_value(head, &mut sorted)?;
+        Ok((Self(sorted.into_boxed_slice()), rest))
     }
 
     /// The canonical bytes.

@@ -1272,3 +1272,16 @@ describe('determinism', () => {
     assert.equal(c.grid.getMap('m').get('x'), 2);
   });
 });
+
+describe('freeing a grid', () => {
+  test('free() releases the grid; later use of it or its maps throws a clear error', () => {
+    const { grid } = makeGrid();
+    const map = grid.getMap('m');
+    map.set('k', 1);
+    grid.free();
+    grid.free(); // twice is harmless
+    throwsError(() => map.get('k'), /this grid was freed/);
+    throwsError(() => grid.getMap('m'), /this grid was freed/);
+    throwsError(() => grid.exportMap('m'), /this grid was freed/);
+  });
+});

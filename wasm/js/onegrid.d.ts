@@ -68,6 +68,9 @@ export interface OrChange {
 export class Grid {
   constructor(options: GridOptions);
   readonly nodeId: string;
+  /** Releases the grid's memory in the module now; the grid and its maps throw on later use. */
+  free(): void;
+  [Symbol.dispose](): void;
   /** The LWW map `name`, created on first use; throws `kind mismatch` for an OR map. */
   getMap(name: string): LwwMap;
   /** The OR map `name`, created on first use; throws `kind mismatch` for an LWW map. */

@@ -5,7 +5,7 @@
 // by wasm-bindgen into onegrid_glue.js) holds all state and all CRDT logic.
 
 import initGlue, { initSync as initSyncGlue, RawGrid } from './onegrid_glue.js';
-import { Reader, encodeEntries, encodePair, encodeText, isWellFormed, typeName } from './values.js';
+import { Reader, Writer, isWellFormed, typeName, writeEntries, writePair, writeText } from './values.js';
 
 /** The module's exports, once loaded. */
 let wasm = null;
@@ -23,14 +23,20 @@ export function initSync(input) {
   return wasm;
 }
 
-/** The module's memory as bytes (a new view after the memory grows). */
+/** The module's memory as bytes (a new view once growth detached the old one). */
 function memory() {
-  const buffer = wasm.memory.buffer;
-  if (memoryView === null || memoryView.buffer !== buffer) memoryView = new Uint8Array(buffer);
+  if (memoryView === null || memoryView.length === 0) memoryView = new Uint8Array(wasm.memory.buffer);
   return memoryView;
 }
 
 const DEFAULT_MAX_DRIFT_MS = 60000;
+
+/** What a freed grid's handles call: every method throws. */
+const FREED = new Proxy({}, {
+  get: () => () => {
+    throw new Error('this grid was freed (grid.free())');
+  },
+});
 
 function fail(message) {
   return new Error(message);
@@ -63,19 +69,27 @@ class GridCore {
     this.clock = clock;
     this.onDrift = onDrift;
     this.subscribers = new Map(); // map id -> Set of callbacks
-    this.inputAt = 0;
-    this.inputCapacity = 0;
+    // Arguments are written straight into the module's input buffer (see RawGrid::input).
+    this.writer = new Writer((min) => {
+      const capacity = 2 ** Math.ceil(Math.log2(Math.max(min, 256)));
+      const at = this.raw.input(capacity);
+      return { buf: memory(), at, capacity };
+    });
   }
 
-  /** Copies encoded arguments into the module's input buffer; returns their length. */
-  pass(bytes) {
-    const len = bytes.length;
-    if (len > this.inputCapacity) {
-      this.inputAt = this.raw.input(len);
-      this.inputCapacity = 2 ** Math.ceil(Math.log2(Math.max(len, 1)));
-    }
-    memory().set(bytes, this.inputAt);
-    return len;
+  /** Writes a checked string as the call's arguments; returns their length. */
+  text(s) {
+    return writeText(this.writer, s).length;
+  }
+
+  /** Writes `(key, value)` as the call's arguments; returns their length. */
+  pair(key, value) {
+    return writePair(this.writer, key, value).length;
+  }
+
+  /** Writes a `[key, value]` batch as the call's arguments; returns its length. */
+  batch(entries) {
+    return writeEntries(this.writer, entries, checkText).length;
   }
 
   /** A reader over the first `len` bytes of the module's output (use it before the next call). */
@@ -169,6 +183,20 @@ export class Grid {
     this.#core = new GridCore(new RawGrid(nodeId, maxDriftMs, strictDrift), clock, onDrift);
   }
 
+  /** Releases the grid's memory in the module now (instead of when it is garbage collected).
+   * The grid and its map handles throw on any later use. */
+  free() {
+    const core = this.#core;
+    if (core.raw === FREED) return;
+    const raw = core.raw;
+    core.raw = FREED;
+    raw.free();
+  }
+
+  [Symbol.dispose]() {
+    this.free();
+  }
+
   /** This grid's node id. */
   get nodeId() {
     return this.#core.raw.nodeId();
@@ -178,14 +206,14 @@ export class Grid {
   getMap(name) {
     checkText(name, 'the map name');
     const core = this.#core;
-    return new LwwMap(core, name, core.raw.openLww(core.pass(encodeText(name))));
+    return new LwwMap(core, name, core.raw.openLww(core.text(name)));
   }
 
   /** The OR map `name`, created on first use; throws `kind mismatch` for an LWW map. */
   getORMap(name) {
     checkText(name, 'the map name');
     const core = this.#core;
-    return new OrMap(core, name, core.raw.openOr(core.pass(encodeText(name))));
+    return new OrMap(core, name, core.raw.openOr(core.text(name)));
   }
 
   /** True when this grid has the map `name`. */
@@ -215,7 +243,7 @@ export class Grid {
     core.reportDrift();
     const kind = core.raw.mapKind(name);
     if (core.subscribers.size > 0) {
-      const id = kind === 'lww' ? core.raw.openLww(core.pass(encodeText(name))) : core.raw.openOr(core.pass(encodeText(name)));
+      const id = kind === 'lww' ? core.raw.openLww(core.text(name)) : core.raw.openOr(core.text(name));
       core.dispatch(id, now, kind);
     }
     return changed;
@@ -248,8 +276,8 @@ export class LwwMap {
     checkText(key, 'the key');
     const ttl = ttlOf(options);
     const core = this.#core;
-    const now = core.now(); // before pass(): the clock may itself read the grid
-    const len = core.pass(encodePair(key, value));
+    const now = core.now(); // before writing arguments: the clock may itself use the grid
+    const len = core.pair(key, value);
     core.raw.lwwSet(this.#id, now, len, ttl);
     core.dispatch(this.#id, now, 'lww');
   }
@@ -259,7 +287,7 @@ export class LwwMap {
     if (!Array.isArray(entries)) throw fail(`setMany() takes an array of [key, value] pairs, not ${typeName(entries)}`);
     const core = this.#core;
     const now = core.now();
-    const len = core.pass(encodeEntries(entries, checkText));
+    const len = core.batch(entries);
     core.raw.lwwSetMany(this.#id, now, len);
     core.dispatch(this.#id, now, 'lww');
   }
@@ -269,7 +297,7 @@ export class LwwMap {
     checkText(key, 'the key');
     const core = this.#core;
     const now = core.now();
-    const len = core.raw.lwwGet(this.#id, now, core.pass(encodeText(key)));
+    const len = core.raw.lwwGet(this.#id, now, core.text(key));
     return len < 0 ? undefined : core.output(len).value();
   }
 
@@ -278,7 +306,7 @@ export class LwwMap {
     checkText(key, 'the key');
     const core = this.#core;
     const now = core.now();
-    return core.raw.lwwHas(this.#id, now, core.pass(encodeText(key)));
+    return core.raw.lwwHas(this.#id, now, core.text(key));
   }
 
   /** Removes `key` (stores a tombstone, also for a key never seen). */
@@ -286,7 +314,7 @@ export class LwwMap {
     checkText(key, 'the key');
     const core = this.#core;
     const now = core.now();
-    const len = core.pass(encodeText(key));
+    const len = core.text(key);
     core.raw.lwwRemove(this.#id, now, len);
     core.dispatch(this.#id, now, 'lww');
   }
@@ -318,7 +346,7 @@ export class LwwMap {
   getRecord(key) {
     checkText(key, 'the key');
     const core = this.#core;
-    const len = core.raw.lwwRecord(this.#id, core.pass(encodeText(key)));
+    const len = core.raw.lwwRecord(this.#id, core.text(key));
     if (len < 0) return undefined;
     const r = core.output(len);
     const value = r.option(r.value);
@@ -367,7 +395,7 @@ export class OrMap {
     const ttl = ttlOf(options);
     const core = this.#core;
     const now = core.now();
-    const len = core.pass(encodePair(key, value));
+    const len = core.pair(key, value);
     const tag = core.raw.orAdd(this.#id, now, len, ttl);
     core.dispatch(this.#id, now, 'or');
     return tag;
@@ -378,7 +406,7 @@ export class OrMap {
     checkText(key, 'the key');
     const core = this.#core;
     const now = core.now();
-    const tags = core.raw.orRemove(this.#id, core.pass(encodePair(key, value)));
+    const tags = core.raw.orRemove(this.#id, core.pair(key, value));
     core.dispatch(this.#id, now, 'or');
     return tags;
   }
@@ -388,7 +416,7 @@ export class OrMap {
     checkText(key, 'the key');
     const core = this.#core;
     const now = core.now();
-    return core.output(core.raw.orGet(this.#id, now, core.pass(encodeText(key)))).vec(Reader.prototype.value);
+    return core.output(core.raw.orGet(this.#id, now, core.text(key))).vec(Reader.prototype.value);
   }
 
   /** True when `key` has a visible value. */

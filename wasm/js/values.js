@@ -10,6 +10,8 @@ const I64_MIN = -(2n ** 63n);
 const I64_MAX = 2n ** 63n - 1n;
 const SMALL_INT = 2 ** 52; // below this, zigzag(n) is exact as a double
 const OBJECT_PROTO = Object.prototype;
+const LONE_IN_STRING = 'a string contains a lone surrogate (not valid Unicode)';
+const LONE_IN_KEY = 'an object key contains a lone surrogate (not valid Unicode)';
 const TAG = { NULL: 0, BOOL: 1, INT: 2, FLOAT: 3, STRING: 4, BYTES: 5, LIST: 6, MAP: 7 };
 
 const utf8 = new TextEncoder();
@@ -30,6 +32,14 @@ export function typeName(v) {
   return type === 'object' ? 'an object' : `a ${type}`;
 }
 
+/** The default region: a JS buffer that doubles when full. */
+function jsRegion(min, previous) {
+  let size = previous ? previous.length : 4096;
+  while (size < min) size *= 2;
+  const buf = previous && previous.length >= min ? previous : new Uint8Array(size);
+  return { buf, at: 0, capacity: buf.length };
+}
+
 function varintSize(n) {
   return n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5;
 }
@@ -45,34 +55,57 @@ function invalid(path, reason) {
   return new Error(`invalid value at ${describePath(path)}: ${reason}`);
 }
 
-/** A growable byte buffer that writes postcard. Reused across calls. */
+/**
+ * Writes postcard into a growable region. By default the region is a JS buffer; the API gives
+ * each grid a writer whose region is the module's own input buffer (`place`), so arguments are
+ * written straight into wasm memory with no copy. Positions are offsets into `buf`.
+ */
 export class Writer {
-  constructor() {
-    this.buf = new Uint8Array(4096);
+  /** `place(min)` returns `{ buf, at, capacity }`: a byte view, where the region starts, its size. */
+  constructor(place = jsRegion) {
+    this.place = place;
+    this.buf = null;
+    this.view = null;
+    this.start = 0;
+    this.end = 0;
     this.pos = 0;
-    this.view = new DataView(this.buf.buffer);
     this.path = [];
   }
 
+  /** Starts a new message (re-attaching if the memory under the region moved). */
   reset() {
-    this.pos = 0;
-    this.path.length = 0;
+    if (this.buf === null || this.buf.length === 0) this.attach(0);
+    this.pos = this.start;
+    if (this.path.length !== 0) this.path.length = 0;
     return this;
+  }
+
+  attach(min) {
+    const { buf, at, capacity } = this.place(min, this.buf);
+    if (buf !== this.buf) {
+      this.buf = buf;
+      this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    }
+    this.start = at;
+    this.end = at + capacity;
+  }
+
+  /** Bytes written since `reset()`. */
+  get length() {
+    return this.pos - this.start;
   }
 
   /** The bytes written so far (a view: copy it before the next write). */
   bytes() {
-    return this.buf.subarray(0, this.pos);
+    return this.buf.subarray(this.start, this.pos);
   }
 
   reserve(n) {
-    if (this.pos + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < this.pos + n) size *= 2;
-    const next = new Uint8Array(size);
-    next.set(this.buf.subarray(0, this.pos));
-    this.buf = next;
-    this.view = new DataView(next.buffer);
+    if (this.pos + n <= this.end) return;
+    const written = this.buf.slice(this.start, this.pos); // `place` may move or detach the memory
+    this.attach(written.length + n);
+    this.buf.set(written, this.start);
+    this.pos = this.start + written.length;
   }
 
   u8(b) {
@@ -117,7 +150,7 @@ export class Writer {
     this.pos += 8;
   }
 
-  /** A string as varint length + UTF-8; `what()` makes the error if it has a lone surrogate. */
+  /** A string as varint length + UTF-8; throws `what` (a message) if it has a lone surrogate. */
   str(s, what) {
     const len = s.length;
     // ASCII fast path: copy code units straight in after a length prefix of known size (for
@@ -138,7 +171,7 @@ export class Writer {
       this.pos = at;
       return;
     }
-    if (!isWellFormed(s)) throw what();
+    if (!isWellFormed(s)) throw typeof what === 'string' ? invalid(this.path, what) : what;
     const bytes = utf8.encode(s);
     this.varint(bytes.length);
     this.reserve(bytes.length);
@@ -151,7 +184,7 @@ export class Writer {
     switch (typeof v) {
       case 'string':
         this.u8(TAG.STRING);
-        this.str(v, () => invalid(this.path, 'a string contains a lone surrogate (not valid Unicode)'));
+        this.str(v, LONE_IN_STRING);
         return;
       case 'number':
         if (Number.isSafeInteger(v)) {
@@ -211,11 +244,12 @@ export class Writer {
     if (proto !== OBJECT_PROTO && proto !== null) {
       throw invalid(path, 'only plain objects, arrays and Uint8Array can be stored');
     }
+    // Keys go in insertion order; the module sorts them (cheaper there than in JS).
     const keys = Object.keys(v);
     this.u8(TAG.MAP);
     this.varint(keys.length);
     for (const key of keys) {
-      this.str(key, () => invalid(path, 'an object key contains a lone surrogate (not valid Unicode)'));
+      this.str(key, LONE_IN_KEY);
       path.push(key);
       this.value(v[key], depth + 1);
       path.pop();
@@ -339,6 +373,7 @@ export class Reader {
 }
 
 const shared = new Writer();
+const KEY_ERROR = new Error('a key contains a lone surrogate (not valid Unicode)');
 
 /** The postcard bytes of one value (a view into a shared buffer: use before the next call). */
 export function encodeValue(v) {
@@ -346,26 +381,24 @@ export function encodeValue(v) {
   return shared.bytes();
 }
 
-const keyError = () => new Error('a key contains a lone surrogate (not valid Unicode)');
-
-/** The postcard bytes of a string already checked to be well formed (a view into a shared buffer). */
-export function encodeText(text) {
-  shared.reset().str(text, keyError);
-  return shared.bytes();
+/** Writes a string already checked to be well formed; returns the writer. */
+export function writeText(w, text) {
+  w.reset().str(text, KEY_ERROR);
+  return w;
 }
 
-/** The postcard bytes of `(key, value)` (a view into a shared buffer). */
-export function encodePair(key, value) {
-  const w = shared.reset();
-  w.str(key, keyError);
+/** Writes `(key, value)`; returns the writer. */
+export function writePair(w, key, value) {
+  w.reset().str(key, KEY_ERROR);
   w.value(value);
-  return w.bytes();
+  return w;
 }
 
-/** The postcard bytes of `[[key, value], ...]` (a view into a shared buffer). */
-export function encodeEntries(entries, checkKey) {
-  const w = shared.reset();
+/** Writes `[[key, value], ...]`; `checkKey(key, what)` throws for a bad key. Returns the writer. */
+export function writeEntries(w, entries, checkKey) {
+  w.reset().reserve(entries.length * 32); // a guess that saves most regrowth copies
   w.varint(entries.length);
+  w.path.push('entries', 0);
   for (let i = 0; i < entries.length; i++) {
     const pair = entries[i];
     if (!Array.isArray(pair) || pair.length !== 2) {
@@ -373,12 +406,12 @@ export function encodeEntries(entries, checkKey) {
     }
     const [key, value] = pair;
     checkKey(key, `the key of entry ${i}`);
-    w.str(key, () => new Error(`setMany(): the key of entry ${i} contains a lone surrogate`));
-    w.path.length = 0;
-    w.path.push(`entries[${i}]`);
+    w.str(key, KEY_ERROR);
+    w.path[1] = i; // the path reads $.entries[i]
     w.value(value);
   }
-  return w.bytes();
+  w.path.length = 0;
+  return w;
 }
 
 /** Decodes one value. */
