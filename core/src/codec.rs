@@ -487,6 +487,10 @@ pub fn canonicalize_value(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), Error> 
     canonicalize(&mut scan, out).map_err(|reason| Error::InvalidValue { path: "$".into(), reason })
 }
 
+/// A map entry while sorting: its key, the key as encoded, and its value as a span of the input
+/// (already canonical) or rewritten.
+type MapEntry<'a> = (&'a [u8], &'a [u8], Result<&'a [u8], Vec<u8>>);
+
 fn canonicalize(scan: &mut Scan<'_>, out: &mut Vec<u8>) -> Result<(), String> {
     let start = scan.at;
     let tag = scan.bytes.get(start).copied().ok_or("it is truncated")?;
@@ -503,14 +507,25 @@ fn canonicalize(scan: &mut Scan<'_>, out: &mut Vec<u8>) -> Result<(), String> {
             scan.at += 1;
             let count = scan.len()?;
             out.extend_from_slice(&scan.bytes[start..scan.at]);
-            // (key, its encoded form with the length prefix, the canonical value)
-            let mut entries: Vec<(&[u8], &[u8], Vec<u8>)> = Vec::with_capacity(count);
+            // (key, its encoded form with the length prefix, the value: a span of the input when it
+            // is already canonical, which is the common case, else rewritten)
+            let mut entries: Vec<MapEntry<'_>> = Vec::with_capacity(count);
             for _ in 0..count {
                 let key_at = scan.at;
                 let key = scan.text()?;
                 let encoded_key = &scan.bytes[key_at..scan.at];
-                let mut value = Vec::new();
-                canonicalize(scan, &mut value)?;
+                let value_at = scan.at;
+                let canonical = core::mem::replace(&mut scan.canonical, true);
+                scan.value(1)?;
+                let value = if scan.canonical {
+                    Ok(&scan.bytes[value_at..scan.at])
+                } else {
+                    let mut rewritten = Vec::new();
+                    let mut inner = Scan { bytes: &scan.bytes[..scan.at], at: value_at, canonical: true };
+                    canonicalize(&mut inner, &mut rewritten)?;
+                    Err(rewritten)
+                };
+                scan.canonical = canonical;
                 entries.push((key, encoded_key, value));
             }
             entries.sort_by(|a, b| a.0.cmp(b.0));
@@ -518,9 +533,12 @@ fn canonicalize(scan: &mut Scan<'_>, out: &mut Vec<u8>) -> Result<(), String> {
                 let key = core::str::from_utf8(pair[0].0).unwrap_or_default();
                 return Err(alloc::format!("the key {} appears twice", crate::error::Quoted(&excerpt(key))));
             }
-            for (_, encoded_key, value) in entries {
+            for (_, encoded_key, value) in &entries {
                 out.extend_from_slice(encoded_key);
-                out.extend_from_slice(&value);
+                out.extend_from_slice(match value {
+                    Ok(span) => span,
+                    Err(rewritten) => rewritten,
+                });
             }
         }
         _ => {

@@ -10,9 +10,68 @@ use crate::hlc::Drift;
 /// The key every map reserves for the OR map's stored tombstone list.
 pub const RESERVED_KEY: &str = "__tombstones__";
 
-/// Seeded, not random: the core takes no randomness, and the same inputs must give the same work
-/// everywhere. (A per-grid seed from the embedder is the hardening step against hash flooding.)
-pub(crate) type Hasher = foldhash::fast::FixedState;
+/// The hash tables' hasher: seeded, not random (the core takes no randomness, and the same inputs
+/// must give the same work everywhere), and built on 64-bit multiplies, which wasm32 has natively
+/// (general-purpose hashers lean on 128-bit products, which wasm32 emulates). A per-grid seed from
+/// the embedder is the hardening step against hash flooding.
+pub(crate) type Hasher = core::hash::BuildHasherDefault<KeyHasher>;
+
+/// An FxHash-style hasher: each word is folded in with a rotate, xor and multiply.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KeyHasher(u64);
+
+const K: u64 = 0xf135_7aea_2e62_a9c5;
+
+impl KeyHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0 ^ word).wrapping_mul(K).rotate_left(20);
+    }
+}
+
+impl core::hash::Hasher for KeyHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        // Spread the well-mixed high bits down too: hashbrown indexes buckets with the low bits.
+        self.0 ^ (self.0 >> 29)
+    }
+}
 
 /// The two kinds of map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -286,6 +286,26 @@ mod encoded_values {
     }
 
     #[test]
+    fn nested_unsorted_maps_are_sorted_at_every_level() {
+        let raw = |entries: Vec<(&str, Value)>| {
+            Value::Map(entries.into_iter().map(|(k, v)| (k.into(), v)).collect::<Vec<_>>().into_boxed_slice())
+        };
+        let inner = raw(vec![("z", Value::Int(1)), ("é", Value::Null), ("a", Value::from("x"))]);
+        let value = raw(vec![
+            ("b", Value::list([inner.clone(), Value::Int(2), raw(vec![("y", Value::Null), ("x", Value::Null)])])),
+            ("a", inner.clone()),
+            ("😀", Value::Bool(true)),
+            ("\u{ff5e}", raw(vec![])),
+        ]);
+        let expected = value.clone().normalize().expect("normalises");
+        let e = Encoded::from_bytes(&bytes(&value)).expect("canonicalised");
+        assert_eq!(e.as_bytes(), Encoded::new(&expected).as_bytes());
+        assert_eq!(e.decode(), expected);
+        let nested_dup = raw(vec![("a", raw(vec![("k", Value::Null), ("k", Value::Int(1))]))]);
+        assert!(Encoded::from_bytes(&bytes(&nested_dup)).expect_err("dup").to_string().contains("appears twice"));
+    }
+
+    #[test]
     fn bad_bytes_are_refused_with_a_reason() {
         let nan = {
             let mut b = vec![3];

@@ -77,6 +77,11 @@ class GridCore {
     });
   }
 
+  /** The error behind a failed status code. */
+  failure() {
+    return new Error(this.raw.takeError());
+  }
+
   /** Writes a checked string as the call's arguments; returns their length. */
   text(s) {
     return writeText(this.writer, s).length;
@@ -278,7 +283,7 @@ export class LwwMap {
     const core = this.#core;
     const now = core.now(); // before writing arguments: the clock may itself use the grid
     const len = core.pair(key, value);
-    core.raw.lwwSet(this.#id, now, len, ttl);
+    if (core.raw.lwwSet(this.#id, now, len, ttl) !== 0) throw core.failure();
     core.dispatch(this.#id, now, 'lww');
   }
 
@@ -288,7 +293,7 @@ export class LwwMap {
     const core = this.#core;
     const now = core.now();
     const len = core.batch(entries);
-    core.raw.lwwSetMany(this.#id, now, len);
+    if (core.raw.lwwSetMany(this.#id, now, len) !== 0) throw core.failure();
     core.dispatch(this.#id, now, 'lww');
   }
 
@@ -298,7 +303,9 @@ export class LwwMap {
     const core = this.#core;
     const now = core.now();
     const len = core.raw.lwwGet(this.#id, now, core.text(key));
-    return len < 0 ? undefined : core.output(len).value();
+    if (len >= 0) return core.output(len).value();
+    if (len === -1) return undefined;
+    throw core.failure();
   }
 
   /** True when `get(key)` would return a value. */
@@ -315,7 +322,7 @@ export class LwwMap {
     const core = this.#core;
     const now = core.now();
     const len = core.text(key);
-    core.raw.lwwRemove(this.#id, now, len);
+    if (core.raw.lwwRemove(this.#id, now, len) !== 0) throw core.failure();
     core.dispatch(this.#id, now, 'lww');
   }
 

@@ -25,6 +25,24 @@ pub fn js_error(e: Error) -> JsError {
     JsError::new(&e.to_string())
 }
 
+/// An error message on its way to JavaScript: thrown as an `Error` by methods that return
+/// `Result`, or kept for `takeError()` by the hot methods that return a status code instead
+/// (a `Result` costs each call two extra crossings).
+#[derive(Debug)]
+pub struct Failure(pub String);
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl From<Failure> for JsError {
+    fn from(f: Failure) -> Self {
+        JsError::new(&f.0)
+    }
+}
+
 /// Encodes a reply shape into `out` (cleared first), reusing its allocation. Encoding into a
 /// growable buffer cannot fail short of allocation failure.
 pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
@@ -35,11 +53,11 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
 }
 
 /// Decodes arguments written by the wrapper, with nothing trailing.
-pub fn decode_exact<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, JsError> {
+pub fn decode_exact<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, Failure> {
     match postcard::take_from_bytes::<T>(bytes) {
         Ok((value, [])) => Ok(value),
-        Ok(_) => Err(JsError::new(&format!("onegrid: malformed {what} from JavaScript: trailing bytes"))),
-        Err(e) => Err(JsError::new(&format!("onegrid: malformed {what} from JavaScript: {e}"))),
+        Ok(_) => Err(Failure(format!("onegrid: malformed {what} from JavaScript: trailing bytes"))),
+        Err(e) => Err(Failure(format!("onegrid: malformed {what} from JavaScript: {e}"))),
     }
 }
 
@@ -59,14 +77,14 @@ pub fn put_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Splits a postcard string off the front of `bytes`.
-pub fn take_str(bytes: &[u8]) -> Result<(&str, &[u8]), JsError> {
+pub fn take_str(bytes: &[u8]) -> Result<(&str, &[u8]), Failure> {
     postcard::take_from_bytes::<&str>(bytes)
-        .map_err(|e| JsError::new(&format!("onegrid: malformed key from JavaScript: {e}")))
+        .map_err(|e| Failure(format!("onegrid: malformed key from JavaScript: {e}")))
 }
 
 /// Splits one encoded value off the front of `bytes`, checked and made canonical.
-pub fn take_value(bytes: &[u8]) -> Result<(Encoded, &[u8]), JsError> {
-    Encoded::take(bytes).map_err(js_error)
+pub fn take_value(bytes: &[u8]) -> Result<(Encoded, &[u8]), Failure> {
+    Ok(Encoded::take(bytes)?)
 }
 
 /// The origin byte of an event.

@@ -12,7 +12,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::interop::{
-    decode_exact, encode_into, js_error, origin_byte, put_str, put_varint, take_str, take_value, ttl_arg,
+    Failure, decode_exact, encode_into, js_error, origin_byte, put_str, put_varint, take_str, take_value, ttl_arg,
 };
 
 /// One grid as the wrapper sees it.
@@ -23,6 +23,8 @@ pub struct RawGrid {
     drifts: Vec<Drift>,
     input: Vec<u8>,
     output: Vec<u8>,
+    /// The message behind the last failed status code.
+    error: String,
 }
 
 fn wall(ms: f64) -> u64 {
@@ -31,36 +33,47 @@ fn wall(ms: f64) -> u64 {
 }
 
 /// The first `len` bytes of the input buffer.
-fn args(input: &[u8], len: u32) -> Result<&[u8], JsError> {
-    input.get(..len as usize).ok_or_else(|| JsError::new("onegrid: argument longer than the input buffer"))
+fn args(input: &[u8], len: u32) -> Result<&[u8], Failure> {
+    input.get(..len as usize).ok_or_else(|| Failure("onegrid: argument longer than the input buffer".into()))
 }
 
-fn lww_of(grid: &mut Grid, map: u32) -> Result<(&mut LwwMap, &mut Hlc), JsError> {
+fn lww_of(grid: &mut Grid, map: u32) -> Result<(&mut LwwMap, &mut Hlc), Failure> {
     match grid.map_and_clock(MapId(map)) {
         Some((AnyMap::Lww(m), clock)) => Ok((m, clock)),
-        _ => Err(JsError::new("onegrid: not an LWW map handle")),
+        _ => Err(Failure("onegrid: not an LWW map handle".into())),
     }
 }
 
-fn or_of(grid: &mut Grid, map: u32) -> Result<(&mut OrMap, &mut Hlc), JsError> {
+fn or_of(grid: &mut Grid, map: u32) -> Result<(&mut OrMap, &mut Hlc), Failure> {
     match grid.map_and_clock(MapId(map)) {
         Some((AnyMap::Or(m), clock)) => Ok((m, clock)),
-        _ => Err(JsError::new("onegrid: not an OR map handle")),
+        _ => Err(Failure("onegrid: not an OR map handle".into())),
     }
 }
 
 /// Decodes a key argument.
-fn key_arg(input: &[u8], len: u32) -> Result<&str, JsError> {
+fn key_arg(input: &[u8], len: u32) -> Result<&str, Failure> {
     decode_exact(args(input, len)?, "key")
 }
 
 /// Decodes a `(key, value)` argument, the value in canonical form.
-fn pair_arg(input: &[u8], len: u32) -> Result<(&str, Value), JsError> {
+fn pair_arg(input: &[u8], len: u32) -> Result<(&str, Value), Failure> {
     let (key, value): (&str, Value) = decode_exact(args(input, len)?, "arguments")?;
-    Ok((key, value.normalize().map_err(js_error)?))
+    Ok((key, value.normalize()?))
 }
 
 impl RawGrid {
+    /// 0 for success; for a failure, keeps its message for `takeError` and returns 1.
+    fn status(&mut self, result: Result<(), Failure>) -> u32 {
+        match result {
+            Ok(()) => 0,
+            Err(f) => {
+                self.error = f.0;
+                1
+            }
+        }
+    }
+
     /// Writes `value` to the output buffer and returns its length.
     fn reply<T: Serialize + ?Sized>(&mut self, value: &T) -> u32 {
         encode_into(value, &mut self.output);
@@ -80,7 +93,13 @@ impl RawGrid {
     pub fn new(node_id: &str, max_drift_ms: f64, strict: bool) -> Result<RawGrid, JsError> {
         let node_id = NodeId::new(node_id).map_err(js_error)?;
         let config = ClockConfig { max_drift_ms: max_drift_ms as u64, strict };
-        Ok(RawGrid { grid: Grid::new(node_id, config), drifts: Vec::new(), input: Vec::new(), output: Vec::new() })
+        Ok(RawGrid {
+            grid: Grid::new(node_id, config),
+            drifts: Vec::new(),
+            input: Vec::new(),
+            output: Vec::new(),
+            error: String::new(),
+        })
     }
 
     /// The address of an input buffer of at least `len` bytes. It stays put until a larger one is
@@ -128,58 +147,84 @@ impl RawGrid {
         self.grid.map(name).map(|m| m.kind().as_str().to_owned())
     }
 
-    /// LWW `set`; input: `(key, value)`. `ttl < 0` means none.
+    /// LWW `set`; input: `(key, value)`. `ttl < 0` means none. Returns 0, or 1 after an error
+    /// (its message waits in `takeError`).
     #[wasm_bindgen(js_name = lwwSet)]
-    pub fn lww_set(&mut self, map: u32, now: f64, len: u32, ttl: f64) -> Result<(), JsError> {
-        let (key, rest) = take_str(args(&self.input, len)?)?;
-        let (value, rest) = take_value(rest)?;
-        if !rest.is_empty() {
-            return Err(JsError::new("onegrid: malformed arguments from JavaScript: trailing bytes"));
-        }
-        let (m, clock) = lww_of(&mut self.grid, map)?;
-        m.set_encoded(clock, wall(now), key, value, ttl_arg(ttl)).map(drop).map_err(js_error)
-    }
-
-    /// LWW `set` of many entries, all or nothing; input: `[(key, value)]`.
-    #[wasm_bindgen(js_name = lwwSetMany)]
-    pub fn lww_set_many(&mut self, map: u32, now: f64, len: u32) -> Result<(), JsError> {
-        let (count, mut rest) = postcard::take_from_bytes::<u32>(args(&self.input, len)?)
-            .map_err(|e| JsError::new(&format!("onegrid: malformed batch from JavaScript: {e}")))?;
-        let mut entries = Vec::with_capacity((count as usize).min(rest.len()));
-        for _ in 0..count {
-            let (key, after_key) = take_str(rest)?;
-            let (value, after_value) = take_value(after_key)?;
-            entries.push((key, value));
-            rest = after_value;
-        }
-        if !rest.is_empty() {
-            return Err(JsError::new("onegrid: malformed batch from JavaScript: trailing bytes"));
-        }
-        let (m, clock) = lww_of(&mut self.grid, map)?;
-        m.set_many_encoded(clock, wall(now), entries).map(drop).map_err(js_error)
-    }
-
-    /// LWW `remove`; input: `key`.
-    #[wasm_bindgen(js_name = lwwRemove)]
-    pub fn lww_remove(&mut self, map: u32, now: f64, len: u32) -> Result<(), JsError> {
-        let key = key_arg(&self.input, len)?;
-        let (m, clock) = lww_of(&mut self.grid, map)?;
-        m.remove(clock, wall(now), key).map(drop).map_err(js_error)
-    }
-
-    /// LWW `get`; input: `key`. Output: the value; returns its length, or -1 when there is none.
-    #[wasm_bindgen(js_name = lwwGet)]
-    pub fn lww_get(&mut self, map: u32, now: f64, len: u32) -> Result<i32, JsError> {
-        let key = key_arg(&self.input, len)?;
-        let (m, _) = lww_of(&mut self.grid, map)?;
-        match m.get_encoded(key, wall(now)) {
-            Some(v) => {
-                self.output.clear();
-                self.output.extend_from_slice(v.as_bytes());
-                Ok(self.output.len() as i32)
+    pub fn lww_set(&mut self, map: u32, now: f64, len: u32, ttl: f64) -> u32 {
+        let result = (|| {
+            let (key, rest) = take_str(args(&self.input, len)?)?;
+            let (value, rest) = take_value(rest)?;
+            if !rest.is_empty() {
+                return Err(Failure("onegrid: malformed arguments from JavaScript: trailing bytes".into()));
             }
-            None => Ok(-1),
-        }
+            let (m, clock) = lww_of(&mut self.grid, map)?;
+            m.set_encoded(clock, wall(now), key, value, ttl_arg(ttl))?;
+            Ok(())
+        })();
+        self.status(result)
+    }
+
+    /// LWW `set` of many entries, all or nothing; input: `[(key, value)]`. Returns 0 or 1 (error).
+    #[wasm_bindgen(js_name = lwwSetMany)]
+    pub fn lww_set_many(&mut self, map: u32, now: f64, len: u32) -> u32 {
+        let result = (|| {
+            let (count, mut rest) = postcard::take_from_bytes::<u32>(args(&self.input, len)?)
+                .map_err(|e| Failure(format!("onegrid: malformed batch from JavaScript: {e}")))?;
+            let mut entries = Vec::with_capacity((count as usize).min(rest.len()));
+            for _ in 0..count {
+                let (key, after_key) = take_str(rest)?;
+                let (value, after_value) = take_value(after_key)?;
+                entries.push((key, value));
+                rest = after_value;
+            }
+            if !rest.is_empty() {
+                return Err(Failure("onegrid: malformed batch from JavaScript: trailing bytes".into()));
+            }
+            let (m, clock) = lww_of(&mut self.grid, map)?;
+            m.set_many_encoded(clock, wall(now), entries)?;
+            Ok(())
+        })();
+        self.status(result)
+    }
+
+    /// LWW `remove`; input: `key`. Returns 0 or 1 (error).
+    #[wasm_bindgen(js_name = lwwRemove)]
+    pub fn lww_remove(&mut self, map: u32, now: f64, len: u32) -> u32 {
+        let result = (|| {
+            let key = key_arg(&self.input, len)?;
+            let (m, clock) = lww_of(&mut self.grid, map)?;
+            m.remove(clock, wall(now), key)?;
+            Ok(())
+        })();
+        self.status(result)
+    }
+
+    /// LWW `get`; input: `key`. Output: the value; returns its length, -1 when there is none,
+    /// -2 after an error (see `takeError`).
+    #[wasm_bindgen(js_name = lwwGet)]
+    pub fn lww_get(&mut self, map: u32, now: f64, len: u32) -> i32 {
+        let result = (|| {
+            let key = key_arg(&self.input, len)?;
+            let (m, _) = lww_of(&mut self.grid, map)?;
+            Ok(match m.get_encoded(key, wall(now)) {
+                Some(v) => {
+                    self.output.clear();
+                    self.output.extend_from_slice(v.as_bytes());
+                    self.output.len() as i32
+                }
+                None => -1,
+            })
+        })();
+        result.unwrap_or_else(|f: Failure| {
+            self.error = f.0;
+            -2
+        })
+    }
+
+    /// The message of the last error a status-returning method reported.
+    #[wasm_bindgen(js_name = takeError)]
+    pub fn take_error(&mut self) -> String {
+        core::mem::take(&mut self.error)
     }
 
     /// True when `get` would return a value; input: `key`.
