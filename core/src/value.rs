@@ -584,6 +584,11 @@ pub struct Encoded(Box<[u8]>);
 impl Encoded {
     /// Encodes a value (it must be valid: see [`Value::validate`]).
     pub fn new(value: &Value) -> Self {
+        // Most values are small: encode on the stack and allocate once, at the exact size.
+        let mut stack = [0u8; 128];
+        if let Ok(bytes) = postcard::to_slice(value, &mut stack) {
+            return Self(Box::from(&bytes[..]));
+        }
         // Serializing into a growable buffer fails only on allocation failure, which aborts.
         Self(postcard::to_allocvec(value).unwrap_or_default().into_boxed_slice())
     }
