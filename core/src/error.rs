@@ -77,6 +77,40 @@ pub enum Error {
         /// The kind that was asked for or offered.
         requested: crate::MapKind,
     },
+    /// Loading a map found it stored as the other kind than the one asked for (the hint, or the
+    /// kind of the writes made while it loaded). The early writes are kept, not dropped (see
+    /// [`crate::StorageManager::take_early_map`]).
+    LoadKindMismatch {
+        /// The name of the map.
+        map: String,
+        /// The kind found in storage.
+        stored: crate::MapKind,
+        /// The kind that was asked for.
+        requested: crate::MapKind,
+        /// Writes made on the map while it loaded.
+        early_writes: usize,
+    },
+    /// The storage adapter reported a failure.
+    Storage {
+        /// The map the request was for.
+        map: String,
+        /// The adapter's message.
+        reason: String,
+    },
+    /// A value read back from storage does not decode, or is not what its key may hold.
+    CorruptStoredValue {
+        /// The map.
+        map: String,
+        /// The key of the bad value (cut to 80 characters).
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A storage result for a request id the storage manager is not waiting for.
+    UnknownStorageRequest {
+        /// The id.
+        id: u64,
+    },
 }
 
 /// Cuts untrusted text shown in an error message to a readable length.
@@ -138,6 +172,22 @@ impl fmt::Display for Error {
             Self::KindMismatch { map, existing, requested } => {
                 write!(f, "kind mismatch: map {} is an {existing} map, not an {requested} map", Quoted(map))
             }
+            Self::LoadKindMismatch { map, stored, requested, early_writes } => {
+                write!(f, "kind mismatch: map {} is stored as an {stored} map, not an {requested} map", Quoted(map))?;
+                if *early_writes > 0 {
+                    write!(
+                        f,
+                        "; the {early_writes} early write(s) made while it loaded are kept aside, not stored \
+                         (take them with take_early_map)"
+                    )?;
+                }
+                Ok(())
+            }
+            Self::Storage { map, reason } => write!(f, "storage failed for map {}: {reason}", Quoted(map)),
+            Self::CorruptStoredValue { map, key, reason } => {
+                write!(f, "corrupt stored value of key {} in map {}: {reason}", Quoted(key), Quoted(map))
+            }
+            Self::UnknownStorageRequest { id } => write!(f, "no storage request with id {id} is pending"),
         }
     }
 }

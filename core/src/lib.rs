@@ -45,6 +45,8 @@
 //! - [`lww`] and [`or_map`]: the two map kinds, each with an incremental [`MerkleTree`].
 //! - [`codec`]: snapshots, stored values and byte-ABI messages in postcard, decoded defensively.
 //! - [`grid`]: [`Grid`], one node's clock and named maps, with snapshot export and import.
+//! - [`storage`]: [`StorageManager`], the sans-IO storage manager of SPEC section 6: it owns the
+//!   maps and the clock, hands out [`StorageRequest`]s and takes their [`StorageResult`]s.
 //! - [`command`]: the byte ABI's [`Request`], [`Command`] and [`Reply`], run by [`Grid::execute`].
 //!
 //! ## Features
@@ -67,6 +69,7 @@ pub mod lww;
 mod map_common;
 pub mod merkle;
 pub mod or_map;
+pub mod storage;
 pub mod value;
 
 pub use codec::{Snapshot, StoredValue};
@@ -80,4 +83,5 @@ pub use lww::{LwwMap, LwwRecord};
 pub use map_common::{MapKind, Merged, RESERVED_KEY};
 pub use merkle::MerkleTree;
 pub use or_map::{KeyMerge, OrMap, OrRecord};
+pub use storage::{MapStatus, StorageConfig, StorageEvent, StorageManager, StorageOp, StorageRequest, StorageResult};
 pub use value::{Encoded, Value};

@@ -250,6 +250,12 @@ impl OrMap {
         tags
     }
 
+    /// The key whose live records hold `tag`, if any (the storage manager uses it to know which key
+    /// a tombstone changes).
+    pub fn key_of_tag(&self, tag: &Timestamp) -> Option<&str> {
+        self.tag_owner.get(tag).map(|k| &**k)
+    }
+
     /// True when `tag` is tombstoned.
     pub fn is_tombstoned(&self, tag: &Timestamp) -> bool {
         self.tombstones.contains(tag)

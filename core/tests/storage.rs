@@ -1,0 +1,488 @@
+//! SPEC section 6: the storage manager, driven by an in-test fake adapter.
+
+use std::collections::BTreeMap;
+
+use onegrid_core::codec::{decode_stored, encode_stored};
+use onegrid_core::{
+    AnyMap, ClockConfig, Error, LwwRecord, MapKind, MapStatus, NodeId, OrRecord, StorageConfig, StorageEvent,
+    StorageManager, StorageOp, StorageRequest, StorageResult, StoredValue, Timestamp, Value,
+};
+
+const WALL: u64 = 1_000;
+
+fn node(id: &str) -> NodeId {
+    NodeId::new(id).expect("node")
+}
+
+fn ts(millis: u64, counter: u32, id: &str) -> Timestamp {
+    Timestamp::new(millis, counter, node(id))
+}
+
+fn lww_rec(value: Value, millis: u64, id: &str) -> LwwRecord {
+    LwwRecord { value: Some(value), timestamp: ts(millis, 0, id), ttl_ms: None }
+}
+
+fn manager() -> StorageManager {
+    StorageManager::new(node("me"), ClockConfig::default(), StorageConfig::default())
+}
+
+/// A BTreeMap per map; counts calls, can hold answers back and fail on demand.
+#[derive(Default)]
+struct Fake {
+    data: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// Every op seen, in order.
+    calls: Vec<StorageOp>,
+    /// Requests taken from the manager but not answered yet.
+    held: Vec<StorageRequest>,
+    /// Fail the next n loads (`LoadAllKeys` / `LoadAll`).
+    fail_loads: usize,
+    /// Fail the next n writes (`StoreAll` / `DeleteAll`).
+    fail_writes: usize,
+}
+
+impl Fake {
+    fn put(&mut self, map: &str, key: &str, value: &StoredValue) {
+        self.data.entry(map.into()).or_default().insert(key.into(), encode_stored(value));
+    }
+
+    fn put_raw(&mut self, map: &str, key: &str, bytes: Vec<u8>) {
+        self.data.entry(map.into()).or_default().insert(key.into(), bytes);
+    }
+
+    fn stored(&self, map: &str, key: &str) -> Option<StoredValue> {
+        self.data.get(map)?.get(key).map(|b| decode_stored(b).expect("stored bytes decode"))
+    }
+
+    fn count(&self, f: impl Fn(&StorageOp) -> bool) -> usize {
+        self.calls.iter().filter(|op| f(op)).count()
+    }
+
+    fn execute(&mut self, op: &StorageOp) -> StorageResult {
+        self.calls.push(op.clone());
+        let is_load = matches!(op, StorageOp::LoadAllKeys { .. } | StorageOp::LoadAll { .. });
+        let fail = if is_load { &mut self.fail_loads } else { &mut self.fail_writes };
+        if *fail > 0 {
+            *fail -= 1;
+            return StorageResult::Failed("disk on fire".into());
+        }
+        match op {
+            StorageOp::LoadAllKeys { map } => {
+                StorageResult::Keys(self.data.get(map).map(|m| m.keys().cloned().collect()).unwrap_or_default())
+            }
+            StorageOp::LoadAll { map, keys } => {
+                let m = self.data.get(map);
+                StorageResult::Values(keys.iter().filter_map(|k| Some((k.clone(), m?.get(k)?.clone()))).collect())
+            }
+            StorageOp::StoreAll { map, entries } => {
+                let m = self.data.entry(map.clone()).or_default();
+                for (k, v) in entries {
+                    m.insert(k.clone(), v.clone());
+                }
+                StorageResult::Done
+            }
+            StorageOp::DeleteAll { map, keys } => {
+                if let Some(m) = self.data.get_mut(map) {
+                    for k in keys {
+                        m.remove(k);
+                    }
+                }
+                StorageResult::Done
+            }
+        }
+    }
+
+    /// Takes the manager's requests without answering them.
+    fn hold(&mut self, m: &mut StorageManager) {
+        while let Some(r) = m.poll_storage() {
+            self.held.push(r);
+        }
+    }
+
+    /// Answers held and new requests until the manager is quiet.
+    fn run(&mut self, m: &mut StorageManager) {
+        self.hold(m);
+        while !self.held.is_empty() {
+            for r in std::mem::take(&mut self.held) {
+                let result = self.execute(&r.op);
+                m.handle_storage(r.id, result).expect("pending request");
+            }
+            self.hold(m);
+        }
+    }
+}
+
+fn events(m: &mut StorageManager) -> Vec<StorageEvent> {
+    std::iter::from_fn(|| m.poll_event()).collect()
+}
+
+fn is_load_keys(op: &StorageOp) -> bool {
+    matches!(op, StorageOp::LoadAllKeys { .. })
+}
+
+fn is_store(op: &StorageOp) -> bool {
+    matches!(op, StorageOp::StoreAll { .. })
+}
+
+fn load(m: &mut StorageManager, fake: &mut Fake, name: &str, hint: Option<MapKind>) -> Vec<StorageEvent> {
+    m.get_map(name, hint, WALL).expect("get_map");
+    fake.run(m);
+    events(m)
+}
+
+#[test]
+fn get_map_returns_before_the_load_ends_and_is_loading_meanwhile() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    fake.put("m", "k", &StoredValue::Lww(lww_rec(Value::from(1), 5, "x")));
+    assert_eq!(m.get_map("m", None, WALL), Ok(MapStatus::Loading));
+    assert!(m.is_map_loading("m"));
+    assert!(m.has_map("m"));
+    fake.hold(&mut m); // LoadAllKeys taken, not answered
+    assert!(m.is_map_loading("m"));
+    fake.run(&mut m);
+    assert!(!m.is_map_loading("m"));
+    assert_eq!(m.get_map("m", None, WALL), Ok(MapStatus::Loaded(MapKind::Lww)));
+    assert_eq!(m.lww("m").expect("lww").get("k", WALL), Some(Value::from(1)));
+    assert_eq!(m.map_names(), vec!["m"]);
+}
+
+#[test]
+fn concurrent_get_map_calls_share_one_load() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    fake.put("m", "k", &StoredValue::Lww(lww_rec(Value::from(1), 5, "x")));
+    for _ in 0..3 {
+        assert_eq!(m.get_map("m", None, WALL), Ok(MapStatus::Loading));
+    }
+    fake.hold(&mut m);
+    assert_eq!(fake.held.len(), 1);
+    fake.run(&mut m);
+    assert_eq!(fake.count(is_load_keys), 1);
+    assert_eq!(fake.count(|op| matches!(op, StorageOp::LoadAll { .. })), 1);
+    assert_eq!(events(&mut m), vec![StorageEvent::MapLoaded { map: "m".into(), count: 1 }]);
+}
+
+#[test]
+fn a_stored_or_value_makes_the_map_or() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    let r = OrRecord { value: Value::from("v"), timestamp: ts(5, 0, "x"), ttl_ms: None };
+    fake.put("m", "k", &StoredValue::Or(vec![r]));
+    load(&mut m, &mut fake, "m", None);
+    assert_eq!(m.get_map("m", None, WALL), Ok(MapStatus::Loaded(MapKind::Or)));
+    assert_eq!(m.or("m").expect("or").get("k", WALL), vec![&Value::from("v")]);
+}
+
+#[test]
+fn the_tombstones_key_alone_makes_the_map_or() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    fake.put("m", "__tombstones__", &StoredValue::OrTombstones(vec![ts(5, 0, "x")]));
+    let ev = load(&mut m, &mut fake, "m", None);
+    assert_eq!(m.get_map("m", None, WALL), Ok(MapStatus::Loaded(MapKind::Or)));
+    assert!(m.or("m").expect("or").is_tombstoned(&ts(5, 0, "x")));
+    // It loaded a stored value, with no key other than __tombstones__.
+    assert_eq!(ev, vec![StorageEvent::MapLoaded { map: "m".into(), count: 0 }]);
+}
+
+#[test]
+fn a_map_with_nothing_stored_takes_the_hint_else_lww() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    load(&mut m, &mut fake, "a", Some(MapKind::Or));
+    load(&mut m, &mut fake, "b", None);
+    assert_eq!(m.get_map("a", None, WALL), Ok(MapStatus::Loaded(MapKind::Or)));
+    assert_eq!(m.get_map("b", None, WALL), Ok(MapStatus::Loaded(MapKind::Lww)));
+}
+
+#[test]
+fn a_hint_that_disagrees_with_the_stored_map_is_a_kind_mismatch() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    fake.put("m", "k", &StoredValue::Lww(lww_rec(Value::from(1), 5, "x")));
+    let ev = load(&mut m, &mut fake, "m", Some(MapKind::Or));
+    let [StorageEvent::LoadFailed { map, error }] = &ev[..] else { panic!("one LoadFailed expected: {ev:?}") };
+    assert_eq!(map, "m");
+    let text = error.to_string();
+    assert!(text.contains("kind mismatch") && text.contains("LWW") && text.contains("OR"), "{text}");
+    assert!(!m.is_map_loading("m"));
+    assert!(m.map("m").is_none(), "no map is served after a failed load");
+    // Without the wrong hint, the retry loads it as LWW.
+    let ev = load(&mut m, &mut fake, "m", None);
+    assert_eq!(ev, vec![StorageEvent::MapLoaded { map: "m".into(), count: 1 }]);
+    // And asking a loaded map for the other kind is an error at once.
+    let err = m.get_map("m", Some(MapKind::Or), WALL).expect_err("mismatch");
+    assert!(err.to_string().contains("kind mismatch"), "{err}");
+}
+
+#[test]
+fn is_related_key_filters_what_is_loaded_but_tombstones_always_load() {
+    let config = StorageConfig { is_related_key: Some(Box::new(|_map: &str, key: &str| key.starts_with("mine"))) };
+    let mut m = StorageManager::new(node("me"), ClockConfig::default(), config);
+    let mut fake = Fake::default();
+    let rec = |key: &str, millis| OrRecord { value: Value::from(key), timestamp: ts(millis, 0, "x"), ttl_ms: None };
+    fake.put("m", "mine-1", &StoredValue::Or(vec![rec("mine-1", 5)]));
+    fake.put("m", "theirs", &StoredValue::Or(vec![rec("theirs", 6)]));
+    fake.put("m", "__tombstones__", &StoredValue::OrTombstones(vec![ts(1, 0, "x")]));
+    let ev = load(&mut m, &mut fake, "m", None);
+    let asked: Vec<&Vec<String>> = fake
+        .calls
+        .iter()
+        .filter_map(|op| if let StorageOp::LoadAll { keys, .. } = op { Some(keys) } else { None })
+        .collect();
+    assert_eq!(asked, vec![&vec!["__tombstones__".to_string(), "mine-1".to_string()]]);
+    let or = m.or("m").expect("or");
+    assert_eq!(or.live_keys(WALL), vec!["mine-1"]);
+    assert!(or.is_tombstoned(&ts(1, 0, "x")));
+    assert_eq!(ev, vec![StorageEvent::MapLoaded { map: "m".into(), count: 1 }]);
+}
+
+#[test]
+fn map_loaded_fires_once_with_the_count_and_not_for_an_empty_map() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    fake.put("m", "a", &StoredValue::Lww(lww_rec(Value::from(1), 5, "x")));
+    let tomb = LwwRecord { value: None, timestamp: ts(6, 0, "x"), ttl_ms: None };
+    fake.put("m", "b", &StoredValue::Lww(tomb)); // tombstones count for LWW
+    m.get_map("m", None, WALL).expect("get");
+    m.get_map("m", None, WALL).expect("get");
+    fake.run(&mut m);
+    m.get_map("m", None, WALL).expect("get"); // loaded: no new load, no new event
+    fake.run(&mut m);
+    assert_eq!(events(&mut m), vec![StorageEvent::MapLoaded { map: "m".into(), count: 2 }]);
+    let ev = load(&mut m, &mut fake, "empty", None);
+    assert!(ev.is_empty(), "{ev:?}");
+    assert_eq!(m.get_map("empty", None, WALL), Ok(MapStatus::Loaded(MapKind::Lww)));
+}
+
+#[test]
+fn a_failing_load_is_reported_and_the_next_touch_retries() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    fake.put("m", "k", &StoredValue::Lww(lww_rec(Value::from(1), 5, "x")));
+    fake.fail_loads = 1;
+    m.get_map("m", None, WALL).expect("get");
+    m.get_map("m", None, WALL).expect("second waiter");
+    fake.run(&mut m);
+    let ev = events(&mut m);
+    let [StorageEvent::LoadFailed { error, .. }] = &ev[..] else { panic!("one LoadFailed expected: {ev:?}") };
+    assert!(error.to_string().contains("disk on fire"), "{error}");
+    assert_eq!(m.load_error("m"), Some(error));
+    assert!(!m.is_map_loaded("m") && !m.is_map_loading("m"));
+    assert!(m.lww("m").is_none(), "no empty map is served");
+    // The next touch tries again, from the key list.
+    assert_eq!(m.get_map("m", None, WALL), Ok(MapStatus::Loading));
+    fake.run(&mut m);
+    assert_eq!(fake.count(is_load_keys), 2);
+    assert_eq!(events(&mut m), vec![StorageEvent::MapLoaded { map: "m".into(), count: 1 }]);
+    assert_eq!(m.lww("m").expect("lww").get("k", WALL), Some(Value::from(1)));
+    assert_eq!(m.load_error("m"), None);
+}
+
+#[test]
+fn early_writes_survive_and_merge_with_loaded_records_both_ways() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    // Stored "old" loses to the early write; stored "new" (far in the future) beats it.
+    fake.put("m", "old", &StoredValue::Lww(lww_rec(Value::from("stored"), 5, "x")));
+    fake.put("m", "new", &StoredValue::Lww(lww_rec(Value::from("stored"), WALL + 10, "x")));
+    m.get_map("m", None, WALL).expect("get");
+    m.set("m", WALL, "old", Value::from("early"), None).expect("early write");
+    m.set("m", WALL, "new", Value::from("early"), None).expect("early write");
+    m.set("m", WALL, "only-early", Value::from("early"), None).expect("early write");
+    assert!(m.is_map_loading("m"));
+    assert_eq!(m.lww("m").expect("early map").get("old", WALL), Some(Value::from("early")));
+    fake.run(&mut m);
+    let map = m.lww("m").expect("lww");
+    assert_eq!(map.get("old", WALL), Some(Value::from("early")));
+    assert_eq!(map.get("new", WALL), Some(Value::from("stored")));
+    assert_eq!(map.get("only-early", WALL), Some(Value::from("early")));
+    // The clock moved past the stored record.
+    assert!(m.clock().last().0 >= WALL + 10);
+    assert_eq!(m.pending_writes("m"), 2, "old and only-early are pending, new is already stored");
+}
+
+#[test]
+fn early_writes_of_the_other_kind_fail_the_load_and_are_kept() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    let r = OrRecord { value: Value::from("v"), timestamp: ts(5, 0, "x"), ttl_ms: None };
+    fake.put("m", "k", &StoredValue::Or(vec![r]));
+    m.get_map("m", None, WALL).expect("get");
+    m.set("m", WALL, "a", Value::from(1), None).expect("early write");
+    m.set("m", WALL, "b", Value::from(2), None).expect("early write");
+    fake.run(&mut m);
+    let ev = events(&mut m);
+    let [StorageEvent::LoadFailed { error, .. }] = &ev[..] else { panic!("one LoadFailed expected: {ev:?}") };
+    let text = error.to_string();
+    assert!(text.contains("kind mismatch") && text.contains("2 early write"), "{text}");
+    assert!(matches!(error, Error::LoadKindMismatch { early_writes: 2, .. }));
+    // Nothing of the wrong kind reaches storage.
+    let id = m.flush();
+    fake.run(&mut m);
+    assert_eq!(fake.count(is_store), 0);
+    assert_eq!(events(&mut m), vec![StorageEvent::Flushed { flush_id: id }]);
+    let Some(AnyMap::Lww(early)) = m.take_early_map("m") else { panic!("the early map is retrievable") };
+    assert_eq!(early.get("b", WALL), Some(Value::from(2)));
+    // Once taken, the map loads as stored.
+    let ev = load(&mut m, &mut fake, "m", None);
+    assert_eq!(ev, vec![StorageEvent::MapLoaded { map: "m".into(), count: 1 }]);
+    assert_eq!(m.get_map("m", None, WALL), Ok(MapStatus::Loaded(MapKind::Or)));
+}
+
+#[test]
+fn only_winning_records_are_written_back() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    fake.put("m", "k", &StoredValue::Lww(lww_rec(Value::from("stored"), 500, "x")));
+    load(&mut m, &mut fake, "m", None);
+    let lost = m.merge("m", WALL, "k", lww_rec(Value::from("older"), 400, "y")).expect("merge");
+    assert!(!lost.accepted);
+    let won = m.merge("m", WALL, "w", lww_rec(Value::from("peer"), 600, "y")).expect("merge");
+    assert!(won.accepted);
+    m.flush();
+    fake.run(&mut m);
+    let stores: Vec<&StorageOp> = fake.calls.iter().filter(|op| is_store(op)).collect();
+    let [StorageOp::StoreAll { entries, .. }] = &stores[..] else { panic!("one StoreAll expected: {stores:?}") };
+    let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, vec!["w"]);
+    assert_eq!(fake.stored("m", "k"), Some(StoredValue::Lww(lww_rec(Value::from("stored"), 500, "x"))));
+}
+
+#[test]
+fn a_flush_after_10_000_writes_is_one_store_all() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    load(&mut m, &mut fake, "m", None);
+    for i in 0..10_000 {
+        m.set("m", WALL, &format!("k{i}"), Value::from(i), None).expect("set");
+    }
+    let id = m.flush();
+    fake.hold(&mut m);
+    assert_eq!(fake.held.len(), 1);
+    fake.run(&mut m);
+    assert_eq!(fake.count(is_store), 1);
+    assert_eq!(fake.data["m"].len(), 10_000);
+    assert_eq!(events(&mut m), vec![StorageEvent::Flushed { flush_id: id }]);
+    assert_eq!(m.pending_writes("m"), 0);
+    // Nothing left: the next flush writes nothing and is done at once.
+    let id = m.flush();
+    assert!(m.poll_storage().is_none());
+    assert_eq!(events(&mut m), vec![StorageEvent::Flushed { flush_id: id }]);
+}
+
+#[test]
+fn a_failed_flush_keeps_the_writes_pending_for_the_next_flush() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    load(&mut m, &mut fake, "m", None);
+    m.set("m", WALL, "a", Value::from(1), None).expect("set");
+    fake.fail_writes = 1;
+    let first = m.flush();
+    fake.run(&mut m);
+    let ev = events(&mut m);
+    let [StorageEvent::FlushFailed { flush_id, error }] = &ev[..] else { panic!("FlushFailed expected: {ev:?}") };
+    assert_eq!(*flush_id, first);
+    assert!(error.contains("disk on fire"), "{error}");
+    assert!(fake.stored("m", "a").is_none());
+    assert_eq!(m.pending_writes("m"), 1);
+    let second = m.flush();
+    fake.run(&mut m);
+    assert_eq!(events(&mut m), vec![StorageEvent::Flushed { flush_id: second }]);
+    assert!(fake.stored("m", "a").is_some());
+    assert_eq!(m.pending_writes("m"), 0);
+}
+
+#[test]
+fn a_write_during_a_flush_stays_pending_after_it() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    load(&mut m, &mut fake, "m", None);
+    m.set("m", WALL, "a", Value::from(1), None).expect("set");
+    m.flush();
+    fake.hold(&mut m);
+    m.set("m", WALL, "a", Value::from(2), None).expect("set again while flushing");
+    fake.run(&mut m);
+    assert_eq!(m.pending_writes("m"), 1, "the newer value is not stored yet");
+    m.flush();
+    fake.run(&mut m);
+    let Some(StoredValue::Lww(r)) = fake.stored("m", "a") else { panic!("stored") };
+    assert_eq!(r.value, Some(Value::from(2)));
+}
+
+#[test]
+fn a_corrupt_stored_value_fails_the_load_naming_the_key() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    fake.put("m", "good", &StoredValue::Lww(lww_rec(Value::from(1), 5, "x")));
+    fake.put_raw("m", "bad-row", vec![1, 0xff, 0xff]);
+    let ev = load(&mut m, &mut fake, "m", None);
+    let [StorageEvent::LoadFailed { error, .. }] = &ev[..] else { panic!("one LoadFailed expected: {ev:?}") };
+    let text = error.to_string();
+    assert!(text.contains("\"bad-row\"") && text.contains("\"m\""), "{text}");
+    assert!(m.lww("m").is_none(), "nothing is half-applied");
+    assert_eq!(m.clock().last(), (0, 0), "the clock saw nothing");
+}
+
+#[test]
+fn ttls_and_or_tombstones_survive_a_store_and_reload() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    load(&mut m, &mut fake, "l", Some(MapKind::Lww));
+    load(&mut m, &mut fake, "o", Some(MapKind::Or));
+    m.set("l", WALL, "k", Value::from("v"), Some(500)).expect("set");
+    m.add("o", WALL, "k", Value::from("x"), Some(700)).expect("add");
+    m.add("o", WALL, "gone", Value::from("y"), None).expect("add");
+    let removed = m.or_remove("o", WALL, "gone", &Value::from("y")).expect("remove");
+    assert_eq!(removed.len(), 1);
+    m.flush();
+    fake.run(&mut m);
+    assert!(fake.stored("o", "gone").is_none(), "a key with no records left is not stored");
+    assert!(m.unload("l") && m.unload("o"));
+    let mut m2 = manager();
+    load(&mut m2, &mut fake, "l", None);
+    load(&mut m2, &mut fake, "o", None);
+    let rec = m2.lww("l").expect("lww").get_record("k").expect("record");
+    assert_eq!(rec.ttl_ms, Some(500));
+    assert_eq!(m2.lww("l").expect("lww").get("k", WALL + 501), None, "expired after the TTL");
+    let or = m2.or("o").expect("or");
+    assert_eq!(or.get_records("k")[0].ttl_ms, Some(700));
+    let tag = Timestamp::parse(&removed[0]).expect("tag");
+    assert!(or.is_tombstoned(&tag));
+    assert!(or.get("gone", WALL).is_empty());
+    // A re-delivered copy of the removed add stays removed after the reload.
+    let stale = OrRecord { value: Value::from("y"), timestamp: tag, ttl_ms: None };
+    assert!(!m2.apply("o", WALL, "gone", stale).expect("apply").accepted);
+}
+
+#[test]
+fn removing_every_record_of_an_or_key_deletes_it_from_storage() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    let r = OrRecord { value: Value::from("v"), timestamp: ts(5, 0, "x"), ttl_ms: None };
+    fake.put("m", "k", &StoredValue::Or(vec![r]));
+    load(&mut m, &mut fake, "m", None);
+    m.or_remove("m", WALL, "k", &Value::from("v")).expect("remove");
+    m.flush();
+    fake.run(&mut m);
+    assert_eq!(fake.count(|op| matches!(op, StorageOp::DeleteAll { keys, .. } if keys == &["k".to_string()])), 1);
+    assert!(fake.stored("m", "k").is_none());
+    assert_eq!(fake.stored("m", "__tombstones__"), Some(StoredValue::OrTombstones(vec![ts(5, 0, "x")])));
+}
+
+#[test]
+fn unload_then_touch_reloads() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    load(&mut m, &mut fake, "m", None);
+    m.set("m", WALL, "k", Value::from(1), None).expect("set");
+    assert!(!m.unload("m"), "a map with unflushed writes stays");
+    m.flush();
+    fake.run(&mut m);
+    events(&mut m);
+    assert!(m.unload("m"));
+    assert!(!m.has_map("m"));
+    assert_eq!(m.get_map("m", None, WALL), Ok(MapStatus::Loading));
+    fake.run(&mut m);
+    assert_eq!(fake.count(is_load_keys), 2);
+    assert_eq!(events(&mut m), vec![StorageEvent::MapLoaded { map: "m".into(), count: 1 }]);
+    assert_eq!(m.lww("m").expect("lww").get("k", WALL), Some(Value::from(1)));
+}
+
+#[test]
+fn a_second_hint_of_the_other_kind_while_loading_is_refused() {
+    let (mut m, _) = (manager(), ());
+    m.get_map("m", Some(MapKind::Or), WALL).expect("first");
+    let err = m.get_map("m", Some(MapKind::Lww), WALL).expect_err("other kind");
+    assert!(err.to_string().contains("kind mismatch"), "{err}");
+    let err = m.set("m", WALL, "k", Value::from(1), None).expect_err("LWW write on an OR-bound map");
+    assert!(err.to_string().contains("kind mismatch"), "{err}");
+}
+
+#[test]
+fn an_answer_to_no_pending_request_is_an_error() {
+    let mut m = manager();
+    assert_eq!(m.handle_storage(42, StorageResult::Done), Err(Error::UnknownStorageRequest { id: 42 }));
+}
