@@ -171,22 +171,55 @@ fn write_versioned<T: Serialize>(body: &T, out: &mut Vec<u8>) {
     }
 }
 
-/// Appends a snapshot of every record of `map` (tombstones included) to `out`.
+/// Appends a snapshot of every record of `map` (tombstones included) to `out`. Written by hand in
+/// the layout serde gives `SnapshotWire::Lww` (which decodes it), so stored value bytes are copied
+/// as they are instead of being decoded and encoded again.
 pub fn encode_lww_snapshot_into(map: &LwwMap, out: &mut Vec<u8>) {
-    let records = map.records();
+    let records = map.record_refs();
     let mut table = NodeTable::default();
-    let wire: Vec<LwwWire<'_>> = records
-        .iter()
-        .map(|(key, r)| LwwWire {
-            key,
-            value: r.value.clone(),
-            millis: r.timestamp.millis,
-            counter: r.timestamp.counter,
-            node: table.of(&r.timestamp.node_id),
-            ttl_ms: r.ttl_ms,
-        })
-        .collect();
-    write_versioned(&SnapshotWire::Lww { nodes: table.nodes, records: wire }, out);
+    let nodes: Vec<u32> = records.iter().map(|r| table.of(r.node_id)).collect();
+    out.push(FORMAT_VERSION);
+    put_varint(out, 0); // the variant SnapshotWire::Lww
+    put_varint(out, table.nodes.len() as u64);
+    for node in &table.nodes {
+        put_str(out, node);
+    }
+    put_varint(out, records.len() as u64);
+    for (r, node) in records.iter().zip(nodes) {
+        put_str(out, r.key);
+        match r.value {
+            Some(v) => {
+                out.push(1);
+                out.extend_from_slice(v.as_bytes());
+            }
+            None => out.push(0),
+        }
+        put_varint(out, r.millis);
+        put_varint(out, u64::from(r.counter));
+        put_varint(out, u64::from(node));
+        match r.ttl_ms {
+            Some(ttl) => {
+                out.push(1);
+                put_varint(out, ttl);
+            }
+            None => out.push(0),
+        }
+    }
+}
+
+/// Appends a postcard varint (unsigned LEB128).
+pub fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Appends a postcard string (varint length, then UTF-8).
+pub fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
 }
 
 /// Appends a snapshot of `map` (live records and tombstones) to `out`.

@@ -44,6 +44,23 @@ impl LwwRecord {
     }
 }
 
+/// A stored record borrowed from the map, value still encoded (see [`LwwMap::record_refs`]).
+#[derive(Clone, Copy, Debug)]
+pub struct RecordRef<'a> {
+    /// The key.
+    pub key: &'a str,
+    /// The value, `None` for a tombstone.
+    pub value: Option<&'a Encoded>,
+    /// Timestamp millis.
+    pub millis: u64,
+    /// Timestamp counter.
+    pub counter: u32,
+    /// Timestamp node.
+    pub node_id: &'a NodeId,
+    /// TTL, if any.
+    pub ttl_ms: Option<u64>,
+}
+
 /// A stored record, timestamp flattened to keep the slot small, value kept encoded.
 #[derive(Clone, Debug)]
 struct Slot {
@@ -351,6 +368,25 @@ impl LwwMap {
     /// Keys with a visible value at `wall`, sorted.
     pub fn live_keys(&self, wall: u64) -> Vec<&str> {
         self.entries_encoded(wall).into_iter().map(|(k, _)| k).collect()
+    }
+
+    /// Every stored record as the map holds it (values still encoded), sorted by key: what a
+    /// snapshot encoder writes without decoding anything.
+    pub fn record_refs(&self) -> Vec<RecordRef<'_>> {
+        let mut out: Vec<RecordRef<'_>> = self
+            .slots
+            .iter()
+            .map(|(k, s)| RecordRef {
+                key: k,
+                value: s.value.as_ref(),
+                millis: s.millis,
+                counter: s.counter,
+                node_id: &s.node_id,
+                ttl_ms: s.ttl_ms.map(NonZeroU64::get),
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.key.cmp(b.key));
+        out
     }
 
     /// Every stored record, tombstones included, sorted by key: what a snapshot holds.

@@ -61,21 +61,6 @@ pub fn decode_exact<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8], what: &str) 
     }
 }
 
-/// Appends a postcard varint.
-pub fn put_varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-/// Appends a postcard string.
-pub fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
-}
-
 /// Splits a postcard string off the front of `bytes`.
 pub fn take_str(bytes: &[u8]) -> Result<(&str, &[u8]), Failure> {
     postcard::take_from_bytes::<&str>(bytes)

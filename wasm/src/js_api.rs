@@ -11,9 +11,9 @@ use onegrid_core::{AnyMap, ClockConfig, Drift, Grid, Hlc, LwwMap, MapId, MapKind
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::interop::{
-    Failure, decode_exact, encode_into, js_error, origin_byte, put_str, put_varint, take_str, take_value, ttl_arg,
-};
+use onegrid_core::codec::{put_str, put_varint};
+
+use crate::interop::{Failure, decode_exact, encode_into, js_error, origin_byte, take_str, take_value, ttl_arg};
 
 /// One grid as the wrapper sees it.
 #[wasm_bindgen]
