@@ -75,7 +75,8 @@ pub struct Grid {
     maps: Vec<AnyMap>,
 }
 
-fn check_name(name: &str) -> Result<(), Error> {
+/// Map names are 1 to [`MAX_MAP_NAME_LEN`] bytes.
+pub(crate) fn check_name(name: &str) -> Result<(), Error> {
     let reason = if name.is_empty() {
         "it is empty"
     } else if name.len() > MAX_MAP_NAME_LEN {
@@ -86,7 +87,7 @@ fn check_name(name: &str) -> Result<(), Error> {
     Err(Error::InvalidMapName { name: excerpt(name), reason })
 }
 
-fn mismatch(name: &str, existing: MapKind, requested: MapKind) -> Error {
+pub(crate) fn mismatch(name: &str, existing: MapKind, requested: MapKind) -> Error {
     Error::KindMismatch { map: excerpt(name), existing, requested }
 }
 

@@ -49,7 +49,7 @@ use core::fmt;
 
 use crate::codec::{StoredValue, decode_stored, encode_stored};
 use crate::error::{Error, excerpt};
-use crate::grid::{AnyMap, MAX_MAP_NAME_LEN};
+use crate::grid::{AnyMap, check_name, mismatch};
 use crate::hlc::{ClockConfig, Hlc, NodeId, Timestamp};
 use crate::lww::{LwwMap, LwwRecord};
 use crate::map_common::{MapKind, Merged, RESERVED_KEY, check_key};
@@ -299,21 +299,6 @@ impl fmt::Debug for StorageManager {
             .field("pending_requests", &self.pending.len())
             .finish()
     }
-}
-
-fn check_name(name: &str) -> Result<(), Error> {
-    let reason = if name.is_empty() {
-        "it is empty"
-    } else if name.len() > MAX_MAP_NAME_LEN {
-        "it is longer than 256 bytes"
-    } else {
-        return Ok(());
-    };
-    Err(Error::InvalidMapName { name: excerpt(name), reason })
-}
-
-fn mismatch(name: &str, existing: MapKind, requested: MapKind) -> Error {
-    Error::KindMismatch { map: excerpt(name), existing, requested }
 }
 
 fn new_map(kind: MapKind) -> AnyMap {
