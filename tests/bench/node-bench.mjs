@@ -3,6 +3,7 @@
 //   cargo run --release -p onegrid-host -- pkg --out target/pkg
 //   (cd tests/bench && npm install)
 //   ONEGRID_PKG=target/pkg node --expose-gc tests/bench/node-bench.mjs
+//   (ROUNDS=n sets the rounds; ONLY=sets,gets,encode,replicas,memory picks workload groups)
 //
 // Workloads run ROUNDS times, libraries interleaved, and report the median. Every peer is on its
 // best batch path where it has one (one transaction / change / commit; mergeUpdates, importBatch,
@@ -23,6 +24,9 @@ initSync({ module: readFileSync(join(pkg, 'onegrid_bg.wasm')) });
 
 const N = 100_000;
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
+// ONLY=sets,gets,encode,replicas,memory runs a subset of the workload groups.
+const ONLY = process.env.ONLY ? new Set(process.env.ONLY.split(",")) : null;
+const runs = (group) => ONLY === null || ONLY.has(group);
 const keys = Array.from({ length: N }, (_, i) => `key-${i}`);
 const value = (i) => ({ n: i, name: 'item', done: (i & 1) === 0 });
 
@@ -33,14 +37,17 @@ function time(fn) {
   return [performance.now() - t, out];
 }
 
-/** Runs `[name, setup, run]` workloads ROUNDS times interleaved; median ms per name. */
+/** Runs `[name, setup, run]` workloads ROUNDS times interleaved, after one unmeasured warm-up
+ * round when there are several (so every library's code is compiled); median ms per name. */
 function measure(workloads, rounds = ROUNDS) {
   const times = new Map(workloads.map(([name]) => [name, []]));
-  for (let r = 0; r < rounds; r++) {
+  const warmup = rounds > 1 ? 1 : 0;
+  for (let r = -warmup; r < rounds; r++) {
     for (const [name, setup, run] of workloads) {
       const input = setup?.();
       globalThis.gc?.();
-      times.get(name).push(time(() => run(input))[0]);
+      const [ms] = time(() => run(input));
+      if (r >= 0) times.get(name).push(ms);
     }
   }
   return new Map([...times].map(([k, v]) => [k, median(v)]));
@@ -95,7 +102,7 @@ function row(workload, ours, peers, unit = 'ms', lowerIsBetter = true) {
 }
 
 // ---- 1. N local sets ----------------------------------------------------------------------------
-{
+if (runs('sets')) {
   const t = measure([
     ['onegrid set', null, () => {
       const grid = new Grid({ nodeId: 'bench' });
@@ -125,7 +132,7 @@ function row(workload, ours, peers, unit = 'ms', lowerIsBetter = true) {
 }
 
 // ---- 2. N gets ----------------------------------------------------------------------------------
-{
+if (runs('gets')) {
   const o = onegridMap().getMap('m');
   const y = yjsMap().getMap('m');
   const a = automergeMap();
@@ -140,7 +147,7 @@ function row(workload, ours, peers, unit = 'ms', lowerIsBetter = true) {
 }
 
 // ---- 3. encode the whole map, decode into a fresh replica, size ---------------------------------
-{
+if (runs('encode')) {
   const og = onegridMap();
   const yd = yjsMap();
   const ad = automergeMap();
@@ -230,6 +237,7 @@ for (const [name, replicas, keyOf, rounds] of [
   ['B3.1: 1540 replicas set one key each', 1540, (i) => `v${i}`, ROUNDS],
   ['C1.2: 30000 replicas set the same key', 30000, () => 'v', 1],
 ]) {
+  if (!runs('replicas')) break;
   const libs = manyReplicas(replicas, keyOf);
   const skip = (process.env.SKIP ?? '').split(',');
   const t = measure(Object.entries(libs).filter(([lib]) => !skip.includes(lib)).map(([lib, run]) => [lib, null, run]), rounds);
@@ -238,7 +246,7 @@ for (const [name, replicas, keyOf, rounds] of [
 }
 
 // ---- 5. memory of a 100k-key map: each library in a fresh process (see `--memory` above) -------
-{
+if (runs('memory')) {
   const held = {};
   for (const lib of Object.keys(builders)) {
     const child = spawnSync(process.execPath, ['--expose-gc', process.argv[1], '--memory', lib], {
