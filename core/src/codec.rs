@@ -23,7 +23,7 @@ use crate::hlc::{NodeId, Timestamp};
 use crate::lww::{LwwMap, LwwRecord};
 use crate::map_common::{Hasher, MapKind};
 use crate::or_map::{OrMap, OrRecord};
-use crate::value::{MAX_DEPTH, Value};
+use crate::value::{Encoded, MAX_DEPTH, Value};
 
 /// The first byte of every encoding this module writes.
 pub const FORMAT_VERSION: u8 = 1;
@@ -427,6 +427,79 @@ fn decode_snapshot_wire(wire: SnapshotWire<'_>) -> Result<Snapshot, Error> {
             Snapshot::Or { keys, tombstones }
         }
     })
+}
+
+/// A record of an LWW snapshot with its value still encoded, borrowed from the snapshot's bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawLwwRecord<'a> {
+    /// The key.
+    pub key: &'a str,
+    /// The value, `None` for a tombstone.
+    pub value: Option<Encoded>,
+    /// When and by whom it was written.
+    pub timestamp: Timestamp,
+    /// TTL, if any.
+    pub ttl_ms: Option<u64>,
+}
+
+/// Decodes an LWW snapshot keeping each value in its encoded form (checked and canonical), so an
+/// import adopts the bytes instead of building values and encoding them again. Checks everything
+/// [`decode_snapshot`] checks (and also that numbers are minimally encoded). `Ok(None)` when the
+/// bytes hold an OR snapshot: decode those with [`decode_snapshot`].
+pub fn decode_lww_snapshot_raw(bytes: &[u8]) -> Result<Option<Vec<RawLwwRecord<'_>>>, Error> {
+    let bad = |reason: String| Error::Decode { what: "snapshot", reason };
+    let (&version, body) = bytes.split_first().ok_or_else(|| bad("it is empty".into()))?;
+    if version != FORMAT_VERSION {
+        return Err(bad(alloc::format!("format version {version} is not supported (expected {FORMAT_VERSION})")));
+    }
+    let mut scan = Scan { bytes: body, at: 0, canonical: true };
+    let located = |scan: &Scan<'_>, reason: &str| bad(alloc::format!("{reason} (at byte {})", scan.at + 1));
+    match scan.varint().map_err(|r| located(&scan, r))? {
+        0 => {}
+        1 => return Ok(None),
+        _ => return Err(located(&scan, "an unknown type tag")),
+    }
+    let in_snapshot = in_decode("snapshot");
+    let node_count = scan.len().map_err(|r| located(&scan, r))?;
+    let mut nodes = Vec::with_capacity(node_count);
+    for _ in 0..node_count {
+        let text = scan.text().map_err(|r| located(&scan, r))?;
+        nodes.push(NodeId::new(core::str::from_utf8(text).unwrap_or_default()).map_err(&in_snapshot)?);
+    }
+    let count = scan.len().map_err(|r| located(&scan, r))?;
+    let mut records = Vec::with_capacity(count);
+    for _ in 0..count {
+        let key_bytes = scan.text().map_err(|r| located(&scan, r))?;
+        // `text` checked the UTF-8.
+        let key = core::str::from_utf8(key_bytes).unwrap_or_default();
+        crate::map_common::check_key(key).map_err(&in_snapshot)?;
+        let value = match scan.byte().map_err(|r| located(&scan, r))? {
+            0 => None,
+            1 => {
+                let (value, rest) = Encoded::take_canonical(&scan.bytes[scan.at..]).map_err(|e| bad(e.to_string()))?;
+                scan.at = scan.bytes.len() - rest.len();
+                Some(value)
+            }
+            _ => return Err(located(&scan, "an optional field has a tag other than 0 or 1")),
+        };
+        let millis = scan.varint().map_err(|r| located(&scan, r))?;
+        let counter = u32::try_from(scan.varint().map_err(|r| located(&scan, r))?)
+            .map_err(|_| located(&scan, "a counter is out of range"))?;
+        let node = u32::try_from(scan.varint().map_err(|r| located(&scan, r))?).unwrap_or(u32::MAX);
+        let timestamp = Timestamp::new(millis, counter, node_at(&nodes, node)?);
+        let ttl_ms = match scan.byte().map_err(|r| located(&scan, r))? {
+            0 => None,
+            1 => Some(scan.varint().map_err(|r| located(&scan, r))?),
+            _ => return Err(located(&scan, "an optional field has a tag other than 0 or 1")),
+        };
+        crate::map_common::check_ttl(ttl_ms).map_err(&in_snapshot)?;
+        records.push(RawLwwRecord { key, value, timestamp, ttl_ms });
+    }
+    if scan.at != scan.bytes.len() {
+        return Err(bad(alloc::format!("{} unexpected bytes after the end", scan.bytes.len() - scan.at)));
+    }
+    check_key_order(records.iter().map(|r| r.key))?;
+    Ok(Some(records))
 }
 
 /// Decodes one value written by [`encode_stored`].

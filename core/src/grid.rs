@@ -187,26 +187,43 @@ impl Grid {
     /// snapshot's kind if needed. All or nothing: the bytes are decoded and checked whole first.
     pub fn import_map(&mut self, name: &str, bytes: &[u8], wall: u64) -> Result<Imported, Error> {
         check_name(name)?;
-        let snapshot = codec::decode_snapshot(bytes)?;
-        if let Some(existing) = self.map(name).filter(|m| m.kind() != snapshot.kind()) {
-            return Err(mismatch(name, existing.kind(), snapshot.kind()));
-        }
         let existed = self.id_of(name).is_some();
-        let result = match snapshot {
-            Snapshot::Lww(records) => self.lww(name).and_then(|(map, clock)| {
-                let (changed, drifts) = map.merge_all(clock, wall, records)?;
-                Ok(Imported { changed, drifts })
-            }),
-            Snapshot::Or { keys, tombstones } => self.or(name).and_then(|(map, clock)| {
-                let merged = map.merge_all(clock, wall, keys, &tombstones)?;
-                Ok(Imported { changed: merged.added + merged.new_tombstones, drifts: merged.drifts })
-            }),
-        };
-        if result.is_err() && !existed {
+        let result = self.merge_snapshot(name, bytes, wall);
+        if result.is_err() && !existed && self.id_of(name).is_some() {
             // A refused import leaves no empty map behind: it was the last one created.
             self.ids.remove(name);
             self.maps.pop();
         }
         result
+    }
+
+    fn merge_snapshot(&mut self, name: &str, bytes: &[u8], wall: u64) -> Result<Imported, Error> {
+        // LWW snapshots keep their values encoded all the way into the map.
+        if let Some(records) = codec::decode_lww_snapshot_raw(bytes)? {
+            self.check_kind(name, MapKind::Lww)?;
+            let (map, clock) = self.lww(name)?;
+            let (changed, drifts) = map.merge_all_raw(clock, wall, records)?;
+            return Ok(Imported { changed, drifts });
+        }
+        match codec::decode_snapshot(bytes)? {
+            Snapshot::Or { keys, tombstones } => {
+                self.check_kind(name, MapKind::Or)?;
+                let (map, clock) = self.or(name)?;
+                let merged = map.merge_all(clock, wall, keys, &tombstones)?;
+                Ok(Imported { changed: merged.added + merged.new_tombstones, drifts: merged.drifts })
+            }
+            // Every LWW snapshot was taken (or refused) by the raw decoder above.
+            Snapshot::Lww(_) => {
+                Err(Error::Decode { what: "snapshot", reason: "an LWW snapshot in an OR position".into() })
+            }
+        }
+    }
+
+    /// `kind mismatch` if the grid has map `name` as the other kind.
+    fn check_kind(&self, name: &str, kind: MapKind) -> Result<(), Error> {
+        match self.map(name) {
+            Some(existing) if existing.kind() != kind => Err(mismatch(name, existing.kind(), kind)),
+            _ => Ok(()),
+        }
     }
 }

@@ -267,6 +267,29 @@ impl LwwMap {
         Ok((accepted, drifts))
     }
 
+    /// [`LwwMap::merge_all`] of records whose values are still encoded (see
+    /// [`crate::codec::decode_lww_snapshot_raw`]): all or nothing in the same way.
+    pub fn merge_all_raw(
+        &mut self,
+        clock: &mut Hlc,
+        wall: u64,
+        records: Vec<crate::codec::RawLwwRecord<'_>>,
+    ) -> Result<(usize, Vec<Drift>), Error> {
+        let mut drifts = Vec::new();
+        for record in &records {
+            check_key(record.key)?;
+            check_ttl(record.ttl_ms)?;
+            drifts.extend(clock.check(&record.timestamp, wall)?);
+        }
+        let mut accepted = 0;
+        for record in records {
+            clock.observe(&record.timestamp, wall);
+            accepted +=
+                usize::from(self.put(record.key, record.value, record.timestamp, record.ttl_ms, Origin::Remote));
+        }
+        Ok((accepted, drifts))
+    }
+
     /// Merges a record read back from this node's own storage: it advances the clock like any merge
     /// but is never refused for drift (strict mode guards against peers, not the node's own past).
     pub fn load(&mut self, clock: &mut Hlc, wall: u64, key: &str, record: LwwRecord) -> Result<bool, Error> {

@@ -617,6 +617,17 @@ impl Encoded {
         Ok((Self(sorted.into_boxed_slice()), rest))
     }
 
+    /// Like [`Encoded::take`], but a value that is not already canonical is an error: for encodings
+    /// this crate wrote (snapshots), where anything else is malformed.
+    pub fn take_canonical(bytes: &[u8]) -> Result<(Self, &[u8]), Error> {
+        let (len, canonical) = crate::codec::scan_value(bytes)?;
+        if !canonical {
+            return Err(Error::Decode { what: "value", reason: "map keys must be unique and sorted".into() });
+        }
+        let (head, rest) = bytes.split_at(len);
+        Ok((Self(head.into()), rest))
+    }
+
     /// The canonical bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0

@@ -174,6 +174,24 @@ fn the_hand_built_layout_decodes() {
 }
 
 #[test]
+fn the_raw_lww_decoder_agrees_with_the_full_one() {
+    use onegrid_core::codec::decode_lww_snapshot_raw;
+    let bytes = encode_lww_snapshot(&sample_lww());
+    let Snapshot::Lww(full) = decode_snapshot(&bytes).expect("decodes") else { panic!("kind") };
+    let raw = decode_lww_snapshot_raw(&bytes).expect("decodes").expect("an LWW snapshot");
+    assert_eq!(raw.len(), full.len());
+    for (r, (key, record)) in raw.iter().zip(&full) {
+        assert_eq!(r.key, &**key);
+        assert_eq!(r.value.as_ref().map(onegrid_core::Encoded::decode), record.value);
+        assert_eq!((&r.timestamp, r.ttl_ms), (&record.timestamp, record.ttl_ms));
+    }
+    assert_eq!(decode_lww_snapshot_raw(&encode_or_snapshot(&sample_or())).expect("valid"), None, "OR: not its job");
+    for len in 0..bytes.len() {
+        assert!(decode_lww_snapshot_raw(&bytes[..len]).is_err(), "truncated at {len}");
+    }
+}
+
+#[test]
 fn bad_fields_are_rejected_with_what_was_wrong() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (lww_snapshot(&["bad id"], &[]), "invalid node id"),
@@ -209,6 +227,9 @@ fn bad_fields_are_rejected_with_what_was_wrong() {
         let msg = decode_error(&bytes);
         assert!(msg.starts_with("malformed snapshot"), "{msg}");
         assert!(msg.contains(expected), "expected {expected:?} in {msg:?}");
+        // The import path's raw decoder refuses the same bytes.
+        let raw = onegrid_core::codec::decode_lww_snapshot_raw(&bytes).expect_err(expected).to_string();
+        assert!(raw.starts_with("malformed snapshot"), "{raw}");
     }
 }
 
