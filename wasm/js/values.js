@@ -32,14 +32,6 @@ export function typeName(v) {
   return type === 'object' ? 'an object' : `a ${type}`;
 }
 
-/** The default region: a JS buffer that doubles when full. */
-function jsRegion(min, previous) {
-  let size = previous ? previous.length : 4096;
-  while (size < min) size *= 2;
-  const buf = previous && previous.length >= min ? previous : new Uint8Array(size);
-  return { buf, at: 0, capacity: buf.length };
-}
-
 function varintSize(n) {
   return n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5;
 }
@@ -56,13 +48,13 @@ function invalid(path, reason) {
 }
 
 /**
- * Writes postcard into a growable region. By default the region is a JS buffer; the API gives
- * each grid a writer whose region is the module's own input buffer (`place`), so arguments are
- * written straight into wasm memory with no copy. Positions are offsets into `buf`.
+ * Writes postcard into a growable region that `place` provides: the API gives each grid a writer
+ * whose region is the module's own input buffer, so arguments are written straight into wasm
+ * memory with no copy. Positions are offsets into `buf`.
  */
 export class Writer {
   /** `place(min)` returns `{ buf, at, capacity }`: a byte view, where the region starts, its size. */
-  constructor(place = jsRegion) {
+  constructor(place) {
     this.place = place;
     this.buf = null;
     this.view = null;
@@ -93,11 +85,6 @@ export class Writer {
   /** Bytes written since `reset()`. */
   get length() {
     return this.pos - this.start;
-  }
-
-  /** The bytes written so far (a view: copy it before the next write). */
-  bytes() {
-    return this.buf.subarray(this.start, this.pos);
   }
 
   reserve(n) {
@@ -372,14 +359,7 @@ export class Reader {
   }
 }
 
-const shared = new Writer();
 const KEY_ERROR = new Error('a key contains a lone surrogate (not valid Unicode)');
-
-/** The postcard bytes of one value (a view into a shared buffer: use before the next call). */
-export function encodeValue(v) {
-  shared.reset().value(v);
-  return shared.bytes();
-}
 
 /** Writes a string already checked to be well formed; returns the writer. */
 export function writeText(w, text) {
