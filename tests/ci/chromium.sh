@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Makes the browser tests runnable: Debian's Chromium (unless $CHROMIUM_PATH or /usr/bin/chromium
+# already has one) and tests/js/node_modules from the lock file. playwright-core only drives the
+# browser it is given; nothing here downloads a browser build.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+chromium="${CHROMIUM_PATH:-/usr/bin/chromium}"
+if [ ! -x "$chromium" ]; then
+  echo "== installing Debian's chromium"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends chromium
+fi
+"$chromium" --version
+
+echo "== tests/js dependencies (playwright-core)"
+# The lock file records no download addresses: npm takes them from its configured registry.
+cd tests/js
+if [ -f package-lock.json ]; then
+  npm ci --no-audit --no-fund
+else
+  npm install --no-audit --no-fund --omit-lockfile-registry-resolved
+fi
