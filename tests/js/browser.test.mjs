@@ -1,0 +1,143 @@
+// The storage adapter suite (adapter-suite.mjs) on IndexedDbStorage in real headless Chromium.
+//
+// A static server on 127.0.0.1 serves the package ($ONEGRID_PKG, see load.mjs) under /pkg/ and
+// tests/js/ under /tests/; playwright-core starts the system's Chromium ($CHROMIUM_PATH, default
+// /usr/bin/chromium) on a fresh profile and opens tests/js/browser/index.html, which runs every
+// case and a timing, then leaves its results in `window.onegridResults`. Each case becomes one
+// test here, so a failure names its case. A missing browser or playwright-core fails, never
+// skips: `bash tests/ci/chromium.sh` installs both.
+
+import { test } from 'node:test';
+import { existsSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { dirname, extname, join, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { pkgDir } from './load.mjs';
+
+const testsDir = dirname(fileURLToPath(import.meta.url));
+const storageFallback = resolve(testsDir, '..', '..', 'wasm', 'js', 'storage.js');
+const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+/** How long the page may take for the whole suite and the timing. */
+const PAGE_TIMEOUT_MS = 240_000;
+
+const MIME = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.wasm': 'application/wasm',
+  '.json': 'application/json; charset=utf-8',
+  '.ts': 'text/plain; charset=utf-8',
+};
+
+/** The file a URL path names, or null: /pkg/... in the package, /tests/... in tests/js. */
+function fileFor(urlPath) {
+  const roots = { pkg: pkgDir, tests: testsDir };
+  const match = /^\/(pkg|tests)\/(.+)$/.exec(urlPath);
+  if (match === null) return null;
+  const root = resolve(roots[match[1]]);
+  const file = resolve(root, `.${sep}${match[2]}`);
+  // Nothing outside the two roots, and nothing installed (node_modules) is served.
+  if (!file.startsWith(root + sep) || file.includes(`${sep}node_modules${sep}`)) return null;
+  // A package built before storage.js shipped: serve the source's (storage-adapters.test.mjs does the same).
+  if (match[1] === 'pkg' && match[2] === 'storage.js' && !existsSync(file)) return storageFallback;
+  return file;
+}
+
+/** Starts the static server on an ephemeral port of 127.0.0.1; resolves with it and its origin. */
+async function serve() {
+  const server = createServer(async (req, res) => {
+    const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    const file = req.method === 'GET' || req.method === 'HEAD' ? fileFor(path) : null;
+    try {
+      if (file === null || !(await stat(file)).isFile()) throw new Error('not found');
+      const body = await readFile(file);
+      res.writeHead(200, {
+        'content-type': MIME[extname(file)] ?? 'application/octet-stream',
+        'content-length': body.length,
+        'cache-control': 'no-store',
+      });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    } catch {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end(`not found: ${path}`);
+    }
+  });
+  await new Promise((ok, fail) => {
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', ok);
+  });
+  return { server, origin: `http://127.0.0.1:${server.address().port}` };
+}
+
+/** Runs the page in Chromium; resolves with its results or rejects saying what went wrong. */
+async function runPage() {
+  if (!existsSync(chromiumPath)) {
+    throw new Error(`no Chromium at ${chromiumPath}: install it (apt-get install -y chromium, or bash tests/ci/chromium.sh) or set CHROMIUM_PATH`);
+  }
+  let chromium;
+  try {
+    ({ chromium } = await import('playwright-core'));
+  } catch (e) {
+    throw new Error(`playwright-core is not installed in tests/js (run: cd tests/js && npm ci, or bash tests/ci/chromium.sh): ${e.message}`);
+  }
+  const { server, origin } = await serve();
+  let browser;
+  const log = [];
+  try {
+    browser = await chromium.launch({
+      executablePath: chromiumPath,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    const page = await browser.newPage();
+    page.on('console', (m) => log.push(`console.${m.type()}: ${m.text()}`));
+    page.on('pageerror', (e) => log.push(`page error: ${e.message}`));
+    page.on('response', (r) => {
+      if (r.status() >= 400) log.push(`HTTP ${r.status()} for ${r.url()}`);
+    });
+    await page.goto(`${origin}/tests/browser/index.html`);
+    try {
+      await page.waitForFunction(() => window.onegridResults !== undefined, null, { timeout: PAGE_TIMEOUT_MS, polling: 250 });
+    } catch (e) {
+      throw new Error(`the test page reported no results (${e.message.split('\n')[0]})\n${log.join('\n') || '(the page logged nothing)'}`);
+    }
+    return { results: await page.evaluate(() => window.onegridResults), version: browser.version(), log };
+  } finally {
+    await browser?.close();
+    await new Promise((ok) => server.close(ok));
+  }
+}
+
+let run;
+try {
+  run = await runPage();
+} catch (e) {
+  run = { error: e };
+}
+
+if (run.error) {
+  test('IndexedDbStorage in Chromium: the test page runs', () => {
+    throw run.error;
+  });
+} else {
+  const { results, version } = run;
+  console.log(`Chromium ${version}: ${results.cases.length} cases of the adapter suite on IndexedDbStorage`);
+  test('IndexedDbStorage in Chromium: the page ran the suite', () => {
+    if (results.cases.length === 0) throw new Error('the page registered no cases');
+  });
+  for (const c of results.cases) {
+    test(`IndexedDbStorage in Chromium: ${c.name}`, () => {
+      if (!c.ok) throw new Error(c.error);
+    });
+  }
+  test('IndexedDbStorage in Chromium: timing of a load', () => {
+    if (results.timingError) throw new Error(`the timing failed: ${results.timingError}`);
+    const f = (n) => n.toFixed(0);
+    for (const durability of ['strict', 'relaxed']) {
+      const t = results.timing[durability];
+      console.log(`IndexedDbStorage (durability ${durability}), ${results.timing.records} records: storeAll ${f(t.storeAll)} ms; `
+        + `load ${f(t.load)} ms (loadAllKeys ${f(t.loadAllKeys)} + loadAll ${f(t.loadAll)}); cold load on a new connection ${f(t.coldLoad)} ms`);
+    }
+  });
+}
