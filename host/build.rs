@@ -4,8 +4,8 @@
 //! The module is built by a nested cargo for `wasm32-unknown-unknown` with the size-optimised
 //! `wasm` profile, in its own target folder beside ours (the outer build holds a lock on ours), and
 //! then run through wasm-bindgen's library (`--target web` output, TypeScript on). The generated
-//! glue becomes `onegrid_glue.js`; the public `onegrid.js`, `onegrid.d.ts` and `values.js` come from
-//! `wasm/js/`.
+//! glue becomes `onegrid_glue.js`; the public API (`onegrid.js`, `onegrid.d.ts`, and every other file
+//! of `wasm/js/`) is copied beside it, and `pkg_files.rs` lists the package for `pkg.rs` to embed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,6 +34,8 @@ fn main() {
 
     let raw = module_target.join("wasm32-unknown-unknown/wasm/onegrid_wasm.wasm");
     let pkg = out_dir.join("pkg");
+    // Start empty, so a file removed from wasm/js does not linger in the package.
+    let _ = std::fs::remove_dir_all(&pkg);
     std::fs::create_dir_all(&pkg).expect("create the package folder");
     let mut bindgen = wasm_bindgen_cli_support::Bindgen::new();
     bindgen
@@ -48,10 +50,31 @@ fn main() {
     for (from, to) in [("onegrid.js", "onegrid_glue.js"), ("onegrid.d.ts", "onegrid_glue.d.ts")] {
         std::fs::rename(pkg.join(from), pkg.join(to)).unwrap_or_else(|e| panic!("rename {from}: {e}"));
     }
-    for file in ["onegrid.js", "onegrid.d.ts", "values.js"] {
-        std::fs::copy(workspace.join("wasm/js").join(file), pkg.join(file))
-            .unwrap_or_else(|e| panic!("copy {file}: {e}"));
+    // Every file of wasm/js ships: the API, its value codec, the storage driver and adapters.
+    let js_dir = workspace.join("wasm/js");
+    for entry in std::fs::read_dir(&js_dir).unwrap_or_else(|e| panic!("read {}: {e}", js_dir.display())) {
+        let path = entry.expect("wasm/js entry").path();
+        if path.is_file() {
+            let name = path.file_name().expect("file name");
+            std::fs::copy(&path, pkg.join(name)).unwrap_or_else(|e| panic!("copy {}: {e}", path.display()));
+        }
     }
+    // The package's file list, for `pkg.rs` to embed: every file in it, sorted by name.
+    let mut names: Vec<String> = std::fs::read_dir(&pkg)
+        .expect("read the package folder")
+        .map(|e| e.expect("package entry").file_name().into_string().expect("UTF-8 file name"))
+        .filter(|name| name != "package.json")
+        .collect();
+    names.sort();
+    let list: String = names
+        .iter()
+        .map(|name| format!("    ({name:?}, include_bytes!({:?})),\n", pkg.join(name).display().to_string()))
+        .collect();
+    let generated = format!(
+        "/// The package's files other than `package.json`, by name.\npub const FILES: [(&str, &[u8]); {}] = [\n{list}];\n",
+        names.len()
+    );
+    std::fs::write(out_dir.join("pkg_files.rs"), generated).expect("write pkg_files.rs");
     println!("cargo:rustc-env=ONEGRID_PKG_DIR={}", pkg.display());
 }
 

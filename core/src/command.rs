@@ -5,17 +5,19 @@
 //! grid and answers with its handle; every other command runs on an open grid through
 //! [`Grid::execute`], so the native core and the module run the very same code for each command.
 
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::grid::{AnyMap, Grid};
+use crate::map_common::MapKind;
+use crate::storage::{MapStatus, StorageEvent, StorageRequest, StorageResult};
 use crate::value::Value;
 
 /// Version of the request/reply layout; `onegrid_abi_version()` returns it.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// One call into a grid.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -125,6 +127,82 @@ pub enum Command {
         /// Milliseconds.
         older_than: u64,
     },
+    /// Like `Open`, for a grid whose maps load from and flush to the caller's storage (SPEC
+    /// section 6), driven with `Storage`.
+    OpenPersistent {
+        /// The node id (validated).
+        node_id: String,
+        /// Drift limit in milliseconds.
+        max_drift_ms: u64,
+        /// Strict drift mode.
+        strict: bool,
+    },
+    /// Touch a map (its first touch starts its load); answered with `Reply::Status`.
+    GetMap {
+        /// Map name.
+        map: String,
+        /// The kind wanted, if any; `kind mismatch` if it is stored as the other.
+        kind: Option<MapKind>,
+    },
+    /// Write every change so far back to storage; answered with `Reply::Count` holding the flush
+    /// id, which a `Flushed` or `FlushFailed` event of a later `Storage` reply names.
+    Flush,
+    /// Hand in the storage adapter's answers (none to just poll), and take the storage requests to
+    /// run next and the events so far; answered with `Reply::Storage`. Run the requests in order.
+    Storage {
+        /// `(request id, result)` pairs.
+        answers: Vec<(u64, StorageResult)>,
+    },
+}
+
+/// A [`StorageEvent`] on the wire: the same, with the error as its message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireEvent {
+    /// See [`StorageEvent::MapLoaded`].
+    MapLoaded {
+        /// The map.
+        map: String,
+        /// Loaded keys other than `__tombstones__`.
+        count: u64,
+    },
+    /// See [`StorageEvent::Ready`].
+    Ready {
+        /// The map.
+        map: String,
+        /// Its kind.
+        kind: MapKind,
+    },
+    /// See [`StorageEvent::LoadFailed`].
+    LoadFailed {
+        /// The map.
+        map: String,
+        /// The error's message.
+        error: String,
+    },
+    /// See [`StorageEvent::Flushed`].
+    Flushed {
+        /// The flush id.
+        flush_id: u64,
+    },
+    /// See [`StorageEvent::FlushFailed`].
+    FlushFailed {
+        /// The flush id.
+        flush_id: u64,
+        /// The storage errors.
+        error: String,
+    },
+}
+
+impl From<StorageEvent> for WireEvent {
+    fn from(event: StorageEvent) -> Self {
+        match event {
+            StorageEvent::MapLoaded { map, count } => Self::MapLoaded { map, count: count as u64 },
+            StorageEvent::Ready { map, kind } => Self::Ready { map, kind },
+            StorageEvent::LoadFailed { map, error } => Self::LoadFailed { map, error: error.to_string() },
+            StorageEvent::Flushed { flush_id } => Self::Flushed { flush_id },
+            StorageEvent::FlushFailed { flush_id, error } => Self::FlushFailed { flush_id, error },
+        }
+    }
 }
 
 /// The answer to a request.
@@ -148,6 +226,15 @@ pub enum Reply {
     Count(u64),
     /// The command failed and changed nothing; the message says why.
     Error(String),
+    /// Where a map is, after `GetMap`.
+    Status(MapStatus),
+    /// Storage work to run and what happened, after `Storage`.
+    Storage {
+        /// Requests for the adapter, in the order to run them.
+        requests: Vec<StorageRequest>,
+        /// Events since the last `Storage` reply.
+        events: Vec<WireEvent>,
+    },
 }
 
 impl Grid {
@@ -155,51 +242,72 @@ impl Grid {
     /// and are refused here.
     pub fn execute(&mut self, wall: u64, command: Command) -> Result<Reply, Error> {
         Ok(match command {
-            Command::Open { .. } | Command::Close => {
+            Command::Open { .. } | Command::OpenPersistent { .. } | Command::Close => {
                 return Err(Error::Decode { what: "request", reason: "Open and Close are not grid commands".into() });
             }
             Command::Set { map, key, value, ttl_ms } => {
-                let (m, clock) = self.lww(&map)?;
+                let (m, clock) = self.lww(&map, wall)?;
                 m.set(clock, wall, &key, value, ttl_ms)?;
                 Reply::Done
             }
             Command::SetMany { map, entries } => {
-                let (m, clock) = self.lww(&map)?;
+                let (m, clock) = self.lww(&map, wall)?;
                 m.set_many(clock, wall, entries)?;
                 Reply::Done
             }
             Command::Remove { map, key } => {
-                let (m, clock) = self.lww(&map)?;
+                let (m, clock) = self.lww(&map, wall)?;
                 m.remove(clock, wall, &key)?;
                 Reply::Done
             }
-            Command::Get { map, key } => Reply::Value(self.lww(&map)?.0.get(&key, wall)),
+            Command::Get { map, key } => Reply::Value(self.lww(&map, wall)?.0.get(&key, wall)),
             Command::Add { map, key, value, ttl_ms } => {
-                let (m, clock) = self.or(&map)?;
+                let (m, clock) = self.or(&map, wall)?;
                 Reply::Tags(alloc::vec![m.add(clock, wall, &key, value, ttl_ms)?.tag()])
             }
-            Command::OrRemove { map, key, value } => Reply::Tags(self.or(&map)?.0.remove(&key, &value)?),
+            Command::OrRemove { map, key, value } => Reply::Tags(self.or(&map, wall)?.0.remove(&key, &value)?),
             Command::OrGet { map, key } => {
-                Reply::Values(self.or(&map)?.0.get(&key, wall).into_iter().cloned().collect())
+                Reply::Values(self.or(&map, wall)?.0.get(&key, wall).into_iter().cloned().collect())
             }
             Command::Root { map } => Reply::Root(self.existing(&map)?.root()),
             Command::Export { map } => Reply::Bytes(self.export_map(&map)?),
             Command::Import { map, snapshot } => Reply::Count(self.import_map(&map, &snapshot, wall)?.changed as u64),
             Command::Prune { map, older_than } => {
-                let pruned = match self.existing_mut(&map)? {
+                let kind = self.existing(&map)?.kind();
+                let id = self.id_of(&map).ok_or_else(|| unknown(&map))?;
+                let pruned = match self.write_at(id, kind, wall)?.0 {
                     AnyMap::Lww(m) => m.prune(older_than),
                     AnyMap::Or(m) => m.prune(older_than),
                 };
                 Reply::Count(pruned as u64)
             }
+            Command::GetMap { map, kind } => Reply::Status(self.storage_mut().get_map(&map, kind, wall)?),
+            Command::Flush => Reply::Count(self.storage_mut().flush()),
+            Command::Storage { answers } => {
+                let store = self.storage_mut();
+                // Every answer is taken even if one names no pending request; the first such
+                // error is reported after.
+                let mut unknown = None;
+                for (id, result) in answers {
+                    if let Err(e) = store.handle_storage(id, result) {
+                        unknown.get_or_insert(e);
+                    }
+                }
+                if let Some(e) = unknown {
+                    return Err(e);
+                }
+                let requests = core::iter::from_fn(|| store.poll_storage()).collect();
+                let events = core::iter::from_fn(|| store.poll_event()).map(WireEvent::from).collect();
+                Reply::Storage { requests, events }
+            }
         })
     }
 
     fn existing(&self, name: &str) -> Result<&AnyMap, Error> {
-        self.map(name).ok_or_else(|| Error::UnknownMap { name: crate::error::excerpt(name) })
+        self.map(name).ok_or_else(|| unknown(name))
     }
+}
 
-    fn existing_mut(&mut self, name: &str) -> Result<&mut AnyMap, Error> {
-        self.map_mut(name).ok_or_else(|| Error::UnknownMap { name: crate::error::excerpt(name) })
-    }
+fn unknown(name: &str) -> Error {
+    Error::UnknownMap { name: crate::error::excerpt(name) }
 }

@@ -1,19 +1,20 @@
 //! `Grid`: one node's clock and its named maps, the unit every runtime drives.
 //!
 //! The JavaScript API, the byte ABI and native callers all go through this type, so map creation,
-//! kind checks and snapshot import behave the same everywhere. (The storage manager of SPEC
-//! section 6 will own the maps here; today they live in memory.)
+//! kind checks and snapshot import behave the same everywhere. Its maps and clock are owned by a
+//! [`StorageManager`] (SPEC section 6): with storage, maps load lazily and writes are flushed back;
+//! without, maps live in memory only.
 
-use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use crate::codec::{self, Snapshot};
+use crate::dirty::Dirty;
 use crate::error::{Error, excerpt};
 use crate::hlc::{ClockConfig, Drift, Hlc, NodeId};
 use crate::lww::LwwMap;
 use crate::map_common::MapKind;
 use crate::or_map::OrMap;
+use crate::storage::{StorageConfig, StorageManager};
 
 /// Longest map name, in bytes.
 pub const MAX_MAP_NAME_LEN: usize = 256;
@@ -51,6 +52,28 @@ impl AnyMap {
             Self::Or(m) => codec::encode_or_snapshot(m),
         }
     }
+
+    /// Turns change events on or off.
+    pub fn record_events(&mut self, on: bool) {
+        match self {
+            Self::Lww(m) => m.record_events(on),
+            Self::Or(m) => m.record_events(on),
+        }
+    }
+
+    pub(crate) fn dirty(&self) -> &Dirty {
+        match self {
+            Self::Lww(m) => m.dirty(),
+            Self::Or(m) => m.dirty(),
+        }
+    }
+
+    pub(crate) fn dirty_mut(&mut self) -> &mut Dirty {
+        match self {
+            Self::Lww(m) => m.dirty_mut(),
+            Self::Or(m) => m.dirty_mut(),
+        }
+    }
 }
 
 /// What [`Grid::import_map`] did.
@@ -67,12 +90,10 @@ pub struct Imported {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MapId(pub u32);
 
-/// One node: its clock and its maps by name.
-#[derive(Clone, Debug)]
+/// One node: its clock and its maps by name, owned by its storage manager.
+#[derive(Debug)]
 pub struct Grid {
-    clock: Hlc,
-    ids: BTreeMap<Box<str>, MapId>,
-    maps: Vec<AnyMap>,
+    store: StorageManager,
 }
 
 /// Map names are 1 to [`MAX_MAP_NAME_LEN`] bytes.
@@ -92,93 +113,80 @@ pub(crate) fn mismatch(name: &str, existing: MapKind, requested: MapKind) -> Err
 }
 
 impl Grid {
-    /// A grid for `node_id` with no maps.
+    /// A grid for `node_id` without storage: its maps live in memory only.
     pub fn new(node_id: NodeId, config: ClockConfig) -> Self {
-        Self { clock: Hlc::new(node_id, config), ids: BTreeMap::new(), maps: Vec::new() }
+        Self { store: StorageManager::in_memory(node_id, config) }
+    }
+
+    /// A grid for `node_id` whose maps load from and flush to a storage adapter, driven through
+    /// [`Grid::storage_mut`] (`poll_storage`, `handle_storage`, `poll_event`, `flush`).
+    pub fn with_storage(node_id: NodeId, config: ClockConfig, storage: StorageConfig) -> Self {
+        Self { store: StorageManager::new(node_id, config, storage) }
+    }
+
+    /// The storage manager that owns the maps.
+    pub fn storage(&self) -> &StorageManager {
+        &self.store
+    }
+
+    /// The storage manager that owns the maps, to drive it.
+    pub fn storage_mut(&mut self) -> &mut StorageManager {
+        &mut self.store
     }
 
     /// This grid's clock.
     pub fn clock(&self) -> &Hlc {
-        &self.clock
+        self.store.clock()
     }
 
     /// This grid's node id.
     pub fn node_id(&self) -> &NodeId {
-        self.clock.node_id()
+        self.store.clock().node_id()
     }
 
-    /// Names of the maps this grid has, sorted.
+    /// Names of the maps this grid has (loaded, loading, or whose load failed), sorted.
     pub fn map_names(&self) -> Vec<&str> {
-        self.ids.keys().map(|k| &**k).collect()
+        self.store.map_names()
     }
 
-    /// The id of map `name`, if the grid has it.
+    /// The id of map `name`, if the grid ever had it.
     pub fn id_of(&self, name: &str) -> Option<MapId> {
-        self.ids.get(name).copied()
+        self.store.id_of(name)
     }
 
-    /// The map called `name`, if the grid has it.
+    /// The map called `name` (loaded, or its early map while it loads), for reading.
     pub fn map(&self, name: &str) -> Option<&AnyMap> {
-        self.id_of(name).and_then(|id| self.map_at(id))
+        self.store.map(name)
     }
 
-    /// The map called `name`, mutably, if the grid has it.
-    pub fn map_mut(&mut self, name: &str) -> Option<&mut AnyMap> {
-        self.id_of(name).and_then(|id| self.map_at_mut(id))
-    }
-
-    /// The map with id `id`.
+    /// The map with id `id`, for reading.
     pub fn map_at(&self, id: MapId) -> Option<&AnyMap> {
-        self.maps.get(id.0 as usize)
+        self.store.map_at(id)
     }
 
-    /// The map with id `id`, mutably.
-    pub fn map_at_mut(&mut self, id: MapId) -> Option<&mut AnyMap> {
-        self.maps.get_mut(id.0 as usize)
+    /// The map with id `id` of `kind` and the clock, to write (see [`StorageManager::write_at`]).
+    pub fn write_at(&mut self, id: MapId, kind: MapKind, wall: u64) -> Result<(&mut AnyMap, &mut Hlc), Error> {
+        self.store.write_at(id, kind, wall)
     }
 
-    /// The map with id `id` and the clock to write it with.
-    pub fn map_and_clock(&mut self, id: MapId) -> Option<(&mut AnyMap, &mut Hlc)> {
-        Some((self.maps.get_mut(id.0 as usize)?, &mut self.clock))
-    }
-
-    /// The id of map `name`, creating it empty with `kind` if absent; `kind mismatch` if it exists
-    /// as the other kind.
-    pub fn open(&mut self, name: &str, kind: MapKind) -> Result<MapId, Error> {
-        if let Some(id) = self.id_of(name) {
-            let existing = self.maps[id.0 as usize].kind();
-            return if existing == kind { Ok(id) } else { Err(mismatch(name, existing, kind)) };
-        }
-        check_name(name)?;
-        let too_many = || Error::InvalidMapName { name: excerpt(name), reason: "the grid has too many maps" };
-        let id = MapId(u32::try_from(self.maps.len()).map_err(|_| too_many())?);
-        self.maps.push(match kind {
-            MapKind::Lww => AnyMap::Lww(LwwMap::new()),
-            MapKind::Or => AnyMap::Or(OrMap::new()),
-        });
-        self.ids.insert(Box::from(name), id);
-        Ok(id)
+    /// The id of map `name` of `kind`, touching it (with storage, the first touch starts its load);
+    /// `kind mismatch` if it is, or is stored as, the other kind.
+    pub fn open(&mut self, name: &str, kind: MapKind, wall: u64) -> Result<MapId, Error> {
+        self.store.open(name, kind, wall)
     }
 
     /// The LWW map `name` (created empty on first use) and the clock to write it with.
-    pub fn lww(&mut self, name: &str) -> Result<(&mut LwwMap, &mut Hlc), Error> {
-        let id = self.open(name, MapKind::Lww)?;
-        match &mut self.maps[id.0 as usize] {
-            AnyMap::Lww(m) => Ok((m, &mut self.clock)),
-            AnyMap::Or(_) => Err(mismatch(name, MapKind::Or, MapKind::Lww)),
-        }
+    pub fn lww(&mut self, name: &str, wall: u64) -> Result<(&mut LwwMap, &mut Hlc), Error> {
+        self.store.lww_mut(name, wall)
     }
 
     /// The OR map `name` (created empty on first use) and the clock to write it with.
-    pub fn or(&mut self, name: &str) -> Result<(&mut OrMap, &mut Hlc), Error> {
-        let id = self.open(name, MapKind::Or)?;
-        match &mut self.maps[id.0 as usize] {
-            AnyMap::Or(m) => Ok((m, &mut self.clock)),
-            AnyMap::Lww(_) => Err(mismatch(name, MapKind::Lww, MapKind::Or)),
-        }
+    pub fn or(&mut self, name: &str, wall: u64) -> Result<(&mut OrMap, &mut Hlc), Error> {
+        self.store.or_mut(name, wall)
     }
 
-    /// A snapshot of the map `name`; an error for a map this grid has never had.
+    /// A snapshot of the map `name`; an error for a map this grid does not have. While the map
+    /// loads, the snapshot holds only what was written meanwhile.
     pub fn export_map(&self, name: &str) -> Result<Vec<u8>, Error> {
         self.map(name).map(AnyMap::export).ok_or_else(|| Error::UnknownMap { name: excerpt(name) })
     }
@@ -187,12 +195,14 @@ impl Grid {
     /// snapshot's kind if needed. All or nothing: the bytes are decoded and checked whole first.
     pub fn import_map(&mut self, name: &str, bytes: &[u8], wall: u64) -> Result<Imported, Error> {
         check_name(name)?;
-        let existed = self.id_of(name).is_some();
+        let existed = self.store.has_map(name);
         let result = self.merge_snapshot(name, bytes, wall);
-        if result.is_err() && !existed && self.id_of(name).is_some() {
-            // A refused import leaves no empty map behind: it was the last one created.
-            self.ids.remove(name);
-            self.maps.pop();
+        if result.is_err()
+            && !existed
+            && let Some(id) = self.id_of(name)
+        {
+            // A refused import leaves no empty map behind.
+            self.store.forget(id);
         }
         result
     }
@@ -201,14 +211,14 @@ impl Grid {
         // LWW snapshots keep their values encoded all the way into the map.
         if let Some(records) = codec::decode_lww_snapshot_raw(bytes)? {
             self.check_kind(name, MapKind::Lww)?;
-            let (map, clock) = self.lww(name)?;
+            let (map, clock) = self.lww(name, wall)?;
             let (changed, drifts) = map.merge_all_raw(clock, wall, records)?;
             return Ok(Imported { changed, drifts });
         }
         match codec::decode_snapshot(bytes)? {
             Snapshot::Or { keys, tombstones } => {
                 self.check_kind(name, MapKind::Or)?;
-                let (map, clock) = self.or(name)?;
+                let (map, clock) = self.or(name, wall)?;
                 let merged = map.merge_all(clock, wall, keys, &tombstones)?;
                 Ok(Imported { changed: merged.added + merged.new_tombstones, drifts: merged.drifts })
             }

@@ -60,6 +60,7 @@ extern crate alloc;
 
 pub mod codec;
 pub mod command;
+mod dirty;
 mod error;
 mod event;
 pub mod grid;
@@ -73,7 +74,7 @@ pub mod storage;
 pub mod value;
 
 pub use codec::{Snapshot, StoredValue};
-pub use command::{ABI_VERSION, Command, Reply, Request};
+pub use command::{ABI_VERSION, Command, Reply, Request, WireEvent};
 pub use error::Error;
 pub use event::{ChangeEvent, Origin};
 pub use grid::{AnyMap, Grid, Imported, MapId};

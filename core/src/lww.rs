@@ -12,6 +12,7 @@ use core::num::NonZeroU64;
 use hashbrown::HashMap;
 use hashbrown::hash_map::EntryRef;
 
+use crate::dirty::Dirty;
 use crate::error::Error;
 use crate::event::{ChangeEvent, EventQueue, Origin};
 use crate::hash::Fnv1a;
@@ -140,6 +141,7 @@ pub struct LwwMap {
     live: usize,
     live_with_ttl: usize,
     events: EventQueue,
+    dirty: Dirty,
 }
 
 impl LwwMap {
@@ -340,17 +342,19 @@ impl LwwMap {
         (self.live, self.live_with_ttl) = (live.live, live.with_ttl);
         self.tree.update(key_hash, old.map(|o| o.item_hash), Some(item_hash));
         self.events.push(key, origin);
+        self.dirty.mark(key);
         true
     }
 
     /// Drops tombstones whose timestamp is strictly older than `(older_than_millis, 0)`; returns how many.
     pub fn prune(&mut self, older_than_millis: u64) -> usize {
-        let tree = &mut self.tree;
+        let (tree, dirty) = (&mut self.tree, &mut self.dirty);
         let before = self.slots.len();
         self.slots.retain(|key, slot| {
             let drop = slot.value.is_none() && slot.millis < older_than_millis;
             if drop {
                 tree.update(crate::hash::fnv1a(key), Some(slot.item_hash), None);
+                dirty.mark(key);
             }
             !drop
         });
@@ -446,5 +450,14 @@ impl LwwMap {
     /// The next change event, oldest first.
     pub fn poll_event(&mut self) -> Option<ChangeEvent> {
         self.events.pop()
+    }
+
+    /// The keys storage has not seen yet (tracked only once the storage manager turns it on).
+    pub(crate) fn dirty(&self) -> &Dirty {
+        &self.dirty
+    }
+
+    pub(crate) fn dirty_mut(&mut self) -> &mut Dirty {
+        &mut self.dirty
     }
 }

@@ -74,7 +74,7 @@ impl core::hash::Hasher for KeyHasher {
 }
 
 /// The two kinds of map.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum MapKind {
     /// Last-writer-wins map.
     Lww,

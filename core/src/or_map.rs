@@ -12,6 +12,7 @@ use core::num::NonZeroU64;
 
 use hashbrown::{HashMap, HashSet};
 
+use crate::dirty::Dirty;
 use crate::error::Error;
 use crate::event::{ChangeEvent, EventQueue, Origin};
 use crate::hash::{Fnv1a, fnv1a};
@@ -75,6 +76,7 @@ pub struct OrMap {
     tombstones: HashSet<Timestamp, Hasher>,
     tree: MerkleTree,
     events: EventQueue,
+    dirty: Dirty,
 }
 
 impl OrMap {
@@ -122,6 +124,7 @@ impl OrMap {
             self.tag_owner.remove(tag);
             self.tombstones.insert(tag.clone());
         }
+        self.dirty.mark_tombstones();
         self.rehash(key);
         self.events.push(key, Origin::Local);
         Ok(removed.iter().map(Timestamp::to_text).collect())
@@ -181,6 +184,7 @@ impl OrMap {
         if !self.tombstones.insert(tag.clone()) {
             return false;
         }
+        self.dirty.mark_tombstones();
         if let Some(key) = self.tag_owner.remove(tag) {
             if let Some(entry) = self.keys.get_mut(&key) {
                 entry.records.retain(|r| r.timestamp != *tag);
@@ -240,7 +244,11 @@ impl OrMap {
     pub fn prune(&mut self, older_than_millis: u64) -> usize {
         let before = self.tombstones.len();
         self.tombstones.retain(|t| t.millis >= older_than_millis);
-        before - self.tombstones.len()
+        let pruned = before - self.tombstones.len();
+        if pruned > 0 {
+            self.dirty.mark_tombstones();
+        }
+        pruned
     }
 
     /// The tombstoned tags, sorted by their text form.
@@ -325,6 +333,15 @@ impl OrMap {
         self.events.pop()
     }
 
+    /// The keys storage has not seen yet (tracked only once the storage manager turns it on).
+    pub(crate) fn dirty(&self) -> &Dirty {
+        &self.dirty
+    }
+
+    pub(crate) fn dirty_mut(&mut self) -> &mut Dirty {
+        &mut self.dirty
+    }
+
     /// Inserts a record that is neither tombstoned nor present, keeping timestamp order.
     fn insert(&mut self, key: &str, record: OrRecord) {
         let entry = self.keys.entry_ref(key).or_insert_with(|| KeyRecords { records: Vec::new(), entry_hash: None });
@@ -343,6 +360,7 @@ impl OrMap {
             self.keys.remove(key);
         }
         self.tree.update(fnv1a(key), old, new);
+        self.dirty.mark(key);
     }
 }
 

@@ -11,7 +11,14 @@
 //! 3. hand each answer to [`StorageManager::handle_storage`] (answers may come in any order);
 //! 4. drain [`StorageManager::poll_event`]; repeat from 2 until both queues are empty.
 //!
+//! A grid without storage uses [`StorageManager::in_memory`]: maps load at once, empty, and no
+//! request is ever made.
+//!
 //! ## Decisions (where SPEC section 6 leaves room)
+//! - **The maps track what to write back.** Each map marks a key dirty where its state changes (see
+//!   `dirty.rs`), so every write path, the hot ones of the byte ABI and the JavaScript API included,
+//!   is flushed without listing what it changed. Map ids ([`MapId`]) are never reused, so a handle
+//!   stays valid across an unload and a reload.
 //! - **Writes touch.** A write by name on a map not yet touched starts its load with the write's
 //!   kind as the hint. Writes are allowed while the map loads: they go into an *early map* that the
 //!   load then merges the stored records into, by the CRDT rules (stored records go through
@@ -24,7 +31,7 @@
 //!   so an early write is never stored over a newer record it was not merged with.
 //! - **Kind mismatch keeps the early writes aside.** When a load finds the other kind, it fails
 //!   with [`Error::LoadKindMismatch`] (its message contains `kind mismatch`, both kinds and how many
-//!   early writes there were); the early map stays in memory, readable through
+//!   keys were written early); the early map stays in memory, readable through
 //!   [`StorageManager::map`], never flushed, until [`StorageManager::take_early_map`] hands it to
 //!   the caller (who may re-apply the values to the right kind of map). Touching the map again
 //!   retries the load, which fails the same way while the early map is there.
@@ -47,14 +54,15 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use crate::codec::{StoredValue, decode_stored, encode_stored};
 use crate::error::{Error, excerpt};
-use crate::grid::{AnyMap, check_name, mismatch};
+use crate::grid::{AnyMap, MapId, check_name, mismatch};
 use crate::hlc::{ClockConfig, Hlc, NodeId, Timestamp};
 use crate::lww::{LwwMap, LwwRecord};
-use crate::map_common::{MapKind, Merged, RESERVED_KEY, check_key};
-use crate::or_map::{KeyMerge, OrMap, OrRecord};
-use crate::value::Value;
+use crate::map_common::{MapKind, RESERVED_KEY, check_key};
+use crate::or_map::{OrMap, OrRecord};
 
 /// Decides whether this node loads `key` of `map` (in a cluster: keys of partitions it owns or backs up).
 pub type RelatedKey = Box<dyn Fn(&str, &str) -> bool>;
@@ -73,7 +81,7 @@ impl fmt::Debug for StorageConfig {
 }
 
 /// One call for the storage adapter to make; answer it with [`StorageManager::handle_storage`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StorageRequest {
     /// Pass it back with the result.
     pub id: u64,
@@ -82,7 +90,7 @@ pub struct StorageRequest {
 }
 
 /// The storage contract's calls (SPEC section 6), each scoped by map name.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StorageOp {
     /// Every stored key of `map`; answer [`StorageResult::Keys`].
     LoadAllKeys {
@@ -124,7 +132,7 @@ impl StorageOp {
 }
 
 /// What the adapter answered.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StorageResult {
     /// Answer to `LoadAllKeys`.
     Keys(Vec<String>),
@@ -145,6 +153,13 @@ pub enum StorageEvent {
         map: String,
         /// Loaded keys other than `__tombstones__` (LWW: records, tombstones included; OR: keys).
         count: usize,
+    },
+    /// A load finished: the map is loaded, of this kind (`get_map_async` resolves here).
+    Ready {
+        /// The map.
+        map: String,
+        /// Its kind.
+        kind: MapKind,
     },
     /// A load failed; the map is not loaded and the next touch retries.
     LoadFailed {
@@ -168,7 +183,7 @@ pub enum StorageEvent {
 }
 
 /// Where a map is, as [`StorageManager::get_map`] returns it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MapStatus {
     /// Its load is running; writes are accepted and merged when it ends.
     Loading,
@@ -178,73 +193,64 @@ pub enum MapStatus {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    /// Not loaded (never asked for, or its last load failed).
+    /// Not touched since it was created by a refused import or unloaded: the grid does not have it.
     Unloaded,
     Loading,
     Loaded,
+    /// Its last load failed; it may hold an early map. The next touch retries.
+    Failed,
 }
 
-/// One map as the manager tracks it.
+/// One map as the manager tracks it. Slots are never removed, so a [`MapId`] stays valid.
 #[derive(Debug)]
 struct Slot {
+    name: Box<str>,
     phase: Phase,
     /// The map: loaded, or the early map written while loading (or kept after a failed load).
     map: Option<AnyMap>,
     /// The kind asked for by the caller that started the current load.
     hint: Option<MapKind>,
     wall: u64,
-    /// Writes made while not loaded.
-    early_writes: usize,
-    /// Keys whose current state is not yet stored, with the write sequence of their last change.
-    dirty: BTreeMap<Box<str>, u64>,
-    /// The OR tombstone list changed, at this write sequence.
-    dirty_tombstones: Option<u64>,
+    /// Counts loads, so an answer to an abandoned one is ignored.
+    generation: u64,
     last_error: Option<Error>,
+    /// Change events are wanted (kept here because a reload makes a new map).
+    events: bool,
 }
 
 impl Slot {
-    fn new(wall: u64) -> Self {
-        Self {
-            phase: Phase::Unloaded,
-            map: None,
-            hint: None,
-            wall,
-            early_writes: 0,
-            dirty: BTreeMap::new(),
-            dirty_tombstones: None,
-            last_error: None,
-        }
-    }
-
-    /// The kind this map has or is bound to: its map's, else (while not loaded) the hint.
+    /// The kind this map has or is bound to: its map's, else (while loading) the hint.
     fn bound_kind(&self) -> Option<MapKind> {
-        self.map.as_ref().map(AnyMap::kind).or(self.hint)
+        let hint = if self.phase == Phase::Loading { self.hint } else { None };
+        self.map.as_ref().map(AnyMap::kind).or(hint)
     }
 
-    fn is_clean(&self) -> bool {
-        self.dirty.is_empty() && self.dirty_tombstones.is_none()
+    /// Keys written but not stored (the OR tombstone list counting as one).
+    fn pending_writes(&self) -> usize {
+        self.map.as_ref().map_or(0, |m| m.dirty().len())
     }
-}
 
-/// What a write changed, for dirty tracking.
-#[derive(Default)]
-struct Changes {
-    keys: Vec<Box<str>>,
-    tombstones: bool,
-}
-
-impl Changes {
-    fn key(&mut self, key: &str) {
-        self.keys.push(Box::from(key));
+    /// The map, made empty of `kind` if there is none yet.
+    fn map_or_new(&mut self, kind: MapKind, persistent: bool) -> &mut AnyMap {
+        let events = self.events;
+        self.map.get_or_insert_with(|| {
+            let mut map = match kind {
+                MapKind::Lww => AnyMap::Lww(LwwMap::new()),
+                MapKind::Or => AnyMap::Or(OrMap::new()),
+            };
+            map.dirty_mut().set_tracking(persistent);
+            map.record_events(events);
+            map
+        })
     }
 }
 
 /// A request the manager waits for.
 #[derive(Debug)]
 enum Pending {
-    Keys { map: Box<str> },
-    Values { map: Box<str>, keys: BTreeSet<String> },
-    Write { flush_id: u64, map: Box<str>, keys: Vec<(Box<str>, u64)>, tombstones: Option<u64> },
+    Keys { id: MapId, generation: u64 },
+    Values { id: MapId, generation: u64, keys: BTreeSet<String> },
+    Write { flush_id: u64, id: MapId, keys: Vec<(Box<str>, u64)>, tombstones: Option<u64> },
 }
 
 #[derive(Debug)]
@@ -281,43 +287,31 @@ impl Loaded {
 pub struct StorageManager {
     clock: Hlc,
     config: StorageConfig,
-    slots: BTreeMap<Box<str>, Slot>,
+    /// False for a grid without storage: maps load at once, empty, and nothing is tracked.
+    persistent: bool,
+    ids: BTreeMap<Box<str>, MapId>,
+    slots: Vec<Slot>,
     requests: VecDeque<StorageRequest>,
     events: VecDeque<StorageEvent>,
     pending: BTreeMap<u64, Pending>,
     flushes: BTreeMap<u64, FlushProgress>,
     next_request: u64,
     next_flush: u64,
-    write_seq: u64,
 }
 
 impl fmt::Debug for StorageManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StorageManager")
             .field("node_id", self.clock.node_id())
+            .field("persistent", &self.persistent)
             .field("maps", &self.slots.len())
             .field("pending_requests", &self.pending.len())
             .finish()
     }
 }
 
-fn new_map(kind: MapKind) -> AnyMap {
-    match kind {
-        MapKind::Lww => AnyMap::Lww(LwwMap::new()),
-        MapKind::Or => AnyMap::Or(OrMap::new()),
-    }
-}
-
 fn corrupt(map: &str, key: &str, reason: impl ToString) -> Error {
     Error::CorruptStoredValue { map: excerpt(map), key: excerpt(key), reason: reason.to_string() }
-}
-
-fn as_lww(map: &mut AnyMap) -> Option<&mut LwwMap> {
-    if let AnyMap::Lww(m) = map { Some(m) } else { None }
-}
-
-fn as_or(map: &mut AnyMap) -> Option<&mut OrMap> {
-    if let AnyMap::Or(m) = map { Some(m) } else { None }
 }
 
 /// The tombstone list of `map` as timestamps, sorted by text form (as [`OrMap::tombstones`]).
@@ -327,20 +321,31 @@ fn tombstone_list(map: &OrMap) -> Vec<Timestamp> {
 }
 
 impl StorageManager {
-    /// A manager for `node_id` with no maps.
+    /// A manager for `node_id` backed by a storage adapter (driven through the polling interface).
     pub fn new(node_id: NodeId, clock: ClockConfig, config: StorageConfig) -> Self {
         Self {
             clock: Hlc::new(node_id, clock),
             config,
-            slots: BTreeMap::new(),
+            persistent: true,
+            ids: BTreeMap::new(),
+            slots: Vec::new(),
             requests: VecDeque::new(),
             events: VecDeque::new(),
             pending: BTreeMap::new(),
             flushes: BTreeMap::new(),
             next_request: 0,
             next_flush: 0,
-            write_seq: 0,
         }
+    }
+
+    /// A manager without storage: every map loads at once, empty; nothing is ever requested.
+    pub fn in_memory(node_id: NodeId, clock: ClockConfig) -> Self {
+        Self { persistent: false, ..Self::new(node_id, clock, StorageConfig::default()) }
+    }
+
+    /// True when a storage adapter backs this manager.
+    pub fn is_persistent(&self) -> bool {
+        self.persistent
     }
 
     /// The clock.
@@ -355,90 +360,164 @@ impl StorageManager {
     /// wants: an error at once if the map has (or is bound to) the other kind; if the load finds the
     /// other kind stored, the load fails with `kind mismatch`.
     pub fn get_map(&mut self, name: &str, hint: Option<MapKind>, wall: u64) -> Result<MapStatus, Error> {
-        check_name(name)?;
-        if !self.slots.contains_key(name) {
-            self.slots.insert(Box::from(name), Slot::new(wall));
-        }
-        let Some(slot) = self.slots.get_mut(name) else { return Err(Error::UnknownMap { name: excerpt(name) }) };
-        slot.wall = slot.wall.max(wall);
-        let bound = match slot.phase {
-            Phase::Unloaded => slot.map.as_ref().map(AnyMap::kind),
-            Phase::Loading | Phase::Loaded => slot.bound_kind(),
+        let id = self.touch(name, hint, wall)?;
+        let slot = &self.slots[id.0 as usize];
+        Ok(match (slot.phase, &slot.map) {
+            (Phase::Loaded, Some(map)) => MapStatus::Loaded(map.kind()),
+            _ => MapStatus::Loading,
+        })
+    }
+
+    /// [`StorageManager::get_map`] for a caller that needs a handle of `kind` now: the map's id, with
+    /// its (early) map created so reads see it while it loads.
+    pub fn open(&mut self, name: &str, kind: MapKind, wall: u64) -> Result<MapId, Error> {
+        let id = self.touch(name, Some(kind), wall)?;
+        self.slots[id.0 as usize].map_or_new(kind, self.persistent);
+        Ok(id)
+    }
+
+    fn touch(&mut self, name: &str, hint: Option<MapKind>, wall: u64) -> Result<MapId, Error> {
+        let id = match self.ids.get(name) {
+            Some(&id) => id,
+            None => {
+                check_name(name)?;
+                let too_many = || Error::InvalidMapName { name: excerpt(name), reason: "the grid has too many maps" };
+                let id = MapId(u32::try_from(self.slots.len()).map_err(|_| too_many())?);
+                self.slots.push(Slot {
+                    name: Box::from(name),
+                    phase: Phase::Unloaded,
+                    map: None,
+                    hint: None,
+                    wall,
+                    generation: 0,
+                    last_error: None,
+                    events: false,
+                });
+                self.ids.insert(Box::from(name), id);
+                id
+            }
         };
-        if let (Some(existing), Some(h)) = (bound, hint)
+        let slot = &mut self.slots[id.0 as usize];
+        slot.wall = slot.wall.max(wall);
+        if let (Some(existing), Some(h)) = (slot.bound_kind(), hint)
             && existing != h
         {
             return Err(mismatch(name, existing, h));
         }
         match slot.phase {
-            Phase::Loaded => Ok(MapStatus::Loaded(slot.bound_kind().unwrap_or(MapKind::Lww))),
-            Phase::Loading => {
-                slot.hint = slot.hint.or(hint);
-                Ok(MapStatus::Loading)
-            }
-            Phase::Unloaded => {
-                slot.phase = Phase::Loading;
+            Phase::Loaded => {}
+            Phase::Loading => slot.hint = slot.hint.or(hint),
+            Phase::Unloaded | Phase::Failed => {
                 slot.hint = hint;
                 slot.last_error = None;
-                let id = self.request(StorageOp::LoadAllKeys { map: String::from(name) });
-                self.pending.insert(id, Pending::Keys { map: Box::from(name) });
-                Ok(MapStatus::Loading)
+                if self.persistent {
+                    slot.phase = Phase::Loading;
+                    slot.generation += 1;
+                    let generation = slot.generation;
+                    let request = self.request(StorageOp::LoadAllKeys { map: String::from(name) });
+                    self.pending.insert(request, Pending::Keys { id, generation });
+                } else {
+                    slot.phase = Phase::Loaded;
+                    slot.map_or_new(hint.unwrap_or(MapKind::Lww), false);
+                }
             }
         }
+        Ok(id)
+    }
+
+    /// The id of map `name`, if it was ever touched (ids are never reused).
+    pub fn id_of(&self, name: &str) -> Option<MapId> {
+        self.ids.get(name).copied()
+    }
+
+    fn slot(&self, name: &str) -> Option<&Slot> {
+        self.slots.get(self.id_of(name)?.0 as usize)
     }
 
     /// True while the map's load runs.
     pub fn is_map_loading(&self, name: &str) -> bool {
-        self.slots.get(name).is_some_and(|s| s.phase == Phase::Loading)
+        self.slot(name).is_some_and(|s| s.phase == Phase::Loading)
     }
 
     /// True when the map is loaded.
     pub fn is_map_loaded(&self, name: &str) -> bool {
-        self.slots.get(name).is_some_and(|s| s.phase == Phase::Loaded)
+        self.slot(name).is_some_and(|s| s.phase == Phase::Loaded)
     }
 
     /// True when the map was touched and not unloaded (loaded, loading, or its load failed).
     pub fn has_map(&self, name: &str) -> bool {
-        self.slots.contains_key(name)
+        self.slot(name).is_some_and(|s| s.phase != Phase::Unloaded)
     }
 
     /// Names of the maps [`StorageManager::has_map`] is true for, sorted.
     pub fn map_names(&self) -> Vec<&str> {
-        self.slots.keys().map(|k| &**k).collect()
+        self.ids
+            .iter()
+            .filter(|(_, id)| self.slots[id.0 as usize].phase != Phase::Unloaded)
+            .map(|(k, _)| &**k)
+            .collect()
     }
 
     /// The error of the map's last load, until the next touch retries it.
     pub fn load_error(&self, name: &str) -> Option<&Error> {
-        self.slots.get(name)?.last_error.as_ref()
+        self.slot(name)?.last_error.as_ref()
     }
 
     /// Drops a loaded, idle map whose writes are all stored; the next touch reloads it. A map whose
     /// load failed and that holds no early writes is dropped too. Returns whether it was dropped.
     pub fn unload(&mut self, name: &str) -> bool {
-        let droppable = self.slots.get(name).is_some_and(|s| match s.phase {
-            Phase::Loaded => s.is_clean(),
-            Phase::Unloaded => s.map.is_none(),
-            Phase::Loading => false,
-        });
+        let Some(id) = self.id_of(name) else { return false };
+        let slot = &mut self.slots[id.0 as usize];
+        let droppable = match slot.phase {
+            Phase::Loaded => slot.pending_writes() == 0,
+            Phase::Failed => slot.map.is_none(),
+            Phase::Loading | Phase::Unloaded => false,
+        };
         if droppable {
-            self.slots.remove(name);
+            slot.phase = Phase::Unloaded;
+            slot.map = None;
+            slot.last_error = None;
         }
         droppable
     }
 
-    /// Takes the early map of a map that is not loaded (kept after a kind mismatch or a failed
-    /// load), with its writes, which are then forgotten here. `None` while loading or when loaded.
+    /// Forgets a map made by a refused write (an import that failed validation), as if it had never
+    /// been touched: an answer to its load is ignored.
+    pub(crate) fn forget(&mut self, id: MapId) {
+        if let Some(slot) = self.slots.get_mut(id.0 as usize) {
+            slot.phase = Phase::Unloaded;
+            slot.map = None;
+            slot.generation += 1;
+        }
+    }
+
+    /// Takes the early map of a map whose load failed (kept after a kind mismatch or a storage
+    /// error), with its writes, which are then forgotten here. `None` while loading or when loaded.
     pub fn take_early_map(&mut self, name: &str) -> Option<AnyMap> {
-        let slot = self.slots.get_mut(name).filter(|s| s.phase == Phase::Unloaded)?;
-        slot.dirty.clear();
-        slot.dirty_tombstones = None;
-        slot.early_writes = 0;
-        slot.map.take()
+        let id = self.id_of(name)?;
+        let slot = self.slots.get_mut(id.0 as usize).filter(|s| s.phase == Phase::Failed)?;
+        let mut map = slot.map.take()?;
+        map.dirty_mut().set_tracking(false);
+        Some(map)
     }
 
     /// The map (loaded, or the early map while loading), for reading.
     pub fn map(&self, name: &str) -> Option<&AnyMap> {
-        self.slots.get(name)?.map.as_ref()
+        self.map_at(self.id_of(name)?)
+    }
+
+    /// The map with id `id` (loaded, or the early map while loading), for reading.
+    pub fn map_at(&self, id: MapId) -> Option<&AnyMap> {
+        let slot = self.slots.get(id.0 as usize)?;
+        if slot.phase == Phase::Unloaded { None } else { slot.map.as_ref() }
+    }
+
+    /// Why the map with id `id` has no map to read: its load error, else that it is not loaded.
+    pub fn missing(&self, id: MapId) -> Error {
+        match self.slots.get(id.0 as usize) {
+            Some(slot) => slot.last_error.clone().unwrap_or_else(|| Error::UnknownMap { name: excerpt(&slot.name) }),
+            None => Error::UnknownMap { name: alloc::format!("#{}", id.0) },
+        }
     }
 
     /// The LWW map `name`, if it is one, for reading.
@@ -459,182 +538,71 @@ impl StorageManager {
 
     /// Number of keys (the OR tombstone list counting as one) whose state is not yet stored.
     pub fn pending_writes(&self, name: &str) -> usize {
-        self.slots.get(name).map_or(0, |s| s.dirty.len() + usize::from(s.dirty_tombstones.is_some()))
+        self.slot(name).map_or(0, Slot::pending_writes)
+    }
+
+    /// The keys of map `name` written but not yet stored, sorted.
+    pub fn pending_keys(&self, name: &str) -> Vec<&str> {
+        let map = self.slot(name).and_then(|s| s.map.as_ref());
+        map.map(|m| m.dirty().keys().into_iter().map(|(k, _)| k).collect()).unwrap_or_default()
+    }
+
+    /// Turns change events of a map on or off; it stays so across reloads.
+    pub fn record_events(&mut self, id: MapId, on: bool) {
+        if let Some(slot) = self.slots.get_mut(id.0 as usize) {
+            slot.events = on;
+            if let Some(map) = &mut slot.map {
+                map.record_events(on);
+            }
+        }
+    }
+
+    /// The map with id `id` for a change event drain (no write, no touch).
+    pub fn events_of(&mut self, id: MapId) -> Option<&mut AnyMap> {
+        self.slots.get_mut(id.0 as usize)?.map.as_mut()
     }
 
     // ---- writes ---------------------------------------------------------------------------------
 
-    /// Runs one write on the map `name` of `kind` (touching it first if needed) and marks what it
-    /// changed dirty. The maps change nothing when they return an error.
-    fn write<T>(
-        &mut self,
-        name: &str,
-        kind: MapKind,
-        wall: u64,
-        f: impl FnOnce(&mut AnyMap, &mut Hlc, &mut Changes) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        if self.slots.get(name).is_none_or(|s| s.phase == Phase::Unloaded) {
-            self.get_map(name, Some(kind), wall)?;
+    /// The map with id `id`, to write, with the clock: touches it first when it is not loaded or
+    /// loading (an unloaded map reloads; writes meanwhile go to its early map). What the write
+    /// changes is marked for the next flush by the map itself.
+    pub fn write_at(&mut self, id: MapId, kind: MapKind, wall: u64) -> Result<(&mut AnyMap, &mut Hlc), Error> {
+        let slot = self.slots.get(id.0 as usize).ok_or_else(|| self.missing(id))?;
+        match slot.phase {
+            Phase::Loaded | Phase::Loading if slot.map.is_some() => {}
+            _ => {
+                let name = slot.name.clone();
+                self.touch(&name, Some(kind), wall)?;
+            }
         }
-        let Some(slot) = self.slots.get_mut(name) else { return Err(Error::UnknownMap { name: excerpt(name) }) };
+        let persistent = self.persistent;
+        let slot = &mut self.slots[id.0 as usize];
         slot.wall = slot.wall.max(wall);
         if let Some(existing) = slot.bound_kind()
             && existing != kind
         {
-            return Err(mismatch(name, existing, kind));
+            return Err(mismatch(&slot.name, existing, kind));
         }
-        let map = slot.map.get_or_insert_with(|| new_map(kind));
-        let mut changes = Changes::default();
-        let out = f(map, &mut self.clock, &mut changes)?;
-        if !changes.keys.is_empty() || changes.tombstones {
-            self.write_seq += 1;
-            let seq = self.write_seq;
-            for key in changes.keys {
-                slot.dirty.insert(key, seq);
-            }
-            if changes.tombstones {
-                slot.dirty_tombstones = Some(seq);
-            }
-            if slot.phase != Phase::Loaded {
-                slot.early_writes += 1;
-            }
+        Ok((slot.map_or_new(kind, persistent), &mut self.clock))
+    }
+
+    /// The LWW map `name` (touched, and created empty while it loads) with the clock, to write.
+    pub fn lww_mut(&mut self, name: &str, wall: u64) -> Result<(&mut LwwMap, &mut Hlc), Error> {
+        let id = self.open(name, MapKind::Lww, wall)?;
+        match self.write_at(id, MapKind::Lww, wall)? {
+            (AnyMap::Lww(m), clock) => Ok((m, clock)),
+            (AnyMap::Or(_), _) => Err(mismatch(name, MapKind::Or, MapKind::Lww)),
         }
-        Ok(out)
     }
 
-    fn write_lww<T>(
-        &mut self,
-        name: &str,
-        wall: u64,
-        f: impl FnOnce(&mut LwwMap, &mut Hlc, &mut Changes) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        self.write(name, MapKind::Lww, wall, |map, clock, changes| {
-            let map = as_lww(map).ok_or_else(|| mismatch(name, MapKind::Or, MapKind::Lww))?;
-            f(map, clock, changes)
-        })
-    }
-
-    fn write_or<T>(
-        &mut self,
-        name: &str,
-        wall: u64,
-        f: impl FnOnce(&mut OrMap, &mut Hlc, &mut Changes) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        self.write(name, MapKind::Or, wall, |map, clock, changes| {
-            let map = as_or(map).ok_or_else(|| mismatch(name, MapKind::Lww, MapKind::Or))?;
-            f(map, clock, changes)
-        })
-    }
-
-    /// [`LwwMap::set`] on the LWW map `name`.
-    pub fn set(
-        &mut self,
-        name: &str,
-        wall: u64,
-        key: &str,
-        value: Value,
-        ttl_ms: Option<u64>,
-    ) -> Result<Timestamp, Error> {
-        self.write_lww(name, wall, |m, clock, changes| {
-            let ts = m.set(clock, wall, key, value, ttl_ms)?;
-            changes.key(key);
-            Ok(ts)
-        })
-    }
-
-    /// [`LwwMap::remove`] on the LWW map `name` (stores a tombstone record).
-    pub fn remove(&mut self, name: &str, wall: u64, key: &str) -> Result<Timestamp, Error> {
-        self.write_lww(name, wall, |m, clock, changes| {
-            let ts = m.remove(clock, wall, key)?;
-            changes.key(key);
-            Ok(ts)
-        })
-    }
-
-    /// [`LwwMap::merge`] of a peer's record into the LWW map `name`; dirty only if it won.
-    pub fn merge(&mut self, name: &str, wall: u64, key: &str, record: LwwRecord) -> Result<Merged, Error> {
-        self.write_lww(name, wall, |m, clock, changes| {
-            let merged = m.merge(clock, wall, key, record)?;
-            if merged.accepted {
-                changes.key(key);
-            }
-            Ok(merged)
-        })
-    }
-
-    /// [`OrMap::add`] on the OR map `name`.
-    pub fn add(
-        &mut self,
-        name: &str,
-        wall: u64,
-        key: &str,
-        value: Value,
-        ttl_ms: Option<u64>,
-    ) -> Result<OrRecord, Error> {
-        self.write_or(name, wall, |m, clock, changes| {
-            let record = m.add(clock, wall, key, value, ttl_ms)?;
-            changes.key(key);
-            Ok(record)
-        })
-    }
-
-    /// [`OrMap::remove`] on the OR map `name`: the removed tags. Call it after the map has loaded
-    /// (it removes only what this node has observed).
-    pub fn or_remove(&mut self, name: &str, wall: u64, key: &str, value: &Value) -> Result<Vec<String>, Error> {
-        self.write_or(name, wall, |m, _, changes| {
-            let tags = m.remove(key, value)?;
-            if !tags.is_empty() {
-                changes.key(key);
-                changes.tombstones = true;
-            }
-            Ok(tags)
-        })
-    }
-
-    /// [`OrMap::apply`] of a peer's record to the OR map `name`; dirty only if it was added.
-    pub fn apply(&mut self, name: &str, wall: u64, key: &str, record: OrRecord) -> Result<Merged, Error> {
-        self.write_or(name, wall, |m, clock, changes| {
-            let merged = m.apply(clock, wall, key, record)?;
-            if merged.accepted {
-                changes.key(key);
-            }
-            Ok(merged)
-        })
-    }
-
-    /// [`OrMap::apply_tombstone`] on the OR map `name`; true if the tag was new.
-    pub fn apply_tombstone(&mut self, name: &str, wall: u64, tag: &Timestamp) -> Result<bool, Error> {
-        self.write_or(name, wall, |m, _, changes| {
-            if let Some(owner) = m.key_of_tag(tag) {
-                changes.key(owner);
-            }
-            let new = m.apply_tombstone(tag);
-            changes.tombstones |= new;
-            Ok(new)
-        })
-    }
-
-    /// [`OrMap::merge_key`] of a peer's key state into the OR map `name`.
-    pub fn merge_key(
-        &mut self,
-        name: &str,
-        wall: u64,
-        key: &str,
-        records: Vec<OrRecord>,
-        tombstones: &[Timestamp],
-    ) -> Result<KeyMerge, Error> {
-        self.write_or(name, wall, |m, clock, changes| {
-            let owners: Vec<Box<str>> = tombstones.iter().filter_map(|t| m.key_of_tag(t)).map(Box::from).collect();
-            let merged = m.merge_key(clock, wall, key, records, tombstones)?;
-            if merged.new_tombstones > 0 {
-                changes.tombstones = true;
-                changes.keys.extend(owners);
-            }
-            if merged.added > 0 {
-                changes.key(key);
-            }
-            Ok(merged)
-        })
+    /// The OR map `name` (touched, and created empty while it loads) with the clock, to write.
+    pub fn or_mut(&mut self, name: &str, wall: u64) -> Result<(&mut OrMap, &mut Hlc), Error> {
+        let id = self.open(name, MapKind::Or, wall)?;
+        match self.write_at(id, MapKind::Or, wall)? {
+            (AnyMap::Or(m), clock) => Ok((m, clock)),
+            (AnyMap::Lww(_), _) => Err(mismatch(name, MapKind::Lww, MapKind::Or)),
+        }
     }
 
     // ---- flush ----------------------------------------------------------------------------------
@@ -646,14 +614,14 @@ impl StorageManager {
         self.next_flush += 1;
         let flush_id = self.next_flush;
         let mut batches = Vec::new();
-        for (name, slot) in &self.slots {
-            if slot.phase != Phase::Loaded || slot.is_clean() {
+        for (index, slot) in self.slots.iter().enumerate() {
+            let Some(map) = slot.map.as_ref().filter(|m| slot.phase == Phase::Loaded && !m.dirty().is_empty()) else {
                 continue;
-            }
-            let Some(map) = &slot.map else { continue };
+            };
+            let id = MapId(index as u32);
             let (mut entries, mut stored) = (Vec::new(), Vec::new());
             let (mut deletes, mut deleted) = (Vec::new(), Vec::new());
-            for (key, &seq) in &slot.dirty {
+            for (key, seq) in map.dirty().keys() {
                 let value = match map {
                     AnyMap::Lww(m) => m.get_record(key).map(StoredValue::Lww),
                     AnyMap::Or(m) => {
@@ -664,16 +632,16 @@ impl StorageManager {
                 match value {
                     Some(value) => {
                         entries.push((key.to_string(), encode_stored(&value)));
-                        stored.push((key.clone(), seq));
+                        stored.push((Box::from(key), seq));
                     }
                     None => {
                         deletes.push(key.to_string());
-                        deleted.push((key.clone(), seq));
+                        deleted.push((Box::from(key), seq));
                     }
                 }
             }
             let (mut store_tombstones, mut delete_tombstones) = (None, None);
-            if let (Some(seq), AnyMap::Or(m)) = (slot.dirty_tombstones, map) {
+            if let (Some(seq), AnyMap::Or(m)) = (map.dirty().tombstones(), map) {
                 let tags = tombstone_list(m);
                 if tags.is_empty() {
                     deletes.push(String::from(RESERVED_KEY));
@@ -686,8 +654,8 @@ impl StorageManager {
             if !entries.is_empty() {
                 entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
                 batches.push((
-                    StorageOp::StoreAll { map: name.to_string(), entries },
-                    name.clone(),
+                    StorageOp::StoreAll { map: slot.name.to_string(), entries },
+                    id,
                     stored,
                     store_tombstones,
                 ));
@@ -695,8 +663,8 @@ impl StorageManager {
             if !deletes.is_empty() {
                 deletes.sort_unstable();
                 batches.push((
-                    StorageOp::DeleteAll { map: name.to_string(), keys: deletes },
-                    name.clone(),
+                    StorageOp::DeleteAll { map: slot.name.to_string(), keys: deletes },
+                    id,
                     deleted,
                     delete_tombstones,
                 ));
@@ -707,9 +675,9 @@ impl StorageManager {
             return flush_id;
         }
         self.flushes.insert(flush_id, FlushProgress { remaining: batches.len(), errors: Vec::new() });
-        for (op, map, keys, tombstones) in batches {
-            let id = self.request(op);
-            self.pending.insert(id, Pending::Write { flush_id, map, keys, tombstones });
+        for (op, id, keys, tombstones) in batches {
+            let request = self.request(op);
+            self.pending.insert(request, Pending::Write { flush_id, id, keys, tombstones });
         }
         flush_id
     }
@@ -731,44 +699,57 @@ impl StorageManager {
     pub fn handle_storage(&mut self, id: u64, result: StorageResult) -> Result<(), Error> {
         let pending = self.pending.remove(&id).ok_or(Error::UnknownStorageRequest { id })?;
         match (pending, result) {
-            (Pending::Keys { map }, StorageResult::Keys(keys)) => self.on_keys(map, keys),
-            (Pending::Values { map, keys }, StorageResult::Values(values)) => {
-                match self.decode_values(&map, &keys, values) {
-                    Ok(loaded) => self.finish_load(&map, loaded),
-                    Err(error) => self.fail_load(&map, error),
+            (Pending::Keys { id, generation }, StorageResult::Keys(keys)) => {
+                if self.is_current(id, generation) {
+                    self.on_keys(id, generation, keys);
                 }
             }
-            (Pending::Keys { map } | Pending::Values { map, .. }, other) => {
-                let reason = match other {
-                    StorageResult::Failed(reason) => reason,
-                    _ => String::from("the adapter answered a load with the wrong kind of result"),
-                };
-                let error = Error::Storage { map: excerpt(&map), reason };
-                self.fail_load(&map, error);
+            (Pending::Values { id, generation, keys }, StorageResult::Values(values)) => {
+                if self.is_current(id, generation) {
+                    match self.decode_values(id, &keys, values) {
+                        Ok(loaded) => self.finish_load(id, loaded),
+                        Err(error) => self.fail_load(id, error),
+                    }
+                }
             }
-            (Pending::Write { flush_id, map, keys, tombstones }, result) => {
+            (Pending::Keys { id, generation } | Pending::Values { id, generation, .. }, other) => {
+                if self.is_current(id, generation) {
+                    let reason = match other {
+                        StorageResult::Failed(reason) => reason,
+                        _ => String::from("the adapter answered a load with the wrong kind of result"),
+                    };
+                    let error = Error::Storage { map: excerpt(&self.slots[id.0 as usize].name), reason };
+                    self.fail_load(id, error);
+                }
+            }
+            (Pending::Write { flush_id, id, keys, tombstones }, result) => {
                 let error = match result {
                     StorageResult::Done => None,
                     StorageResult::Failed(reason) => Some(reason),
                     _ => Some(String::from("the adapter answered a write with the wrong kind of result")),
                 };
+                let slot = &mut self.slots[id.0 as usize];
                 if error.is_none()
-                    && let Some(slot) = self.slots.get_mut(&map)
+                    && let Some(map) = &mut slot.map
                 {
                     // Clean only what still holds the version this request carried.
+                    let dirty = map.dirty_mut();
                     for (key, seq) in keys {
-                        if slot.dirty.get(&key) == Some(&seq) {
-                            slot.dirty.remove(&key);
-                        }
+                        dirty.clean(&key, Some(seq));
                     }
-                    if tombstones.is_some() && slot.dirty_tombstones == tombstones {
-                        slot.dirty_tombstones = None;
+                    if tombstones.is_some() {
+                        dirty.clean_tombstones(tombstones);
                     }
                 }
-                self.flush_step(flush_id, error.map(|e| alloc::format!("map {}: {e}", crate::error::Quoted(&map))));
+                let error = error.map(|e| alloc::format!("map {}: {e}", crate::error::Quoted(&slot.name)));
+                self.flush_step(flush_id, error);
             }
         }
         Ok(())
+    }
+
+    fn is_current(&self, id: MapId, generation: u64) -> bool {
+        self.slots.get(id.0 as usize).is_some_and(|s| s.phase == Phase::Loading && s.generation == generation)
     }
 
     fn request(&mut self, op: StorageOp) -> u64 {
@@ -794,28 +775,31 @@ impl StorageManager {
     }
 
     /// The stored keys are known: ask for the related ones, `__tombstones__`, and any dirty key.
-    fn on_keys(&mut self, map: Box<str>, keys: Vec<String>) {
-        let Some(slot) = self.slots.get(&map) else { return };
+    fn on_keys(&mut self, id: MapId, generation: u64, keys: Vec<String>) {
+        let slot = &self.slots[id.0 as usize];
         let related = self.config.is_related_key.as_deref();
+        let dirty = |k: &str| slot.map.as_ref().is_some_and(|m| m.dirty().contains(k));
         let wanted: BTreeSet<String> = keys
             .into_iter()
-            .filter(|k| k == RESERVED_KEY || slot.dirty.contains_key(k.as_str()) || related.is_none_or(|f| f(&map, k)))
+            .filter(|k| k == RESERVED_KEY || dirty(k) || related.is_none_or(|f| f(&slot.name, k)))
             .collect();
         if wanted.is_empty() {
-            self.finish_load(&map, Loaded::default());
+            self.finish_load(id, Loaded::default());
             return;
         }
-        let id = self.request(StorageOp::LoadAll { map: map.to_string(), keys: wanted.iter().cloned().collect() });
-        self.pending.insert(id, Pending::Values { map, keys: wanted });
+        let op = StorageOp::LoadAll { map: slot.name.to_string(), keys: wanted.iter().cloned().collect() };
+        let request = self.request(op);
+        self.pending.insert(request, Pending::Values { id, generation, keys: wanted });
     }
 
     /// Decodes a `LoadAll` answer whole before anything is applied. Keys not asked for are ignored.
     fn decode_values(
         &self,
-        map: &str,
+        id: MapId,
         asked: &BTreeSet<String>,
         values: Vec<(String, Vec<u8>)>,
     ) -> Result<Loaded, Error> {
+        let map = &*self.slots[id.0 as usize].name;
         let mut by_key: BTreeMap<String, StoredValue> = BTreeMap::new();
         for (key, bytes) in values {
             if !asked.contains(&key) {
@@ -849,29 +833,28 @@ impl StorageManager {
         Ok(loaded)
     }
 
-    fn fail_load(&mut self, map: &str, error: Error) {
-        let Some(slot) = self.slots.get_mut(map) else { return };
-        slot.phase = Phase::Unloaded;
+    fn fail_load(&mut self, id: MapId, error: Error) {
+        let slot = &mut self.slots[id.0 as usize];
+        slot.phase = Phase::Failed;
         slot.last_error = Some(error.clone());
-        self.events.push_back(StorageEvent::LoadFailed { map: String::from(map), error });
+        self.events.push_back(StorageEvent::LoadFailed { map: slot.name.to_string(), error });
     }
 
     /// Merges what was loaded into the (early) map and marks it loaded; or fails on a kind mismatch.
-    fn finish_load(&mut self, name: &str, loaded: Loaded) {
-        let Some(slot) = self.slots.get_mut(name) else { return };
+    fn finish_load(&mut self, id: MapId, loaded: Loaded) {
+        let persistent = self.persistent;
+        let slot = &mut self.slots[id.0 as usize];
         let stored = loaded.kind();
         let requested = slot.bound_kind();
         if let (Some(stored), Some(requested)) = (stored, requested)
             && stored != requested
         {
-            let early_writes = slot.early_writes;
+            let early_writes = slot.pending_writes();
             if early_writes == 0 {
                 slot.map = None;
-                slot.dirty.clear();
-                slot.dirty_tombstones = None;
             }
-            let error = Error::LoadKindMismatch { map: excerpt(name), stored, requested, early_writes };
-            self.fail_load(name, error);
+            let error = Error::LoadKindMismatch { map: excerpt(&slot.name), stored, requested, early_writes };
+            self.fail_load(id, error);
             return;
         }
         let kind = stored.or(requested).unwrap_or(MapKind::Lww);
@@ -879,18 +862,15 @@ impl StorageManager {
         let count = loaded.lww.len() + loaded.or.len();
         let wall = slot.wall;
         let clock = &mut self.clock;
-        let mut map = slot.map.take().unwrap_or_else(|| new_map(kind));
-        // The merges below cannot fail: `decode_values` checked every key and record.
-        match &mut map {
+        // The merges below cannot fail: `decode_values` checked every key and record. Each marks
+        // what it changed dirty; a key is then cleaned exactly when memory equals what is stored.
+        match slot.map_or_new(kind, persistent) {
             AnyMap::Lww(m) => {
                 for (key, record) in loaded.lww {
                     let stored_ts = record.timestamp.clone();
                     let _ = m.load(clock, wall, &key, record);
-                    // Dirty exactly when memory differs from storage.
                     if m.get_record(&key).is_some_and(|r| r.timestamp == stored_ts) {
-                        slot.dirty.remove(key.as_str());
-                    } else {
-                        slot.dirty.entry(Box::from(key.as_str())).or_insert(0);
+                        m.dirty_mut().clean(&key, None);
                     }
                 }
             }
@@ -909,27 +889,26 @@ impl StorageManager {
                     stored_ts.dedup();
                     let now: Vec<&Timestamp> = m.get_records(&key).iter().map(|r| &r.timestamp).collect();
                     if now.len() == stored_ts.len() && now.iter().zip(&stored_ts).all(|(a, b)| *a == b) {
-                        slot.dirty.remove(key.as_str());
+                        m.dirty_mut().clean(&key, None);
                     } else {
-                        slot.dirty.entry(Box::from(key.as_str())).or_insert(0);
+                        m.dirty_mut().mark(&key);
                     }
                 }
                 let mut stored_texts: Vec<String> = stored_tags.iter().map(Timestamp::to_text).collect();
                 stored_texts.sort_unstable();
                 stored_texts.dedup();
                 if m.tombstones() == stored_texts {
-                    slot.dirty_tombstones = None;
-                } else if slot.dirty_tombstones.is_none() {
-                    slot.dirty_tombstones = Some(0);
+                    m.dirty_mut().clean_tombstones(None);
+                } else {
+                    m.dirty_mut().mark_tombstones();
                 }
             }
         }
-        slot.map = Some(map);
         slot.phase = Phase::Loaded;
-        slot.early_writes = 0;
         slot.last_error = None;
         if any {
-            self.events.push_back(StorageEvent::MapLoaded { map: String::from(name), count });
+            self.events.push_back(StorageEvent::MapLoaded { map: slot.name.to_string(), count });
         }
+        self.events.push_back(StorageEvent::Ready { map: slot.name.to_string(), kind });
     }
 }

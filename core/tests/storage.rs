@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use onegrid_core::codec::{decode_stored, encode_stored};
 use onegrid_core::{
-    AnyMap, ClockConfig, Error, LwwRecord, MapKind, MapStatus, NodeId, OrRecord, StorageConfig, StorageEvent,
-    StorageManager, StorageOp, StorageRequest, StorageResult, StoredValue, Timestamp, Value,
+    AnyMap, ClockConfig, Command, Error, Grid, LwwRecord, MapKind, MapStatus, Merged, NodeId, OrRecord, Reply,
+    StorageConfig, StorageEvent, StorageManager, StorageOp, StorageRequest, StorageResult, StoredValue, Timestamp,
+    Value, WireEvent,
 };
 
 const WALL: u64 = 1_000;
@@ -24,6 +25,31 @@ fn lww_rec(value: Value, millis: u64, id: &str) -> LwwRecord {
 
 fn manager() -> StorageManager {
     StorageManager::new(node("me"), ClockConfig::default(), StorageConfig::default())
+}
+
+// The writes the tests make, through the maps the manager hands out.
+fn set(m: &mut StorageManager, map: &str, key: &str, value: Value, ttl: Option<u64>) -> Result<Timestamp, Error> {
+    let (map, clock) = m.lww_mut(map, WALL)?;
+    map.set(clock, WALL, key, value, ttl)
+}
+
+fn merge(m: &mut StorageManager, map: &str, key: &str, record: LwwRecord) -> Result<Merged, Error> {
+    let (map, clock) = m.lww_mut(map, WALL)?;
+    map.merge(clock, WALL, key, record)
+}
+
+fn add(m: &mut StorageManager, map: &str, key: &str, value: Value, ttl: Option<u64>) -> Result<OrRecord, Error> {
+    let (map, clock) = m.or_mut(map, WALL)?;
+    map.add(clock, WALL, key, value, ttl)
+}
+
+fn or_remove(m: &mut StorageManager, map: &str, key: &str, value: &Value) -> Result<Vec<String>, Error> {
+    m.or_mut(map, WALL)?.0.remove(key, value)
+}
+
+fn apply(m: &mut StorageManager, map: &str, key: &str, record: OrRecord) -> Result<Merged, Error> {
+    let (map, clock) = m.or_mut(map, WALL)?;
+    map.apply(clock, WALL, key, record)
 }
 
 /// A BTreeMap per map; counts calls, can hold answers back and fail on demand.
@@ -115,6 +141,11 @@ fn events(m: &mut StorageManager) -> Vec<StorageEvent> {
     std::iter::from_fn(|| m.poll_event()).collect()
 }
 
+/// What a load that loaded `count` keys reports: `on_map_loaded`, then the map is ready.
+fn loaded(map: &str, count: usize, kind: MapKind) -> Vec<StorageEvent> {
+    vec![StorageEvent::MapLoaded { map: map.into(), count }, StorageEvent::Ready { map: map.into(), kind }]
+}
+
 fn is_load_keys(op: &StorageOp) -> bool {
     matches!(op, StorageOp::LoadAllKeys { .. })
 }
@@ -157,7 +188,7 @@ fn concurrent_get_map_calls_share_one_load() {
     fake.run(&mut m);
     assert_eq!(fake.count(is_load_keys), 1);
     assert_eq!(fake.count(|op| matches!(op, StorageOp::LoadAll { .. })), 1);
-    assert_eq!(events(&mut m), vec![StorageEvent::MapLoaded { map: "m".into(), count: 1 }]);
+    assert_eq!(events(&mut m), loaded("m", 1, MapKind::Lww));
 }
 
 #[test]
@@ -178,7 +209,7 @@ fn the_tombstones_key_alone_makes_the_map_or() {
     assert_eq!(m.get_map("m", None, WALL), Ok(MapStatus::Loaded(MapKind::Or)));
     assert!(m.or("m").expect("or").is_tombstoned(&ts(5, 0, "x")));
     // It loaded a stored value, with no key other than __tombstones__.
-    assert_eq!(ev, vec![StorageEvent::MapLoaded { map: "m".into(), count: 0 }]);
+    assert_eq!(ev, loaded("m", 0, MapKind::Or));
 }
 
 #[test]
@@ -203,7 +234,7 @@ fn a_hint_that_disagrees_with_the_stored_map_is_a_kind_mismatch() {
     assert!(m.map("m").is_none(), "no map is served after a failed load");
     // Without the wrong hint, the retry loads it as LWW.
     let ev = load(&mut m, &mut fake, "m", None);
-    assert_eq!(ev, vec![StorageEvent::MapLoaded { map: "m".into(), count: 1 }]);
+    assert_eq!(ev, loaded("m", 1, MapKind::Lww));
     // And asking a loaded map for the other kind is an error at once.
     let err = m.get_map("m", Some(MapKind::Or), WALL).expect_err("mismatch");
     assert!(err.to_string().contains("kind mismatch"), "{err}");
@@ -228,7 +259,7 @@ fn is_related_key_filters_what_is_loaded_but_tombstones_always_load() {
     let or = m.or("m").expect("or");
     assert_eq!(or.live_keys(WALL), vec!["mine-1"]);
     assert!(or.is_tombstoned(&ts(1, 0, "x")));
-    assert_eq!(ev, vec![StorageEvent::MapLoaded { map: "m".into(), count: 1 }]);
+    assert_eq!(ev, loaded("m", 1, MapKind::Or));
 }
 
 #[test]
@@ -242,9 +273,9 @@ fn map_loaded_fires_once_with_the_count_and_not_for_an_empty_map() {
     fake.run(&mut m);
     m.get_map("m", None, WALL).expect("get"); // loaded: no new load, no new event
     fake.run(&mut m);
-    assert_eq!(events(&mut m), vec![StorageEvent::MapLoaded { map: "m".into(), count: 2 }]);
+    assert_eq!(events(&mut m), loaded("m", 2, MapKind::Lww));
     let ev = load(&mut m, &mut fake, "empty", None);
-    assert!(ev.is_empty(), "{ev:?}");
+    assert_eq!(ev, vec![StorageEvent::Ready { map: "empty".into(), kind: MapKind::Lww }], "no MapLoaded");
     assert_eq!(m.get_map("empty", None, WALL), Ok(MapStatus::Loaded(MapKind::Lww)));
 }
 
@@ -266,7 +297,7 @@ fn a_failing_load_is_reported_and_the_next_touch_retries() {
     assert_eq!(m.get_map("m", None, WALL), Ok(MapStatus::Loading));
     fake.run(&mut m);
     assert_eq!(fake.count(is_load_keys), 2);
-    assert_eq!(events(&mut m), vec![StorageEvent::MapLoaded { map: "m".into(), count: 1 }]);
+    assert_eq!(events(&mut m), loaded("m", 1, MapKind::Lww));
     assert_eq!(m.lww("m").expect("lww").get("k", WALL), Some(Value::from(1)));
     assert_eq!(m.load_error("m"), None);
 }
@@ -278,9 +309,9 @@ fn early_writes_survive_and_merge_with_loaded_records_both_ways() {
     fake.put("m", "old", &StoredValue::Lww(lww_rec(Value::from("stored"), 5, "x")));
     fake.put("m", "new", &StoredValue::Lww(lww_rec(Value::from("stored"), WALL + 10, "x")));
     m.get_map("m", None, WALL).expect("get");
-    m.set("m", WALL, "old", Value::from("early"), None).expect("early write");
-    m.set("m", WALL, "new", Value::from("early"), None).expect("early write");
-    m.set("m", WALL, "only-early", Value::from("early"), None).expect("early write");
+    set(&mut m, "m", "old", Value::from("early"), None).expect("early write");
+    set(&mut m, "m", "new", Value::from("early"), None).expect("early write");
+    set(&mut m, "m", "only-early", Value::from("early"), None).expect("early write");
     assert!(m.is_map_loading("m"));
     assert_eq!(m.lww("m").expect("early map").get("old", WALL), Some(Value::from("early")));
     fake.run(&mut m);
@@ -299,8 +330,8 @@ fn early_writes_of_the_other_kind_fail_the_load_and_are_kept() {
     let r = OrRecord { value: Value::from("v"), timestamp: ts(5, 0, "x"), ttl_ms: None };
     fake.put("m", "k", &StoredValue::Or(vec![r]));
     m.get_map("m", None, WALL).expect("get");
-    m.set("m", WALL, "a", Value::from(1), None).expect("early write");
-    m.set("m", WALL, "b", Value::from(2), None).expect("early write");
+    set(&mut m, "m", "a", Value::from(1), None).expect("early write");
+    set(&mut m, "m", "b", Value::from(2), None).expect("early write");
     fake.run(&mut m);
     let ev = events(&mut m);
     let [StorageEvent::LoadFailed { error, .. }] = &ev[..] else { panic!("one LoadFailed expected: {ev:?}") };
@@ -316,7 +347,7 @@ fn early_writes_of_the_other_kind_fail_the_load_and_are_kept() {
     assert_eq!(early.get("b", WALL), Some(Value::from(2)));
     // Once taken, the map loads as stored.
     let ev = load(&mut m, &mut fake, "m", None);
-    assert_eq!(ev, vec![StorageEvent::MapLoaded { map: "m".into(), count: 1 }]);
+    assert_eq!(ev, loaded("m", 1, MapKind::Or));
     assert_eq!(m.get_map("m", None, WALL), Ok(MapStatus::Loaded(MapKind::Or)));
 }
 
@@ -325,9 +356,9 @@ fn only_winning_records_are_written_back() {
     let (mut m, mut fake) = (manager(), Fake::default());
     fake.put("m", "k", &StoredValue::Lww(lww_rec(Value::from("stored"), 500, "x")));
     load(&mut m, &mut fake, "m", None);
-    let lost = m.merge("m", WALL, "k", lww_rec(Value::from("older"), 400, "y")).expect("merge");
+    let lost = merge(&mut m, "m", "k", lww_rec(Value::from("older"), 400, "y")).expect("merge");
     assert!(!lost.accepted);
-    let won = m.merge("m", WALL, "w", lww_rec(Value::from("peer"), 600, "y")).expect("merge");
+    let won = merge(&mut m, "m", "w", lww_rec(Value::from("peer"), 600, "y")).expect("merge");
     assert!(won.accepted);
     m.flush();
     fake.run(&mut m);
@@ -343,7 +374,7 @@ fn a_flush_after_10_000_writes_is_one_store_all() {
     let (mut m, mut fake) = (manager(), Fake::default());
     load(&mut m, &mut fake, "m", None);
     for i in 0..10_000 {
-        m.set("m", WALL, &format!("k{i}"), Value::from(i), None).expect("set");
+        set(&mut m, "m", &format!("k{i}"), Value::from(i), None).expect("set");
     }
     let id = m.flush();
     fake.hold(&mut m);
@@ -363,7 +394,7 @@ fn a_flush_after_10_000_writes_is_one_store_all() {
 fn a_failed_flush_keeps_the_writes_pending_for_the_next_flush() {
     let (mut m, mut fake) = (manager(), Fake::default());
     load(&mut m, &mut fake, "m", None);
-    m.set("m", WALL, "a", Value::from(1), None).expect("set");
+    set(&mut m, "m", "a", Value::from(1), None).expect("set");
     fake.fail_writes = 1;
     let first = m.flush();
     fake.run(&mut m);
@@ -384,10 +415,10 @@ fn a_failed_flush_keeps_the_writes_pending_for_the_next_flush() {
 fn a_write_during_a_flush_stays_pending_after_it() {
     let (mut m, mut fake) = (manager(), Fake::default());
     load(&mut m, &mut fake, "m", None);
-    m.set("m", WALL, "a", Value::from(1), None).expect("set");
+    set(&mut m, "m", "a", Value::from(1), None).expect("set");
     m.flush();
     fake.hold(&mut m);
-    m.set("m", WALL, "a", Value::from(2), None).expect("set again while flushing");
+    set(&mut m, "m", "a", Value::from(2), None).expect("set again while flushing");
     fake.run(&mut m);
     assert_eq!(m.pending_writes("m"), 1, "the newer value is not stored yet");
     m.flush();
@@ -414,10 +445,10 @@ fn ttls_and_or_tombstones_survive_a_store_and_reload() {
     let (mut m, mut fake) = (manager(), Fake::default());
     load(&mut m, &mut fake, "l", Some(MapKind::Lww));
     load(&mut m, &mut fake, "o", Some(MapKind::Or));
-    m.set("l", WALL, "k", Value::from("v"), Some(500)).expect("set");
-    m.add("o", WALL, "k", Value::from("x"), Some(700)).expect("add");
-    m.add("o", WALL, "gone", Value::from("y"), None).expect("add");
-    let removed = m.or_remove("o", WALL, "gone", &Value::from("y")).expect("remove");
+    set(&mut m, "l", "k", Value::from("v"), Some(500)).expect("set");
+    add(&mut m, "o", "k", Value::from("x"), Some(700)).expect("add");
+    add(&mut m, "o", "gone", Value::from("y"), None).expect("add");
+    let removed = or_remove(&mut m, "o", "gone", &Value::from("y")).expect("remove");
     assert_eq!(removed.len(), 1);
     m.flush();
     fake.run(&mut m);
@@ -436,7 +467,7 @@ fn ttls_and_or_tombstones_survive_a_store_and_reload() {
     assert!(or.get("gone", WALL).is_empty());
     // A re-delivered copy of the removed add stays removed after the reload.
     let stale = OrRecord { value: Value::from("y"), timestamp: tag, ttl_ms: None };
-    assert!(!m2.apply("o", WALL, "gone", stale).expect("apply").accepted);
+    assert!(!apply(&mut m2, "o", "gone", stale).expect("apply").accepted);
 }
 
 #[test]
@@ -445,7 +476,7 @@ fn removing_every_record_of_an_or_key_deletes_it_from_storage() {
     let r = OrRecord { value: Value::from("v"), timestamp: ts(5, 0, "x"), ttl_ms: None };
     fake.put("m", "k", &StoredValue::Or(vec![r]));
     load(&mut m, &mut fake, "m", None);
-    m.or_remove("m", WALL, "k", &Value::from("v")).expect("remove");
+    or_remove(&mut m, "m", "k", &Value::from("v")).expect("remove");
     m.flush();
     fake.run(&mut m);
     assert_eq!(fake.count(|op| matches!(op, StorageOp::DeleteAll { keys, .. } if keys == &["k".to_string()])), 1);
@@ -457,7 +488,7 @@ fn removing_every_record_of_an_or_key_deletes_it_from_storage() {
 fn unload_then_touch_reloads() {
     let (mut m, mut fake) = (manager(), Fake::default());
     load(&mut m, &mut fake, "m", None);
-    m.set("m", WALL, "k", Value::from(1), None).expect("set");
+    set(&mut m, "m", "k", Value::from(1), None).expect("set");
     assert!(!m.unload("m"), "a map with unflushed writes stays");
     m.flush();
     fake.run(&mut m);
@@ -467,7 +498,7 @@ fn unload_then_touch_reloads() {
     assert_eq!(m.get_map("m", None, WALL), Ok(MapStatus::Loading));
     fake.run(&mut m);
     assert_eq!(fake.count(is_load_keys), 2);
-    assert_eq!(events(&mut m), vec![StorageEvent::MapLoaded { map: "m".into(), count: 1 }]);
+    assert_eq!(events(&mut m), loaded("m", 1, MapKind::Lww));
     assert_eq!(m.lww("m").expect("lww").get("k", WALL), Some(Value::from(1)));
 }
 
@@ -477,7 +508,7 @@ fn a_second_hint_of_the_other_kind_while_loading_is_refused() {
     m.get_map("m", Some(MapKind::Or), WALL).expect("first");
     let err = m.get_map("m", Some(MapKind::Lww), WALL).expect_err("other kind");
     assert!(err.to_string().contains("kind mismatch"), "{err}");
-    let err = m.set("m", WALL, "k", Value::from(1), None).expect_err("LWW write on an OR-bound map");
+    let err = set(&mut m, "m", "k", Value::from(1), None).expect_err("LWW write on an OR-bound map");
     assert!(err.to_string().contains("kind mismatch"), "{err}");
 }
 
@@ -485,4 +516,125 @@ fn a_second_hint_of_the_other_kind_while_loading_is_refused() {
 fn an_answer_to_no_pending_request_is_an_error() {
     let mut m = manager();
     assert_eq!(m.handle_storage(42, StorageResult::Done), Err(Error::UnknownStorageRequest { id: 42 }));
+}
+
+#[test]
+fn a_map_id_stays_valid_across_an_unload_and_a_write_through_it_reloads() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    fake.put("m", "stored", &StoredValue::Lww(lww_rec(Value::from("s"), 5, "x")));
+    let id = m.open("m", MapKind::Lww, WALL).expect("open");
+    fake.run(&mut m);
+    events(&mut m);
+    assert!(m.unload("m"));
+    assert!(m.map_at(id).is_none(), "an unloaded map has nothing to read");
+    // A write through the old id touches the map again: it reloads, and the write is merged.
+    match m.write_at(id, MapKind::Lww, WALL).expect("write") {
+        (AnyMap::Lww(map), clock) => map.set(clock, WALL, "new", Value::from("n"), None).expect("set"),
+        _ => panic!("an LWW map"),
+    };
+    assert!(m.is_map_loading("m"));
+    fake.run(&mut m);
+    assert_eq!(m.id_of("m"), Some(id));
+    let map = m.lww("m").expect("lww");
+    assert_eq!(map.get("stored", WALL), Some(Value::from("s")));
+    assert_eq!(map.get("new", WALL), Some(Value::from("n")));
+    assert_eq!(m.pending_keys("m"), vec!["new"]);
+}
+
+#[test]
+fn a_manager_without_storage_makes_no_requests_and_flushes_at_once() {
+    let mut m = StorageManager::in_memory(node("me"), ClockConfig::default());
+    assert_eq!(m.get_map("a", None, WALL), Ok(MapStatus::Loaded(MapKind::Lww)));
+    assert_eq!(m.get_map("b", Some(MapKind::Or), WALL), Ok(MapStatus::Loaded(MapKind::Or)));
+    set(&mut m, "a", "k", Value::from(1), None).expect("set");
+    assert_eq!(m.pending_writes("a"), 0, "nothing is tracked without storage");
+    let flush_id = m.flush();
+    assert!(m.poll_storage().is_none());
+    assert_eq!(events(&mut m), vec![StorageEvent::Flushed { flush_id }]);
+}
+
+#[test]
+fn a_refused_import_leaves_no_map_and_the_answer_to_its_load_is_ignored() {
+    let mut grid =
+        Grid::with_storage(node("me"), ClockConfig { max_drift_ms: 1_000, strict: true }, StorageConfig::default());
+    let mut peer = Grid::new(node("peer"), ClockConfig::default());
+    let (map, clock) = peer.lww("m", WALL + 60_000).expect("peer map");
+    map.set(clock, WALL + 60_000, "k", Value::from(1), None).expect("set");
+    let snapshot = peer.export_map("m").expect("export");
+    let err = grid.import_map("m", &snapshot, WALL).expect_err("too far ahead in strict mode");
+    assert!(err.to_string().contains("drift") || err.to_string().contains("ahead"), "{err}");
+    assert!(!grid.storage().has_map("m"));
+    assert!(grid.map_names().is_empty());
+    // The load the import started is answered after all: ignored, and the map stays absent.
+    let mut fake = Fake::default();
+    fake.run(grid.storage_mut());
+    assert!(events(grid.storage_mut()).is_empty());
+    assert!(!grid.storage().has_map("m"));
+}
+
+#[test]
+fn an_imported_snapshot_is_flushed_as_one_store_all() {
+    let mut grid = Grid::with_storage(node("me"), ClockConfig::default(), StorageConfig::default());
+    let mut fake = Fake::default();
+    let mut peer = Grid::new(node("peer"), ClockConfig::default());
+    let (map, clock) = peer.lww("m", WALL).expect("peer map");
+    for i in 0..100 {
+        map.set(clock, WALL, &format!("k{i}"), Value::from(i), None).expect("set");
+    }
+    let snapshot = peer.export_map("m").expect("export");
+    assert_eq!(grid.import_map("m", &snapshot, WALL).expect("import").changed, 100);
+    fake.run(grid.storage_mut());
+    grid.storage_mut().flush();
+    fake.run(grid.storage_mut());
+    assert_eq!(fake.count(is_store), 1);
+    assert_eq!(fake.data["m"].len(), 100);
+}
+
+#[test]
+fn the_byte_abi_drives_a_load_and_a_flush_with_storage_commands() {
+    let mut grid = Grid::with_storage(node("me"), ClockConfig::default(), StorageConfig::default());
+    let mut fake = Fake::default();
+    fake.put("m", "k", &StoredValue::Lww(lww_rec(Value::from("stored"), 5, "x")));
+    let status = grid.execute(WALL, Command::GetMap { map: "m".into(), kind: None }).expect("get map");
+    assert_eq!(status, Reply::Status(MapStatus::Loading));
+    // The host's loop: poll, run, answer, until there is no more work.
+    let mut answers = Vec::new();
+    let mut seen = Vec::new();
+    loop {
+        let Reply::Storage { requests, events } = grid.execute(WALL, Command::Storage { answers }).expect("storage")
+        else {
+            panic!("a Storage reply")
+        };
+        seen.extend(events);
+        if requests.is_empty() {
+            break;
+        }
+        answers = requests.iter().map(|r| (r.id, fake.execute(&r.op))).collect();
+    }
+    assert_eq!(
+        seen,
+        vec![
+            WireEvent::MapLoaded { map: "m".into(), count: 1 },
+            WireEvent::Ready { map: "m".into(), kind: MapKind::Lww }
+        ]
+    );
+    let value = grid.execute(WALL, Command::Get { map: "m".into(), key: "k".into() }).expect("get");
+    assert_eq!(value, Reply::Value(Some(Value::from("stored"))));
+    grid.execute(WALL, Command::Set { map: "m".into(), key: "n".into(), value: Value::from(2), ttl_ms: None })
+        .expect("set");
+    let Reply::Count(flush_id) = grid.execute(WALL, Command::Flush).expect("flush") else { panic!("a flush id") };
+    let Reply::Storage { requests, .. } = grid.execute(WALL, Command::Storage { answers: vec![] }).expect("poll")
+    else {
+        panic!("a Storage reply")
+    };
+    assert_eq!(requests.len(), 1);
+    let answers = requests.iter().map(|r| (r.id, fake.execute(&r.op))).collect();
+    let Reply::Storage { events, .. } = grid.execute(WALL, Command::Storage { answers }).expect("answer") else {
+        panic!("a Storage reply")
+    };
+    assert_eq!(events, vec![WireEvent::Flushed { flush_id }]);
+    assert!(fake.stored("m", "n").is_some());
+    // An answer to nothing pending is an error, not a panic.
+    let err = grid.execute(WALL, Command::Storage { answers: vec![(999, StorageResult::Done)] });
+    assert_eq!(err, Err(Error::UnknownStorageRequest { id: 999 }));
 }

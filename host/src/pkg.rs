@@ -7,29 +7,7 @@ use std::{fs, io};
 
 /// The module: `onegrid_bg.wasm` as wasm-bindgen wrote it, built by `host/build.rs`.
 pub const WASM: &[u8] = include_bytes!(concat!(env!("ONEGRID_PKG_DIR"), "/onegrid_bg.wasm"));
-/// The JavaScript API (ES module: `init()` / `initSync()`, `Grid`, `LwwMap`, `OrMap`).
-pub const JS: &str = include_str!(concat!(env!("ONEGRID_PKG_DIR"), "/onegrid.js"));
-/// TypeScript types of the JavaScript API.
-pub const DTS: &str = include_str!(concat!(env!("ONEGRID_PKG_DIR"), "/onegrid.d.ts"));
-/// The API's value codec (JS values to and from the module's postcard bytes).
-pub const VALUES_JS: &str = include_str!(concat!(env!("ONEGRID_PKG_DIR"), "/values.js"));
-/// wasm-bindgen's glue (`--target web`), which the API imports.
-pub const GLUE_JS: &str = include_str!(concat!(env!("ONEGRID_PKG_DIR"), "/onegrid_glue.js"));
-/// TypeScript types of the glue.
-pub const GLUE_DTS: &str = include_str!(concat!(env!("ONEGRID_PKG_DIR"), "/onegrid_glue.d.ts"));
-/// TypeScript types of the module's raw exports.
-pub const WASM_DTS: &str = include_str!(concat!(env!("ONEGRID_PKG_DIR"), "/onegrid_bg.wasm.d.ts"));
-
-/// The package's files other than `package.json`, by name.
-pub const FILES: [(&str, &[u8]); 7] = [
-    ("onegrid_bg.wasm", WASM),
-    ("onegrid.js", JS.as_bytes()),
-    ("onegrid.d.ts", DTS.as_bytes()),
-    ("values.js", VALUES_JS.as_bytes()),
-    ("onegrid_glue.js", GLUE_JS.as_bytes()),
-    ("onegrid_glue.d.ts", GLUE_DTS.as_bytes()),
-    ("onegrid_bg.wasm.d.ts", WASM_DTS.as_bytes()),
-];
+include!(concat!(env!("OUT_DIR"), "/pkg_files.rs"));
 
 /// The package's `package.json`: an ES module package named `onegrid`, versioned like this crate.
 pub fn package_json() -> String {

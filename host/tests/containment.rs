@@ -77,7 +77,7 @@ fn a_runaway_guest_is_interrupted_every_time() {
     let mut config = config();
     config.call_timeout = Duration::from_millis(50);
     config.cache = CodeCache::Off;
-    let runtime = Runtime::new(&fake_module(1, LOOP_FOREVER), config).unwrap();
+    let runtime = Runtime::new(&fake_module(onegrid_core::ABI_VERSION as i32, LOOP_FOREVER), config).unwrap();
     let mut client = Client::new(&runtime).unwrap();
     for _ in 0..2 {
         let started = Instant::now();
@@ -98,7 +98,7 @@ fn replies_outside_memory_or_too_large_are_refused() {
     for (packed, expected) in cases {
         let mut config = config();
         config.cache = CodeCache::Off;
-        let runtime = Runtime::new(&fake_module(1, &i64_const(packed)), config).unwrap();
+        let runtime = Runtime::new(&fake_module(onegrid_core::ABI_VERSION as i32, &i64_const(packed)), config).unwrap();
         let mut client = Client::new(&runtime).unwrap();
         let err = client.call_bytes(b"anything").unwrap_err();
         assert!(matches!(&err, HostError::AbiViolation { reason } if reason.contains(expected)), "{err}");

@@ -85,9 +85,9 @@ fn a_memory_limit_below_the_modules_initial_memory_is_refused_at_load() {
 
 #[test]
 fn a_module_whose_version_export_traps_is_refused() {
-    let mut module = fake_module(1, &i64_const(0));
-    // Replace `i32.const 1` in onegrid_abi_version's body with `unreachable` (and a `nop`).
-    let body = module.windows(5).position(|w| w == [0x04, 0x00, 0x41, 0x01, 0x0b]).unwrap();
+    let mut module = fake_module(onegrid_core::ABI_VERSION as i32, &i64_const(0));
+    // Replace `i32.const ABI_VERSION` in onegrid_abi_version's body with `unreachable` (and a `nop`).
+    let body = module.windows(5).position(|w| w == [0x04, 0x00, 0x41, ABI_VERSION as u8, 0x0b]).unwrap();
     module[body + 2..body + 4].copy_from_slice(&[0x00, 0x01]);
     let err = load_error(&module);
     assert!(matches!(err, HostError::NotOnegrid { .. }), "{err}");

@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-const [pkg, scenarioPath] = process.argv.slice(2);
+const [pkg, scenarioPath, abiVersion] = process.argv.slice(2);
 const scenario = JSON.parse(readFileSync(scenarioPath, 'utf8'));
 const bytes = readFileSync(join(pkg, 'onegrid_bg.wasm'));
 const module = new WebAssembly.Module(bytes);
@@ -36,7 +36,7 @@ function trapImports(mod) {
 function runAbi() {
   const { memory, onegrid_alloc, onegrid_call, onegrid_free, onegrid_abi_version } =
     new WebAssembly.Instance(module, trapImports(module)).exports;
-  if (onegrid_abi_version() !== 1) throw new Error(`unexpected ABI version ${onegrid_abi_version()}`);
+  if (onegrid_abi_version() !== Number(abiVersion)) throw new Error(`unexpected ABI version ${onegrid_abi_version()}`);
   const replies = [];
   const call = (request) => {
     const at = onegrid_alloc(request.length) >>> 0;

@@ -19,7 +19,7 @@ if (!existsSync(join(pkgDir, 'onegrid.js'))) {
 const onegrid = await import(pathToFileURL(join(pkgDir, 'onegrid.js')).href);
 onegrid.initSync({ module: readFileSync(join(pkgDir, 'onegrid_bg.wasm')) });
 
-export const { Grid, LwwMap, OrMap } = onegrid;
+export const { Grid, LwwMap, OrMap, MemoryStorage } = onegrid;
 
 /** The fake wall time every test starts at. */
 export const T0 = 1_000_000;

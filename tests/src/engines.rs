@@ -154,7 +154,13 @@ pub fn run_node(pkg: &Path, scenario: &Scenario, compiled: &Compiled, work: &Pat
     let input = work.join(format!("{}.json", scenario.name));
     std::fs::write(&input, scenario.to_json(compiled).to_string()).expect("write the scenario");
     let runner = Path::new(env!("CARGO_MANIFEST_DIR")).join("js/conformance-runner.mjs");
-    let output = Process::new("node").arg(runner).arg(pkg).arg(&input).output().expect("run node");
+    let output = Process::new("node")
+        .arg(runner)
+        .arg(pkg)
+        .arg(&input)
+        .arg(onegrid_core::ABI_VERSION.to_string())
+        .output()
+        .expect("run node");
     assert!(
         output.status.success(),
         "node runner failed on {}:\n{}",

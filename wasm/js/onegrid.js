@@ -6,6 +6,9 @@
 
 import initGlue, { initSync as initSyncGlue, RawGrid } from './onegrid_glue.js';
 import { Reader, Writer, isWellFormed, typeName, writeEntries, writePair, writeText } from './values.js';
+import { ADAPTER_METHODS, StorageDriver } from './storage-driver.js';
+
+export { MemoryStorage, IndexedDbStorage } from './storage.js';
 
 /** The module's exports, once loaded. */
 let wasm = null;
@@ -68,6 +71,7 @@ class GridCore {
     this.raw = raw;
     this.clock = clock;
     this.onDrift = onDrift;
+    this.driver = null; // a StorageDriver when the grid has storage
     this.subscribers = new Map(); // map id -> Set of callbacks
     // Arguments are written straight into the module's input buffer (see RawGrid::input).
     this.writer = new Writer((min) => {
@@ -109,6 +113,11 @@ class GridCore {
       throw fail(`clock() must return milliseconds >= 0, not ${typeof t === 'number' ? t : typeName(t)}`);
     }
     return t;
+  }
+
+  /** After a write: with storage, a write may have touched an unloaded map (its load must start). */
+  wrote() {
+    if (this.driver !== null) this.driver.poke();
   }
 
   /** Delivers pending change events of map `id` to its subscribers. */
@@ -170,7 +179,22 @@ class GridCore {
   }
 }
 
-/** One node of the data grid: its clock and its named maps. */
+/** Kind hints as the module takes them. */
+const HINTS = { lww: 1, or: 2 };
+
+function checkStorage(storage) {
+  if (storage === null || typeof storage !== 'object') {
+    throw fail(`options.storage must be a storage adapter object, not ${typeName(storage)}`);
+  }
+  for (const method of ADAPTER_METHODS) {
+    if (typeof storage[method] !== 'function') {
+      throw fail(`options.storage must have a ${method}() method (see StorageAdapter in onegrid.d.ts)`);
+    }
+  }
+}
+
+/** One node of the data grid: its clock and its named maps, loaded from and flushed to
+ * `options.storage` when it has one (SPEC section 6). */
 export class Grid {
   #core;
 
@@ -178,22 +202,46 @@ export class Grid {
     if (options === null || typeof options !== 'object') {
       throw fail('new Grid() takes an options object with a nodeId');
     }
-    const { nodeId, clock = Date.now, maxDriftMs = DEFAULT_MAX_DRIFT_MS, strictDrift = false, onDrift } = options;
+    const {
+      nodeId, clock = Date.now, maxDriftMs = DEFAULT_MAX_DRIFT_MS, strictDrift = false, onDrift,
+      storage, isRelatedKey, onMapLoaded,
+    } = options;
     checkText(nodeId, 'options.nodeId');
     if (typeof clock !== 'function') throw fail('options.clock must be a function returning milliseconds');
     checkMillis(maxDriftMs, 'options.maxDriftMs');
     if (typeof strictDrift !== 'boolean') throw fail('options.strictDrift must be a boolean');
     if (onDrift !== undefined && typeof onDrift !== 'function') throw fail('options.onDrift must be a function');
+    if (storage !== undefined) checkStorage(storage);
+    if (isRelatedKey !== undefined && typeof isRelatedKey !== 'function') {
+      throw fail('options.isRelatedKey must be a function (map, key) => boolean');
+    }
+    if (onMapLoaded !== undefined && typeof onMapLoaded !== 'function') {
+      throw fail('options.onMapLoaded must be a function (map, count) => void');
+    }
     if (wasm === null) throw fail('onegrid is not loaded yet: call init() or initSync() first');
-    this.#core = new GridCore(new RawGrid(nodeId, maxDriftMs, strictDrift), clock, onDrift);
+    const core = new GridCore(new RawGrid(nodeId, maxDriftMs, strictDrift, storage !== undefined), clock, onDrift);
+    if (storage !== undefined) {
+      core.driver = new StorageDriver(core, storage, {
+        isRelatedKey,
+        onMapLoaded,
+        // Records a load brought are changes too: subscribers of the map hear of them.
+        onReady: (name, kind) => {
+          if (core.subscribers.size === 0) return;
+          const now = core.now();
+          core.dispatch(kind === 'lww' ? core.raw.openLww(now, core.text(name)) : core.raw.openOr(now, core.text(name)), now, kind);
+        },
+      });
+    }
+    this.#core = core;
   }
 
   /** Releases the grid's memory in the module now (instead of when it is garbage collected).
-   * The grid and its map handles throw on any later use. */
+   * The grid and its map handles throw on any later use; pending loads and flushes reject. */
   free() {
     const core = this.#core;
     if (core.raw === FREED) return;
     const raw = core.raw;
+    core.driver?.close();
     core.raw = FREED;
     raw.free();
   }
@@ -207,29 +255,65 @@ export class Grid {
     return this.#core.raw.nodeId();
   }
 
-  /** The LWW map `name`, created on first use; throws `kind mismatch` for an OR map. */
+  /** The LWW map `name`, at once. With storage, the first touch starts its load: reads see what
+   * is loaded so far, writes are merged with what the load brings. Throws `kind mismatch` for an
+   * OR map. */
   getMap(name) {
     checkText(name, 'the map name');
     const core = this.#core;
-    return new LwwMap(core, name, core.raw.openLww(core.text(name)));
+    const handle = new LwwMap(core, name, core.raw.openLww(core.now(), core.text(name)));
+    core.wrote();
+    return handle;
   }
 
-  /** The OR map `name`, created on first use; throws `kind mismatch` for an LWW map. */
+  /** The OR map `name`, at once (see `getMap`). Throws `kind mismatch` for an LWW map. */
   getORMap(name) {
     checkText(name, 'the map name');
     const core = this.#core;
-    return new OrMap(core, name, core.raw.openOr(core.text(name)));
+    const handle = new OrMap(core, name, core.raw.openOr(core.now(), core.text(name)));
+    core.wrote();
+    return handle;
   }
 
-  /** True when this grid has the map `name`. */
+  /** Resolves to map `name` once it is loaded, as an `LwwMap` or `OrMap` of the kind it is stored
+   * as (`kind` "lww" or "or" asks for one: `kind mismatch` if it is stored as the other). Rejects
+   * with the adapter's error (as `cause`) if the load fails; the next call tries again. */
+  async getMapAsync(name, kind) {
+    checkText(name, 'the map name');
+    if (kind !== undefined && !(kind in HINTS && Object.hasOwn(HINTS, kind))) {
+      throw fail(`kind must be "lww" or "or", not ${typeof kind === 'string' ? JSON.stringify(kind) : typeName(kind)}`);
+    }
+    const core = this.#core;
+    const status = core.raw.getMap(core.now(), core.text(name), kind === undefined ? 0 : HINTS[kind]);
+    const loaded = status === 0 ? await core.driver.whenLoaded(name) : status === 1 ? 'lww' : 'or';
+    return loaded === 'lww' ? this.getMap(name) : this.getORMap(name);
+  }
+
+  /** True while map `name` is loading from storage. */
+  isMapLoading(name) {
+    checkText(name, 'the map name');
+    return this.#core.raw.isMapLoading(name);
+  }
+
+  /** True when this grid has the map `name` (loaded, loading, or its load failed). */
   hasMap(name) {
     checkText(name, 'the map name');
-    return this.#core.raw.mapKind(name) !== undefined;
+    return this.#core.raw.hasMap(name);
   }
 
   /** Names of this grid's maps, sorted. */
   mapNames() {
     return this.#core.raw.mapNames();
+  }
+
+  /** Resolves when every write made so far is durable in storage (at once without storage). If
+   * the adapter fails, rejects with its error as `cause`; the writes stay pending for the next
+   * flush. Each map's changes go in one `storeAll` (and one `deleteAll`), not one call per write. */
+  async flush() {
+    const core = this.#core;
+    if (core.raw === FREED) core.raw.flush(); // throws: the grid was freed
+    if (core.driver === null) return;
+    await core.driver.flush();
   }
 
   /** A postcard snapshot of every record of map `name`, tombstones included. */
@@ -245,10 +329,11 @@ export class Grid {
     const core = this.#core;
     const now = core.now();
     const changed = core.raw.importMap(name, now, bytes);
+    core.wrote();
     core.reportDrift();
     const kind = core.raw.mapKind(name);
     if (core.subscribers.size > 0) {
-      const id = kind === 'lww' ? core.raw.openLww(core.text(name)) : core.raw.openOr(core.text(name));
+      const id = kind === 'lww' ? core.raw.openLww(now, core.text(name)) : core.raw.openOr(now, core.text(name));
       core.dispatch(id, now, kind);
     }
     return changed;
@@ -284,6 +369,7 @@ export class LwwMap {
     const now = core.now(); // before writing arguments: the clock may itself use the grid
     const len = core.pair(key, value);
     if (core.raw.lwwSet(this.#id, now, len, ttl) !== 0) throw core.failure();
+    core.wrote();
     core.dispatch(this.#id, now, 'lww');
   }
 
@@ -294,6 +380,7 @@ export class LwwMap {
     const now = core.now();
     const len = core.batch(entries);
     if (core.raw.lwwSetMany(this.#id, now, len) !== 0) throw core.failure();
+    core.wrote();
     core.dispatch(this.#id, now, 'lww');
   }
 
@@ -323,6 +410,7 @@ export class LwwMap {
     const now = core.now();
     const len = core.text(key);
     if (core.raw.lwwRemove(this.#id, now, len) !== 0) throw core.failure();
+    core.wrote();
     core.dispatch(this.#id, now, 'lww');
   }
 
@@ -366,7 +454,10 @@ export class LwwMap {
 
   /** Drops tombstones older than `olderThanMillis`; returns how many. */
   prune(olderThanMillis) {
-    return this.#core.raw.prune(this.#id, checkMillis(olderThanMillis, 'olderThanMillis'));
+    const core = this.#core;
+    const pruned = core.raw.prune(this.#id, core.now(), checkMillis(olderThanMillis, 'olderThanMillis'));
+    core.wrote();
+    return pruned;
   }
 
   /** Calls `callback({ key, value, origin })` after each change; returns the unsubscribe function. */
@@ -404,6 +495,7 @@ export class OrMap {
     const now = core.now();
     const len = core.pair(key, value);
     const tag = core.raw.orAdd(this.#id, now, len, ttl);
+    core.wrote();
     core.dispatch(this.#id, now, 'or');
     return tag;
   }
@@ -413,7 +505,8 @@ export class OrMap {
     checkText(key, 'the key');
     const core = this.#core;
     const now = core.now();
-    const tags = core.raw.orRemove(this.#id, core.pair(key, value));
+    const tags = core.raw.orRemove(this.#id, now, core.pair(key, value));
+    core.wrote();
     core.dispatch(this.#id, now, 'or');
     return tags;
   }
@@ -461,7 +554,10 @@ export class OrMap {
 
   /** Forgets tombstones older than `olderThanMillis`; returns how many. */
   prune(olderThanMillis) {
-    return this.#core.raw.prune(this.#id, checkMillis(olderThanMillis, 'olderThanMillis'));
+    const core = this.#core;
+    const pruned = core.raw.prune(this.#id, core.now(), checkMillis(olderThanMillis, 'olderThanMillis'));
+    core.wrote();
+    return pruned;
   }
 
   /** Calls `callback({ key, values, origin })` after each change; returns the unsubscribe function. */

@@ -131,6 +131,14 @@ export class Writer {
     }
   }
 
+  /** A byte string as varint length + the bytes. */
+  bytes(b) {
+    this.varint(b.length);
+    this.reserve(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+
   f64(x) {
     this.reserve(8);
     this.view.setFloat64(this.pos, x, true);
@@ -319,6 +327,14 @@ export class Reader {
     return this.u8() === 1 ? read.call(this) : undefined;
   }
 
+  /** A byte string, copied out (the module's memory may move under a view). */
+  bytes() {
+    const len = this.varint();
+    const out = this.buf.slice(this.pos, this.pos + len);
+    this.pos += len;
+    return out;
+  }
+
   vec(read) {
     const n = this.varint();
     const out = new Array(n);
@@ -333,12 +349,7 @@ export class Reader {
       case TAG.INT: return this.int();
       case TAG.FLOAT: return this.f64();
       case TAG.STRING: return this.str();
-      case TAG.BYTES: {
-        const len = this.varint();
-        const bytes = this.buf.slice(this.pos, this.pos + len);
-        this.pos += len;
-        return bytes;
-      }
+      case TAG.BYTES: return this.bytes();
       case TAG.LIST: return this.vec(this.value);
       case TAG.MAP: {
         const n = this.varint();

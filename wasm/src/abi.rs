@@ -9,7 +9,7 @@ use std::alloc::{Layout, alloc, dealloc};
 use std::cell::RefCell;
 
 use onegrid_core::codec::{decode_request, encode_reply};
-use onegrid_core::{ABI_VERSION, ClockConfig, Command, Error, Grid, NodeId, Reply, Request};
+use onegrid_core::{ABI_VERSION, ClockConfig, Command, Error, Grid, NodeId, Reply, Request, StorageConfig};
 
 thread_local! {
     /// Open grids by handle (index + 1; 0 is never a handle).
@@ -80,12 +80,12 @@ fn run(request: Request) -> Result<Reply, Error> {
     GRIDS.with_borrow_mut(|grids| match request.command {
         Command::Open { node_id, max_drift_ms, strict } => {
             let grid = Grid::new(NodeId::new(&node_id)?, ClockConfig { max_drift_ms, strict });
-            let slot = grids.iter().position(Option::is_none).unwrap_or(grids.len());
-            if slot == grids.len() {
-                grids.push(None);
-            }
-            grids[slot] = Some(grid);
-            Ok(Reply::Opened(slot as u32 + 1))
+            Ok(Reply::Opened(open(grids, grid)))
+        }
+        Command::OpenPersistent { node_id, max_drift_ms, strict } => {
+            let config = ClockConfig { max_drift_ms, strict };
+            let grid = Grid::with_storage(NodeId::new(&node_id)?, config, StorageConfig::default());
+            Ok(Reply::Opened(open(grids, grid)))
         }
         Command::Close => {
             let slot = slot_of(grids, request.grid)?;
@@ -97,6 +97,16 @@ fn run(request: Request) -> Result<Reply, Error> {
             grid.execute(request.wall, command)
         }
     })
+}
+
+/// Puts `grid` in the first free slot; returns its handle (slot + 1, so 0 is never a handle).
+fn open(grids: &mut Vec<Option<Grid>>, grid: Grid) -> u32 {
+    let slot = grids.iter().position(Option::is_none).unwrap_or(grids.len());
+    if slot == grids.len() {
+        grids.push(None);
+    }
+    grids[slot] = Some(grid);
+    slot as u32 + 1
 }
 
 fn slot_of(grids: &mut [Option<Grid>], handle: u32) -> Result<&mut Option<Grid>, Error> {

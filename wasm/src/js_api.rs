@@ -7,7 +7,9 @@
 //! `set` costs one call and no allocation for its arguments. Wall time comes in as an argument:
 //! the wrapper reads the embedder's clock, and no method calls back into JavaScript.
 
-use onegrid_core::{AnyMap, ClockConfig, Drift, Grid, Hlc, LwwMap, MapId, MapKind, NodeId, OrMap, Value};
+use onegrid_core::{
+    AnyMap, ClockConfig, Drift, Grid, Hlc, LwwMap, MapId, MapKind, NodeId, OrMap, StorageConfig, Value,
+};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
@@ -18,41 +20,61 @@ use crate::interop::{Failure, decode_exact, encode_into, js_error, origin_byte, 
 /// One grid as the wrapper sees it.
 #[wasm_bindgen]
 pub struct RawGrid {
-    grid: Grid,
+    pub(crate) grid: Grid,
     /// Lenient-mode drift reports not yet handed to `onDrift`.
     drifts: Vec<Drift>,
-    input: Vec<u8>,
-    output: Vec<u8>,
+    pub(crate) input: Vec<u8>,
+    pub(crate) output: Vec<u8>,
     /// The message behind the last failed status code.
     error: String,
 }
 
-fn wall(ms: f64) -> u64 {
+pub(crate) fn wall(ms: f64) -> u64 {
     // The wrapper checked it is a finite number >= 0; `as` truncates a fraction.
     ms as u64
 }
 
 /// The first `len` bytes of the input buffer.
-fn args(input: &[u8], len: u32) -> Result<&[u8], Failure> {
+pub(crate) fn args(input: &[u8], len: u32) -> Result<&[u8], Failure> {
     input.get(..len as usize).ok_or_else(|| Failure("onegrid: argument longer than the input buffer".into()))
 }
 
-fn lww_of(grid: &mut Grid, map: u32) -> Result<(&mut LwwMap, &mut Hlc), Failure> {
-    match grid.map_and_clock(MapId(map)) {
-        Some((AnyMap::Lww(m), clock)) => Ok((m, clock)),
-        _ => Err(Failure("onegrid: not an LWW map handle".into())),
+/// The map behind a handle, for reading: loaded, or what was written while it loads.
+fn read_of(grid: &Grid, map: u32) -> Result<&AnyMap, Failure> {
+    grid.map_at(MapId(map)).ok_or_else(|| Failure::from(grid.storage().missing(MapId(map))))
+}
+
+fn lww_read(grid: &Grid, map: u32) -> Result<&LwwMap, Failure> {
+    match read_of(grid, map)? {
+        AnyMap::Lww(m) => Ok(m),
+        AnyMap::Or(_) => Err(Failure("onegrid: not an LWW map handle".into())),
     }
 }
 
-fn or_of(grid: &mut Grid, map: u32) -> Result<(&mut OrMap, &mut Hlc), Failure> {
-    match grid.map_and_clock(MapId(map)) {
-        Some((AnyMap::Or(m), clock)) => Ok((m, clock)),
-        _ => Err(Failure("onegrid: not an OR map handle".into())),
+fn or_read(grid: &Grid, map: u32) -> Result<&OrMap, Failure> {
+    match read_of(grid, map)? {
+        AnyMap::Or(m) => Ok(m),
+        AnyMap::Lww(_) => Err(Failure("onegrid: not an OR map handle".into())),
+    }
+}
+
+/// The map behind a handle and the clock, to write (an unloaded map is touched, so it reloads).
+fn lww_write(grid: &mut Grid, map: u32, now: f64) -> Result<(&mut LwwMap, &mut Hlc), Failure> {
+    match grid.write_at(MapId(map), MapKind::Lww, wall(now))? {
+        (AnyMap::Lww(m), clock) => Ok((m, clock)),
+        (AnyMap::Or(_), _) => Err(Failure("onegrid: not an LWW map handle".into())),
+    }
+}
+
+fn or_write(grid: &mut Grid, map: u32, now: f64) -> Result<(&mut OrMap, &mut Hlc), Failure> {
+    match grid.write_at(MapId(map), MapKind::Or, wall(now))? {
+        (AnyMap::Or(m), clock) => Ok((m, clock)),
+        (AnyMap::Lww(_), _) => Err(Failure("onegrid: not an OR map handle".into())),
     }
 }
 
 /// Decodes a key argument.
-fn key_arg(input: &[u8], len: u32) -> Result<&str, Failure> {
+pub(crate) fn key_arg(input: &[u8], len: u32) -> Result<&str, Failure> {
     decode_exact(args(input, len)?, "key")
 }
 
@@ -80,26 +102,26 @@ impl RawGrid {
         self.output.len() as u32
     }
 
-    fn open(&mut self, name_len: u32, kind: MapKind) -> Result<u32, JsError> {
+    fn open(&mut self, now: f64, name_len: u32, kind: MapKind) -> Result<u32, JsError> {
         let name = key_arg(&self.input, name_len)?;
-        self.grid.open(name, kind).map(|id| id.0).map_err(js_error)
+        self.grid.open(name, kind, wall(now)).map(|id| id.0).map_err(js_error)
     }
 }
 
 #[wasm_bindgen]
 impl RawGrid {
-    /// A grid for `node_id`.
+    /// A grid for `node_id`; `persistent` when the wrapper drives a storage adapter for it.
     #[wasm_bindgen(constructor)]
-    pub fn new(node_id: &str, max_drift_ms: f64, strict: bool) -> Result<RawGrid, JsError> {
+    pub fn new(node_id: &str, max_drift_ms: f64, strict: bool, persistent: bool) -> Result<RawGrid, JsError> {
         let node_id = NodeId::new(node_id).map_err(js_error)?;
         let config = ClockConfig { max_drift_ms: max_drift_ms as u64, strict };
-        Ok(RawGrid {
-            grid: Grid::new(node_id, config),
-            drifts: Vec::new(),
-            input: Vec::new(),
-            output: Vec::new(),
-            error: String::new(),
-        })
+        let grid = if persistent {
+            // `isRelatedKey` runs in the wrapper, which filters the key lists it hands back.
+            Grid::with_storage(node_id, config, StorageConfig::default())
+        } else {
+            Grid::new(node_id, config)
+        };
+        Ok(RawGrid { grid, drifts: Vec::new(), input: Vec::new(), output: Vec::new(), error: String::new() })
     }
 
     /// The address of an input buffer of at least `len` bytes. It stays put until a larger one is
@@ -125,14 +147,14 @@ impl RawGrid {
 
     /// The id of the LWW map named by the input (a postcard string), created on first use.
     #[wasm_bindgen(js_name = openLww)]
-    pub fn open_lww(&mut self, name_len: u32) -> Result<u32, JsError> {
-        self.open(name_len, MapKind::Lww)
+    pub fn open_lww(&mut self, now: f64, name_len: u32) -> Result<u32, JsError> {
+        self.open(now, name_len, MapKind::Lww)
     }
 
     /// The id of the OR map named by the input, created on first use.
     #[wasm_bindgen(js_name = openOr)]
-    pub fn open_or(&mut self, name_len: u32) -> Result<u32, JsError> {
-        self.open(name_len, MapKind::Or)
+    pub fn open_or(&mut self, now: f64, name_len: u32) -> Result<u32, JsError> {
+        self.open(now, name_len, MapKind::Or)
     }
 
     /// Map names, sorted.
@@ -157,7 +179,7 @@ impl RawGrid {
             if !rest.is_empty() {
                 return Err(Failure("onegrid: malformed arguments from JavaScript: trailing bytes".into()));
             }
-            let (m, clock) = lww_of(&mut self.grid, map)?;
+            let (m, clock) = lww_write(&mut self.grid, map, now)?;
             m.set_encoded(clock, wall(now), key, value, ttl_arg(ttl))?;
             Ok(())
         })();
@@ -180,7 +202,7 @@ impl RawGrid {
             if !rest.is_empty() {
                 return Err(Failure("onegrid: malformed batch from JavaScript: trailing bytes".into()));
             }
-            let (m, clock) = lww_of(&mut self.grid, map)?;
+            let (m, clock) = lww_write(&mut self.grid, map, now)?;
             m.set_many_encoded(clock, wall(now), entries)?;
             Ok(())
         })();
@@ -192,7 +214,7 @@ impl RawGrid {
     pub fn lww_remove(&mut self, map: u32, now: f64, len: u32) -> u32 {
         let result = (|| {
             let key = key_arg(&self.input, len)?;
-            let (m, clock) = lww_of(&mut self.grid, map)?;
+            let (m, clock) = lww_write(&mut self.grid, map, now)?;
             m.remove(clock, wall(now), key)?;
             Ok(())
         })();
@@ -205,7 +227,7 @@ impl RawGrid {
     pub fn lww_get(&mut self, map: u32, now: f64, len: u32) -> i32 {
         let result = (|| {
             let key = key_arg(&self.input, len)?;
-            let (m, _) = lww_of(&mut self.grid, map)?;
+            let m = lww_read(&self.grid, map)?;
             Ok(match m.get_encoded(key, wall(now)) {
                 Some(v) => {
                     self.output.clear();
@@ -231,13 +253,13 @@ impl RawGrid {
     #[wasm_bindgen(js_name = lwwHas)]
     pub fn lww_has(&mut self, map: u32, now: f64, len: u32) -> Result<bool, JsError> {
         let key = key_arg(&self.input, len)?;
-        Ok(lww_of(&mut self.grid, map)?.0.get(key, wall(now)).is_some())
+        Ok(lww_read(&self.grid, map)?.get(key, wall(now)).is_some())
     }
 
     /// Visible entries, sorted by key, to the output (shape: entries); returns the length.
     #[wasm_bindgen(js_name = lwwEntries)]
     pub fn lww_entries(&mut self, map: u32, now: f64) -> Result<u32, JsError> {
-        let entries = lww_of(&mut self.grid, map)?.0.entries_encoded(wall(now));
+        let entries = lww_read(&self.grid, map)?.entries_encoded(wall(now));
         let out = &mut self.output;
         out.clear();
         put_varint(out, entries.len() as u64);
@@ -251,13 +273,13 @@ impl RawGrid {
     /// Visible keys, sorted.
     #[wasm_bindgen(js_name = lwwKeys)]
     pub fn lww_keys(&mut self, map: u32, now: f64) -> Result<Vec<String>, JsError> {
-        Ok(lww_of(&mut self.grid, map)?.0.live_keys(wall(now)).into_iter().map(str::to_owned).collect())
+        Ok(lww_read(&self.grid, map)?.live_keys(wall(now)).into_iter().map(str::to_owned).collect())
     }
 
     /// Number of visible entries.
     #[wasm_bindgen(js_name = lwwSize)]
     pub fn lww_size(&mut self, map: u32, now: f64) -> Result<u32, JsError> {
-        Ok(lww_of(&mut self.grid, map)?.0.len(wall(now)) as u32)
+        Ok(lww_read(&self.grid, map)?.len(wall(now)) as u32)
     }
 
     /// The stored record of the key in the input, to the output (shape: record); returns its
@@ -265,7 +287,7 @@ impl RawGrid {
     #[wasm_bindgen(js_name = lwwRecord)]
     pub fn lww_record(&mut self, map: u32, len: u32) -> Result<i32, JsError> {
         let key = key_arg(&self.input, len)?;
-        let Some(r) = lww_of(&mut self.grid, map)?.0.get_record(key) else { return Ok(-1) };
+        let Some(r) = lww_read(&self.grid, map)?.get_record(key) else { return Ok(-1) };
         let shape = (r.value, r.timestamp.millis, r.timestamp.counter, r.timestamp.node_id.as_str(), r.ttl_ms);
         Ok(self.reply(&shape) as i32)
     }
@@ -274,22 +296,22 @@ impl RawGrid {
     #[wasm_bindgen(js_name = orAdd)]
     pub fn or_add(&mut self, map: u32, now: f64, len: u32, ttl: f64) -> Result<String, JsError> {
         let (key, value) = pair_arg(&self.input, len)?;
-        let (m, clock) = or_of(&mut self.grid, map)?;
+        let (m, clock) = or_write(&mut self.grid, map, now)?;
         m.add(clock, wall(now), key, value, ttl_arg(ttl)).map(|r| r.tag()).map_err(js_error)
     }
 
     /// OR `remove`; input: `(key, value)`. Returns the removed tags.
     #[wasm_bindgen(js_name = orRemove)]
-    pub fn or_remove(&mut self, map: u32, len: u32) -> Result<Vec<String>, JsError> {
+    pub fn or_remove(&mut self, map: u32, now: f64, len: u32) -> Result<Vec<String>, JsError> {
         let (key, value) = pair_arg(&self.input, len)?;
-        or_of(&mut self.grid, map)?.0.remove(key, &value).map_err(js_error)
+        or_write(&mut self.grid, map, now)?.0.remove(key, &value).map_err(js_error)
     }
 
     /// OR `get`; input: `key`. Output: the values, oldest first (shape: values); returns the length.
     #[wasm_bindgen(js_name = orGet)]
     pub fn or_get(&mut self, map: u32, now: f64, len: u32) -> Result<u32, JsError> {
         let key = key_arg(&self.input, len)?;
-        let values = or_of(&mut self.grid, map)?.0.get(key, wall(now));
+        let values = or_read(&self.grid, map)?.get(key, wall(now));
         encode_into(&values, &mut self.output);
         Ok(self.output.len() as u32)
     }
@@ -297,7 +319,7 @@ impl RawGrid {
     /// Keys with visible values and their values to the output (shape: OR entries); returns the length.
     #[wasm_bindgen(js_name = orEntries)]
     pub fn or_entries(&mut self, map: u32, now: f64) -> Result<u32, JsError> {
-        let entries = or_of(&mut self.grid, map)?.0.entries(wall(now));
+        let entries = or_read(&self.grid, map)?.entries(wall(now));
         encode_into(&entries, &mut self.output);
         Ok(self.output.len() as u32)
     }
@@ -305,19 +327,19 @@ impl RawGrid {
     /// Keys with visible values, sorted.
     #[wasm_bindgen(js_name = orKeys)]
     pub fn or_keys(&mut self, map: u32, now: f64) -> Result<Vec<String>, JsError> {
-        Ok(or_of(&mut self.grid, map)?.0.live_keys(wall(now)).into_iter().map(str::to_owned).collect())
+        Ok(or_read(&self.grid, map)?.live_keys(wall(now)).into_iter().map(str::to_owned).collect())
     }
 
     /// Number of keys with visible values.
     #[wasm_bindgen(js_name = orSize)]
     pub fn or_size(&mut self, map: u32, now: f64) -> Result<u32, JsError> {
-        Ok(or_of(&mut self.grid, map)?.0.len(wall(now)) as u32)
+        Ok(or_read(&self.grid, map)?.len(wall(now)) as u32)
     }
 
     /// The OR map's tombstoned tags, sorted.
     #[wasm_bindgen(js_name = orTombstones)]
     pub fn or_tombstones(&mut self, map: u32) -> Result<Vec<String>, JsError> {
-        Ok(or_of(&mut self.grid, map)?.0.tombstones())
+        Ok(or_read(&self.grid, map)?.tombstones())
     }
 
     /// The Merkle root of a map.
@@ -326,13 +348,13 @@ impl RawGrid {
     }
 
     /// Drops tombstones older than `older_than` ms; returns how many.
-    pub fn prune(&mut self, map: u32, older_than: f64) -> u32 {
+    pub fn prune(&mut self, map: u32, now: f64, older_than: f64) -> Result<u32, JsError> {
         let older_than = wall(older_than);
-        match self.grid.map_at_mut(MapId(map)) {
-            Some(AnyMap::Lww(m)) => m.prune(older_than) as u32,
-            Some(AnyMap::Or(m)) => m.prune(older_than) as u32,
-            None => 0,
-        }
+        let kind = read_of(&self.grid, map)?.kind();
+        Ok(match self.grid.write_at(MapId(map), kind, wall(now)).map_err(js_error)?.0 {
+            AnyMap::Lww(m) => m.prune(older_than) as u32,
+            AnyMap::Or(m) => m.prune(older_than) as u32,
+        })
     }
 
     /// A snapshot of map `name`.
@@ -365,11 +387,7 @@ impl RawGrid {
     /// Turns change events of a map on or off.
     #[wasm_bindgen(js_name = recordEvents)]
     pub fn record_events(&mut self, map: u32, on: bool) {
-        match self.grid.map_at_mut(MapId(map)) {
-            Some(AnyMap::Lww(m)) => m.record_events(on),
-            Some(AnyMap::Or(m)) => m.record_events(on),
-            None => {}
-        }
+        self.grid.storage_mut().record_events(MapId(map), on);
     }
 
     /// Pending change events of a map, with each key's current state, to the output (shape: LWW
@@ -377,7 +395,7 @@ impl RawGrid {
     #[wasm_bindgen(js_name = takeEvents)]
     pub fn take_events(&mut self, map: u32, now: f64) -> u32 {
         let now = wall(now);
-        match self.grid.map_at_mut(MapId(map)) {
+        match self.grid.storage_mut().events_of(MapId(map)) {
             Some(AnyMap::Lww(m)) => {
                 let mut events = Vec::new();
                 while let Some(e) = m.poll_event() {

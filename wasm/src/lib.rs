@@ -3,7 +3,8 @@
 //! The one WebAssembly module of onegrid, with two faces over the same [`onegrid_core`] engine:
 //!
 //! - [`js_api`]: a wasm-bindgen API for JavaScript (`Grid`, `LwwMap`, `OrMap`), with precise
-//!   TypeScript types; all shaping of JS values lives in [`interop`].
+//!   TypeScript types; all shaping of JS values lives in [`interop`]. [`js_storage`] is its
+//!   storage half: the wrapper's driver loop around the core's storage manager.
 //! - [`abi`]: a versioned byte ABI of `extern "C"` exports (postcard requests and replies) for native
 //!   hosts such as the wasmtime-based `onegrid` binary. It never calls a JavaScript import.
 //!
@@ -16,3 +17,5 @@ pub mod abi;
 pub mod interop;
 #[cfg(target_arch = "wasm32")]
 pub mod js_api;
+#[cfg(target_arch = "wasm32")]
+pub mod js_storage;

@@ -1,0 +1,185 @@
+//! The storage half of `RawGrid`: the JavaScript wrapper's driver loop around the core's storage
+//! manager (SPEC section 6). The module never calls the adapter itself: the wrapper polls requests,
+//! runs them on the app's adapter (a plain object of async functions), and hands the answers back.
+//!
+//! Shapes in the output buffer (postcard, read by `wasm/js/storage-driver.js`):
+//!
+//! | method | shape |
+//! |---|---|
+//! | `pollStorage` | `(u64 id, u8 op, String map, payload)`; op 0 `loadAllKeys` (no payload), 1 `loadAll` (`Vec<String>`), 2 `storeAll` (`Vec<(String, bytes)>`), 3 `deleteAll` (`Vec<String>`) |
+//! | `pollStorageEvent` | `(u8 tag, String map, ...)`; 0 map loaded (`u64 count`), 1 ready (`u8 kind`: 0 LWW, 1 OR), 2 load failed (`String error`), 3 flushed (`u64 flush`), 4 flush failed (`u64 flush`, `String error`); map is empty for 3 and 4 |
+//!
+//! Inputs: `handleKeys` takes `Vec<String>`, `handleValues` takes `Vec<(String, bytes)>`.
+
+use onegrid_core::codec::{put_str, put_varint};
+use onegrid_core::{MapKind, MapStatus, StorageEvent, StorageOp, StorageResult};
+use wasm_bindgen::prelude::*;
+
+use crate::interop::{decode_exact, js_error};
+use crate::js_api::{RawGrid, args, key_arg, wall};
+
+/// A kind hint from JavaScript: 0 none, 1 LWW, 2 OR.
+fn hint_arg(hint: u32) -> Result<Option<MapKind>, JsError> {
+    match hint {
+        0 => Ok(None),
+        1 => Ok(Some(MapKind::Lww)),
+        2 => Ok(Some(MapKind::Or)),
+        _ => Err(JsError::new("onegrid: kind must be \"lww\" or \"or\"")),
+    }
+}
+
+fn kind_byte(kind: MapKind) -> u8 {
+    match kind {
+        MapKind::Lww => 0,
+        MapKind::Or => 1,
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+#[wasm_bindgen]
+impl RawGrid {
+    /// Touches the map named by the input with a kind hint (0 none, 1 LWW, 2 OR): starts its load on
+    /// the first touch. Returns 0 while it loads, 1 when loaded as LWW, 2 when loaded as OR.
+    #[wasm_bindgen(js_name = getMap)]
+    pub fn get_map(&mut self, now: f64, name_len: u32, hint: u32) -> Result<u32, JsError> {
+        let name = key_arg(&self.input, name_len)?;
+        let status = self.grid.storage_mut().get_map(name, hint_arg(hint)?, wall(now)).map_err(js_error)?;
+        Ok(match status {
+            MapStatus::Loading => 0,
+            MapStatus::Loaded(MapKind::Lww) => 1,
+            MapStatus::Loaded(MapKind::Or) => 2,
+        })
+    }
+
+    /// True while the map's load runs.
+    #[wasm_bindgen(js_name = isMapLoading)]
+    pub fn is_map_loading(&self, name: &str) -> bool {
+        self.grid.storage().is_map_loading(name)
+    }
+
+    /// True when the grid has the map (loaded, loading, or its load failed).
+    #[wasm_bindgen(js_name = hasMap)]
+    pub fn has_map(&self, name: &str) -> bool {
+        self.grid.storage().has_map(name)
+    }
+
+    /// Keys of the map written but not yet stored, sorted (the wrapper loads them whatever
+    /// `isRelatedKey` says, so an early write is never stored over a newer record).
+    #[wasm_bindgen(js_name = pendingKeys)]
+    pub fn pending_keys(&self, name: &str) -> Vec<String> {
+        self.grid.storage().pending_keys(name).into_iter().map(str::to_owned).collect()
+    }
+
+    /// Starts a flush; returns its id (a `flushed` or `flush failed` event with it follows).
+    pub fn flush(&mut self) -> f64 {
+        self.grid.storage_mut().flush() as f64
+    }
+
+    /// The next storage request to the output; returns its length, 0 when there is none.
+    #[wasm_bindgen(js_name = pollStorage)]
+    pub fn poll_storage(&mut self) -> u32 {
+        let Some(request) = self.grid.storage_mut().poll_storage() else { return 0 };
+        let out = &mut self.output;
+        out.clear();
+        put_varint(out, request.id);
+        let op = match &request.op {
+            StorageOp::LoadAllKeys { .. } => 0,
+            StorageOp::LoadAll { .. } => 1,
+            StorageOp::StoreAll { .. } => 2,
+            StorageOp::DeleteAll { .. } => 3,
+        };
+        out.push(op);
+        put_str(out, request.op.map());
+        match &request.op {
+            StorageOp::LoadAllKeys { .. } => {}
+            StorageOp::LoadAll { keys, .. } | StorageOp::DeleteAll { keys, .. } => {
+                put_varint(out, keys.len() as u64);
+                for key in keys {
+                    put_str(out, key);
+                }
+            }
+            StorageOp::StoreAll { entries, .. } => {
+                put_varint(out, entries.len() as u64);
+                for (key, bytes) in entries {
+                    put_str(out, key);
+                    put_bytes(out, bytes);
+                }
+            }
+        }
+        out.len() as u32
+    }
+
+    /// Answers a `loadAllKeys` request; input: the keys.
+    #[wasm_bindgen(js_name = handleKeys)]
+    pub fn handle_keys(&mut self, id: f64, len: u32) -> Result<(), JsError> {
+        let keys: Vec<String> = decode_exact(args(&self.input, len)?, "key list")?;
+        self.answer(id, StorageResult::Keys(keys))
+    }
+
+    /// Answers a `loadAll` request; input: the `(key, bytes)` pairs found.
+    #[wasm_bindgen(js_name = handleValues)]
+    pub fn handle_values(&mut self, id: f64, len: u32) -> Result<(), JsError> {
+        let values: Vec<(&str, &[u8])> = decode_exact(args(&self.input, len)?, "loaded values")?;
+        let values = values.into_iter().map(|(k, v)| (k.to_owned(), v.to_vec())).collect();
+        self.answer(id, StorageResult::Values(values))
+    }
+
+    /// Answers a `storeAll` or `deleteAll` request that succeeded.
+    #[wasm_bindgen(js_name = handleDone)]
+    pub fn handle_done(&mut self, id: f64) -> Result<(), JsError> {
+        self.answer(id, StorageResult::Done)
+    }
+
+    /// Answers any request whose adapter call failed, with the adapter's message.
+    #[wasm_bindgen(js_name = handleFailed)]
+    pub fn handle_failed(&mut self, id: f64, message: &str) -> Result<(), JsError> {
+        self.answer(id, StorageResult::Failed(message.to_owned()))
+    }
+
+    /// The next storage event to the output; returns its length, 0 when there is none.
+    #[wasm_bindgen(js_name = pollStorageEvent)]
+    pub fn poll_storage_event(&mut self) -> u32 {
+        let Some(event) = self.grid.storage_mut().poll_event() else { return 0 };
+        let out = &mut self.output;
+        out.clear();
+        match event {
+            StorageEvent::MapLoaded { map, count } => {
+                out.push(0);
+                put_str(out, &map);
+                put_varint(out, count as u64);
+            }
+            StorageEvent::Ready { map, kind } => {
+                out.push(1);
+                put_str(out, &map);
+                out.push(kind_byte(kind));
+            }
+            StorageEvent::LoadFailed { map, error } => {
+                out.push(2);
+                put_str(out, &map);
+                put_str(out, &error.to_string());
+            }
+            StorageEvent::Flushed { flush_id } => {
+                out.push(3);
+                put_str(out, "");
+                put_varint(out, flush_id);
+            }
+            StorageEvent::FlushFailed { flush_id, error } => {
+                out.push(4);
+                put_str(out, "");
+                put_varint(out, flush_id);
+                put_str(out, &error);
+            }
+        }
+        out.len() as u32
+    }
+}
+
+impl RawGrid {
+    fn answer(&mut self, id: f64, result: StorageResult) -> Result<(), JsError> {
+        self.grid.storage_mut().handle_storage(id as u64, result).map_err(js_error)
+    }
+}
