@@ -289,7 +289,7 @@ export function adapterSuite(test, { fresh, reopen = null, dispose = null }) {
     const batches = [
       ['a value that is a string', [['a', bytesOf('a1')], good(1), ['c', 'not bytes']], /entries\[2\].*Uint8Array.*string/],
       ['a value that is an array', [['a', bytesOf('a1')], ['b', [1, 2]], good(2)], /entries\[1\].*Uint8Array/],
-      ['a missing value', [good(3), ['a', bytesOf('a1')], ['b']], /entries\[2\]/],
+      ['a missing value', [good(3), ['a', bytesOf('a1')], ['b']], /entries\[2\] must be a \[key, Uint8Array\] pair, not an array of 1/],
       ['a key that is a number', [good(4), [7, bytesOf('x')], ['a', bytesOf('a1')]], /entries\[1\].*key.*string/],
       ['an entry that is null', [['a', bytesOf('a1')], null], /entries\[1\]/],
       ['an entry that is a bare key', [['a', bytesOf('a1')], 'b'], /entries\[1\]/],

@@ -40,6 +40,8 @@ export interface IndexedDbStorageOptions {
   name?: string;
   /** The IndexedDB factory; default `globalThis.indexedDB`. */
   indexedDB?: IDBFactory;
+  /** The IDBKeyRange class that goes with `indexedDB`; default `globalThis.IDBKeyRange`. */
+  IDBKeyRange?: typeof IDBKeyRange;
   /** Durability of write transactions; default `'strict'` (a write resolves once it is on disk). */
   durability?: 'strict' | 'relaxed' | 'default';
 }

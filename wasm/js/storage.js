@@ -19,7 +19,7 @@ function where(op, map) {
 
 function isBytes(v) {
   // The tag check also accepts a Uint8Array from another realm (an iframe, a vm context).
-  return v instanceof Uint8Array || Object.prototype.toString.call(v) === '[object Uint8Array]';
+  return v instanceof Uint8Array || (ArrayBuffer.isView(v) && Object.prototype.toString.call(v) === '[object Uint8Array]');
 }
 
 // Names and keys must be Unicode (as every name and key of a grid is): a lone surrogate has no
@@ -59,7 +59,8 @@ function checkEntries(op, map, entries) {
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i];
     if (!Array.isArray(entry) || entry.length !== 2) {
-      throw new Error(`${where(op, map)}: entries[${i}] must be a [key, Uint8Array] pair, not ${typeName(entry)}`);
+      const what = Array.isArray(entry) ? `an array of ${entry.length}` : typeName(entry);
+      throw new Error(`${where(op, map)}: entries[${i}] must be a [key, Uint8Array] pair, not ${what}`);
     }
     checkKey(op, map, entry[0], `entries[${i}][0] (the key)`);
     out[i] = [entry[0], copyBytes(op, map, entry[1], `entries[${i}][1] (the value of ${JSON.stringify(entry[0])})`)];
@@ -128,7 +129,6 @@ export class MemoryStorage {
   }
 }
 
-
 // ---- IndexedDB -----------------------------------------------------------------------------------
 //
 // Chromium spends microseconds on every IndexedDB record it reads or writes, so one record per key
@@ -168,10 +168,6 @@ function bucketOf(key) {
   return h & (BUCKETS - 1);
 }
 
-/** Every bucket of `map`: `[map]` sorts before any `[map, n]`, and `[map, []]` after (arrays sort after numbers). */
-function mapRange(map) {
-  return IDBKeyRange.bound([map], [map, []]);
-}
 
 function varintSize(n) {
   let size = 1;
@@ -286,18 +282,22 @@ export class IndexedDbStorage {
   #name;
   #idb;
   #durability;
+  #keyRange;
   /** The open connection's promise, or null until the next call opens one. */
   #db = null;
 
-  constructor({ name = 'onegrid', indexedDB = globalThis.indexedDB, durability = 'strict' } = {}) {
+  constructor({ name = 'onegrid', indexedDB = globalThis.indexedDB, IDBKeyRange = globalThis.IDBKeyRange, durability = 'strict' } = {}) {
     if (typeof name !== 'string' || name === '') throw new Error(`IndexedDbStorage: name must be a non-empty string, not ${typeName(name)}`);
-    if (indexedDB == null) throw new Error('IndexedDbStorage: there is no IndexedDB here (pass one as options.indexedDB)');
+    if (indexedDB == null || IDBKeyRange == null) {
+      throw new Error('IndexedDbStorage: there is no IndexedDB here (pass one as options.indexedDB and options.IDBKeyRange)');
+    }
     if (!['strict', 'relaxed', 'default'].includes(durability)) {
       throw new Error(`IndexedDbStorage: durability must be 'strict', 'relaxed' or 'default', not ${JSON.stringify(durability)}`);
     }
     this.#name = name;
     this.#idb = indexedDB;
     this.#durability = durability;
+    this.#keyRange = IDBKeyRange;
   }
 
   /** The database's name. */
@@ -312,6 +312,11 @@ export class IndexedDbStorage {
       req.onsuccess = () => resolve();
       req.onerror = () => reject(new Error(`IndexedDbStorage.delete(${JSON.stringify(name)}) failed: ${req.error?.message}`, { cause: req.error }));
     });
+  }
+
+  /** Every bucket of `map`: `[map]` sorts before any `[map, n]`, and `[map, []]` after (arrays sort after numbers). */
+  #range(map) {
+    return this.#keyRange.bound([map], [map, []]);
   }
 
   /** Closes the connection; the next call opens it again. */
@@ -329,7 +334,7 @@ export class IndexedDbStorage {
   async loadAllKeys(map) {
     checkMap('loadAllKeys', map);
     return this.#run('loadAllKeys', map, 'readonly', (store, { done, guard }) => {
-      const req = store.getAll(mapRange(map));
+      const req = store.getAll(this.#range(map));
       req.onsuccess = guard(() => {
         const keys = [];
         for (const bytes of req.result) unpackBucket(bytes, (key) => keys.push(key));
@@ -356,7 +361,7 @@ export class IndexedDbStorage {
       done(out);
       if (buckets.size * 4 > BUCKETS) {
         // Most of the map (a load): one range read.
-        const req = store.getAll(mapRange(map));
+        const req = store.getAll(this.#range(map));
         req.onsuccess = guard(() => req.result.forEach(take));
       } else {
         for (const b of buckets) {
@@ -373,51 +378,48 @@ export class IndexedDbStorage {
     checkMap('store', map);
     checkKey('store', map, key);
     const entries = [[key, copyBytes('store', map, bytes)]];
-    await this.#update('store', map, byBucket(entries), (bucket, group) => {
-      for (const [k, v] of group) bucket.set(k, v);
-    });
+    await this.#update('store', map, byBucket(entries), false);
   }
 
   async storeAll(map, entries) {
     checkMap('storeAll', map);
     const checked = checkEntries('storeAll', map, entries);
     if (checked.length === 0) return;
-    await this.#update('storeAll', map, byBucket(checked), (bucket, group) => {
-      for (const [k, v] of group) bucket.set(k, v);
-    });
+    await this.#update('storeAll', map, byBucket(checked), false);
   }
 
   async delete(map, key) {
     checkMap('delete', map);
     checkKey('delete', map, key);
-    await this.#update('delete', map, byBucket([[key]]), (bucket, group) => {
-      for (const k of group.keys()) bucket.delete(k);
-    });
+    await this.#update('delete', map, byBucket([[key]]), true);
   }
 
   async deleteAll(map, keys) {
     checkMap('deleteAll', map);
     const gone = checkKeys('deleteAll', map, keys);
     if (gone.size === 0) return;
-    await this.#update('deleteAll', map, byBucket([...gone].map((k) => [k])), (bucket, group) => {
-      for (const k of group.keys()) bucket.delete(k);
-    });
+    await this.#update('deleteAll', map, byBucket([...gone].map((k) => [k])), true);
   }
 
   /**
-   * Rewrites the buckets of `groups` (bucket -> Map of key -> bytes) in ONE readwrite transaction,
-   * so the whole call is atomic: `change(entries, group)` edits a bucket's entries in place.
+   * Stores (or, with `deleting`, deletes) the keys of `groups` (bucket -> Map of key -> bytes),
+   * rewriting each bucket they fall in, all in ONE readwrite transaction: the call is atomic.
    */
-  #update(op, map, groups, change) {
+  #update(op, map, groups, deleting) {
     return this.#run(op, map, 'readwrite', (store, { guard }) => {
       for (const [b, group] of groups) {
         const req = store.get([map, b]);
         req.onsuccess = guard(() => {
           const entries = bucketEntries(req.result);
           const before = entries.size;
-          change(entries, group);
+          if (deleting) {
+            for (const key of group.keys()) entries.delete(key);
+            if (entries.size === before) return; // none of them was stored
+          } else {
+            for (const [key, bytes] of group) entries.set(key, bytes);
+          }
           if (entries.size > 0) store.put(packBucket(entries), [map, b]);
-          else if (before > 0) store.delete([map, b]);
+          else store.delete([map, b]);
         });
       }
     });
