@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 chromium="${CHROMIUM_PATH:-/usr/bin/chromium}"
+if [ ! -x "$chromium" ] && [ "$chromium" != /usr/bin/chromium ]; then
+  echo "CHROMIUM_PATH=$chromium is not an executable" >&2
+  exit 1
+fi
 if [ ! -x "$chromium" ]; then
   echo "== installing Debian's chromium"
   sudo=""

@@ -238,8 +238,15 @@ export function adapterSuite(test, { fresh, reopen = null, dispose = null }) {
       [records[0], records[99999], records[77]], 'a few values');
     const half = records.filter((_, i) => i % 2 === 0);
     sameEntries(await s.loadAll('large', half.map((r) => r[0]).concat(['nope'])), half, 'every other value');
-    await s.deleteAll('large', keys.slice(0, LARGE / 2));
-    equal((await s.loadAllKeys('large')).length, LARGE / 2, 'keys left after deleting half in one deleteAll');
+    // Replace some, delete half: every other record must stay as it was.
+    const replaced = records.slice(0, 1000).map(([k]) => [k, bytesOf(`new ${k}`)]);
+    await s.storeAll('large', replaced);
+    await s.store('large', 'r99998', new Uint8Array(0));
+    await s.deleteAll('large', records.slice(LARGE / 2).map((r) => r[0]).filter((k) => k !== 'r99998'));
+    const left = [...replaced, ...records.slice(1000, LARGE / 2), ['r99998', new Uint8Array(0)]];
+    const keysLeft = await s.loadAllKeys('large');
+    sameKeys(keysLeft, left.map((r) => r[0]), 'keys after replacing some and deleting half');
+    sameEntries(await s.loadAll('large', keysLeft), left, 'values after replacing some and deleting half');
   });
 
   it('keys and map names in any Unicode, prefixes of each other included', async (s) => {
@@ -282,7 +289,7 @@ export function adapterSuite(test, { fresh, reopen = null, dispose = null }) {
     const batches = [
       ['a value that is a string', [['a', bytesOf('a1')], good(1), ['c', 'not bytes']], /entries\[2\].*Uint8Array.*string/],
       ['a value that is an array', [['a', bytesOf('a1')], ['b', [1, 2]], good(2)], /entries\[1\].*Uint8Array/],
-      ['a missing value', [good(3), ['a', bytesOf('a1')], ['b']], /entries\[2\]/],
+      ['a missing value', [good(3), ['a', bytesOf('a1')], ['b']], /entries\[2\] must be a \[key, Uint8Array\] pair, not an array of 1/],
       ['a key that is a number', [good(4), [7, bytesOf('x')], ['a', bytesOf('a1')]], /entries\[1\].*key.*string/],
       ['an entry that is null', [['a', bytesOf('a1')], null], /entries\[1\]/],
       ['an entry that is a bare key', [['a', bytesOf('a1')], 'b'], /entries\[1\]/],
@@ -298,6 +305,20 @@ export function adapterSuite(test, { fresh, reopen = null, dispose = null }) {
     sameKeys(await s.loadAllKeys('m'), ['a', 'b'], 'keys after the refused batches');
     sameEntries(await s.loadAll('m', ['a', 'b']), [['a', bytesOf('a0')], ['b', bytesOf('b0')]], 'values after the refused batches');
     sameKeys(await s.loadAllKeys('fresh-map'), [], 'the map refused batches were aimed at');
+  });
+
+  it('a map name or key with a lone surrogate is refused', async (s) => {
+    const b = bytesOf('v');
+    await rejects(() => s.store('m', 'a\uD800', b), /key contains a lone surrogate/, 'store of a lone high surrogate');
+    await rejects(() => s.store('m', '\uDC00', b), /key contains a lone surrogate/, 'store of a lone low surrogate');
+    await rejects(() => s.store('\uD83D', 'k', b), /map contains a lone surrogate/, 'a map name with a lone surrogate');
+    await rejects(() => s.storeAll('m', [['ok', b], ['\uDE00\uD83D', b]]), /entries\[1\].*lone surrogate/, 'storeAll with one such key');
+    await rejects(() => s.loadAll('m', ['ok', '\uD800']), /keys\[1\].*lone surrogate/, 'loadAll of such a key');
+    await rejects(() => s.deleteAll('m', ['\uD800']), /keys\[0\].*lone surrogate/, 'deleteAll of such a key');
+    await rejects(() => s.loadAllKeys('\uD800'), /map contains a lone surrogate/, 'loadAllKeys of such a map');
+    sameKeys(await s.loadAllKeys('m'), [], 'nothing was stored');
+    await s.store('m', '\uD83D\uDE00', b);
+    sameEntries(await s.loadAll('m', ['😀']), [['😀', b]], 'a surrogate pair is fine');
   });
 
   it('bad arguments reject with an Error naming what was wrong', async (s) => {

@@ -91,18 +91,33 @@ async function runPage() {
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
     const page = await browser.newPage();
+    // An uncaught error means the page will never report: stop waiting at once.
+    let pageFailed;
+    const failure = new Promise((_, reject) => {
+      pageFailed = reject;
+    });
+    failure.catch(() => {}); // it may fail before anything awaits it
     page.on('console', (m) => log.push(`console.${m.type()}: ${m.text()}`));
-    page.on('pageerror', (e) => log.push(`page error: ${e.message}`));
+    page.on('pageerror', (e) => {
+      log.push(`page error: ${e.message}`);
+      pageFailed(new Error('an uncaught error in the page'));
+    });
     page.on('response', (r) => {
       if (r.status() >= 400) log.push(`HTTP ${r.status()} for ${r.url()}`);
     });
     await page.goto(`${origin}/tests/browser/index.html`);
+    let results;
     try {
-      await page.waitForFunction(() => window.onegridResults !== undefined, null, { timeout: PAGE_TIMEOUT_MS, polling: 250 });
+      await Promise.race([
+        page.waitForFunction(() => window.onegridResults !== undefined, null, { timeout: PAGE_TIMEOUT_MS, polling: 250 }),
+        failure,
+      ]);
+      results = await page.evaluate(() => window.onegridResults);
+      if (results.loadError) throw new Error(results.loadError);
     } catch (e) {
-      throw new Error(`the test page reported no results (${e.message.split('\n')[0]})\n${log.join('\n') || '(the page logged nothing)'}`);
+      throw new Error(`the test page reported no results: ${e.message.split('\n')[0]}\n${log.join('\n') || '(the page logged nothing)'}`);
     }
-    return { results: await page.evaluate(() => window.onegridResults), version: browser.version(), log };
+    return { results, version: browser.version(), log };
   } finally {
     await browser?.close();
     await new Promise((ok) => server.close(ok));

@@ -8,7 +8,11 @@
 export interface StorageAdapter {
   /** Every key stored for `map`, in no particular order; `[]` for a map with nothing stored. */
   loadAllKeys(map: string): Promise<string[]>;
-  /** `[key, bytes]` for each distinct key of `keys` that is stored, in no particular order; keys not stored are absent. Each `bytes` is the caller's own copy. */
+  /**
+   * `[key, bytes]` for each distinct key of `keys` that is stored, in no particular order; keys
+   * not stored are absent. The bytes are the caller's own: changing them changes neither storage
+   * nor another result. They may be a view into a larger buffer (mind `byteOffset`).
+   */
   loadAll(map: string, keys: string[]): Promise<Array<[string, Uint8Array]>>;
   /** Stores (or replaces) one value. */
   store(map: string, key: string, bytes: Uint8Array): Promise<void>;
@@ -36,6 +40,8 @@ export interface IndexedDbStorageOptions {
   name?: string;
   /** The IndexedDB factory; default `globalThis.indexedDB`. */
   indexedDB?: IDBFactory;
+  /** The IDBKeyRange class that goes with `indexedDB`; default `globalThis.IDBKeyRange`. */
+  IDBKeyRange?: typeof IDBKeyRange;
   /** Durability of write transactions; default `'strict'` (a write resolves once it is on disk). */
   durability?: 'strict' | 'relaxed' | 'default';
 }

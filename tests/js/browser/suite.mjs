@@ -22,6 +22,88 @@ adapterSuite((name, fn) => cases.push({ name, fn }), {
   },
 });
 
+/** A request's result, or its error. */
+function settled(req) {
+  return new Promise((ok, fail) => {
+    req.onsuccess = () => ok(req.result);
+    req.onerror = () => fail(req.error);
+  });
+}
+
+/** Awaits `promise`, which must reject with an Error whose message matches `pattern`. */
+async function rejectsWith(promise, pattern) {
+  try {
+    await promise;
+  } catch (e) {
+    if (!(e instanceof Error) || !pattern.test(e.message)) throw new Error(`rejected with ${e?.message ?? e}, expected ${pattern}`);
+    return e;
+  }
+  throw new Error(`resolved, expected a rejection matching ${pattern}`);
+}
+
+// What only IndexedDbStorage has: its schema, and errors from IndexedDB itself.
+cases.push({
+  name: 'IndexedDbStorage: schema version 1 with one object store',
+  fn: async () => {
+    const name = `${run}-schema`;
+    const s = new IndexedDbStorage({ name });
+    await s.store('m', 'k', Uint8Array.of(1));
+    await s.close();
+    const db = await settled(indexedDB.open(name));
+    const stores = [...db.objectStoreNames];
+    db.close();
+    await IndexedDbStorage.delete(name);
+    if (db.version !== 1 || stores.join() !== 'buckets') throw new Error(`version ${db.version}, stores ${stores}`);
+  },
+});
+cases.push({
+  name: 'IndexedDbStorage: a database of a newer schema is refused, naming the call and map',
+  fn: async () => {
+    const name = `${run}-newer`;
+    const open = indexedDB.open(name, 7);
+    open.onupgradeneeded = () => open.result.createObjectStore('buckets');
+    (await settled(open)).close();
+    const s = new IndexedDbStorage({ name });
+    const e = await rejectsWith(s.loadAllKeys('m'), /^IndexedDbStorage\.loadAllKeys\(map "m"\) failed: VersionError/);
+    if (!e.cause) throw new Error('no cause');
+    // The failed open is not kept: after the database is gone the next call works.
+    await IndexedDbStorage.delete(name);
+    await s.store('m', 'k', Uint8Array.of(1));
+    await s.close();
+    await IndexedDbStorage.delete(name);
+  },
+});
+cases.push({
+  name: 'IndexedDbStorage: a corrupt bucket fails the load, naming the call and map',
+  fn: async () => {
+    const name = `${run}-corrupt`;
+    const s = new IndexedDbStorage({ name });
+    await s.store('m', 'k', Uint8Array.of(1));
+    await s.close();
+    const db = await settled(indexedDB.open(name));
+    const tx = db.transaction('buckets', 'readwrite');
+    tx.objectStore('buckets').put(Uint8Array.of(5, 1), ['m', 0]);
+    tx.objectStore('buckets').put('not bytes', ['n', 0]);
+    await new Promise((ok) => (tx.oncomplete = ok));
+    db.close();
+    await rejectsWith(s.loadAllKeys('m'), /^IndexedDbStorage\.loadAllKeys\(map "m"\) failed: a stored bucket is corrupt/);
+    await rejectsWith(s.loadAllKeys('n'), /^IndexedDbStorage\.loadAllKeys\(map "n"\) failed: a stored bucket is corrupt \(a string/);
+    // A batch that touches a corrupt bucket fails whole: map c has half its buckets corrupt, and
+    // 100 keys all missing them is a 2^-100 chance.
+    const db2 = await settled(indexedDB.open(name));
+    const tx2 = db2.transaction('buckets', 'readwrite');
+    for (let b = 0; b < 512; b++) tx2.objectStore('buckets').put(Uint8Array.of(9), ['c', b]);
+    await new Promise((ok) => (tx2.oncomplete = ok));
+    const batch = Array.from({ length: 100 }, (_, i) => [`key${i}`, Uint8Array.of(i)]);
+    await rejectsWith(s.storeAll('c', batch), /^IndexedDbStorage\.storeAll\(map "c"\) failed: a stored bucket is corrupt/);
+    const left = await settled(db2.transaction('buckets').objectStore('buckets').getAll(IDBKeyRange.bound(['c'], ['c', []])));
+    db2.close();
+    if (left.length !== 512 || left.some((v) => v.length !== 1 || v[0] !== 9)) throw new Error('the failed batch changed map c');
+    await s.close();
+    await IndexedDbStorage.delete(name);
+  },
+});
+
 function describe(e) {
   return e instanceof Error ? `${e.message}\n${e.stack ?? ''}` : String(e);
 }
