@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every onegrid test: the README's test command. Works on a fresh machine with rustup, cargo
-# and Node 20+; reuses $CARGO_TARGET_DIR when set.
+# Runs every onegrid test: the README's test command. Works on a fresh machine with rustup, cargo,
+# Node 20+ and Debian's apt (for Chromium and PostgreSQL); reuses $CARGO_TARGET_DIR when set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
@@ -18,7 +18,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== Rust tests: core, host (wasmtime), conformance on four engines"
 cargo test --workspace
 
-echo "== JavaScript tests of the package the host embeds"
+echo "== Chromium and playwright-core for the browser tests (Debian's chromium, or \$CHROMIUM_PATH)"
+bash tests/ci/chromium.sh
+
+echo "== JavaScript tests of the package the host embeds (Node, and IndexedDB in headless Chromium)"
 pkg="$target/pkg"
 cargo run --quiet -p onegrid-host -- pkg --out "$pkg"
 ONEGRID_PKG="$(cd "$pkg" && pwd)" node --test tests/js/

@@ -28,6 +28,10 @@ pub fn package_json() -> String {
       "types": "./onegrid.d.ts",
       "default": "./onegrid.js"
     }},
+    "./storage": {{
+      "types": "./storage.d.ts",
+      "default": "./storage.js"
+    }},
     "./onegrid_bg.wasm": "./onegrid_bg.wasm"
   }},
   "files": [{files}]

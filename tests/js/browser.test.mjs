@@ -154,5 +154,8 @@ if (run.error) {
       console.log(`IndexedDbStorage (durability ${durability}), ${results.timing.records} records: storeAll ${f(t.storeAll)} ms; `
         + `load ${f(t.load)} ms (loadAllKeys ${f(t.loadAllKeys)} + loadAll ${f(t.loadAll)}); cold load on a new connection ${f(t.coldLoad)} ms`);
     }
+    const g = results.timing.grid;
+    console.log(`Grid on IndexedDbStorage, ${results.timing.records} records: flush ${f(g.flush)} ms; `
+      + `getMapAsync of the map on a new grid and connection ${f(g.load)} ms`);
   });
 }

@@ -1,5 +1,9 @@
 // Types of the onegrid JavaScript API (hand-written: the API is the wrapper in onegrid.js).
 
+import type { StorageAdapter } from './storage.js';
+export type { StorageAdapter, IndexedDbStorageOptions } from './storage.js';
+export { MemoryStorage, IndexedDbStorage } from './storage.js';
+
 /** A value a map can hold. Integers beyond 2^53 come back as BigInt; bytes as Uint8Array. */
 export type Value = null | boolean | number | bigint | string | Uint8Array | Value[] | { [key: string]: Value };
 
@@ -22,6 +26,14 @@ export interface GridOptions {
   strictDrift?: boolean;
   /** Called for each remote timestamp found too far ahead of the wall clock (lenient mode). */
   onDrift?: (drift: DriftReport) => void;
+  /** Where the grid's maps load from and flush to (`MemoryStorage`, `IndexedDbStorage`, or any
+   * object with these async functions); without it, maps live in memory only. */
+  storage?: StorageAdapter;
+  /** Which keys of a map this node loads (in a cluster: the keys of partitions it owns or backs
+   * up); default all. `__tombstones__` always loads. */
+  isRelatedKey?: (map: string, key: string) => boolean;
+  /** Called once per load that found anything stored: `count` keys other than `__tombstones__`. */
+  onMapLoaded?: (map: string, count: number) => void;
 }
 
 export interface DriftReport {
@@ -71,11 +83,25 @@ export class Grid {
   /** Releases the grid's memory in the module now; the grid and its maps throw on later use. */
   free(): void;
   [Symbol.dispose](): void;
-  /** The LWW map `name`, created on first use; throws `kind mismatch` for an OR map. */
+  /** The LWW map `name`, at once; with storage its first touch starts its load (reads see what is
+   * loaded so far; writes merge with what the load brings). Throws `kind mismatch` for an OR map. */
   getMap(name: string): LwwMap;
-  /** The OR map `name`, created on first use; throws `kind mismatch` for an LWW map. */
+  /** The OR map `name`, at once (see `getMap`); throws `kind mismatch` for an LWW map. */
   getORMap(name: string): OrMap;
+  /** Map `name` once loaded, of the kind it is stored as; a `kind` that disagrees with storage
+   * rejects with `kind mismatch`. A failed load rejects with the adapter's error as `cause`, and
+   * the next call tries again. */
+  getMapAsync(name: string, kind: 'lww'): Promise<LwwMap>;
+  getMapAsync(name: string, kind: 'or'): Promise<OrMap>;
+  getMapAsync(name: string, kind?: 'lww' | 'or'): Promise<LwwMap | OrMap>;
+  /** True while map `name` loads from storage. */
+  isMapLoading(name: string): boolean;
+  /** True when the grid has map `name` (loaded, loading, or its load failed). */
   hasMap(name: string): boolean;
+  /** Resolves once every write made so far is durable in storage (each map's changes in one
+   * `storeAll`); rejects with the adapter's error as `cause`, keeping the writes for the next
+   * flush. Resolves at once for a grid without storage. */
+  flush(): Promise<void>;
   /** Names of this grid's maps, sorted. */
   mapNames(): string[];
   /** A postcard snapshot of every record, tombstones included; throws for a map this grid never had. */

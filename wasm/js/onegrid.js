@@ -14,9 +14,10 @@ export { MemoryStorage, IndexedDbStorage } from './storage.js';
 let wasm = null;
 let memoryView = null;
 
-/** Loads the module asynchronously (fetches `onegrid_bg.wasm` next to this file by default). */
+/** Loads the module asynchronously: fetches `onegrid_bg.wasm` next to this file, or takes
+ * `{ module_or_path }` (a URL, a `Response`, bytes or a compiled `WebAssembly.Module`). */
 export default async function init(input) {
-  wasm = await initGlue(input);
+  wasm = await initGlue(input ?? { module_or_path: new URL('./onegrid_bg.wasm', import.meta.url) });
   return wasm;
 }
 

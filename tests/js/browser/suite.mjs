@@ -3,6 +3,7 @@
 //   { cases: [{ name, ok, error?, ms }], timing: { ... } | null, timingError?: string }
 // Every case gets its own database, deleted afterwards.
 
+import init, { Grid } from '/pkg/onegrid.js';
 import { IndexedDbStorage } from '/pkg/storage.js';
 import { LARGE, adapterSuite, timeLoad } from '/tests/adapter-suite.mjs';
 
@@ -104,6 +105,106 @@ cases.push({
   },
 });
 
+// A Grid on IndexedDbStorage: the storage manager with the browser's own storage behind it.
+await init(); // fetches /pkg/onegrid_bg.wasm, as an app would
+
+function assertEqual(actual, expected, what) {
+  const a = JSON.stringify(actual);
+  const b = JSON.stringify(expected);
+  if (a !== b) throw new Error(`${what}: got ${a}, expected ${b}`);
+}
+
+cases.push({
+  name: 'Grid on IndexedDbStorage: TTLs, LWW tombstones and OR tombstones survive a reload',
+  fn: async () => {
+    const name = `${run}-grid`;
+    let now = 1_000_000;
+    const clock = () => now;
+    const storage = new IndexedDbStorage({ name });
+    const g = new Grid({ nodeId: 'browser', clock, storage });
+    const l = await g.getMapAsync('todos', 'lww');
+    l.set('ttl', { title: 'soon gone' }, { ttlMs: 500 });
+    l.set('kept', { title: 'kept', done: false });
+    l.set('gone', 1);
+    l.remove('gone');
+    const o = await g.getMapAsync('tags', 'or');
+    o.add('k', 'x');
+    o.add('removed', 'y');
+    o.remove('removed', 'y');
+    await g.flush();
+    const roots = [l.rootHash(), o.rootHash()];
+    g.free();
+    await storage.close();
+    // A new page: a new connection, a new grid.
+    const storage2 = new IndexedDbStorage({ name });
+    const loads = [];
+    const g2 = new Grid({ nodeId: 'browser-2', clock, storage: storage2, onMapLoaded: (m, n) => loads.push([m, n]) });
+    const [l2, o2] = await Promise.all([g2.getMapAsync('todos'), g2.getMapAsync('tags')]);
+    assertEqual([l2.kind, o2.kind], ['lww', 'or'], 'detected kinds');
+    assertEqual([l2.rootHash(), o2.rootHash()], roots, 'roots after the reload');
+    assertEqual(l2.get('kept'), { done: false, title: 'kept' }, 'a value (keys come back sorted)');
+    assertEqual(l2.getRecord('gone').deleted, true, 'an LWW tombstone');
+    assertEqual(o2.tombstones().length, 1, 'the OR tombstones');
+    assertEqual(loads.sort(), [['tags', 1], ['todos', 3]], 'onMapLoaded (keys other than __tombstones__)');
+    now += 600;
+    assertEqual(l2.get('ttl'), undefined, 'an expired TTL');
+    g2.free();
+    await storage2.close();
+    await IndexedDbStorage.delete(name);
+  },
+});
+
+cases.push({
+  name: 'Grid on IndexedDbStorage: writes made while a map loads are merged and flushed',
+  fn: async () => {
+    const name = `${run}-early`;
+    const storage = new IndexedDbStorage({ name });
+    const g = new Grid({ nodeId: 'a', storage });
+    (await g.getMapAsync('m', 'lww')).set('stored', 1);
+    await g.flush();
+    g.free();
+    const g2 = new Grid({ nodeId: 'b', storage });
+    const early = g2.getMap('m');
+    if (!g2.isMapLoading('m')) throw new Error('not loading');
+    early.set('early', 2);
+    const m = await g2.getMapAsync('m');
+    assertEqual(m.entries(), [['early', 2], ['stored', 1]], 'merged entries');
+    await g2.flush();
+    g2.free();
+    const g3 = new Grid({ nodeId: 'c', storage });
+    assertEqual((await g3.getMapAsync('m')).entries(), [['early', 2], ['stored', 1]], 'after a reload');
+    g3.free();
+    await storage.close();
+    await IndexedDbStorage.delete(name);
+  },
+});
+
+/** A Grid loading a map of LARGE records from IndexedDB: written by one grid, loaded by a new one. */
+async function timeGridLoad() {
+  const name = `${run}-grid-timing`;
+  const writer = new IndexedDbStorage({ name });
+  const g = new Grid({ nodeId: 'writer', storage: writer });
+  const m = await g.getMapAsync('todos', 'lww');
+  const entries = Array.from({ length: LARGE }, (_, i) => [`todo-${i}`, { n: i, name: `item ${i}`, done: i % 2 === 0 }]);
+  m.setMany(entries);
+  let t = performance.now();
+  await g.flush();
+  const flush = performance.now() - t;
+  const root = m.rootHash();
+  g.free();
+  await writer.close();
+  const reader = new IndexedDbStorage({ name });
+  t = performance.now();
+  const g2 = new Grid({ nodeId: 'reader', storage: reader });
+  const loaded = await g2.getMapAsync('todos');
+  const load = performance.now() - t;
+  if (loaded.size !== LARGE || loaded.rootHash() !== root) throw new Error(`loaded ${loaded.size} records, root ${loaded.rootHash()} (want ${root})`);
+  g2.free();
+  await reader.close();
+  await IndexedDbStorage.delete(name);
+  return { flush, load };
+}
+
 function describe(e) {
   return e instanceof Error ? `${e.message}\n${e.stack ?? ''}` : String(e);
 }
@@ -147,6 +248,7 @@ async function runTiming() {
 const results = { cases: await runCases(), timing: null };
 try {
   results.timing = await runTiming();
+  results.timing.grid = await timeGridLoad();
 } catch (e) {
   results.timingError = describe(e);
 }
