@@ -60,13 +60,14 @@ pub struct StorageError {
 }
 
 impl StorageError {
-    /// An error of `op` on `map`.
-    pub(crate) fn on_map(backend: &'static str, op: &'static str, map: &str, reason: impl ToString) -> Self {
+    /// An error of `op` (the contract's call, e.g. `"store_all"`) on `map`, from `backend`. Public
+    /// so that other adapters (and test fakes) report errors the same way.
+    pub fn on_map(backend: &'static str, op: &'static str, map: &str, reason: impl ToString) -> Self {
         Self { backend, op, subject: format!("on map {map:?}"), reason: reason.to_string() }
     }
 
     /// An error opening the storage at `location` (a path, or a server without its password).
-    pub(crate) fn opening(backend: &'static str, location: &str, reason: impl ToString) -> Self {
+    pub fn opening(backend: &'static str, location: &str, reason: impl ToString) -> Self {
         Self { backend, op: "open", subject: location.to_string(), reason: reason.to_string() }
     }
 

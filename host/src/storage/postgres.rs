@@ -25,7 +25,7 @@ const BACKEND: &str = "postgres";
 
 /// About this many bytes of keys and values go in one statement. CockroachDB refuses messages over
 /// 16 MiB by default, and smaller chunks keep the server's memory per statement modest.
-pub const CHUNK_BYTES: usize = 4 << 20;
+const CHUNK_BYTES: usize = 4 << 20;
 
 /// Creating the tables may race with another process doing the same; these errors mean it did, and
 /// the setup is tried again (the second time the tables exist).

@@ -1,8 +1,8 @@
 //! [`SqliteStorage`]: every map in one table of one SQLite file.
 //!
 //! The file is in WAL mode with `synchronous=NORMAL`: readers never block the writer, and a commit
-//! costs no fsync of the database file (a crash of the process loses nothing committed; a power
-//! loss may lose the last commits but never tears one). Other processes may share the file; a
+//! costs no fsync (only checkpoints sync). A crash of the process loses nothing committed; a power
+//! loss may lose the last commits, but never tears one. Other processes may share the file; a
 //! writer waits up to [`BUSY_TIMEOUT`] for another one's lock.
 //!
 //! The schema version is the file's `PRAGMA user_version`: 0 for a file onegrid never touched (the
@@ -18,7 +18,7 @@ use super::{SCHEMA_VERSION, Storage, StorageError, newer_schema};
 const BACKEND: &str = "sqlite";
 
 /// How long a call waits for another connection's lock before it fails with "database is locked".
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `WITHOUT ROWID`: the rows live in the primary key's B-tree, so a lookup is one search and a
 /// map's rows are contiguous.
