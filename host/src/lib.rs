@@ -9,7 +9,7 @@
 //! and a deadline per call), and contains every guest failure: a trap becomes a [`HostError`], never
 //! a crash of the host. It does not call the module's JavaScript API (wasm-bindgen's imports are
 //! defined as traps) and does not yet serve storage or sync; those drivers will be loops around
-//! [`Client::call`].
+//! [`Client::call`], storage's over the adapters in [`storage`].
 //!
 //! ## The loop
 //! Build the [`Runtime`] once per process, give each tenant or task a [`Client`] (one instance,
@@ -40,6 +40,8 @@
 //! - [`cache`]: the compiled-code cache on disk, and why loading it is sound.
 //! - [`error`]: [`HostError`], one enum for the host/module boundary.
 //! - [`pkg`]: the embedded module and JavaScript package, as `onegrid pkg` writes it.
+//! - [`storage`]: the storage contract as a blocking [`Storage`](storage::Storage) trait, with its
+//!   SQLite and PostgreSQL adapters.
 //!
 //! ## Features
 //! None. wasmtime is built lean: Cranelift, the runtime, and its GC support (the module's
@@ -50,6 +52,7 @@ pub mod client;
 pub mod error;
 pub mod pkg;
 pub mod runtime;
+pub mod storage;
 
 pub use cache::{CodeCache, CodeSource};
 pub use client::Client;
