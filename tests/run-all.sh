@@ -15,7 +15,14 @@ cargo build -p onegrid-core --target wasm32v1-none
 echo "== lints"
 cargo clippy --workspace --all-targets -- -D warnings
 
-echo "== Rust tests: core, host (wasmtime), conformance on four engines"
+echo "== a throwaway PostgreSQL on loopback for the storage tests (Debian's packages)"
+if [ -z "${ONEGRID_TEST_POSTGRES:-}" ]; then
+  ONEGRID_TEST_POSTGRES="$(bash tests/ci/postgres.sh start)" # its own line, so set -e sees a failure
+  trap 'bash tests/ci/postgres.sh stop' EXIT
+fi
+export ONEGRID_TEST_POSTGRES
+
+echo "== Rust tests: core, host (wasmtime, SQLite, PostgreSQL), conformance on four engines"
 cargo test --workspace
 
 echo "== Chromium and playwright-core for the browser tests (Debian's chromium, or \$CHROMIUM_PATH)"

@@ -155,6 +155,31 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The map the command names, if it names one.
+    pub fn map(&self) -> Option<&str> {
+        match self {
+            Self::Set { map, .. } | Self::SetMany { map, .. } | Self::Remove { map, .. } | Self::Get { map, .. } => {
+                Some(map)
+            }
+            Self::Add { map, .. } | Self::OrRemove { map, .. } | Self::OrGet { map, .. } => Some(map),
+            Self::Root { map } | Self::Export { map } | Self::Import { map, .. } | Self::Prune { map, .. } => Some(map),
+            Self::GetMap { map, .. } => Some(map),
+            Self::Open { .. } | Self::OpenPersistent { .. } | Self::Close | Self::Flush | Self::Storage { .. } => None,
+        }
+    }
+
+    /// The map kind the command works on, when only one kind can take it.
+    pub fn kind(&self) -> Option<MapKind> {
+        match self {
+            Self::Set { .. } | Self::SetMany { .. } | Self::Remove { .. } | Self::Get { .. } => Some(MapKind::Lww),
+            Self::Add { .. } | Self::OrRemove { .. } | Self::OrGet { .. } => Some(MapKind::Or),
+            Self::GetMap { kind, .. } => *kind,
+            _ => None,
+        }
+    }
+}
+
 /// A [`StorageEvent`] on the wire: the same, with the error as its message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WireEvent {

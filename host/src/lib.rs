@@ -8,8 +8,9 @@
 //! It loads and checks the module, caches its compiled code, runs bounded instances (a memory cap
 //! and a deadline per call), and contains every guest failure: a trap becomes a [`HostError`], never
 //! a crash of the host. It does not call the module's JavaScript API (wasm-bindgen's imports are
-//! defined as traps) and does not yet serve storage or sync; those drivers will be loops around
-//! [`Client::call`], storage's over the adapters in [`storage`].
+//! defined as traps). [`PersistentGrid`] drives the module's storage manager over the adapters in
+//! [`storage`] (SQLite, PostgreSQL); serving sync comes next, as another loop around
+//! [`Client::call`].
 //!
 //! ## The loop
 //! Build the [`Runtime`] once per process, give each tenant or task a [`Client`] (one instance,
@@ -40,6 +41,7 @@
 //! - [`cache`]: the compiled-code cache on disk, and why loading it is sound.
 //! - [`error`]: [`HostError`], one enum for the host/module boundary.
 //! - [`pkg`]: the embedded module and JavaScript package, as `onegrid pkg` writes it.
+//! - [`persistent`]: [`PersistentGrid`], a grid whose maps load from and flush to a storage adapter.
 //! - [`storage`]: the storage contract as a blocking [`Storage`](storage::Storage) trait, with its
 //!   SQLite and PostgreSQL adapters.
 //!
@@ -50,6 +52,7 @@
 pub mod cache;
 pub mod client;
 pub mod error;
+pub mod persistent;
 pub mod pkg;
 pub mod runtime;
 pub mod storage;
@@ -57,6 +60,7 @@ pub mod storage;
 pub use cache::{CodeCache, CodeSource};
 pub use client::Client;
 pub use error::HostError;
+pub use persistent::{GridError, PersistentGrid};
 pub use runtime::{Runtime, RuntimeConfig};
 
 /// Lowercase hex of `bytes`.

@@ -9,18 +9,21 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use onegrid_core::{Command, Reply, Request, Value};
-use onegrid_host::{Client, HostError, Runtime, RuntimeConfig, pkg};
+use onegrid_host::{Client, GridError, HostError, PersistentGrid, Runtime, RuntimeConfig, pkg, storage};
 
 const USAGE: &str = "\
 usage: onegrid [COMMAND] [OPTIONS]
 
 commands:
-  run             load the module, check its ABI and run a smoke test on a grid (the default)
+  run             load the module, check its ABI and run a smoke test on a grid, in memory and
+                  on storage (the default)
   info            print the module's SHA-256, size and ABI version
   pkg --out DIR   write the JavaScript package (onegrid_bg.wasm, onegrid.js, types, package.json)
 
 options:
   --module FILE   use this module instead of the embedded one (run, info)
+  --storage LOC   run: the storage of the smoke test, a SQLite file path or a postgres:// URL
+                  (default: a SQLite file in a new temporary folder, removed afterwards)
   -h, --help      print this help
   -V, --version   print the version
 
@@ -29,7 +32,7 @@ Compiled code is cached in $ONEGRID_CACHE_DIR, else $XDG_CACHE_HOME/onegrid, els
 /// What the command line asks for.
 #[derive(Debug)]
 enum Cli {
-    Run { module: Option<PathBuf> },
+    Run { module: Option<PathBuf>, storage: Option<String> },
     Info { module: Option<PathBuf> },
     Pkg { out: PathBuf },
     Help,
@@ -66,7 +69,7 @@ macro_rules! out {
 
 fn main() -> ExitCode {
     let result = parse(std::env::args_os().skip(1)).and_then(|cli| match cli {
-        Cli::Run { module } => run(module),
+        Cli::Run { module, storage } => run(module, storage),
         Cli::Info { module } => info(module),
         Cli::Pkg { out } => write_pkg(out),
         Cli::Help => {
@@ -102,7 +105,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Failure> {
         Some(other) if !other.starts_with('-') => return Err(Failure::Usage(format!("unknown command `{other}`"))),
         _ => "run".to_owned(),
     };
-    let (mut module, mut out) = (None, None);
+    let (mut module, mut out, mut storage) = (None, None, None);
     while let Some(arg) = args.next() {
         let text = arg.to_string_lossy();
         let (name, inline) = match text.split_once('=') {
@@ -116,13 +119,14 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Failure> {
             "-V" | "--version" => return Ok(Cli::Version),
             "--module" if command != "pkg" => module = Some(PathBuf::from(value()?)),
             "--out" if command == "pkg" => out = Some(PathBuf::from(value()?)),
+            "--storage" if command == "run" => storage = Some(value()?.to_string_lossy().into_owned()),
             _ => return Err(Failure::Usage(format!("unexpected argument `{name}` for `onegrid {command}`"))),
         }
     }
     Ok(match command.as_str() {
         "info" => Cli::Info { module },
         "pkg" => Cli::Pkg { out: out.ok_or_else(|| Failure::Usage("pkg needs --out DIR".into()))? },
-        _ => Cli::Run { module },
+        _ => Cli::Run { module, storage },
     })
 }
 
@@ -159,8 +163,9 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(bytes).into()
 }
 
-/// The smoke run: load, check, open two grids, write, read, export, import, compare roots.
-fn run(module: Option<PathBuf>) -> Result<(), Failure> {
+/// The smoke run: load, check, open two grids, write, read, export, import, compare roots; then
+/// the same records through storage: write, flush, load into a new grid, compare roots.
+fn run(module: Option<PathBuf>, storage: Option<String>) -> Result<(), Failure> {
     let (bytes, name) = module_bytes(module.as_ref())?;
     let started = Instant::now();
     let runtime = Runtime::new(&bytes, RuntimeConfig::default())?;
@@ -224,7 +229,63 @@ fn run(module: Option<PathBuf>) -> Result<(), Failure> {
         n = records.len(),
     );
     out!("root: {root:#010x} (equal on both grids)");
+    smoke_storage(&runtime, storage, &records)?;
     out!("ok");
+    Ok(())
+}
+
+/// The storage part of the smoke run, on `location` or a SQLite file in a new temporary folder.
+fn smoke_storage(runtime: &Runtime, location: Option<String>, records: &[(&str, Value)]) -> Result<(), Failure> {
+    let temp = location.is_none().then(|| std::env::temp_dir().join(format!("onegrid-smoke-{}", std::process::id())));
+    let location = match (&location, &temp) {
+        (Some(location), _) => location.clone(),
+        (None, Some(dir)) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Failure::Failed(format!("cannot create {}: {e}", dir.display())))?;
+            dir.join("grid.db").display().to_string()
+        }
+        (None, None) => unreachable!("a temporary folder is made when no location is given"),
+    };
+    let result = smoke_storage_at(runtime, &location, records);
+    if let Some(dir) = temp {
+        let _ = std::fs::remove_dir_all(dir); // best effort: it is a temporary folder
+    }
+    result
+}
+
+fn smoke_storage_at(runtime: &Runtime, location: &str, records: &[(&str, Value)]) -> Result<(), Failure> {
+    let failed = |e: GridError| Failure::Failed(format!("storage smoke test on {}: {e}", storage::describe(location)));
+    let open = |node: &str| -> Result<PersistentGrid, Failure> {
+        let store = storage::open(location).map_err(|e| Failure::Failed(e.to_string()))?;
+        PersistentGrid::open(runtime, node, store).map_err(failed)
+    };
+    // A map name of its own per run, so a shared database (a --storage URL) starts it empty.
+    let map = format!("smoke-{}-{}", std::process::id(), wall_ms());
+    let started = Instant::now();
+    let mut writer = open("host-smoke-writer")?;
+    for (key, value) in records {
+        let set = Command::Set { map: map.clone(), key: (*key).into(), value: value.clone(), ttl_ms: None };
+        writer.call(set).map_err(failed)?;
+    }
+    writer.flush().map_err(failed)?;
+    let root = writer.call(Command::Root { map: map.clone() }).map_err(failed)?;
+    let written = started.elapsed();
+    drop(writer);
+    let started = Instant::now();
+    let mut reader = open("host-smoke-reader")?;
+    reader.get_map(&map, None).map_err(failed)?;
+    let reloaded = reader.call(Command::Root { map: map.clone() }).map_err(failed)?;
+    if reloaded != root {
+        return Err(Failure::Failed(format!("the reloaded map differs: root {reloaded:?}, written {root:?}")));
+    }
+    out!(
+        "storage: {} ({}): {} records written and flushed in {}, loaded into a new grid in {}: roots equal",
+        storage::describe(location),
+        if location.contains("://") { "PostgreSQL" } else { "SQLite, WAL" },
+        records.len(),
+        ms(written),
+        ms(started.elapsed()),
+    );
     Ok(())
 }
 

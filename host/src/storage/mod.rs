@@ -110,11 +110,25 @@ pub fn execute(storage: &mut dyn Storage, op: &StorageOp) -> StorageResult {
 /// Opens the storage at `location`: a PostgreSQL server for a `postgres://` or `postgresql://` URL,
 /// else a SQLite file at that path (created if missing).
 pub fn open(location: &str) -> Result<Box<dyn Storage>, StorageError> {
+    if location.is_empty() {
+        // SQLite would open a private temporary database: data that vanishes on close.
+        return Err(StorageError::opening(
+            "storage",
+            "an empty location",
+            "give a SQLite file path or a postgres:// URL",
+        ));
+    }
     if is_postgres_url(location) {
         Ok(Box::new(PostgresStorage::connect(location)?))
     } else {
         Ok(Box::new(SqliteStorage::open(location)?))
     }
+}
+
+/// `location` for messages: a SQLite path as it is, a PostgreSQL URL as `host:port/database`
+/// (never its user or password).
+pub fn describe(location: &str) -> String {
+    if is_postgres_url(location) { postgres::describe_url(location) } else { location.to_owned() }
 }
 
 /// URL schemes are case-insensitive.

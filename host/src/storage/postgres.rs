@@ -181,6 +181,11 @@ fn is_setup_race(e: &::postgres::Error) -> bool {
     e.code().is_some_and(|code| race.contains(code) || *code == SqlState::T_R_SERIALIZATION_FAILURE)
 }
 
+/// [`describe`] of a URL; one that does not parse is shown as `a PostgreSQL URL`.
+pub(super) fn describe_url(url: &str) -> String {
+    url.parse::<Config>().map_or_else(|_| String::from("a PostgreSQL URL"), |config| describe(&config))
+}
+
 /// `host:port,... /database` of a connection configuration: no user, no password.
 fn describe(config: &Config) -> String {
     let ports = config.get_ports();

@@ -174,3 +174,25 @@ pub fn fake_module(abi: i32, call: &[u8]) -> Vec<u8> {
     section(10, vec_of(&bodies), &mut module);
     module
 }
+
+/// A URL of the test PostgreSQL server (`$ONEGRID_TEST_POSTGRES`) that puts a connection in a
+/// schema of its own, so tests never see each other's tables. Panics with how to start a server
+/// when the variable is unset: the PostgreSQL tests never skip.
+pub fn postgres_schema_url() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let admin = match std::env::var("ONEGRID_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "ONEGRID_TEST_POSTGRES is not set: this test needs a PostgreSQL server. Start a throwaway one \
+             on loopback with\n    export ONEGRID_TEST_POSTGRES=\"$(tests/ci/postgres.sh start)\""
+        ),
+    };
+    let schema = format!("onegrid_host_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let mut client = ::postgres::Client::connect(&admin, ::postgres::NoTls)
+        .unwrap_or_else(|e| panic!("cannot reach ONEGRID_TEST_POSTGRES ({admin}): {e}"));
+    client.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
+    let sep = if admin.contains('?') { '&' } else { '?' };
+    // `options` is sent at startup: `-c search_path=<schema>`, percent-encoded.
+    format!("{admin}{sep}options=-c%20search_path%3D{schema}")
+}
