@@ -1,9 +1,8 @@
 //! One op trace on every runtime of the module, against native code.
 //!
 //! Run with `cargo bench -p onegrid-host --bench runtimes` (Chromium and playwright-core first:
-//! `bash tests/ci/chromium.sh`). `ROUNDS=n` sets the measured rounds (default 7, after one warm-up
-//! round); `SKIP=chromium` or `SKIP=node,chromium` leaves JavaScript engines out; `NODE` names the
-//! node binary.
+//! `bash tests/ci/chromium.sh`). `ROUNDS=n` sets the rounds (default 7); `SKIP=chromium` or
+//! `SKIP=node,chromium` leaves JavaScript engines out; `NODE` names the node binary.
 //!
 //! Workloads, on a fresh grid each run (opening it and any setup are not timed):
 //! - `sets`: 100 000 LWW sets of `{ n, name, done }`, one call each, wall clock `T0 + i`;
@@ -17,9 +16,12 @@
 //! requests, imports defined as traps) and through the JavaScript API (`Grid`, `LwwMap`).
 //!
 //! This program builds the trace, writes the package (`pkg::write`), the encoded requests
-//! (`trace.bin`) and the same trace for the JavaScript API (`trace.json`) into a scratch directory,
-//! times native and wasmtime interleaved, then runs `tests/bench/runtimes.mjs` for Node and for
-//! Chromium, which time their two ways interleaved and answer in JSON. Every run of every runtime
+//! (`trace.bin`) and the same trace for the JavaScript API (`trace.json`) into a scratch directory.
+//! Each round then times native and wasmtime (interleaved; the first round is preceded by an
+//! unmeasured one) and runs `tests/bench/runtimes.mjs` for Node and for Chromium: a fresh process
+//! that times its two ways interleaved, after a warm-up round of its own, and answers in JSON. So
+//! every runtime is measured once a round, close in time to the others, and a busy machine slows
+//! them alike. Every run of every runtime
 //! must end with the native Merkle root, and its replies must match native's (the same reply bytes
 //! through the byte ABI; the same merge count and values read through the JavaScript API), or the
 //! bench fails. It prints a table of medians and one of minimums, with each runtime's ratio to
@@ -72,6 +74,14 @@ enum Way {
     Bytes,
 }
 
+impl Measured {
+    fn extend(&mut self, other: Measured) {
+        self.ms.extend(other.ms);
+        self.roots.extend(other.roots);
+        self.checks.extend(other.checks);
+    }
+}
+
 struct RuntimeResult {
     label: String,
     /// Checked like the byte ABI (reply digests) or like the JavaScript API.
@@ -87,10 +97,10 @@ fn main() {
 
     let runtime = Runtime::new(pkg::WASM, RuntimeConfig::default()).expect("the module loads");
     let mut client = Client::new(&runtime).expect("an instance");
-    eprintln!("module {} ({} bytes); {rounds} rounds after a warm-up", runtime.sha256_hex(), pkg::WASM.len());
+    eprintln!("module {} ({} bytes)", runtime.sha256_hex(), pkg::WASM.len());
 
     let dir = Scratch::new();
-    write_inputs(&dir.0, &entries, &snapshot, &workloads, rounds);
+    write_inputs(&dir.0, &entries, &snapshot, &workloads);
 
     // Native and wasmtime, interleaved so a busy machine slows them alike.
     let ways = [
@@ -107,39 +117,43 @@ fn main() {
         })
         .collect();
     let mut expected_api = vec![String::new(); workloads.len()];
-    eprintln!("native and wasmtime ...");
-    for round in 0..=rounds {
-        for (w, workload) in workloads.iter().enumerate() {
-            for _ in 0..workload.runs {
-                for (r, (way, _)) in ways.iter().enumerate() {
-                    let (ms, root, replies) = run_rust(*way, &mut client, workload);
-                    if *way == Way::Native {
-                        expected_api[w] = api_check(workload.key, &replies);
+    let engines: Vec<&str> = ["node", "chromium"].into_iter().filter(|e| !skip.split(',').any(|s| s == *e)).collect();
+    for round in 0..rounds {
+        eprintln!("round {} of {rounds}: native and wasmtime, {}", round + 1, engines.join(", "));
+        // Round 1 starts with an unmeasured round (wasmtime's instance grows its memory there).
+        let measured_rounds: &[bool] = if round == 0 { &[false, true] } else { &[true] };
+        for &measured in measured_rounds {
+            for (w, workload) in workloads.iter().enumerate() {
+                for _ in 0..workload.runs {
+                    for (r, (way, _)) in ways.iter().enumerate() {
+                        let (ms, root, replies) = run_rust(*way, &mut client, workload);
+                        if *way == Way::Native {
+                            expected_api[w] = api_check(workload.key, &replies);
+                        }
+                        if measured {
+                            let m = &mut results[r].workloads[w];
+                            m.ms.push(ms);
+                            m.roots.push(root);
+                            m.checks.push(digest(replies.iter().map(encode_reply)));
+                        }
                     }
-                    if round > 0 {
-                        let m = &mut results[r].workloads[w];
-                        m.ms.push(ms);
-                        m.roots.push(root);
-                        m.checks.push(digest(replies.iter().map(encode_reply)));
-                    }
+                }
+            }
+        }
+        for engine in &engines {
+            for new in run_js(engine, &dir.0, &workloads) {
+                match results.iter_mut().find(|r| r.label == new.label) {
+                    Some(old) => old.workloads.iter_mut().zip(new.workloads).for_each(|(o, n)| o.extend(n)),
+                    None => results.push(new),
                 }
             }
         }
     }
 
-    for engine in ["node", "chromium"] {
-        if skip.split(',').any(|s| s == engine) {
-            eprintln!("{engine}: skipped (SKIP)");
-            continue;
-        }
-        eprintln!("{engine} ...");
-        results.extend(run_js(engine, &dir.0, &workloads));
-    }
-
     verify(&results, &workloads, &expected_api);
     println!(
-        "\n{N} sets / gets of `{{ n, name, done }}`, {MERGES} merges in one import; median of {rounds} interleaved \
-         rounds ({IMPORT_RUNS} import runs a round); ratio to native in brackets. Roots and replies checked on every runtime."
+        "\n{N} sets / gets of `{{ n, name, done }}`, {MERGES} merges in one import; median of {rounds} rounds \
+         ({IMPORT_RUNS} import runs a round), every runtime once a round; ratio to native in brackets. Roots and replies checked on every runtime."
     );
     for (caption, pick) in [("median", 0), ("minimum", 1)] {
         println!("\n{caption}:\n");
@@ -307,7 +321,7 @@ fn digest(replies: impl Iterator<Item = Vec<u8>>) -> String {
 
 /// Writes the package, `trace.bin` (every encoded request, each as a little-endian u32 length and
 /// its bytes) and `trace.json` (the same trace for the JavaScript API, and which frames are which).
-fn write_inputs(dir: &Path, entries: &[(String, Value)], snapshot: &[u8], workloads: &[Workload], rounds: usize) {
+fn write_inputs(dir: &Path, entries: &[(String, Value)], snapshot: &[u8], workloads: &[Workload]) {
     pkg::write(&dir.join("pkg")).expect("the package is written");
     let mut bin = Vec::new();
     let mut count = 0;
@@ -340,7 +354,7 @@ fn write_inputs(dir: &Path, entries: &[(String, Value)], snapshot: &[u8], worklo
         "nodeId": NODE_ID,
         "maxDriftMs": MAX_DRIFT_MS,
         "map": MAP,
-        "rounds": rounds,
+        "rounds": 1, // measured rounds per process (after one warm-up round)
         "keys": entries.iter().map(|(k, _)| k).collect::<Vec<_>>(),
         "values": values,
         "replies": { "opened": hex(&encode_reply(&Reply::Opened(HANDLE))), "done": hex(&encode_reply(&Reply::Done)) },
