@@ -150,7 +150,12 @@ fn main() {
         }
     }
 
-    verify(&results, &workloads, &expected_api);
+    let wrong = verify(&results, &workloads, &expected_api);
+    drop(dir);
+    if !wrong.is_empty() {
+        eprintln!("\nTHE RUNTIMES DISAGREE:\n  {}", wrong.join("\n  "));
+        std::process::exit(1);
+    }
     println!(
         "\n{N} sets / gets of `{{ n, name, done }}`, {MERGES} merges in one import; median of {rounds} rounds \
          ({IMPORT_RUNS} import runs a round), every runtime once a round; ratio to native in brackets. Roots and replies checked on every runtime."
@@ -419,8 +424,8 @@ fn unhex(s: &str) -> Vec<u8> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
 }
 
-/// Fails unless every run of every runtime matched native: the root, and the replies or values.
-fn verify(results: &[RuntimeResult], workloads: &[Workload], expected_api: &[String]) {
+/// Where a run did not match native: its root, or its replies or the values it read.
+fn verify(results: &[RuntimeResult], workloads: &[Workload], expected_api: &[String]) -> Vec<String> {
     let native = &results[0];
     let mut wrong = Vec::new();
     for (w, workload) in workloads.iter().enumerate() {
@@ -440,10 +445,7 @@ fn verify(results: &[RuntimeResult], workloads: &[Workload], expected_api: &[Str
             }
         }
     }
-    if !wrong.is_empty() {
-        eprintln!("\nTHE RUNTIMES DISAGREE:\n  {}", wrong.join("\n  "));
-        std::process::exit(1);
-    }
+    wrong
 }
 
 /// A Markdown table: each runtime's median (`pick` 0) or minimum (1), and its ratio to native's.
