@@ -634,7 +634,7 @@ fn canonicalize(scan: &mut Scan<'_>, out: &mut Vec<u8>) -> Result<(), String> {
                 scan.canonical = canonical;
                 entries.push((key, encoded_key, value));
             }
-            entries.sort_by(|a, b| a.0.cmp(b.0));
+            crate::sort::by_key(&mut entries, |e| e.0);
             if let Some(pair) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
                 let key = core::str::from_utf8(pair[0].0).unwrap_or_default();
                 return Err(alloc::format!("the key {} appears twice", crate::error::Quoted(&excerpt(key))));

@@ -87,7 +87,7 @@ impl Dirty {
     pub(crate) fn keys(&self) -> Vec<(&str, u64)> {
         let mut keys: Vec<(&str, u64)> =
             self.tracking.as_ref().map(|t| t.keys.iter().map(|(k, &s)| (&**k, s)).collect()).unwrap_or_default();
-        keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        crate::sort::by_key(&mut keys, |k| k.0.as_bytes());
         keys
     }
 

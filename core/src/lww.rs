@@ -388,7 +388,7 @@ impl LwwMap {
     pub fn entries_encoded(&self, wall: u64) -> Vec<(&str, &Encoded)> {
         let mut out: Vec<(&str, &Encoded)> =
             self.slots.iter().filter_map(|(k, s)| Some((&**k, s.visible(wall)?))).collect();
-        out.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        crate::sort::by_key(&mut out, |e| e.0.as_bytes());
         out
     }
 
@@ -412,14 +412,14 @@ impl LwwMap {
                 ttl_ms: s.ttl_ms.map(NonZeroU64::get),
             })
             .collect();
-        out.sort_unstable_by(|a, b| a.key.cmp(b.key));
+        crate::sort::by_key(&mut out, |r| r.key.as_bytes());
         out
     }
 
     /// Every stored record, tombstones included, sorted by key: what a snapshot holds.
     pub fn records(&self) -> Vec<(&str, LwwRecord)> {
         let mut out: Vec<(&str, LwwRecord)> = self.slots.iter().map(|(k, s)| (&**k, s.record())).collect();
-        out.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        crate::sort::by_key(&mut out, |e| e.0.as_bytes());
         out
     }
 
@@ -438,7 +438,7 @@ impl LwwMap {
     pub fn leaf_keys(&self, path: &str) -> Vec<&str> {
         let mut out: Vec<&str> =
             self.slots.keys().filter(|k| MerkleTree::is_under(crate::hash::fnv1a(k), path)).map(|k| &**k).collect();
-        out.sort_unstable();
+        crate::sort::strs(&mut out);
         out
     }
 

@@ -254,7 +254,7 @@ impl OrMap {
     /// The tombstoned tags, sorted by their text form.
     pub fn tombstones(&self) -> Vec<String> {
         let mut tags: Vec<String> = self.tombstones.iter().map(Timestamp::to_text).collect();
-        tags.sort_unstable();
+        crate::sort::strs(&mut tags);
         tags
     }
 
@@ -289,7 +289,7 @@ impl OrMap {
                 (!values.is_empty()).then_some((&**k, values))
             })
             .collect();
-        out.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        crate::sort::by_key(&mut out, |e| e.0.as_bytes());
         out
     }
 
@@ -301,7 +301,7 @@ impl OrMap {
     /// Every key with live records (expired included), sorted: what a snapshot holds.
     pub fn records(&self) -> Vec<(&str, &[OrRecord])> {
         let mut out: Vec<(&str, &[OrRecord])> = self.keys.iter().map(|(k, e)| (&**k, &e.records[..])).collect();
-        out.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        crate::sort::by_key(&mut out, |e| e.0.as_bytes());
         out
     }
 
@@ -319,7 +319,7 @@ impl OrMap {
     pub fn leaf_keys(&self, path: &str) -> Vec<&str> {
         let mut out: Vec<&str> =
             self.keys.keys().filter(|k| MerkleTree::is_under(fnv1a(k), path)).map(|k| &**k).collect();
-        out.sort_unstable();
+        crate::sort::strs(&mut out);
         out
     }
 
@@ -368,7 +368,7 @@ impl OrMap {
 /// order `"|<tag>:<value>:<millis>:<counter>:<node_id>"` and `":ttl=<ttl_ms>"` when set.
 fn entry_hash(key: &str, records: &[OrRecord]) -> u32 {
     let mut tagged: Vec<(String, &OrRecord)> = records.iter().map(|r| (r.tag(), r)).collect();
-    tagged.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    crate::sort::by_key(&mut tagged, |t| t.0.as_bytes());
     let mut h = Fnv1a::new();
     h.write_text("key:");
     h.write_text(key);

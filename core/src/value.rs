@@ -47,7 +47,7 @@ impl Value {
     /// A map value from entries in any order; a key given twice is an error.
     pub fn map<K: Into<Box<str>>>(entries: impl IntoIterator<Item = (K, Value)>) -> Result<Self, Error> {
         let mut entries: Vec<(Box<str>, Value)> = entries.into_iter().map(|(k, v)| (k.into(), v)).collect();
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        crate::sort::by_key(&mut entries, |e| e.0.as_bytes());
         if let Some(pair) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(invalid("$", alloc::format!("the key {} appears twice", Quoted(&excerpt(&pair[0].0)))));
         }
@@ -80,7 +80,7 @@ impl Value {
             Self::List(items) => items.iter_mut().try_for_each(Self::sort_maps),
             Self::Map(entries) => {
                 if !entries.is_sorted_by(|a, b| a.0 < b.0) {
-                    entries.sort_by(|a, b| a.0.cmp(&b.0));
+                    crate::sort::by_key(entries, |e| e.0.as_bytes());
                     if let Some(pair) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
                         return Err(invalid(
                             "$",
@@ -168,12 +168,7 @@ impl Value {
                 w.write_char(']')
             }
             Self::Map(entries) => {
-                // Stored order is by UTF-8 bytes; it differs from UTF-16 order only between
-                // supplementary characters and U+E000..U+FFFF, so re-sort only when needed.
-                let mut order: Vec<&(Box<str>, Value)> = entries.iter().collect();
-                if !entries.iter().all(|(k, _)| k.is_ascii()) {
-                    order.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
-                }
+                let order = utf16_order(entries);
                 w.write_char('{')?;
                 for (i, (key, item)) in order.into_iter().enumerate() {
                     if i > 0 {
@@ -360,6 +355,22 @@ fn write_js_number<W: Write>(f: f64, w: &mut W) -> fmt::Result {
         w.write_char(if n - 1 < 0 { '-' } else { '+' })?;
         write_decimal(u64::from((n - 1).unsigned_abs()), w)
     }
+}
+
+/// Map entries in the order of their keys' UTF-16 code units, which the canonical JSON uses.
+fn utf16_order(entries: &[(Box<str>, Value)]) -> Vec<&(Box<str>, Value)> {
+    type Entry = (Box<str>, Value);
+    let mut order: Vec<&Entry> = entries.iter().collect();
+    // Stored order is by UTF-8 bytes; it differs from UTF-16 order only between supplementary
+    // characters and U+E000..U+FFFF, so re-sort only when needed. Big-endian UTF-16 bytes compare
+    // as the code units do.
+    if !entries.iter().all(|(k, _)| k.is_ascii()) {
+        let mut keyed: Vec<(Vec<u8>, &Entry)> =
+            order.iter().map(|&e| (e.0.encode_utf16().flat_map(u16::to_be_bytes).collect(), e)).collect();
+        crate::sort::by_key(&mut keyed, |k| &k.0);
+        order = keyed.into_iter().map(|(_, e)| e).collect();
+    }
+    order
 }
 
 /// Writes `n` in decimal without going through `core::fmt`'s integer machinery.
