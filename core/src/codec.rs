@@ -83,6 +83,21 @@ enum SnapshotWire<'a> {
     },
 }
 
+/// The body of `SnapshotWire::Or`, for the paths that handle OR snapshots only: serde code for
+/// the whole enum would bring the LWW records' along.
+#[derive(Serialize, Deserialize)]
+struct OrSnapshotWire<'a> {
+    #[serde(borrow)]
+    nodes: Vec<&'a str>,
+    #[serde(borrow)]
+    keys: Vec<OrKeyWire<'a>>,
+    #[serde(borrow)]
+    tombstones: Vec<&'a str>,
+}
+
+/// The variant index of `SnapshotWire::Or`.
+const OR_SNAPSHOT_TAG: u8 = 1;
+
 #[derive(Serialize, Deserialize)]
 struct LwwWire<'a> {
     key: &'a str,
@@ -165,6 +180,10 @@ impl<'a> NodeTable<'a> {
 
 fn write_versioned<T: Serialize>(body: &T, out: &mut Vec<u8>) {
     out.push(FORMAT_VERSION);
+    write_postcard(body, out);
+}
+
+fn write_postcard<T: Serialize>(body: &T, out: &mut Vec<u8>) {
     // Serializing into a growable Vec fails only on allocation failure, which aborts anyway.
     if let Ok(bytes) = postcard::to_extend(body, core::mem::take(out)) {
         *out = bytes;
@@ -247,7 +266,10 @@ pub fn encode_or_snapshot_into(map: &OrMap, out: &mut Vec<u8>) {
         })
         .collect();
     let tombstones = tombstones.iter().map(String::as_str).collect();
-    write_versioned(&SnapshotWire::Or { nodes: table.nodes, keys, tombstones }, out);
+    // The layout of `SnapshotWire::Or`: its variant index, then its fields.
+    out.push(FORMAT_VERSION);
+    out.push(OR_SNAPSHOT_TAG);
+    write_postcard(&OrSnapshotWire { nodes: table.nodes, keys, tombstones }, out);
 }
 
 /// A snapshot of an LWW map as a new buffer.
@@ -305,6 +327,12 @@ fn read_versioned<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &'static str) -
     if version != FORMAT_VERSION {
         return Err(bad(alloc::format!("format version {version} is not supported (expected {FORMAT_VERSION})")));
     }
+    read_body(body, what)
+}
+
+/// Decodes `postcard(T)` with nothing trailing.
+fn read_body<'a, T: Deserialize<'a>>(body: &'a [u8], what: &'static str) -> Result<T, Error> {
+    let bad = |reason: String| Error::Decode { what, reason };
     let (value, rest) = postcard::take_from_bytes::<T>(body).map_err(|e| bad(postcard_reason(&e)))?;
     if !rest.is_empty() {
         return Err(bad(alloc::format!("{} unexpected bytes after the end", rest.len())));
@@ -405,28 +433,42 @@ fn decode_snapshot_wire(wire: SnapshotWire<'_>) -> Result<Snapshot, Error> {
             check_key_order(records.iter().map(|(k, _)| &**k))?;
             Snapshot::Lww(records)
         }
-        SnapshotWire::Or { nodes, keys, tombstones } => {
-            let table = node_table(&nodes)?;
-            let keys = keys
-                .into_iter()
-                .map(|k| {
-                    let records = k
-                        .records
-                        .into_iter()
-                        .map(|w| {
-                            let timestamp = Timestamp::new(w.millis, w.counter, node_at(&table, w.node)?);
-                            check_tag(w.tag, &timestamp)?;
-                            Ok(OrRecord { value: check_value(w.value)?, timestamp, ttl_ms: check_ttl(w.ttl_ms)? })
-                        })
-                        .collect::<Result<_, Error>>()?;
-                    Ok((check_key(k.key)?, records))
-                })
-                .collect::<Result<Vec<_>, Error>>()?;
-            check_key_order(keys.iter().map(|(k, _)| &**k))?;
-            let tombstones = tombstones.iter().map(|t| Timestamp::parse(t)).collect::<Result<_, _>>()?;
-            Snapshot::Or { keys, tombstones }
-        }
+        SnapshotWire::Or { nodes, keys, tombstones } => or_snapshot(OrSnapshotWire { nodes, keys, tombstones })?,
     })
+}
+
+/// Decodes what [`decode_lww_snapshot_raw`] left: an OR snapshot (the version and variant already
+/// checked there). Gives what [`decode_snapshot`] gives for those bytes.
+pub(crate) fn decode_or_snapshot(bytes: &[u8]) -> Result<Snapshot, Error> {
+    const WHAT: &str = "snapshot";
+    let [FORMAT_VERSION, OR_SNAPSHOT_TAG, body @ ..] = bytes else {
+        return Err(Error::Decode { what: WHAT, reason: "an LWW snapshot in an OR position".into() });
+    };
+    let wire: OrSnapshotWire<'_> = read_body(body, WHAT)?;
+    or_snapshot(wire).map_err(in_decode(WHAT))
+}
+
+fn or_snapshot(wire: OrSnapshotWire<'_>) -> Result<Snapshot, Error> {
+    let OrSnapshotWire { nodes, keys, tombstones } = wire;
+    let table = node_table(&nodes)?;
+    let keys = keys
+        .into_iter()
+        .map(|k| {
+            let records = k
+                .records
+                .into_iter()
+                .map(|w| {
+                    let timestamp = Timestamp::new(w.millis, w.counter, node_at(&table, w.node)?);
+                    check_tag(w.tag, &timestamp)?;
+                    Ok(OrRecord { value: check_value(w.value)?, timestamp, ttl_ms: check_ttl(w.ttl_ms)? })
+                })
+                .collect::<Result<_, Error>>()?;
+            Ok((check_key(k.key)?, records))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    check_key_order(keys.iter().map(|(k, _)| &**k))?;
+    let tombstones = tombstones.iter().map(|t| Timestamp::parse(t)).collect::<Result<_, _>>()?;
+    Ok(Snapshot::Or { keys, tombstones })
 }
 
 /// A record of an LWW snapshot with its value still encoded, borrowed from the snapshot's bytes.

@@ -600,8 +600,9 @@ impl Encoded {
         if let Ok(bytes) = postcard::to_slice(value, &mut stack) {
             return Self(Box::from(&bytes[..]));
         }
-        // Serializing into a growable buffer fails only on allocation failure, which aborts.
-        Self(postcard::to_allocvec(value).unwrap_or_default().into_boxed_slice())
+        // Serializing into a growable buffer fails only on allocation failure, which aborts. (The
+        // codec's flavor: `to_allocvec` would be one more copy of the serializer in the module.)
+        Self(postcard::to_extend(value, Vec::new()).unwrap_or_default().into_boxed_slice())
     }
 
     /// Checks and adopts bytes of one value, making them canonical if a map's keys are out of order.
