@@ -17,12 +17,13 @@ use alloc::vec::Vec;
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Reply, Request};
+use crate::command::{Reply, Request, WireEvent};
 use crate::error::{Error, excerpt};
 use crate::hlc::{NodeId, Timestamp};
 use crate::lww::{LwwMap, LwwRecord};
 use crate::map_common::{Hasher, MapKind};
 use crate::or_map::{OrMap, OrRecord};
+use crate::storage::{MapStatus, StorageOp};
 use crate::value::{Encoded, MAX_DEPTH, Value};
 
 /// The first byte of every encoding this module writes.
@@ -239,6 +240,20 @@ pub fn put_varint(out: &mut Vec<u8>, mut n: u64) {
 pub fn put_str(out: &mut Vec<u8>, s: &str) {
     put_varint(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
+}
+
+/// Appends the postcard encoding of `value` (what its `Serialize` writes). Callers outside this
+/// crate use it instead of serializing values themselves, so the module holds one copy of the
+/// value serializer.
+pub fn put_value(out: &mut Vec<u8>, value: &Value) {
+    write_postcard(value, out);
+}
+
+/// Splits one postcard-encoded [`Value`] off the front of `bytes`, as its `Deserialize` reads it
+/// (nesting bounded; the rest is left to [`Value::validate`]). Like [`put_value`], it keeps the
+/// module at one copy of the value decoder.
+pub fn take_value(bytes: &[u8]) -> postcard::Result<(Value, &[u8])> {
+    postcard::take_from_bytes(bytes)
 }
 
 /// Appends a snapshot of `map` (live records and tombstones) to `out`.
@@ -600,11 +615,153 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, Error> {
     read_versioned(bytes, "request")
 }
 
-/// Encodes a byte-ABI reply.
+/// Encodes a byte-ABI reply. Written by hand in the layout serde gives [`Reply`] (which
+/// [`decode_reply`] reads): the derived serializer of the reply types costs the module three times
+/// as much code.
 pub fn encode_reply(reply: &Reply) -> Vec<u8> {
-    let mut out = Vec::new();
-    write_versioned(reply, &mut out);
+    let mut out = alloc::vec![FORMAT_VERSION];
+    let o = &mut out;
+    match reply {
+        Reply::Done => put_varint(o, 0),
+        Reply::Opened(handle) => {
+            put_varint(o, 1);
+            put_varint(o, u64::from(*handle));
+        }
+        Reply::Value(value) => {
+            put_varint(o, 2);
+            match value {
+                Some(value) => {
+                    o.push(1);
+                    put_value(o, value);
+                }
+                None => o.push(0),
+            }
+        }
+        Reply::Values(values) => {
+            put_varint(o, 3);
+            put_varint(o, values.len() as u64);
+            for value in values {
+                put_value(o, value);
+            }
+        }
+        Reply::Tags(tags) => {
+            put_varint(o, 4);
+            put_strs(o, tags);
+        }
+        Reply::Root(root) => {
+            put_varint(o, 5);
+            put_varint(o, u64::from(*root));
+        }
+        Reply::Bytes(bytes) => {
+            put_varint(o, 6);
+            put_bytes(o, bytes);
+        }
+        Reply::Count(count) => {
+            put_varint(o, 7);
+            put_varint(o, *count);
+        }
+        Reply::Error(message) => {
+            put_varint(o, 8);
+            put_str(o, message);
+        }
+        Reply::Status(status) => {
+            put_varint(o, 9);
+            match status {
+                MapStatus::Loading => put_varint(o, 0),
+                MapStatus::Loaded(kind) => {
+                    put_varint(o, 1);
+                    put_kind(o, *kind);
+                }
+            }
+        }
+        Reply::Storage { requests, events } => {
+            put_varint(o, 10);
+            put_varint(o, requests.len() as u64);
+            for request in requests {
+                put_varint(o, request.id);
+                match &request.op {
+                    StorageOp::LoadAllKeys { map } => {
+                        put_varint(o, 0);
+                        put_str(o, map);
+                    }
+                    StorageOp::LoadAll { map, keys } => {
+                        put_varint(o, 1);
+                        put_str(o, map);
+                        put_strs(o, keys);
+                    }
+                    StorageOp::StoreAll { map, entries } => {
+                        put_varint(o, 2);
+                        put_str(o, map);
+                        put_varint(o, entries.len() as u64);
+                        for (key, bytes) in entries {
+                            put_str(o, key);
+                            put_bytes(o, bytes);
+                        }
+                    }
+                    StorageOp::DeleteAll { map, keys } => {
+                        put_varint(o, 3);
+                        put_str(o, map);
+                        put_strs(o, keys);
+                    }
+                }
+            }
+            put_varint(o, events.len() as u64);
+            for event in events {
+                match event {
+                    WireEvent::MapLoaded { map, count } => {
+                        put_varint(o, 0);
+                        put_str(o, map);
+                        put_varint(o, *count);
+                    }
+                    WireEvent::Ready { map, kind } => {
+                        put_varint(o, 1);
+                        put_str(o, map);
+                        put_kind(o, *kind);
+                    }
+                    WireEvent::LoadFailed { map, error } => {
+                        put_varint(o, 2);
+                        put_str(o, map);
+                        put_str(o, error);
+                    }
+                    WireEvent::Flushed { flush_id } => {
+                        put_varint(o, 3);
+                        put_varint(o, *flush_id);
+                    }
+                    WireEvent::FlushFailed { flush_id, error } => {
+                        put_varint(o, 4);
+                        put_varint(o, *flush_id);
+                        put_str(o, error);
+                    }
+                }
+            }
+        }
+    }
     out
+}
+
+/// A postcard list of strings.
+fn put_strs(out: &mut Vec<u8>, items: &[String]) {
+    put_varint(out, items.len() as u64);
+    for item in items {
+        put_str(out, item);
+    }
+}
+
+/// Postcard bytes (`Vec<u8>` too: a length, then each byte as it is).
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// A [`MapKind`] as serde writes it: the variant index.
+fn put_kind(out: &mut Vec<u8>, kind: MapKind) {
+    put_varint(
+        out,
+        match kind {
+            MapKind::Lww => 0,
+            MapKind::Or => 1,
+        },
+    );
 }
 
 /// Decodes a byte-ABI reply.
