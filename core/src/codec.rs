@@ -65,6 +65,10 @@ pub enum StoredValue {
 }
 
 // ---- wire structs (private: the layout is this module's business) ----------------------------
+//
+// The decoders read these through serde. The encoders write the same layouts by hand (serde's
+// serializers for them cost the wasm module several times the code); the tests at the end check
+// the hand-written bytes against the derived `Serialize`.
 
 #[derive(Serialize, Deserialize)]
 enum SnapshotWire<'a> {
@@ -156,10 +160,6 @@ struct StoredOrWire<'a> {
     ttl_ms: Option<u64>,
 }
 
-fn timestamp_wire(t: &Timestamp) -> TimestampWire<'_> {
-    TimestampWire { millis: t.millis, counter: t.counter, node_id: t.node_id.as_str() }
-}
-
 // ---- encoding ----------------------------------------------------------------------------------
 
 /// Interns node ids while encoding: each writer's id is written once.
@@ -242,11 +242,73 @@ pub fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-/// Appends the postcard encoding of `value` (what its `Serialize` writes). Callers outside this
-/// crate use it instead of serializing values themselves, so the module holds one copy of the
-/// value serializer.
+/// Appends the postcard encoding of `value`: byte for byte what its `Serialize` writes (the
+/// variant index, then the payload: a zigzag varint for `Int`, 8 little-endian bytes for `Float`,
+/// length-prefixed text and bytes, a count then the items or `(key, value)` pairs). Written by hand
+/// and used by every encoder here, so the module carries no serde serializer for values.
 pub fn put_value(out: &mut Vec<u8>, value: &Value) {
-    write_postcard(value, out);
+    match value {
+        Value::Null => out.push(0),
+        Value::Bool(b) => out.extend_from_slice(&[1, u8::from(*b)]),
+        Value::Int(i) => {
+            out.push(2);
+            put_varint(out, zigzag(*i));
+        }
+        Value::Float(f) => {
+            out.push(3);
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+        Value::String(s) => {
+            out.push(4);
+            put_str(out, s);
+        }
+        Value::Bytes(b) => {
+            out.push(5);
+            put_bytes(out, b);
+        }
+        Value::List(items) => {
+            out.push(6);
+            put_varint(out, items.len() as u64);
+            for item in items {
+                put_value(out, item);
+            }
+        }
+        Value::Map(entries) => {
+            out.push(7);
+            put_varint(out, entries.len() as u64);
+            for (key, item) in entries {
+                put_str(out, key);
+                put_value(out, item);
+            }
+        }
+    }
+}
+
+/// The length of [`put_value`]'s encoding of `value`.
+pub(crate) fn value_len(value: &Value) -> usize {
+    1 + match value {
+        Value::Null => 0,
+        Value::Bool(_) => 1,
+        Value::Int(i) => varint_len(zigzag(*i)),
+        Value::Float(_) => 8,
+        Value::String(s) => varint_len(s.len() as u64) + s.len(),
+        Value::Bytes(b) => varint_len(b.len() as u64) + b.len(),
+        Value::List(items) => varint_len(items.len() as u64) + items.iter().map(value_len).sum::<usize>(),
+        Value::Map(entries) => {
+            varint_len(entries.len() as u64)
+                + entries.iter().map(|(k, v)| varint_len(k.len() as u64) + k.len() + value_len(v)).sum::<usize>()
+        }
+    }
+}
+
+/// Postcard's signed integers: zigzag, so small magnitudes of either sign are short varints.
+fn zigzag(i: i64) -> u64 {
+    ((i << 1) ^ (i >> 63)) as u64
+}
+
+fn varint_len(n: u64) -> usize {
+    // 7 bits a byte; 0 still takes one.
+    (64 - (n | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Splits one postcard-encoded [`Value`] off the front of `bytes`, as its `Deserialize` reads it
@@ -256,35 +318,34 @@ pub fn take_value(bytes: &[u8]) -> postcard::Result<(Value, &[u8])> {
     postcard::take_from_bytes(bytes)
 }
 
-/// Appends a snapshot of `map` (live records and tombstones) to `out`.
+/// Appends a snapshot of `map` (live records and tombstones) to `out`. Written by hand in the
+/// layout serde gives `SnapshotWire::Or` (which decodes it).
 pub fn encode_or_snapshot_into(map: &OrMap, out: &mut Vec<u8>) {
     let records = map.records();
-    let tags: Vec<String> = records.iter().flat_map(|(_, rs)| rs.iter().map(OrRecord::tag)).collect();
-    let tombstones = map.tombstones();
     let mut table = NodeTable::default();
-    let mut tag_at = tags.iter();
-    let keys: Vec<OrKeyWire<'_>> = records
-        .iter()
-        .map(|(key, rs)| OrKeyWire {
-            key,
-            records: rs
-                .iter()
-                .map(|r| OrWire {
-                    value: r.value.clone(),
-                    millis: r.timestamp.millis,
-                    counter: r.timestamp.counter,
-                    node: table.of(&r.timestamp.node_id),
-                    tag: tag_at.next().map_or("", String::as_str),
-                    ttl_ms: r.ttl_ms,
-                })
-                .collect(),
-        })
-        .collect();
-    let tombstones = tombstones.iter().map(String::as_str).collect();
-    // The layout of `SnapshotWire::Or`: its variant index, then its fields.
+    let nodes: Vec<u32> =
+        records.iter().flat_map(|(_, rs)| rs.iter()).map(|r| table.of(&r.timestamp.node_id)).collect();
     out.push(FORMAT_VERSION);
     out.push(OR_SNAPSHOT_TAG);
-    write_postcard(&OrSnapshotWire { nodes: table.nodes, keys, tombstones }, out);
+    put_varint(out, table.nodes.len() as u64);
+    for node in &table.nodes {
+        put_str(out, node);
+    }
+    put_varint(out, records.len() as u64);
+    let mut node_at = nodes.into_iter();
+    for (key, rs) in &records {
+        put_str(out, key);
+        put_varint(out, rs.len() as u64);
+        for r in rs.iter() {
+            put_value(out, &r.value);
+            put_varint(out, r.timestamp.millis);
+            put_varint(out, u64::from(r.timestamp.counter));
+            put_varint(out, u64::from(node_at.next().unwrap_or_default()));
+            put_str(out, &r.tag());
+            put_option_u64(out, r.ttl_ms);
+        }
+    }
+    put_strs(out, &map.tombstones());
 }
 
 /// A snapshot of an LWW map as a new buffer.
@@ -301,36 +362,61 @@ pub fn encode_or_snapshot(map: &OrMap) -> Vec<u8> {
     out
 }
 
-/// Encodes one stored value.
+/// Encodes one stored value. Written by hand in the layout serde gives `StoredWire` (which
+/// [`decode_stored`] reads).
 pub fn encode_stored(value: &StoredValue) -> Vec<u8> {
-    let tags: Vec<String>;
-    let wire = match value {
+    let mut out = alloc::vec![FORMAT_VERSION];
+    let o = &mut out;
+    match value {
         StoredValue::Lww(r) => {
-            StoredWire::Lww { value: r.value.clone(), timestamp: timestamp_wire(&r.timestamp), ttl_ms: r.ttl_ms }
+            put_varint(o, 0);
+            match &r.value {
+                Some(value) => {
+                    o.push(1);
+                    put_value(o, value);
+                }
+                None => o.push(0),
+            }
+            put_timestamp(o, &r.timestamp);
+            put_option_u64(o, r.ttl_ms);
         }
         StoredValue::Or(records) => {
-            tags = records.iter().map(OrRecord::tag).collect();
-            StoredWire::Or(
-                records
-                    .iter()
-                    .zip(&tags)
-                    .map(|(r, tag)| StoredOrWire {
-                        value: r.value.clone(),
-                        timestamp: timestamp_wire(&r.timestamp),
-                        tag,
-                        ttl_ms: r.ttl_ms,
-                    })
-                    .collect(),
-            )
+            put_varint(o, 1);
+            put_varint(o, records.len() as u64);
+            for r in records {
+                put_value(o, &r.value);
+                put_timestamp(o, &r.timestamp);
+                put_str(o, &r.tag());
+                put_option_u64(o, r.ttl_ms);
+            }
         }
-        StoredValue::OrTombstones(t) => {
-            tags = t.iter().map(Timestamp::to_text).collect();
-            StoredWire::OrTombstones(tags.iter().map(String::as_str).collect())
+        StoredValue::OrTombstones(tags) => {
+            put_varint(o, 2);
+            put_varint(o, tags.len() as u64);
+            for tag in tags {
+                put_str(o, &tag.to_text());
+            }
         }
-    };
-    let mut out = Vec::new();
-    write_versioned(&wire, &mut out);
+    }
     out
+}
+
+/// A `TimestampWire`.
+fn put_timestamp(out: &mut Vec<u8>, t: &Timestamp) {
+    put_varint(out, t.millis);
+    put_varint(out, u64::from(t.counter));
+    put_str(out, t.node_id.as_str());
+}
+
+/// A postcard `Option<u64>`.
+fn put_option_u64(out: &mut Vec<u8>, n: Option<u64>) {
+    match n {
+        Some(n) => {
+            out.push(1);
+            put_varint(out, n);
+        }
+        None => out.push(0),
+    }
 }
 
 // ---- decoding ----------------------------------------------------------------------------------
@@ -948,5 +1034,154 @@ impl<'a> Scan<'a> {
             _ => return Err("an unknown value type tag"),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The hand-written encoders against the serde derive of the wire structs they mirror.
+
+    use alloc::string::String;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    use super::*;
+    use crate::hlc::{ClockConfig, Hlc};
+
+    /// What `encode_or_snapshot_into` wrote through serde.
+    fn serde_or_snapshot(map: &OrMap) -> Vec<u8> {
+        let records = map.records();
+        let tags: Vec<String> = records.iter().flat_map(|(_, rs)| rs.iter().map(OrRecord::tag)).collect();
+        let tombstones = map.tombstones();
+        let mut table = NodeTable::default();
+        let mut tag_at = tags.iter();
+        let keys: Vec<OrKeyWire<'_>> = records
+            .iter()
+            .map(|(key, rs)| OrKeyWire {
+                key,
+                records: rs
+                    .iter()
+                    .map(|r| OrWire {
+                        value: r.value.clone(),
+                        millis: r.timestamp.millis,
+                        counter: r.timestamp.counter,
+                        node: table.of(&r.timestamp.node_id),
+                        tag: tag_at.next().map_or("", String::as_str),
+                        ttl_ms: r.ttl_ms,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let tombstones = tombstones.iter().map(String::as_str).collect();
+        let mut out = Vec::new();
+        write_versioned(&SnapshotWire::Or { nodes: table.nodes, keys, tombstones }, &mut out);
+        out
+    }
+
+    fn timestamp_wire(t: &Timestamp) -> TimestampWire<'_> {
+        TimestampWire { millis: t.millis, counter: t.counter, node_id: t.node_id.as_str() }
+    }
+
+    /// What `encode_stored` wrote through serde.
+    fn serde_stored(value: &StoredValue) -> Vec<u8> {
+        let tags: Vec<String>;
+        let wire = match value {
+            StoredValue::Lww(r) => {
+                StoredWire::Lww { value: r.value.clone(), timestamp: timestamp_wire(&r.timestamp), ttl_ms: r.ttl_ms }
+            }
+            StoredValue::Or(records) => {
+                tags = records.iter().map(OrRecord::tag).collect();
+                StoredWire::Or(
+                    records
+                        .iter()
+                        .zip(&tags)
+                        .map(|(r, tag)| StoredOrWire {
+                            value: r.value.clone(),
+                            timestamp: timestamp_wire(&r.timestamp),
+                            tag,
+                            ttl_ms: r.ttl_ms,
+                        })
+                        .collect(),
+                )
+            }
+            StoredValue::OrTombstones(t) => {
+                tags = t.iter().map(Timestamp::to_text).collect();
+                StoredWire::OrTombstones(tags.iter().map(String::as_str).collect())
+            }
+        };
+        let mut out = Vec::new();
+        write_versioned(&wire, &mut out);
+        out
+    }
+
+    fn values() -> Vec<Value> {
+        let nested = Value::map([
+            ("b", Value::from(vec![0u8, 1, 255])),
+            ("f", Value::from(-2.5e-300)),
+            ("l", Value::list([Value::Null, Value::Bool(true), Value::Bool(false), Value::Int(i64::MIN)])),
+            ("n", Value::Int(-64)),
+            ("s", Value::from("h\u{e9}llo \u{1F600}")),
+        ]);
+        let nested = nested.expect("map");
+        vec![
+            Value::Null,
+            Value::Int(0),
+            Value::Int(63),
+            Value::Int(64),
+            Value::Int(-65),
+            Value::Int(i64::MAX),
+            Value::Float(f64::MIN_POSITIVE),
+            Value::from("x".repeat(300)),
+            Value::from(vec![7u8; 200]),
+            Value::list([nested.clone(), Value::list([])]),
+            nested,
+        ]
+    }
+
+    #[test]
+    fn put_value_writes_what_serde_writes() {
+        for value in values() {
+            let mut out = vec![9];
+            put_value(&mut out, &value);
+            let serde = postcard::to_allocvec(&value).expect("encode");
+            assert_eq!(out[1..], serde[..], "{value:?}");
+            assert_eq!(value_len(&value), serde.len(), "{value:?}");
+        }
+        for n in [0u64, 1, 127, 128, 16_383, 16_384, u64::from(u32::MAX), u64::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, n);
+            assert_eq!(varint_len(n), out.len(), "{n}");
+        }
+    }
+
+    #[test]
+    fn stored_values_and_or_snapshots_are_what_serde_writes() {
+        let mut clock = Hlc::new(NodeId::new("node-a").expect("node"), ClockConfig::default());
+        let mut other = Hlc::new(NodeId::new("b").expect("node"), ClockConfig::default());
+        let mut map = OrMap::new();
+        assert_eq!(encode_or_snapshot(&map), serde_or_snapshot(&map));
+        for (i, value) in values().into_iter().enumerate() {
+            let key = alloc::format!("key-{}", i % 4);
+            let ttl = (i % 3 == 0).then_some(1_000 + i as u64 * 1_000_000);
+            let c = if i % 2 == 0 { &mut clock } else { &mut other };
+            map.add(c, 1_700_000_000_000 + i as u64, &key, value.clone(), ttl).expect("write");
+            let lww = LwwRecord { value: Some(value), timestamp: c.now(5), ttl_ms: ttl };
+            let stored = StoredValue::Lww(lww.clone());
+            assert_eq!(encode_stored(&stored), serde_stored(&stored));
+            let tombstone = StoredValue::Lww(LwwRecord { value: None, ..lww });
+            assert_eq!(encode_stored(&tombstone), serde_stored(&tombstone));
+        }
+        map.remove("key-2", &Value::Int(63)).expect("write");
+        assert_eq!(encode_or_snapshot(&map), serde_or_snapshot(&map));
+        for key in ["key-0", "key-1", "key-2", "key-3", "none"] {
+            let or = StoredValue::Or(map.get_records(key).to_vec());
+            assert_eq!(encode_stored(&or), serde_stored(&or));
+        }
+        let tags: Vec<Timestamp> = map.tombstones().iter().filter_map(|t| Timestamp::parse(t).ok()).collect();
+        assert!(!tags.is_empty());
+        for tags in [Vec::new(), tags] {
+            let stored = StoredValue::OrTombstones(tags);
+            assert_eq!(encode_stored(&stored), serde_stored(&stored));
+        }
     }
 }

@@ -595,14 +595,10 @@ pub struct Encoded(Box<[u8]>);
 impl Encoded {
     /// Encodes a value (it must be valid: see [`Value::validate`]).
     pub fn new(value: &Value) -> Self {
-        // Most values are small: encode on the stack and allocate once, at the exact size.
-        let mut stack = [0u8; 128];
-        if let Ok(bytes) = postcard::to_slice(value, &mut stack) {
-            return Self(Box::from(&bytes[..]));
-        }
-        // Serializing into a growable buffer fails only on allocation failure, which aborts. (The
-        // codec's flavor: `to_allocvec` would be one more copy of the serializer in the module.)
-        Self(postcard::to_extend(value, Vec::new()).unwrap_or_default().into_boxed_slice())
+        // One allocation, at the exact size.
+        let mut out = Vec::with_capacity(crate::codec::value_len(value));
+        crate::codec::put_value(&mut out, value);
+        Self(out.into_boxed_slice())
     }
 
     /// Checks and adopts bytes of one value, making them canonical if a map's keys are out of order.
