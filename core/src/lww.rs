@@ -386,10 +386,9 @@ impl LwwMap {
 
     /// [`LwwMap::entries`], values still encoded.
     pub fn entries_encoded(&self, wall: u64) -> Vec<(&str, &Encoded)> {
-        let mut out: Vec<(&str, &Encoded)> =
+        let out: Vec<(&str, &Encoded)> =
             self.slots.iter().filter_map(|(k, s)| Some((&**k, s.visible(wall)?))).collect();
-        crate::sort::by_key(&mut out, |e| e.0.as_bytes());
-        out
+        crate::sort::sorted_copy(&out, |e| e.0.as_bytes())
     }
 
     /// Keys with a visible value at `wall`, sorted.
@@ -400,7 +399,7 @@ impl LwwMap {
     /// Every stored record as the map holds it (values still encoded), sorted by key: what a
     /// snapshot encoder writes without decoding anything.
     pub fn record_refs(&self) -> Vec<RecordRef<'_>> {
-        let mut out: Vec<RecordRef<'_>> = self
+        let refs: Vec<RecordRef<'_>> = self
             .slots
             .iter()
             .map(|(k, s)| RecordRef {
@@ -412,8 +411,7 @@ impl LwwMap {
                 ttl_ms: s.ttl_ms.map(NonZeroU64::get),
             })
             .collect();
-        crate::sort::by_key(&mut out, |r| r.key.as_bytes());
-        out
+        crate::sort::sorted_copy(&refs, |r| r.key.as_bytes())
     }
 
     /// Every stored record, tombstones included, sorted by key: what a snapshot holds.

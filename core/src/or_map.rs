@@ -300,9 +300,8 @@ impl OrMap {
 
     /// Every key with live records (expired included), sorted: what a snapshot holds.
     pub fn records(&self) -> Vec<(&str, &[OrRecord])> {
-        let mut out: Vec<(&str, &[OrRecord])> = self.keys.iter().map(|(k, e)| (&**k, &e.records[..])).collect();
-        crate::sort::by_key(&mut out, |e| e.0.as_bytes());
-        out
+        let out: Vec<(&str, &[OrRecord])> = self.keys.iter().map(|(k, e)| (&**k, &e.records[..])).collect();
+        crate::sort::sorted_copy(&out, |e| e.0.as_bytes())
     }
 
     /// The Merkle tree, for sync.

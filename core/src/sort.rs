@@ -9,8 +9,18 @@ use alloc::vec::Vec;
 /// Sorts `items` by the byte order of `key` (for `str` keys, their order as `str`); items with equal
 /// keys keep their order.
 pub(crate) fn by_key<T>(items: &mut [T], key: impl Fn(&T) -> &[u8]) {
-    let order = positions(items.iter().map(key).zip(0..).collect());
+    let mut keyed: Vec<(&[u8], usize)> = items.iter().map(key).zip(0..).collect();
+    sort_keyed(&mut keyed);
+    let order = keyed.into_iter().map(|(_, at)| at).collect();
     permute(items, order);
+}
+
+/// [`by_key`] for `Copy` items, into a new vector: gathering the items in order is cheaper than
+/// moving them into place when they are large and many (a snapshot's records).
+pub(crate) fn sorted_copy<T: Copy>(items: &[T], key: impl Fn(&T) -> &[u8]) -> Vec<T> {
+    let mut keyed: Vec<(&[u8], usize)> = items.iter().map(key).zip(0..).collect();
+    sort_keyed(&mut keyed);
+    keyed.into_iter().map(|(_, at)| items[at]).collect()
 }
 
 /// Sorts strings (`String`, `&str`, `Box<str>`) by their bytes.
@@ -18,11 +28,10 @@ pub(crate) fn strs<T: AsRef<str>>(items: &mut [T]) {
     by_key(items, |s| s.as_ref().as_bytes());
 }
 
-/// The positions of `keyed` in sorted order.
+/// The crate's one sort instance.
 #[inline(never)]
-fn positions(mut keyed: Vec<(&[u8], usize)>) -> Vec<usize> {
+fn sort_keyed(keyed: &mut [(&[u8], usize)]) {
     keyed.sort_unstable();
-    keyed.into_iter().map(|(_, at)| at).collect()
 }
 
 /// Moves `items` so that position `j` holds what was at `order[j]` (a permutation of the
@@ -50,6 +59,7 @@ mod tests {
         let mut items: Vec<(&str, u32)> = vec![("b", 0), ("a", 1), ("c", 2), ("a", 3), ("", 4), ("b", 5), ("ab", 6)];
         let mut expected = items.clone();
         expected.sort_by(|x, y| x.0.cmp(y.0));
+        assert_eq!(super::sorted_copy(&items, |x| x.0.as_bytes()), expected);
         super::by_key(&mut items, |x| x.0.as_bytes());
         assert_eq!(items, expected);
     }
@@ -64,6 +74,7 @@ mod tests {
                 let mut items: Vec<(&str, usize)> = idx.iter().map(|&i| (keys[i], i)).collect();
                 let mut expected = items.clone();
                 expected.sort_by(|x, y| x.0.cmp(y.0));
+                assert_eq!(super::sorted_copy(&items, |x| x.0.as_bytes()), expected);
                 super::by_key(&mut items, |x| x.0.as_bytes());
                 assert_eq!(items, expected);
                 count += 1;
