@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::{Reply, Request, WireEvent};
 use crate::error::{Error, excerpt};
 use crate::hlc::{NodeId, Timestamp};
-use crate::lww::{LwwMap, LwwRecord};
+use crate::lww::{LwwMap, LwwRecord, RecordRef};
 use crate::map_common::{Hasher, MapKind};
 use crate::or_map::{OrMap, OrRecord};
 use crate::storage::{MapStatus, StorageOp};
@@ -380,24 +380,48 @@ pub fn encode_stored(value: &StoredValue) -> Vec<u8> {
             put_timestamp(o, &r.timestamp);
             put_option_u64(o, r.ttl_ms);
         }
-        StoredValue::Or(records) => {
-            put_varint(o, 1);
-            put_varint(o, records.len() as u64);
-            for r in records {
-                put_value(o, &r.value);
-                put_timestamp(o, &r.timestamp);
-                put_str(o, &r.tag());
-                put_option_u64(o, r.ttl_ms);
-            }
-        }
+        StoredValue::Or(records) => return encode_stored_or(records),
         StoredValue::OrTombstones(tags) => {
-            put_varint(o, 2);
-            put_varint(o, tags.len() as u64);
-            for tag in tags {
-                put_str(o, &tag.to_text());
-            }
+            return encode_stored_tombstones(&tags.iter().map(Timestamp::to_text).collect::<Vec<_>>());
         }
     }
+    out
+}
+
+/// [`encode_stored`] of an LWW record as the map holds it: its value bytes are copied as they are.
+pub(crate) fn encode_stored_lww(r: &RecordRef<'_>) -> Vec<u8> {
+    let mut out = alloc::vec![FORMAT_VERSION, 0];
+    match r.value {
+        Some(value) => {
+            out.push(1);
+            out.extend_from_slice(value.as_bytes());
+        }
+        None => out.push(0),
+    }
+    put_varint(&mut out, r.millis);
+    put_varint(&mut out, u64::from(r.counter));
+    put_str(&mut out, r.node_id.as_str());
+    put_option_u64(&mut out, r.ttl_ms);
+    out
+}
+
+/// [`encode_stored`] of one OR key's live records.
+pub(crate) fn encode_stored_or(records: &[OrRecord]) -> Vec<u8> {
+    let mut out = alloc::vec![FORMAT_VERSION, 1];
+    put_varint(&mut out, records.len() as u64);
+    for r in records {
+        put_value(&mut out, &r.value);
+        put_timestamp(&mut out, &r.timestamp);
+        put_str(&mut out, &r.tag());
+        put_option_u64(&mut out, r.ttl_ms);
+    }
+    out
+}
+
+/// [`encode_stored`] of an OR map's tombstone list, the tags in text form.
+pub(crate) fn encode_stored_tombstones(tags: &[String]) -> Vec<u8> {
+    let mut out = alloc::vec![FORMAT_VERSION, 2];
+    put_strs(&mut out, tags);
     out
 }
 
@@ -1168,8 +1192,18 @@ mod tests {
             let lww = LwwRecord { value: Some(value), timestamp: c.now(5), ttl_ms: ttl };
             let stored = StoredValue::Lww(lww.clone());
             assert_eq!(encode_stored(&stored), serde_stored(&stored));
-            let tombstone = StoredValue::Lww(LwwRecord { value: None, ..lww });
+            let tombstone = StoredValue::Lww(LwwRecord { value: None, ..lww.clone() });
             assert_eq!(encode_stored(&tombstone), serde_stored(&tombstone));
+            // As the flush writes them: from the map's own record.
+            let mut m = LwwMap::new();
+            m.merge(c, 5, "k", lww.clone()).expect("merge");
+            let held = m.record_ref("k").expect("held");
+            assert_eq!(encode_stored_lww(&held), serde_stored(&stored));
+            let timestamp = c.now(5);
+            m.merge(c, 5, "k", LwwRecord { value: None, timestamp, ..lww }).expect("merge");
+            let held = m.record_ref("k").expect("held");
+            let tombstone = StoredValue::Lww(m.get_record("k").expect("held"));
+            assert_eq!(encode_stored_lww(&held), serde_stored(&tombstone));
         }
         map.remove("key-2", &Value::Int(63)).expect("write");
         assert_eq!(encode_or_snapshot(&map), serde_or_snapshot(&map));

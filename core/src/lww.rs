@@ -98,6 +98,17 @@ impl Slot {
         }
     }
 
+    fn as_ref<'a>(&'a self, key: &'a str) -> RecordRef<'a> {
+        RecordRef {
+            key,
+            value: self.value.as_ref(),
+            millis: self.millis,
+            counter: self.counter,
+            node_id: &self.node_id,
+            ttl_ms: self.ttl_ms.map(NonZeroU64::get),
+        }
+    }
+
     fn visible(&self, wall: u64) -> Option<&Encoded> {
         let value = self.value.as_ref()?;
         (!is_expired(self.millis, self.ttl_ms, wall)).then_some(value)
@@ -399,19 +410,13 @@ impl LwwMap {
     /// Every stored record as the map holds it (values still encoded), sorted by key: what a
     /// snapshot encoder writes without decoding anything.
     pub fn record_refs(&self) -> Vec<RecordRef<'_>> {
-        let refs: Vec<RecordRef<'_>> = self
-            .slots
-            .iter()
-            .map(|(k, s)| RecordRef {
-                key: k,
-                value: s.value.as_ref(),
-                millis: s.millis,
-                counter: s.counter,
-                node_id: &s.node_id,
-                ttl_ms: s.ttl_ms.map(NonZeroU64::get),
-            })
-            .collect();
+        let refs: Vec<RecordRef<'_>> = self.slots.iter().map(|(k, s)| s.as_ref(k)).collect();
         crate::sort::sorted_copy(&refs, |r| r.key.as_bytes())
+    }
+
+    /// The stored record of `key` as the map holds it (value still encoded).
+    pub(crate) fn record_ref(&self, key: &str) -> Option<RecordRef<'_>> {
+        self.slots.get_key_value(key).map(|(k, s)| s.as_ref(k))
     }
 
     /// Every stored record, tombstones included, sorted by key: what a snapshot holds.

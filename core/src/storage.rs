@@ -56,7 +56,7 @@ use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{StoredValue, decode_stored, encode_stored};
+use crate::codec::{StoredValue, decode_stored, encode_stored_lww, encode_stored_or, encode_stored_tombstones};
 use crate::error::{Error, excerpt};
 use crate::grid::{AnyMap, MapId, check_name, mismatch};
 use crate::hlc::{ClockConfig, Hlc, NodeId, Timestamp};
@@ -105,7 +105,7 @@ pub enum StorageOp {
         keys: Vec<String>,
     },
     /// Store all entries atomically (all or none); answer [`StorageResult::Done`]. Values are
-    /// [`encode_stored`] bytes.
+    /// [`encode_stored`](crate::codec::encode_stored) bytes.
     StoreAll {
         /// The map.
         map: String,
@@ -334,12 +334,6 @@ fn corrupt(map: &str, key: &str, reason: impl ToString) -> Error {
 fn take_by_id<T>(list: &mut Vec<(u64, T)>, id: u64) -> Option<T> {
     let at = list.binary_search_by(|(k, _)| k.cmp(&id)).ok()?;
     Some(list.remove(at).1)
-}
-
-/// The tombstone list of `map` as timestamps, sorted by text form (as [`OrMap::tombstones`]).
-fn tombstone_list(map: &OrMap) -> Vec<Timestamp> {
-    // Every tag is the text form of a timestamp, so parsing it back cannot fail.
-    map.tombstones().iter().filter_map(|t| Timestamp::parse(t).ok()).collect()
 }
 
 impl StorageManager {
@@ -646,15 +640,15 @@ impl StorageManager {
             let (mut deletes, mut deleted) = (Vec::new(), Vec::new());
             for (key, seq) in map.dirty().keys() {
                 let value = match map {
-                    AnyMap::Lww(m) => m.get_record(key).map(StoredValue::Lww),
+                    AnyMap::Lww(m) => m.record_ref(key).map(|r| encode_stored_lww(&r)),
                     AnyMap::Or(m) => {
                         let records = m.get_records(key);
-                        (!records.is_empty()).then(|| StoredValue::Or(records.to_vec()))
+                        (!records.is_empty()).then(|| encode_stored_or(records))
                     }
                 };
                 match value {
-                    Some(value) => {
-                        entries.push((key.to_string(), encode_stored(&value)));
+                    Some(bytes) => {
+                        entries.push((key.to_string(), bytes));
                         stored.push((Box::from(key), seq));
                     }
                     None => {
@@ -666,14 +660,14 @@ impl StorageManager {
             // The dirty keys come sorted; the reserved key goes in its place among them.
             let (mut store_tombstones, mut delete_tombstones) = (None, None);
             if let (Some(seq), AnyMap::Or(m)) = (map.dirty().tombstones(), map) {
-                let tags = tombstone_list(m);
+                let tags = m.tombstones();
                 if tags.is_empty() {
                     let at = deletes.partition_point(|k| k.as_str() < RESERVED_KEY);
                     deletes.insert(at, String::from(RESERVED_KEY));
                     delete_tombstones = Some(seq);
                 } else {
                     let at = entries.partition_point(|(k, _)| k.as_str() < RESERVED_KEY);
-                    entries.insert(at, (String::from(RESERVED_KEY), encode_stored(&StoredValue::OrTombstones(tags))));
+                    entries.insert(at, (String::from(RESERVED_KEY), encode_stored_tombstones(&tags)));
                     store_tombstones = Some(seq);
                 }
             }
