@@ -258,6 +258,11 @@ impl OrMap {
         tags
     }
 
+    /// Number of tombstoned tags.
+    pub(crate) fn tombstone_count(&self) -> usize {
+        self.tombstones.len()
+    }
+
     /// The key whose live records hold `tag`, if any (the storage manager uses it to know which key
     /// a tombstone changes).
     pub fn key_of_tag(&self, tag: &Timestamp) -> Option<&str> {

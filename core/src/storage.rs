@@ -54,6 +54,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
+use hashbrown::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{StoredValue, decode_stored, encode_stored_lww, encode_stored_or, encode_stored_tombstones};
@@ -61,7 +62,7 @@ use crate::error::{Error, excerpt};
 use crate::grid::{AnyMap, MapId, check_name, mismatch};
 use crate::hlc::{ClockConfig, Hlc, NodeId, Timestamp};
 use crate::lww::{LwwMap, LwwRecord};
-use crate::map_common::{MapKind, RESERVED_KEY, check_key};
+use crate::map_common::{Hasher, MapKind, RESERVED_KEY, check_key};
 use crate::or_map::{OrMap, OrRecord};
 
 /// Decides whether this node loads `key` of `map` (in a cluster: keys of partitions it owns or backs up).
@@ -885,7 +886,10 @@ impl StorageManager {
                 for (key, record) in loaded.lww {
                     let stored_ts = record.timestamp.clone();
                     let _ = m.load(clock, wall, &key, record);
-                    if m.get_record(&key).is_some_and(|r| r.timestamp == stored_ts) {
+                    let held = m.record_ref(&key);
+                    if held.is_some_and(|r| {
+                        (r.millis, r.counter, r.node_id) == (stored_ts.millis, stored_ts.counter, &stored_ts.node_id)
+                    }) {
                         m.dirty_mut().clean(&key, None);
                     }
                 }
@@ -917,10 +921,10 @@ impl StorageManager {
                         m.dirty_mut().mark(&key);
                     }
                 }
-                let mut stored_texts: Vec<String> = stored_tags.iter().map(Timestamp::to_text).collect();
-                crate::sort::strs(&mut stored_texts);
-                stored_texts.dedup();
-                if m.tombstones() == stored_texts {
+                // The map's tombstones include every stored one: they are the stored ones when
+                // there are as many.
+                let stored: HashSet<&Timestamp, Hasher> = stored_tags.iter().collect();
+                if m.tombstone_count() == stored.len() {
                     m.dirty_mut().clean_tombstones(None);
                 } else {
                     m.dirty_mut().mark_tombstones();
