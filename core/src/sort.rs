@@ -1,18 +1,23 @@
 //! One sort for the whole crate. Every `sort`/`sort_by` call site over its own element type costs the
 //! wasm module a copy of the standard library's sort (3 to 13 KB each, stable sorts the most), so
-//! every sort by key goes through [`by_key`]: it sorts `(key bytes, position)` pairs with the one
-//! instance of `sort_unstable` in [`positions`], then moves the items into that order. The position
-//! breaks ties, so the result is that of a stable sort.
+//! every sort by key goes through [`by_key`], [`sorted_copy`] or [`order`]: they sort
+//! `(key bytes, position)` pairs with the one instance of `sort_unstable` in [`sort_keyed`], then
+//! move the items into that order. The position breaks ties, so the result is that of a stable sort.
 
 use alloc::vec::Vec;
 
 /// Sorts `items` by the byte order of `key` (for `str` keys, their order as `str`); items with equal
 /// keys keep their order.
 pub(crate) fn by_key<T>(items: &mut [T], key: impl Fn(&T) -> &[u8]) {
-    let mut keyed: Vec<(&[u8], usize)> = items.iter().map(key).zip(0..).collect();
-    sort_keyed(&mut keyed);
-    let order = keyed.into_iter().map(|(_, at)| at).collect();
+    let order = order(items.iter().map(key));
     permute(items, order);
+}
+
+/// The positions of `keys` in sorted order (equal keys in their order).
+pub(crate) fn order<'a>(keys: impl Iterator<Item = &'a [u8]>) -> Vec<usize> {
+    let mut keyed: Vec<(&[u8], usize)> = keys.zip(0..).collect();
+    sort_keyed(&mut keyed);
+    keyed.into_iter().map(|(_, at)| at).collect()
 }
 
 /// [`by_key`] for `Copy` items, into a new vector: gathering the items in order is cheaper than

@@ -359,18 +359,15 @@ fn write_js_number<W: Write>(f: f64, w: &mut W) -> fmt::Result {
 
 /// Map entries in the order of their keys' UTF-16 code units, which the canonical JSON uses.
 fn utf16_order(entries: &[(Box<str>, Value)]) -> Vec<&(Box<str>, Value)> {
-    type Entry = (Box<str>, Value);
-    let mut order: Vec<&Entry> = entries.iter().collect();
     // Stored order is by UTF-8 bytes; it differs from UTF-16 order only between supplementary
     // characters and U+E000..U+FFFF, so re-sort only when needed. Big-endian UTF-16 bytes compare
     // as the code units do.
-    if !entries.iter().all(|(k, _)| k.is_ascii()) {
-        let mut keyed: Vec<(Vec<u8>, &Entry)> =
-            order.iter().map(|&e| (e.0.encode_utf16().flat_map(u16::to_be_bytes).collect(), e)).collect();
-        crate::sort::by_key(&mut keyed, |k| &k.0);
-        order = keyed.into_iter().map(|(_, e)| e).collect();
+    if entries.iter().all(|(k, _)| k.is_ascii()) {
+        return entries.iter().collect();
     }
-    order
+    let keys: Vec<Vec<u8>> =
+        entries.iter().map(|(k, _)| k.encode_utf16().flat_map(u16::to_be_bytes).collect()).collect();
+    crate::sort::order(keys.iter().map(Vec::as_slice)).into_iter().map(|at| &entries[at]).collect()
 }
 
 /// Writes `n` in decimal without going through `core::fmt`'s integer machinery.
