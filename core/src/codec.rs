@@ -17,13 +17,13 @@ use alloc::vec::Vec;
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Reply, Request, WireEvent};
+use crate::command::{Command, Reply, Request, WireEvent};
 use crate::error::{Error, excerpt};
 use crate::hlc::{NodeId, Timestamp};
 use crate::lww::{LwwMap, LwwRecord, RecordRef};
 use crate::map_common::{Hasher, MapKind};
 use crate::or_map::{OrMap, OrRecord};
-use crate::storage::{MapStatus, StorageOp};
+use crate::storage::{MapStatus, StorageOp, StorageResult};
 use crate::value::{Encoded, MAX_DEPTH, Value};
 
 /// The first byte of every encoding this module writes.
@@ -312,10 +312,12 @@ fn varint_len(n: u64) -> usize {
 }
 
 /// Splits one postcard-encoded [`Value`] off the front of `bytes`, as its `Deserialize` reads it
-/// (nesting bounded; the rest is left to [`Value::validate`]). Like [`put_value`], it keeps the
-/// module at one copy of the value decoder.
+/// (same errors; nesting bounded, the rest left to [`Value::validate`]). Like [`put_value`], it
+/// keeps the module at one value decoder.
 pub fn take_value(bytes: &[u8]) -> postcard::Result<(Value, &[u8])> {
-    postcard::take_from_bytes(bytes)
+    let mut reader = Reader { bytes };
+    let value = reader.value()?;
+    Ok((value, reader.bytes))
 }
 
 /// Appends a snapshot of `map` (live records and tombstones) to `out`. Written by hand in the
@@ -447,22 +449,283 @@ fn put_option_u64(out: &mut Vec<u8>, n: Option<u64>) {
 
 /// Decodes `[FORMAT_VERSION] postcard(T)` with nothing trailing.
 fn read_versioned<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &'static str) -> Result<T, Error> {
-    let bad = |reason: String| Error::Decode { what, reason };
-    let (&version, body) = bytes.split_first().ok_or_else(|| bad("it is empty".into()))?;
-    if version != FORMAT_VERSION {
-        return Err(bad(alloc::format!("format version {version} is not supported (expected {FORMAT_VERSION})")));
-    }
-    read_body(body, what)
+    read_versioned_with(bytes, what, Reader::serde)
 }
 
-/// Decodes `postcard(T)` with nothing trailing.
-fn read_body<'a, T: Deserialize<'a>>(body: &'a [u8], what: &'static str) -> Result<T, Error> {
-    let bad = |reason: String| Error::Decode { what, reason };
-    let (value, rest) = postcard::take_from_bytes::<T>(body).map_err(|e| bad(postcard_reason(&e)))?;
-    if !rest.is_empty() {
-        return Err(bad(alloc::format!("{} unexpected bytes after the end", rest.len())));
+/// [`read_versioned`] with `read` reading the body.
+fn read_versioned_with<'a, T>(
+    bytes: &'a [u8],
+    what: &'static str,
+    read: impl FnOnce(&mut Reader<'a>) -> postcard::Result<T>,
+) -> Result<T, Error> {
+    let (&version, body) = bytes.split_first().ok_or(Error::Decode { what, reason: "it is empty".into() })?;
+    if version != FORMAT_VERSION {
+        return Err(Error::Decode {
+            what,
+            reason: alloc::format!("format version {version} is not supported (expected {FORMAT_VERSION})"),
+        });
     }
+    read_body_with(body, what, read)
+}
+
+/// Decodes a postcard body with `read`, with nothing trailing.
+fn read_body_with<'a, T>(
+    body: &'a [u8],
+    what: &'static str,
+    read: impl FnOnce(&mut Reader<'a>) -> postcard::Result<T>,
+) -> Result<T, Error> {
+    let mut reader = Reader { bytes: body };
+    let value = read(&mut reader).map_err(|e| Error::Decode { what, reason: postcard_reason(&e) })?;
+    trailing(reader.bytes.len(), what)?;
     Ok(value)
+}
+
+fn trailing(rest: usize, what: &'static str) -> Result<(), Error> {
+    if rest == 0 {
+        return Ok(());
+    }
+    Err(Error::Decode { what, reason: alloc::format!("{rest} unexpected bytes after the end") })
+}
+
+/// Reads postcard as its serde deserializer does, giving the same error for the same bytes.
+/// Values, stored values, requests and OR snapshot bodies are read by hand with it: serde's
+/// deserializers for them would be a second decoder in the wasm module. The unit tests at the end
+/// check each against serde on valid and damaged bytes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    /// A `T` through serde.
+    fn serde<T: Deserialize<'a>>(&mut self) -> postcard::Result<T> {
+        let (value, rest) = postcard::take_from_bytes::<T>(self.bytes)?;
+        self.bytes = rest;
+        Ok(value)
+    }
+
+    fn byte(&mut self) -> postcard::Result<u8> {
+        let (&b, rest) = self.bytes.split_first().ok_or(postcard::Error::DeserializeUnexpectedEnd)?;
+        self.bytes = rest;
+        Ok(b)
+    }
+
+    fn take(&mut self, n: usize) -> postcard::Result<&'a [u8]> {
+        if n > self.bytes.len() {
+            return Err(postcard::Error::DeserializeUnexpectedEnd);
+        }
+        let (taken, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(taken)
+    }
+
+    /// A varint of at most `max_bytes` bytes whose last byte holds at most `max_last` (the bits
+    /// left of the type's width), as postcard checks it.
+    fn varint(&mut self, max_bytes: u32, max_last: u8) -> postcard::Result<u64> {
+        let mut out = 0u64;
+        for i in 0..max_bytes {
+            let b = self.byte()?;
+            out |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                if i == max_bytes - 1 && b > max_last {
+                    break;
+                }
+                return Ok(out);
+            }
+        }
+        Err(postcard::Error::DeserializeBadVarint)
+    }
+
+    fn u32(&mut self) -> postcard::Result<u32> {
+        Ok(self.varint(5, 0x0f)? as u32)
+    }
+
+    fn u64(&mut self) -> postcard::Result<u64> {
+        self.varint(10, 0x01)
+    }
+
+    /// A length: a varint of the platform's `usize`.
+    fn len(&mut self) -> postcard::Result<usize> {
+        Ok(if usize::BITS == 32 { self.u32()? as usize } else { self.u64()? as usize })
+    }
+
+    fn bool(&mut self) -> postcard::Result<bool> {
+        match self.byte()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(postcard::Error::DeserializeBadBool),
+        }
+    }
+
+    /// An option's tag: true for `Some`.
+    fn some(&mut self) -> postcard::Result<bool> {
+        match self.byte()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(postcard::Error::DeserializeBadOption),
+        }
+    }
+
+    fn option_u64(&mut self) -> postcard::Result<Option<u64>> {
+        Ok(if self.some()? { Some(self.u64()?) } else { None })
+    }
+
+    /// An enum's variant index, below `count` (serde refuses others with a custom error).
+    fn variant(&mut self, count: u32) -> postcard::Result<u32> {
+        let index = self.u32()?;
+        if index < count { Ok(index) } else { Err(postcard::Error::SerdeDeCustom) }
+    }
+
+    fn str(&mut self) -> postcard::Result<&'a str> {
+        let n = self.len()?;
+        core::str::from_utf8(self.take(n)?).map_err(|_| postcard::Error::DeserializeBadUtf8)
+    }
+
+    fn string(&mut self) -> postcard::Result<String> {
+        Ok(String::from(self.str()?))
+    }
+
+    /// A `Vec<u8>` (a length, then the bytes).
+    fn byte_vec(&mut self) -> postcard::Result<Vec<u8>> {
+        let n = self.len()?;
+        Ok(self.take(n)?.to_vec())
+    }
+
+    fn value(&mut self) -> postcard::Result<Value> {
+        self.value_at(0)
+    }
+
+    /// A [`Value`] nested `depth` levels deep, as its `Deserialize` reads it: lists and maps
+    /// deeper than [`MAX_DEPTH`] and unknown tags are refused (serde's custom error), nothing else
+    /// is checked.
+    fn value_at(&mut self, depth: usize) -> postcard::Result<Value> {
+        Ok(match self.u32()? {
+            0 => Value::Null,
+            1 => Value::Bool(self.bool()?),
+            2 => {
+                let n = self.u64()?;
+                Value::Int(((n >> 1) as i64) ^ -((n & 1) as i64))
+            }
+            3 => {
+                let mut raw = [0u8; 8];
+                raw.copy_from_slice(self.take(8)?);
+                Value::Float(f64::from_le_bytes(raw))
+            }
+            4 => Value::String(Box::from(self.str()?)),
+            5 => {
+                let n = self.len()?;
+                Value::Bytes(Box::from(self.take(n)?))
+            }
+            6 | 7 if depth >= MAX_DEPTH => return Err(postcard::Error::SerdeDeCustom),
+            6 => Value::List(self.list(|r| r.value_at(depth + 1))?.into_boxed_slice()),
+            7 => Value::Map(self.list(|r| Ok((Box::from(r.str()?), r.value_at(depth + 1)?)))?.into_boxed_slice()),
+            _ => return Err(postcard::Error::SerdeDeCustom),
+        })
+    }
+
+    /// A sequence: a length, then the items.
+    fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> postcard::Result<T>) -> postcard::Result<Vec<T>> {
+        let n = self.len()?;
+        // Every item takes a byte at least: the length is not trusted beyond that.
+        let mut items = Vec::with_capacity(n.min(self.bytes.len()));
+        for _ in 0..n {
+            items.push(item(self)?);
+        }
+        Ok(items)
+    }
+
+    fn timestamp(&mut self) -> postcard::Result<TimestampWire<'a>> {
+        Ok(TimestampWire { millis: self.u64()?, counter: self.u32()?, node_id: self.str()? })
+    }
+
+    fn stored(&mut self) -> postcard::Result<StoredWire<'a>> {
+        Ok(match self.variant(3)? {
+            0 => StoredWire::Lww {
+                value: if self.some()? { Some(self.value()?) } else { None },
+                timestamp: self.timestamp()?,
+                ttl_ms: self.option_u64()?,
+            },
+            1 => StoredWire::Or(self.list(|r| {
+                Ok(StoredOrWire {
+                    value: r.value()?,
+                    timestamp: r.timestamp()?,
+                    tag: r.str()?,
+                    ttl_ms: r.option_u64()?,
+                })
+            })?),
+            _ => StoredWire::OrTombstones(self.list(Self::str)?),
+        })
+    }
+
+    fn or_snapshot(&mut self) -> postcard::Result<OrSnapshotWire<'a>> {
+        Ok(OrSnapshotWire {
+            nodes: self.list(Self::str)?,
+            keys: self.list(|r| {
+                Ok(OrKeyWire {
+                    key: r.str()?,
+                    records: r.list(|r| {
+                        Ok(OrWire {
+                            value: r.value()?,
+                            millis: r.u64()?,
+                            counter: r.u32()?,
+                            node: r.u32()?,
+                            tag: r.str()?,
+                            ttl_ms: r.option_u64()?,
+                        })
+                    })?,
+                })
+            })?,
+            tombstones: self.list(Self::str)?,
+        })
+    }
+
+    fn kind(&mut self) -> postcard::Result<MapKind> {
+        Ok(if self.variant(2)? == 0 { MapKind::Lww } else { MapKind::Or })
+    }
+
+    fn request(&mut self) -> postcard::Result<Request> {
+        Ok(Request { grid: self.u32()?, wall: self.u64()?, command: self.command()? })
+    }
+
+    fn command(&mut self) -> postcard::Result<Command> {
+        Ok(match self.variant(17)? {
+            0 => Command::Open { node_id: self.string()?, max_drift_ms: self.u64()?, strict: self.bool()? },
+            1 => Command::Close,
+            2 => Command::Set {
+                map: self.string()?,
+                key: self.string()?,
+                value: self.value()?,
+                ttl_ms: self.option_u64()?,
+            },
+            3 => Command::SetMany { map: self.string()?, entries: self.list(|r| Ok((r.string()?, r.value()?)))? },
+            4 => Command::Remove { map: self.string()?, key: self.string()? },
+            5 => Command::Get { map: self.string()?, key: self.string()? },
+            6 => Command::Add {
+                map: self.string()?,
+                key: self.string()?,
+                value: self.value()?,
+                ttl_ms: self.option_u64()?,
+            },
+            7 => Command::OrRemove { map: self.string()?, key: self.string()?, value: self.value()? },
+            8 => Command::OrGet { map: self.string()?, key: self.string()? },
+            9 => Command::Root { map: self.string()? },
+            10 => Command::Export { map: self.string()? },
+            11 => Command::Import { map: self.string()?, snapshot: self.byte_vec()? },
+            12 => Command::Prune { map: self.string()?, older_than: self.u64()? },
+            13 => Command::OpenPersistent { node_id: self.string()?, max_drift_ms: self.u64()?, strict: self.bool()? },
+            14 => Command::GetMap { map: self.string()?, kind: if self.some()? { Some(self.kind()?) } else { None } },
+            15 => Command::Flush,
+            _ => Command::Storage { answers: self.list(|r| Ok((r.u64()?, r.storage_result()?)))? },
+        })
+    }
+
+    fn storage_result(&mut self) -> postcard::Result<StorageResult> {
+        Ok(match self.variant(4)? {
+            0 => StorageResult::Keys(self.list(Self::string)?),
+            1 => StorageResult::Values(self.list(|r| Ok((r.string()?, r.byte_vec()?)))?),
+            2 => StorageResult::Done,
+            _ => StorageResult::Failed(self.string()?),
+        })
+    }
 }
 
 fn postcard_reason(e: &postcard::Error) -> String {
@@ -569,7 +832,7 @@ pub(crate) fn decode_or_snapshot(bytes: &[u8]) -> Result<Snapshot, Error> {
     let [FORMAT_VERSION, OR_SNAPSHOT_TAG, body @ ..] = bytes else {
         return Err(Error::Decode { what: WHAT, reason: "an LWW snapshot in an OR position".into() });
     };
-    let wire: OrSnapshotWire<'_> = read_body(body, WHAT)?;
+    let wire = read_body_with(body, WHAT, Reader::or_snapshot)?;
     or_snapshot(wire).map_err(in_decode(WHAT))
 }
 
@@ -671,8 +934,12 @@ pub fn decode_lww_snapshot_raw(bytes: &[u8]) -> Result<Option<Vec<RawLwwRecord<'
 
 /// Decodes one value written by [`encode_stored`].
 pub fn decode_stored(bytes: &[u8]) -> Result<StoredValue, Error> {
-    const WHAT: &str = "stored value";
-    let wire: StoredWire<'_> = read_versioned(bytes, WHAT)?;
+    stored_value(read_versioned_with(bytes, STORED, Reader::stored)?)
+}
+
+const STORED: &str = "stored value";
+
+fn stored_value(wire: StoredWire<'_>) -> Result<StoredValue, Error> {
     let ts = |t: TimestampWire<'_>| -> Result<Timestamp, Error> {
         Ok(Timestamp::new(t.millis, t.counter, NodeId::new(t.node_id)?))
     };
@@ -694,7 +961,7 @@ pub fn decode_stored(bytes: &[u8]) -> Result<StoredValue, Error> {
             tags.iter().map(|t| Timestamp::parse(t)).collect::<Result<_, _>>().map(StoredValue::OrTombstones)
         }
     };
-    decoded.map_err(in_decode(WHAT))
+    decoded.map_err(in_decode(STORED))
 }
 
 // ---- byte ABI requests and replies ------------------------------------------------------------
@@ -722,7 +989,7 @@ pub fn encode_request(request: &Request) -> Vec<u8> {
 /// Decodes a byte-ABI request.
 pub fn decode_request(bytes: &[u8]) -> Result<Request, Error> {
     check_size(bytes, "request")?;
-    read_versioned(bytes, "request")
+    read_versioned_with(bytes, "request", Reader::request)
 }
 
 /// Encodes a byte-ABI reply. Written by hand in the layout serde gives [`Reply`] (which
@@ -1216,6 +1483,260 @@ mod tests {
         for tags in [Vec::new(), tags] {
             let stored = StoredValue::OrTombstones(tags);
             assert_eq!(encode_stored(&stored), serde_stored(&stored));
+        }
+    }
+}
+
+#[cfg(test)]
+mod reader_tests {
+    //! The hand-written readers against serde's deserializers: the same result, or the same error,
+    //! on valid encodings, damaged copies of them, and random bytes.
+
+    use alloc::format;
+    use alloc::vec;
+    use alloc::vec::Vec;
+    use core::fmt::Debug;
+
+    use super::*;
+    use crate::hlc::{ClockConfig, Hlc};
+
+    /// Every truncation; every byte replaced by values that stress tags, varints and lengths; a
+    /// byte inserted and one removed at every position.
+    fn damaged(bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for len in 0..bytes.len() {
+            out.push(bytes[..len].to_vec());
+        }
+        for at in 0..bytes.len() {
+            let b = bytes[at];
+            for v in [0, 1, 2, 3, 5, 7, 8, 0x0f, 0x10, 0x3f, 0x7f, 0x80, 0x81, 0xc0, 0xff, b ^ 1, b.wrapping_add(1)] {
+                let mut copy = bytes.to_vec();
+                copy[at] = v;
+                out.push(copy);
+            }
+            for v in [0, 0x80, 0xff] {
+                let mut copy = bytes.to_vec();
+                copy.insert(at, v);
+                out.push(copy);
+            }
+            let mut copy = bytes.to_vec();
+            copy.remove(at);
+            out.push(copy);
+        }
+        out.push([bytes, &[0]].concat());
+        out
+    }
+
+    /// Random byte strings after `prefix`, small values and varint continuation bytes favoured.
+    fn random(prefix: &[u8], count: usize, seed: u64) -> Vec<Vec<u8>> {
+        let mut state = seed;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        (0..count)
+            .map(|_| {
+                let len = (next() % 40) as usize;
+                let mut bytes = prefix.to_vec();
+                for _ in 0..len {
+                    let r = next();
+                    bytes.push(match r % 4 {
+                        0 => (r >> 8) as u8,
+                        1 => 0x80 | (r >> 8) as u8,
+                        _ => ((r >> 8) % 9) as u8,
+                    });
+                }
+                bytes
+            })
+            .collect()
+    }
+
+    fn same<T: Debug, E: Debug>(bytes: &[u8], ours: Result<T, E>, serde: Result<T, E>) {
+        assert_eq!(format!("{ours:?}"), format!("{serde:?}"), "bytes {bytes:?}");
+    }
+
+    fn check_value(bytes: &[u8]) {
+        same(bytes, take_value(bytes), postcard::take_from_bytes::<Value>(bytes));
+    }
+
+    fn check_stored(bytes: &[u8]) {
+        let serde = read_versioned::<StoredWire<'_>>(bytes, STORED).and_then(stored_value);
+        same(bytes, decode_stored(bytes), serde);
+    }
+
+    fn check_request(bytes: &[u8]) {
+        let serde = check_size(bytes, "request").and_then(|()| read_versioned::<Request>(bytes, "request"));
+        same(bytes, decode_request(bytes), serde);
+    }
+
+    fn check_or_snapshot(bytes: &[u8]) {
+        // decode_snapshot reads the whole SnapshotWire enum through serde.
+        if let [FORMAT_VERSION, OR_SNAPSHOT_TAG, ..] = bytes {
+            same(bytes, decode_or_snapshot(bytes), decode_snapshot(bytes));
+        }
+    }
+
+    fn deep(levels: usize, map: bool) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for _ in 0..levels {
+            bytes.extend_from_slice(if map { &[7, 1, 1, b'k'] } else { &[6, 1] });
+        }
+        bytes.push(0);
+        bytes
+    }
+
+    fn sample_values() -> Vec<Value> {
+        let nested = Value::map([
+            ("b", Value::from(vec![0u8, 1, 255])),
+            ("f", Value::from(-2.5e-300)),
+            ("l", Value::list([Value::Null, Value::Bool(true), Value::Bool(false), Value::Int(i64::MIN)])),
+            ("n", Value::Int(-64)),
+            ("s", Value::from("h\u{e9}llo \u{1F600}")),
+        ])
+        .expect("map");
+        vec![
+            Value::Null,
+            Value::Int(-1),
+            Value::Int(i64::MAX),
+            Value::Float(1.5),
+            Value::from("text"),
+            Value::from(vec![7u8; 3]),
+            Value::list([nested.clone(), Value::list([])]),
+            nested,
+        ]
+    }
+
+    #[test]
+    fn values_read_as_serde_reads_them() {
+        let mut inputs = vec![deep(63, false), deep(64, false), deep(65, false), deep(64, true), deep(65, true)];
+        inputs.push(vec![2, 0x80, 0x00]); // a varint that is not minimal
+        inputs.push(vec![3, 0, 0, 0, 0, 0, 0, 0xf8, 0x7f]); // NaN
+        inputs.push(vec![4, 2, 0xc3, 0x28]); // bad UTF-8
+        inputs.push(vec![0x80, 0x01]); // tag 128
+        for value in sample_values() {
+            let mut bytes = Vec::new();
+            put_value(&mut bytes, &value);
+            inputs.extend(damaged(&bytes));
+            inputs.push(bytes);
+        }
+        inputs.extend(random(&[], 20_000, 0x9e37_79b9_7f4a_7c15));
+        for bytes in &inputs {
+            check_value(bytes);
+        }
+    }
+
+    #[test]
+    fn stored_values_read_as_serde_reads_them() {
+        let (mut clock, mut map) = (Hlc::new(NodeId::new("n-1").expect("node"), ClockConfig::default()), OrMap::new());
+        let mut inputs = Vec::new();
+        for (i, value) in sample_values().into_iter().enumerate() {
+            let ttl = (i % 2 == 0).then_some(1_000);
+            let record = map.add(&mut clock, 1_000 + i as u64, "k", value.clone(), ttl).expect("add");
+            let lww = LwwRecord { value: Some(value), timestamp: record.timestamp.clone(), ttl_ms: ttl };
+            inputs.push(encode_stored(&StoredValue::Lww(lww)));
+            inputs.push(encode_stored(&StoredValue::Lww(LwwRecord {
+                value: None,
+                timestamp: record.timestamp,
+                ttl_ms: None,
+            })));
+        }
+        inputs.push(encode_stored(&StoredValue::Or(map.get_records("k")[..2].to_vec())));
+        let tags: Vec<Timestamp> = map.get_records("k").iter().map(|r| r.timestamp.clone()).take(3).collect();
+        inputs.push(encode_stored(&StoredValue::OrTombstones(tags)));
+        let mut all = Vec::new();
+        for bytes in &inputs {
+            all.extend(damaged(bytes));
+            all.push(bytes.clone());
+        }
+        for prefix in [&[1u8][..], &[1, 0], &[1, 1], &[1, 2]] {
+            all.extend(random(prefix, 10_000, 0x2545_f491_4f6c_dd1d));
+        }
+        all.push(Vec::new());
+        all.push(vec![2, 0]);
+        for bytes in &all {
+            check_stored(bytes);
+        }
+    }
+
+    #[test]
+    fn requests_read_as_serde_reads_them() {
+        let kv = |i: u64| (format!("key-{i}"), Value::Int(i as i64));
+        let commands = vec![
+            Command::Open { node_id: "n".into(), max_drift_ms: 60_000, strict: true },
+            Command::OpenPersistent { node_id: "n".into(), max_drift_ms: 0, strict: false },
+            Command::Close,
+            Command::Set {
+                map: "m".into(),
+                key: "k".into(),
+                value: sample_values().pop().expect("v"),
+                ttl_ms: Some(5),
+            },
+            Command::SetMany { map: "m".into(), entries: (0..3).map(kv).collect() },
+            Command::Remove { map: "m".into(), key: "k".into() },
+            Command::Get { map: "m".into(), key: "k".into() },
+            Command::Add { map: "m".into(), key: "k".into(), value: Value::from("v"), ttl_ms: None },
+            Command::OrRemove { map: "m".into(), key: "k".into(), value: Value::Bool(true) },
+            Command::OrGet { map: "m".into(), key: "k".into() },
+            Command::Root { map: "m".into() },
+            Command::Export { map: "m".into() },
+            Command::Import { map: "m".into(), snapshot: vec![1, 0, 0, 0] },
+            Command::Prune { map: "m".into(), older_than: 1 << 40 },
+            Command::GetMap { map: "m".into(), kind: None },
+            Command::GetMap { map: "m".into(), kind: Some(MapKind::Lww) },
+            Command::GetMap { map: "m".into(), kind: Some(MapKind::Or) },
+            Command::Flush,
+            Command::Storage {
+                answers: vec![
+                    (1, StorageResult::Keys(vec!["a".into(), "b".into()])),
+                    (2, StorageResult::Values(vec![("a".into(), vec![1, 2])])),
+                    (3, StorageResult::Done),
+                    (u64::MAX, StorageResult::Failed("no".into())),
+                ],
+            },
+        ];
+        let mut all = Vec::new();
+        for command in commands {
+            let bytes = encode_request(&Request { grid: 300, wall: 1_700_000_000_000, command });
+            all.extend(damaged(&bytes));
+            all.push(bytes);
+        }
+        all.extend(random(&[1], 10_000, 0x1234_5678_9abc_def1));
+        all.extend(random(&[1, 1, 1], 10_000, 0x0fed_cba9_8765_4321));
+        for tag in 0..18 {
+            all.extend(random(&[1, 1, 1, tag], 2_000, 0x5555_aaaa_1234_0000 + u64::from(tag)));
+        }
+        all.push(Vec::new());
+        for bytes in &all {
+            check_request(bytes);
+        }
+    }
+
+    #[test]
+    fn or_snapshots_read_as_serde_reads_them() {
+        let (mut a, mut b) = (
+            Hlc::new(NodeId::new("a").expect("node"), ClockConfig::default()),
+            Hlc::new(NodeId::new("b").expect("node"), ClockConfig::default()),
+        );
+        let mut map = OrMap::new();
+        let mut all = vec![encode_or_snapshot(&map)];
+        for (i, value) in sample_values().into_iter().enumerate() {
+            let clock = if i % 2 == 0 { &mut a } else { &mut b };
+            let key = format!("k{}", i % 3);
+            map.add(clock, 1_000 + i as u64, &key, value, (i % 3 == 0).then_some(9)).expect("add");
+        }
+        map.remove("k1", &Value::Int(-1)).expect("remove");
+        let bytes = encode_or_snapshot(&map);
+        all.extend(damaged(&bytes));
+        all.push(bytes);
+        all.extend(random(&[1, 1], 20_000, 0x0123_4567_89ab_cdef));
+        let mut one_key = vec![1, 1, 1, 1, b'a', 1, 1, b'k'];
+        one_key.extend_from_slice(&[1, 0, 5, 0, 0]);
+        one_key.extend(random(&[], 1, 7).concat());
+        all.extend(damaged(&one_key));
+        for bytes in &all {
+            check_or_snapshot(bytes);
         }
     }
 }

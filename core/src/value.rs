@@ -641,7 +641,7 @@ impl Encoded {
     /// The value.
     pub fn decode(&self) -> Value {
         // The bytes were checked (or written by `new`) when this was built, so decoding succeeds.
-        postcard::from_bytes(&self.0).unwrap_or(Value::Null)
+        crate::codec::take_value(&self.0).map_or(Value::Null, |(value, _)| value)
     }
 }
 
