@@ -17,12 +17,13 @@ use alloc::vec::Vec;
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Reply, Request};
+use crate::command::{Command, Reply, Request, WireEvent};
 use crate::error::{Error, excerpt};
 use crate::hlc::{NodeId, Timestamp};
-use crate::lww::{LwwMap, LwwRecord};
+use crate::lww::{LwwMap, LwwRecord, RecordRef};
 use crate::map_common::{Hasher, MapKind};
 use crate::or_map::{OrMap, OrRecord};
+use crate::storage::{MapStatus, StorageOp, StorageResult};
 use crate::value::{Encoded, MAX_DEPTH, Value};
 
 /// The first byte of every encoding this module writes.
@@ -64,6 +65,10 @@ pub enum StoredValue {
 }
 
 // ---- wire structs (private: the layout is this module's business) ----------------------------
+//
+// The decoders read these through serde. The encoders write the same layouts by hand (serde's
+// serializers for them cost the wasm module several times the code); the tests at the end check
+// the hand-written bytes against the derived `Serialize`.
 
 #[derive(Serialize, Deserialize)]
 enum SnapshotWire<'a> {
@@ -82,6 +87,21 @@ enum SnapshotWire<'a> {
         tombstones: Vec<&'a str>,
     },
 }
+
+/// The body of `SnapshotWire::Or`, for the paths that handle OR snapshots only: serde code for
+/// the whole enum would bring the LWW records' along.
+#[derive(Serialize, Deserialize)]
+struct OrSnapshotWire<'a> {
+    #[serde(borrow)]
+    nodes: Vec<&'a str>,
+    #[serde(borrow)]
+    keys: Vec<OrKeyWire<'a>>,
+    #[serde(borrow)]
+    tombstones: Vec<&'a str>,
+}
+
+/// The variant index of `SnapshotWire::Or`.
+const OR_SNAPSHOT_TAG: u8 = 1;
 
 #[derive(Serialize, Deserialize)]
 struct LwwWire<'a> {
@@ -140,10 +160,6 @@ struct StoredOrWire<'a> {
     ttl_ms: Option<u64>,
 }
 
-fn timestamp_wire(t: &Timestamp) -> TimestampWire<'_> {
-    TimestampWire { millis: t.millis, counter: t.counter, node_id: t.node_id.as_str() }
-}
-
 // ---- encoding ----------------------------------------------------------------------------------
 
 /// Interns node ids while encoding: each writer's id is written once.
@@ -165,6 +181,10 @@ impl<'a> NodeTable<'a> {
 
 fn write_versioned<T: Serialize>(body: &T, out: &mut Vec<u8>) {
     out.push(FORMAT_VERSION);
+    write_postcard(body, out);
+}
+
+fn write_postcard<T: Serialize>(body: &T, out: &mut Vec<u8>) {
     // Serializing into a growable Vec fails only on allocation failure, which aborts anyway.
     if let Ok(bytes) = postcard::to_extend(body, core::mem::take(out)) {
         *out = bytes;
@@ -222,32 +242,112 @@ pub fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-/// Appends a snapshot of `map` (live records and tombstones) to `out`.
+/// Appends the postcard encoding of `value`: byte for byte what its `Serialize` writes (the
+/// variant index, then the payload: a zigzag varint for `Int`, 8 little-endian bytes for `Float`,
+/// length-prefixed text and bytes, a count then the items or `(key, value)` pairs). Written by hand
+/// and used by every encoder here, so the module carries no serde serializer for values.
+pub fn put_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Null => out.push(0),
+        Value::Bool(b) => out.extend_from_slice(&[1, u8::from(*b)]),
+        Value::Int(i) => {
+            out.push(2);
+            put_varint(out, zigzag(*i));
+        }
+        Value::Float(f) => {
+            out.push(3);
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+        Value::String(s) => {
+            out.push(4);
+            put_str(out, s);
+        }
+        Value::Bytes(b) => {
+            out.push(5);
+            put_bytes(out, b);
+        }
+        Value::List(items) => {
+            out.push(6);
+            put_varint(out, items.len() as u64);
+            for item in items {
+                put_value(out, item);
+            }
+        }
+        Value::Map(entries) => {
+            out.push(7);
+            put_varint(out, entries.len() as u64);
+            for (key, item) in entries {
+                put_str(out, key);
+                put_value(out, item);
+            }
+        }
+    }
+}
+
+/// The length of [`put_value`]'s encoding of `value`.
+pub(crate) fn value_len(value: &Value) -> usize {
+    1 + match value {
+        Value::Null => 0,
+        Value::Bool(_) => 1,
+        Value::Int(i) => varint_len(zigzag(*i)),
+        Value::Float(_) => 8,
+        Value::String(s) => varint_len(s.len() as u64) + s.len(),
+        Value::Bytes(b) => varint_len(b.len() as u64) + b.len(),
+        Value::List(items) => varint_len(items.len() as u64) + items.iter().map(value_len).sum::<usize>(),
+        Value::Map(entries) => {
+            varint_len(entries.len() as u64)
+                + entries.iter().map(|(k, v)| varint_len(k.len() as u64) + k.len() + value_len(v)).sum::<usize>()
+        }
+    }
+}
+
+/// Postcard's signed integers: zigzag, so small magnitudes of either sign are short varints.
+fn zigzag(i: i64) -> u64 {
+    ((i << 1) ^ (i >> 63)) as u64
+}
+
+fn varint_len(n: u64) -> usize {
+    // 7 bits a byte; 0 still takes one.
+    (64 - (n | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Splits one postcard-encoded [`Value`] off the front of `bytes`, as its `Deserialize` reads it
+/// (same errors; nesting bounded, the rest left to [`Value::validate`]). Like [`put_value`], it
+/// keeps the module at one value decoder.
+pub fn take_value(bytes: &[u8]) -> postcard::Result<(Value, &[u8])> {
+    let mut reader = Reader { bytes };
+    let value = reader.value()?;
+    Ok((value, reader.bytes))
+}
+
+/// Appends a snapshot of `map` (live records and tombstones) to `out`. Written by hand in the
+/// layout serde gives `SnapshotWire::Or` (which decodes it).
 pub fn encode_or_snapshot_into(map: &OrMap, out: &mut Vec<u8>) {
     let records = map.records();
-    let tags: Vec<String> = records.iter().flat_map(|(_, rs)| rs.iter().map(OrRecord::tag)).collect();
-    let tombstones = map.tombstones();
     let mut table = NodeTable::default();
-    let mut tag_at = tags.iter();
-    let keys: Vec<OrKeyWire<'_>> = records
-        .iter()
-        .map(|(key, rs)| OrKeyWire {
-            key,
-            records: rs
-                .iter()
-                .map(|r| OrWire {
-                    value: r.value.clone(),
-                    millis: r.timestamp.millis,
-                    counter: r.timestamp.counter,
-                    node: table.of(&r.timestamp.node_id),
-                    tag: tag_at.next().map_or("", String::as_str),
-                    ttl_ms: r.ttl_ms,
-                })
-                .collect(),
-        })
-        .collect();
-    let tombstones = tombstones.iter().map(String::as_str).collect();
-    write_versioned(&SnapshotWire::Or { nodes: table.nodes, keys, tombstones }, out);
+    let nodes: Vec<u32> =
+        records.iter().flat_map(|(_, rs)| rs.iter()).map(|r| table.of(&r.timestamp.node_id)).collect();
+    out.push(FORMAT_VERSION);
+    out.push(OR_SNAPSHOT_TAG);
+    put_varint(out, table.nodes.len() as u64);
+    for node in &table.nodes {
+        put_str(out, node);
+    }
+    put_varint(out, records.len() as u64);
+    let mut node_at = nodes.into_iter();
+    for (key, rs) in &records {
+        put_str(out, key);
+        put_varint(out, rs.len() as u64);
+        for r in rs.iter() {
+            put_value(out, &r.value);
+            put_varint(out, r.timestamp.millis);
+            put_varint(out, u64::from(r.timestamp.counter));
+            put_varint(out, u64::from(node_at.next().unwrap_or_default()));
+            put_str(out, &r.tag());
+            put_option_u64(out, r.ttl_ms);
+        }
+    }
+    put_strs(out, &map.tombstones());
 }
 
 /// A snapshot of an LWW map as a new buffer.
@@ -264,52 +364,368 @@ pub fn encode_or_snapshot(map: &OrMap) -> Vec<u8> {
     out
 }
 
-/// Encodes one stored value.
+/// Encodes one stored value. Written by hand in the layout serde gives `StoredWire` (which
+/// [`decode_stored`] reads).
 pub fn encode_stored(value: &StoredValue) -> Vec<u8> {
-    let tags: Vec<String>;
-    let wire = match value {
+    let mut out = alloc::vec![FORMAT_VERSION];
+    let o = &mut out;
+    match value {
         StoredValue::Lww(r) => {
-            StoredWire::Lww { value: r.value.clone(), timestamp: timestamp_wire(&r.timestamp), ttl_ms: r.ttl_ms }
+            put_varint(o, 0);
+            match &r.value {
+                Some(value) => {
+                    o.push(1);
+                    put_value(o, value);
+                }
+                None => o.push(0),
+            }
+            put_timestamp(o, &r.timestamp);
+            put_option_u64(o, r.ttl_ms);
         }
-        StoredValue::Or(records) => {
-            tags = records.iter().map(OrRecord::tag).collect();
-            StoredWire::Or(
-                records
-                    .iter()
-                    .zip(&tags)
-                    .map(|(r, tag)| StoredOrWire {
-                        value: r.value.clone(),
-                        timestamp: timestamp_wire(&r.timestamp),
-                        tag,
-                        ttl_ms: r.ttl_ms,
-                    })
-                    .collect(),
-            )
+        StoredValue::Or(records) => return encode_stored_or(records),
+        StoredValue::OrTombstones(tags) => {
+            return encode_stored_tombstones(&tags.iter().map(Timestamp::to_text).collect::<Vec<_>>());
         }
-        StoredValue::OrTombstones(t) => {
-            tags = t.iter().map(Timestamp::to_text).collect();
-            StoredWire::OrTombstones(tags.iter().map(String::as_str).collect())
-        }
-    };
-    let mut out = Vec::new();
-    write_versioned(&wire, &mut out);
+    }
     out
+}
+
+/// [`encode_stored`] of an LWW record as the map holds it: its value bytes are copied as they are.
+pub(crate) fn encode_stored_lww(r: &RecordRef<'_>) -> Vec<u8> {
+    let mut out = alloc::vec![FORMAT_VERSION, 0];
+    match r.value {
+        Some(value) => {
+            out.push(1);
+            out.extend_from_slice(value.as_bytes());
+        }
+        None => out.push(0),
+    }
+    put_varint(&mut out, r.millis);
+    put_varint(&mut out, u64::from(r.counter));
+    put_str(&mut out, r.node_id.as_str());
+    put_option_u64(&mut out, r.ttl_ms);
+    out
+}
+
+/// [`encode_stored`] of one OR key's live records.
+pub(crate) fn encode_stored_or(records: &[OrRecord]) -> Vec<u8> {
+    let mut out = alloc::vec![FORMAT_VERSION, 1];
+    put_varint(&mut out, records.len() as u64);
+    for r in records {
+        put_value(&mut out, &r.value);
+        put_timestamp(&mut out, &r.timestamp);
+        put_str(&mut out, &r.tag());
+        put_option_u64(&mut out, r.ttl_ms);
+    }
+    out
+}
+
+/// [`encode_stored`] of an OR map's tombstone list, the tags in text form.
+pub(crate) fn encode_stored_tombstones(tags: &[String]) -> Vec<u8> {
+    let mut out = alloc::vec![FORMAT_VERSION, 2];
+    put_strs(&mut out, tags);
+    out
+}
+
+/// A `TimestampWire`.
+fn put_timestamp(out: &mut Vec<u8>, t: &Timestamp) {
+    put_varint(out, t.millis);
+    put_varint(out, u64::from(t.counter));
+    put_str(out, t.node_id.as_str());
+}
+
+/// A postcard `Option<u64>`.
+fn put_option_u64(out: &mut Vec<u8>, n: Option<u64>) {
+    match n {
+        Some(n) => {
+            out.push(1);
+            put_varint(out, n);
+        }
+        None => out.push(0),
+    }
 }
 
 // ---- decoding ----------------------------------------------------------------------------------
 
 /// Decodes `[FORMAT_VERSION] postcard(T)` with nothing trailing.
 fn read_versioned<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &'static str) -> Result<T, Error> {
-    let bad = |reason: String| Error::Decode { what, reason };
-    let (&version, body) = bytes.split_first().ok_or_else(|| bad("it is empty".into()))?;
+    read_versioned_with(bytes, what, Reader::serde)
+}
+
+/// [`read_versioned`] with `read` reading the body.
+fn read_versioned_with<'a, T>(
+    bytes: &'a [u8],
+    what: &'static str,
+    read: impl FnOnce(&mut Reader<'a>) -> postcard::Result<T>,
+) -> Result<T, Error> {
+    let (&version, body) = bytes.split_first().ok_or(Error::Decode { what, reason: "it is empty".into() })?;
     if version != FORMAT_VERSION {
-        return Err(bad(alloc::format!("format version {version} is not supported (expected {FORMAT_VERSION})")));
+        return Err(Error::Decode {
+            what,
+            reason: alloc::format!("format version {version} is not supported (expected {FORMAT_VERSION})"),
+        });
     }
-    let (value, rest) = postcard::take_from_bytes::<T>(body).map_err(|e| bad(postcard_reason(&e)))?;
-    if !rest.is_empty() {
-        return Err(bad(alloc::format!("{} unexpected bytes after the end", rest.len())));
-    }
+    read_body_with(body, what, read)
+}
+
+/// Decodes a postcard body with `read`, with nothing trailing.
+fn read_body_with<'a, T>(
+    body: &'a [u8],
+    what: &'static str,
+    read: impl FnOnce(&mut Reader<'a>) -> postcard::Result<T>,
+) -> Result<T, Error> {
+    let mut reader = Reader { bytes: body };
+    let value = read(&mut reader).map_err(|e| Error::Decode { what, reason: postcard_reason(&e) })?;
+    trailing(reader.bytes.len(), what)?;
     Ok(value)
+}
+
+fn trailing(rest: usize, what: &'static str) -> Result<(), Error> {
+    if rest == 0 {
+        return Ok(());
+    }
+    Err(Error::Decode { what, reason: alloc::format!("{rest} unexpected bytes after the end") })
+}
+
+/// Reads postcard as its serde deserializer does, giving the same error for the same bytes.
+/// Values, stored values, requests and OR snapshot bodies are read by hand with it: serde's
+/// deserializers for them would be a second decoder in the wasm module. The unit tests at the end
+/// check each against serde on valid and damaged bytes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    /// A `T` through serde.
+    fn serde<T: Deserialize<'a>>(&mut self) -> postcard::Result<T> {
+        let (value, rest) = postcard::take_from_bytes::<T>(self.bytes)?;
+        self.bytes = rest;
+        Ok(value)
+    }
+
+    fn byte(&mut self) -> postcard::Result<u8> {
+        let (&b, rest) = self.bytes.split_first().ok_or(postcard::Error::DeserializeUnexpectedEnd)?;
+        self.bytes = rest;
+        Ok(b)
+    }
+
+    fn take(&mut self, n: usize) -> postcard::Result<&'a [u8]> {
+        if n > self.bytes.len() {
+            return Err(postcard::Error::DeserializeUnexpectedEnd);
+        }
+        let (taken, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(taken)
+    }
+
+    /// A varint of at most `max_bytes` bytes whose last byte holds at most `max_last` (the bits
+    /// left of the type's width), as postcard checks it.
+    fn varint(&mut self, max_bytes: u32, max_last: u8) -> postcard::Result<u64> {
+        let mut out = 0u64;
+        for i in 0..max_bytes {
+            let b = self.byte()?;
+            out |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                if i == max_bytes - 1 && b > max_last {
+                    break;
+                }
+                return Ok(out);
+            }
+        }
+        Err(postcard::Error::DeserializeBadVarint)
+    }
+
+    fn u32(&mut self) -> postcard::Result<u32> {
+        Ok(self.varint(5, 0x0f)? as u32)
+    }
+
+    fn u64(&mut self) -> postcard::Result<u64> {
+        self.varint(10, 0x01)
+    }
+
+    /// A length: a varint of the platform's `usize`.
+    fn len(&mut self) -> postcard::Result<usize> {
+        Ok(if usize::BITS == 32 { self.u32()? as usize } else { self.u64()? as usize })
+    }
+
+    fn bool(&mut self) -> postcard::Result<bool> {
+        match self.byte()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(postcard::Error::DeserializeBadBool),
+        }
+    }
+
+    /// An option's tag: true for `Some`.
+    fn some(&mut self) -> postcard::Result<bool> {
+        match self.byte()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(postcard::Error::DeserializeBadOption),
+        }
+    }
+
+    fn option_u64(&mut self) -> postcard::Result<Option<u64>> {
+        Ok(if self.some()? { Some(self.u64()?) } else { None })
+    }
+
+    /// An enum's variant index, below `count` (serde refuses others with a custom error).
+    fn variant(&mut self, count: u32) -> postcard::Result<u32> {
+        let index = self.u32()?;
+        if index < count { Ok(index) } else { Err(postcard::Error::SerdeDeCustom) }
+    }
+
+    fn str(&mut self) -> postcard::Result<&'a str> {
+        let n = self.len()?;
+        core::str::from_utf8(self.take(n)?).map_err(|_| postcard::Error::DeserializeBadUtf8)
+    }
+
+    fn string(&mut self) -> postcard::Result<String> {
+        Ok(String::from(self.str()?))
+    }
+
+    /// A `Vec<u8>` (a length, then the bytes).
+    fn byte_vec(&mut self) -> postcard::Result<Vec<u8>> {
+        let n = self.len()?;
+        Ok(self.take(n)?.to_vec())
+    }
+
+    fn value(&mut self) -> postcard::Result<Value> {
+        self.value_at(0)
+    }
+
+    /// A [`Value`] nested `depth` levels deep, as its `Deserialize` reads it: lists and maps
+    /// deeper than [`MAX_DEPTH`] and unknown tags are refused (serde's custom error), nothing else
+    /// is checked.
+    fn value_at(&mut self, depth: usize) -> postcard::Result<Value> {
+        Ok(match self.u32()? {
+            0 => Value::Null,
+            1 => Value::Bool(self.bool()?),
+            2 => {
+                let n = self.u64()?;
+                Value::Int(((n >> 1) as i64) ^ -((n & 1) as i64))
+            }
+            3 => {
+                let mut raw = [0u8; 8];
+                raw.copy_from_slice(self.take(8)?);
+                Value::Float(f64::from_le_bytes(raw))
+            }
+            4 => Value::String(Box::from(self.str()?)),
+            5 => {
+                let n = self.len()?;
+                Value::Bytes(Box::from(self.take(n)?))
+            }
+            6 | 7 if depth >= MAX_DEPTH => return Err(postcard::Error::SerdeDeCustom),
+            6 => Value::List(self.list(|r| r.value_at(depth + 1))?.into_boxed_slice()),
+            7 => Value::Map(self.list(|r| Ok((Box::from(r.str()?), r.value_at(depth + 1)?)))?.into_boxed_slice()),
+            _ => return Err(postcard::Error::SerdeDeCustom),
+        })
+    }
+
+    /// A sequence: a length, then the items.
+    fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> postcard::Result<T>) -> postcard::Result<Vec<T>> {
+        let n = self.len()?;
+        // Every item takes a byte at least: the length is not trusted beyond that.
+        let mut items = Vec::with_capacity(n.min(self.bytes.len()));
+        for _ in 0..n {
+            items.push(item(self)?);
+        }
+        Ok(items)
+    }
+
+    fn timestamp(&mut self) -> postcard::Result<TimestampWire<'a>> {
+        Ok(TimestampWire { millis: self.u64()?, counter: self.u32()?, node_id: self.str()? })
+    }
+
+    fn stored(&mut self) -> postcard::Result<StoredWire<'a>> {
+        Ok(match self.variant(3)? {
+            0 => StoredWire::Lww {
+                value: if self.some()? { Some(self.value()?) } else { None },
+                timestamp: self.timestamp()?,
+                ttl_ms: self.option_u64()?,
+            },
+            1 => StoredWire::Or(self.list(|r| {
+                Ok(StoredOrWire {
+                    value: r.value()?,
+                    timestamp: r.timestamp()?,
+                    tag: r.str()?,
+                    ttl_ms: r.option_u64()?,
+                })
+            })?),
+            _ => StoredWire::OrTombstones(self.list(Self::str)?),
+        })
+    }
+
+    fn or_snapshot(&mut self) -> postcard::Result<OrSnapshotWire<'a>> {
+        Ok(OrSnapshotWire {
+            nodes: self.list(Self::str)?,
+            keys: self.list(|r| {
+                Ok(OrKeyWire {
+                    key: r.str()?,
+                    records: r.list(|r| {
+                        Ok(OrWire {
+                            value: r.value()?,
+                            millis: r.u64()?,
+                            counter: r.u32()?,
+                            node: r.u32()?,
+                            tag: r.str()?,
+                            ttl_ms: r.option_u64()?,
+                        })
+                    })?,
+                })
+            })?,
+            tombstones: self.list(Self::str)?,
+        })
+    }
+
+    fn kind(&mut self) -> postcard::Result<MapKind> {
+        Ok(if self.variant(2)? == 0 { MapKind::Lww } else { MapKind::Or })
+    }
+
+    fn request(&mut self) -> postcard::Result<Request> {
+        Ok(Request { grid: self.u32()?, wall: self.u64()?, command: self.command()? })
+    }
+
+    fn command(&mut self) -> postcard::Result<Command> {
+        Ok(match self.variant(17)? {
+            0 => Command::Open { node_id: self.string()?, max_drift_ms: self.u64()?, strict: self.bool()? },
+            1 => Command::Close,
+            2 => Command::Set {
+                map: self.string()?,
+                key: self.string()?,
+                value: self.value()?,
+                ttl_ms: self.option_u64()?,
+            },
+            3 => Command::SetMany { map: self.string()?, entries: self.list(|r| Ok((r.string()?, r.value()?)))? },
+            4 => Command::Remove { map: self.string()?, key: self.string()? },
+            5 => Command::Get { map: self.string()?, key: self.string()? },
+            6 => Command::Add {
+                map: self.string()?,
+                key: self.string()?,
+                value: self.value()?,
+                ttl_ms: self.option_u64()?,
+            },
+            7 => Command::OrRemove { map: self.string()?, key: self.string()?, value: self.value()? },
+            8 => Command::OrGet { map: self.string()?, key: self.string()? },
+            9 => Command::Root { map: self.string()? },
+            10 => Command::Export { map: self.string()? },
+            11 => Command::Import { map: self.string()?, snapshot: self.byte_vec()? },
+            12 => Command::Prune { map: self.string()?, older_than: self.u64()? },
+            13 => Command::OpenPersistent { node_id: self.string()?, max_drift_ms: self.u64()?, strict: self.bool()? },
+            14 => Command::GetMap { map: self.string()?, kind: if self.some()? { Some(self.kind()?) } else { None } },
+            15 => Command::Flush,
+            _ => Command::Storage { answers: self.list(|r| Ok((r.u64()?, r.storage_result()?)))? },
+        })
+    }
+
+    fn storage_result(&mut self) -> postcard::Result<StorageResult> {
+        Ok(match self.variant(4)? {
+            0 => StorageResult::Keys(self.list(Self::string)?),
+            1 => StorageResult::Values(self.list(|r| Ok((r.string()?, r.byte_vec()?)))?),
+            2 => StorageResult::Done,
+            _ => StorageResult::Failed(self.string()?),
+        })
+    }
 }
 
 fn postcard_reason(e: &postcard::Error) -> String {
@@ -405,28 +821,42 @@ fn decode_snapshot_wire(wire: SnapshotWire<'_>) -> Result<Snapshot, Error> {
             check_key_order(records.iter().map(|(k, _)| &**k))?;
             Snapshot::Lww(records)
         }
-        SnapshotWire::Or { nodes, keys, tombstones } => {
-            let table = node_table(&nodes)?;
-            let keys = keys
-                .into_iter()
-                .map(|k| {
-                    let records = k
-                        .records
-                        .into_iter()
-                        .map(|w| {
-                            let timestamp = Timestamp::new(w.millis, w.counter, node_at(&table, w.node)?);
-                            check_tag(w.tag, &timestamp)?;
-                            Ok(OrRecord { value: check_value(w.value)?, timestamp, ttl_ms: check_ttl(w.ttl_ms)? })
-                        })
-                        .collect::<Result<_, Error>>()?;
-                    Ok((check_key(k.key)?, records))
-                })
-                .collect::<Result<Vec<_>, Error>>()?;
-            check_key_order(keys.iter().map(|(k, _)| &**k))?;
-            let tombstones = tombstones.iter().map(|t| Timestamp::parse(t)).collect::<Result<_, _>>()?;
-            Snapshot::Or { keys, tombstones }
-        }
+        SnapshotWire::Or { nodes, keys, tombstones } => or_snapshot(OrSnapshotWire { nodes, keys, tombstones })?,
     })
+}
+
+/// Decodes what [`decode_lww_snapshot_raw`] left: an OR snapshot (the version and variant already
+/// checked there). Gives what [`decode_snapshot`] gives for those bytes.
+pub(crate) fn decode_or_snapshot(bytes: &[u8]) -> Result<Snapshot, Error> {
+    const WHAT: &str = "snapshot";
+    let [FORMAT_VERSION, OR_SNAPSHOT_TAG, body @ ..] = bytes else {
+        return Err(Error::Decode { what: WHAT, reason: "an LWW snapshot in an OR position".into() });
+    };
+    let wire = read_body_with(body, WHAT, Reader::or_snapshot)?;
+    or_snapshot(wire).map_err(in_decode(WHAT))
+}
+
+fn or_snapshot(wire: OrSnapshotWire<'_>) -> Result<Snapshot, Error> {
+    let OrSnapshotWire { nodes, keys, tombstones } = wire;
+    let table = node_table(&nodes)?;
+    let keys = keys
+        .into_iter()
+        .map(|k| {
+            let records = k
+                .records
+                .into_iter()
+                .map(|w| {
+                    let timestamp = Timestamp::new(w.millis, w.counter, node_at(&table, w.node)?);
+                    check_tag(w.tag, &timestamp)?;
+                    Ok(OrRecord { value: check_value(w.value)?, timestamp, ttl_ms: check_ttl(w.ttl_ms)? })
+                })
+                .collect::<Result<_, Error>>()?;
+            Ok((check_key(k.key)?, records))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    check_key_order(keys.iter().map(|(k, _)| &**k))?;
+    let tombstones = tombstones.iter().map(|t| Timestamp::parse(t)).collect::<Result<_, _>>()?;
+    Ok(Snapshot::Or { keys, tombstones })
 }
 
 /// A record of an LWW snapshot with its value still encoded, borrowed from the snapshot's bytes.
@@ -504,8 +934,12 @@ pub fn decode_lww_snapshot_raw(bytes: &[u8]) -> Result<Option<Vec<RawLwwRecord<'
 
 /// Decodes one value written by [`encode_stored`].
 pub fn decode_stored(bytes: &[u8]) -> Result<StoredValue, Error> {
-    const WHAT: &str = "stored value";
-    let wire: StoredWire<'_> = read_versioned(bytes, WHAT)?;
+    stored_value(read_versioned_with(bytes, STORED, Reader::stored)?)
+}
+
+const STORED: &str = "stored value";
+
+fn stored_value(wire: StoredWire<'_>) -> Result<StoredValue, Error> {
     let ts = |t: TimestampWire<'_>| -> Result<Timestamp, Error> {
         Ok(Timestamp::new(t.millis, t.counter, NodeId::new(t.node_id)?))
     };
@@ -527,7 +961,7 @@ pub fn decode_stored(bytes: &[u8]) -> Result<StoredValue, Error> {
             tags.iter().map(|t| Timestamp::parse(t)).collect::<Result<_, _>>().map(StoredValue::OrTombstones)
         }
     };
-    decoded.map_err(in_decode(WHAT))
+    decoded.map_err(in_decode(STORED))
 }
 
 // ---- byte ABI requests and replies ------------------------------------------------------------
@@ -555,14 +989,156 @@ pub fn encode_request(request: &Request) -> Vec<u8> {
 /// Decodes a byte-ABI request.
 pub fn decode_request(bytes: &[u8]) -> Result<Request, Error> {
     check_size(bytes, "request")?;
-    read_versioned(bytes, "request")
+    read_versioned_with(bytes, "request", Reader::request)
 }
 
-/// Encodes a byte-ABI reply.
+/// Encodes a byte-ABI reply. Written by hand in the layout serde gives [`Reply`] (which
+/// [`decode_reply`] reads): the derived serializer of the reply types costs the module three times
+/// as much code.
 pub fn encode_reply(reply: &Reply) -> Vec<u8> {
-    let mut out = Vec::new();
-    write_versioned(reply, &mut out);
+    let mut out = alloc::vec![FORMAT_VERSION];
+    let o = &mut out;
+    match reply {
+        Reply::Done => put_varint(o, 0),
+        Reply::Opened(handle) => {
+            put_varint(o, 1);
+            put_varint(o, u64::from(*handle));
+        }
+        Reply::Value(value) => {
+            put_varint(o, 2);
+            match value {
+                Some(value) => {
+                    o.push(1);
+                    put_value(o, value);
+                }
+                None => o.push(0),
+            }
+        }
+        Reply::Values(values) => {
+            put_varint(o, 3);
+            put_varint(o, values.len() as u64);
+            for value in values {
+                put_value(o, value);
+            }
+        }
+        Reply::Tags(tags) => {
+            put_varint(o, 4);
+            put_strs(o, tags);
+        }
+        Reply::Root(root) => {
+            put_varint(o, 5);
+            put_varint(o, u64::from(*root));
+        }
+        Reply::Bytes(bytes) => {
+            put_varint(o, 6);
+            put_bytes(o, bytes);
+        }
+        Reply::Count(count) => {
+            put_varint(o, 7);
+            put_varint(o, *count);
+        }
+        Reply::Error(message) => {
+            put_varint(o, 8);
+            put_str(o, message);
+        }
+        Reply::Status(status) => {
+            put_varint(o, 9);
+            match status {
+                MapStatus::Loading => put_varint(o, 0),
+                MapStatus::Loaded(kind) => {
+                    put_varint(o, 1);
+                    put_kind(o, *kind);
+                }
+            }
+        }
+        Reply::Storage { requests, events } => {
+            put_varint(o, 10);
+            put_varint(o, requests.len() as u64);
+            for request in requests {
+                put_varint(o, request.id);
+                match &request.op {
+                    StorageOp::LoadAllKeys { map } => {
+                        put_varint(o, 0);
+                        put_str(o, map);
+                    }
+                    StorageOp::LoadAll { map, keys } => {
+                        put_varint(o, 1);
+                        put_str(o, map);
+                        put_strs(o, keys);
+                    }
+                    StorageOp::StoreAll { map, entries } => {
+                        put_varint(o, 2);
+                        put_str(o, map);
+                        put_varint(o, entries.len() as u64);
+                        for (key, bytes) in entries {
+                            put_str(o, key);
+                            put_bytes(o, bytes);
+                        }
+                    }
+                    StorageOp::DeleteAll { map, keys } => {
+                        put_varint(o, 3);
+                        put_str(o, map);
+                        put_strs(o, keys);
+                    }
+                }
+            }
+            put_varint(o, events.len() as u64);
+            for event in events {
+                match event {
+                    WireEvent::MapLoaded { map, count } => {
+                        put_varint(o, 0);
+                        put_str(o, map);
+                        put_varint(o, *count);
+                    }
+                    WireEvent::Ready { map, kind } => {
+                        put_varint(o, 1);
+                        put_str(o, map);
+                        put_kind(o, *kind);
+                    }
+                    WireEvent::LoadFailed { map, error } => {
+                        put_varint(o, 2);
+                        put_str(o, map);
+                        put_str(o, error);
+                    }
+                    WireEvent::Flushed { flush_id } => {
+                        put_varint(o, 3);
+                        put_varint(o, *flush_id);
+                    }
+                    WireEvent::FlushFailed { flush_id, error } => {
+                        put_varint(o, 4);
+                        put_varint(o, *flush_id);
+                        put_str(o, error);
+                    }
+                }
+            }
+        }
+    }
     out
+}
+
+/// A postcard list of strings.
+fn put_strs(out: &mut Vec<u8>, items: &[String]) {
+    put_varint(out, items.len() as u64);
+    for item in items {
+        put_str(out, item);
+    }
+}
+
+/// Postcard bytes (`Vec<u8>` too: a length, then each byte as it is).
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// A [`MapKind`] as serde writes it: the variant index.
+fn put_kind(out: &mut Vec<u8>, kind: MapKind) {
+    put_varint(
+        out,
+        match kind {
+            MapKind::Lww => 0,
+            MapKind::Or => 1,
+        },
+    );
 }
 
 /// Decodes a byte-ABI reply.
@@ -634,7 +1210,7 @@ fn canonicalize(scan: &mut Scan<'_>, out: &mut Vec<u8>) -> Result<(), String> {
                 scan.canonical = canonical;
                 entries.push((key, encoded_key, value));
             }
-            entries.sort_by(|a, b| a.0.cmp(b.0));
+            crate::sort::by_key(&mut entries, |e| e.0);
             if let Some(pair) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
                 let key = core::str::from_utf8(pair[0].0).unwrap_or_default();
                 return Err(alloc::format!("the key {} appears twice", crate::error::Quoted(&excerpt(key))));
@@ -749,5 +1325,418 @@ impl<'a> Scan<'a> {
             _ => return Err("an unknown value type tag"),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The hand-written encoders against the serde derive of the wire structs they mirror.
+
+    use alloc::string::String;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    use super::*;
+    use crate::hlc::{ClockConfig, Hlc};
+
+    /// What `encode_or_snapshot_into` wrote through serde.
+    fn serde_or_snapshot(map: &OrMap) -> Vec<u8> {
+        let records = map.records();
+        let tags: Vec<String> = records.iter().flat_map(|(_, rs)| rs.iter().map(OrRecord::tag)).collect();
+        let tombstones = map.tombstones();
+        let mut table = NodeTable::default();
+        let mut tag_at = tags.iter();
+        let keys: Vec<OrKeyWire<'_>> = records
+            .iter()
+            .map(|(key, rs)| OrKeyWire {
+                key,
+                records: rs
+                    .iter()
+                    .map(|r| OrWire {
+                        value: r.value.clone(),
+                        millis: r.timestamp.millis,
+                        counter: r.timestamp.counter,
+                        node: table.of(&r.timestamp.node_id),
+                        tag: tag_at.next().map_or("", String::as_str),
+                        ttl_ms: r.ttl_ms,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let tombstones = tombstones.iter().map(String::as_str).collect();
+        let mut out = Vec::new();
+        write_versioned(&SnapshotWire::Or { nodes: table.nodes, keys, tombstones }, &mut out);
+        out
+    }
+
+    fn timestamp_wire(t: &Timestamp) -> TimestampWire<'_> {
+        TimestampWire { millis: t.millis, counter: t.counter, node_id: t.node_id.as_str() }
+    }
+
+    /// What `encode_stored` wrote through serde.
+    fn serde_stored(value: &StoredValue) -> Vec<u8> {
+        let tags: Vec<String>;
+        let wire = match value {
+            StoredValue::Lww(r) => {
+                StoredWire::Lww { value: r.value.clone(), timestamp: timestamp_wire(&r.timestamp), ttl_ms: r.ttl_ms }
+            }
+            StoredValue::Or(records) => {
+                tags = records.iter().map(OrRecord::tag).collect();
+                StoredWire::Or(
+                    records
+                        .iter()
+                        .zip(&tags)
+                        .map(|(r, tag)| StoredOrWire {
+                            value: r.value.clone(),
+                            timestamp: timestamp_wire(&r.timestamp),
+                            tag,
+                            ttl_ms: r.ttl_ms,
+                        })
+                        .collect(),
+                )
+            }
+            StoredValue::OrTombstones(t) => {
+                tags = t.iter().map(Timestamp::to_text).collect();
+                StoredWire::OrTombstones(tags.iter().map(String::as_str).collect())
+            }
+        };
+        let mut out = Vec::new();
+        write_versioned(&wire, &mut out);
+        out
+    }
+
+    fn values() -> Vec<Value> {
+        let nested = Value::map([
+            ("b", Value::from(vec![0u8, 1, 255])),
+            ("f", Value::from(-2.5e-300)),
+            ("l", Value::list([Value::Null, Value::Bool(true), Value::Bool(false), Value::Int(i64::MIN)])),
+            ("n", Value::Int(-64)),
+            ("s", Value::from("h\u{e9}llo \u{1F600}")),
+        ]);
+        let nested = nested.expect("map");
+        vec![
+            Value::Null,
+            Value::Int(0),
+            Value::Int(63),
+            Value::Int(64),
+            Value::Int(-65),
+            Value::Int(i64::MAX),
+            Value::Float(f64::MIN_POSITIVE),
+            Value::from("x".repeat(300)),
+            Value::from(vec![7u8; 200]),
+            Value::list([nested.clone(), Value::list([])]),
+            nested,
+        ]
+    }
+
+    #[test]
+    fn put_value_writes_what_serde_writes() {
+        for value in values() {
+            let mut out = vec![9];
+            put_value(&mut out, &value);
+            let serde = postcard::to_allocvec(&value).expect("encode");
+            assert_eq!(out[1..], serde[..], "{value:?}");
+            assert_eq!(value_len(&value), serde.len(), "{value:?}");
+        }
+        for n in [0u64, 1, 127, 128, 16_383, 16_384, u64::from(u32::MAX), u64::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, n);
+            assert_eq!(varint_len(n), out.len(), "{n}");
+        }
+    }
+
+    #[test]
+    fn stored_values_and_or_snapshots_are_what_serde_writes() {
+        let mut clock = Hlc::new(NodeId::new("node-a").expect("node"), ClockConfig::default());
+        let mut other = Hlc::new(NodeId::new("b").expect("node"), ClockConfig::default());
+        let mut map = OrMap::new();
+        assert_eq!(encode_or_snapshot(&map), serde_or_snapshot(&map));
+        for (i, value) in values().into_iter().enumerate() {
+            let key = alloc::format!("key-{}", i % 4);
+            let ttl = (i % 3 == 0).then_some(1_000 + i as u64 * 1_000_000);
+            let c = if i % 2 == 0 { &mut clock } else { &mut other };
+            map.add(c, 1_700_000_000_000 + i as u64, &key, value.clone(), ttl).expect("write");
+            let lww = LwwRecord { value: Some(value), timestamp: c.now(5), ttl_ms: ttl };
+            let stored = StoredValue::Lww(lww.clone());
+            assert_eq!(encode_stored(&stored), serde_stored(&stored));
+            let tombstone = StoredValue::Lww(LwwRecord { value: None, ..lww.clone() });
+            assert_eq!(encode_stored(&tombstone), serde_stored(&tombstone));
+            // As the flush writes them: from the map's own record.
+            let mut m = LwwMap::new();
+            m.merge(c, 5, "k", lww.clone()).expect("merge");
+            let held = m.record_ref("k").expect("held");
+            assert_eq!(encode_stored_lww(&held), serde_stored(&stored));
+            let timestamp = c.now(5);
+            m.merge(c, 5, "k", LwwRecord { value: None, timestamp, ..lww }).expect("merge");
+            let held = m.record_ref("k").expect("held");
+            let tombstone = StoredValue::Lww(m.get_record("k").expect("held"));
+            assert_eq!(encode_stored_lww(&held), serde_stored(&tombstone));
+        }
+        map.remove("key-2", &Value::Int(63)).expect("write");
+        assert_eq!(encode_or_snapshot(&map), serde_or_snapshot(&map));
+        for key in ["key-0", "key-1", "key-2", "key-3", "none"] {
+            let or = StoredValue::Or(map.get_records(key).to_vec());
+            assert_eq!(encode_stored(&or), serde_stored(&or));
+        }
+        let tags: Vec<Timestamp> = map.tombstones().iter().filter_map(|t| Timestamp::parse(t).ok()).collect();
+        assert!(!tags.is_empty());
+        for tags in [Vec::new(), tags] {
+            let stored = StoredValue::OrTombstones(tags);
+            assert_eq!(encode_stored(&stored), serde_stored(&stored));
+        }
+    }
+}
+
+#[cfg(test)]
+mod reader_tests {
+    //! The hand-written readers against serde's deserializers: the same result, or the same error,
+    //! on valid encodings, damaged copies of them, and random bytes.
+
+    use alloc::format;
+    use alloc::vec;
+    use alloc::vec::Vec;
+    use core::fmt::Debug;
+
+    use super::*;
+    use crate::hlc::{ClockConfig, Hlc};
+
+    /// Every truncation; every byte replaced by values that stress tags, varints and lengths; a
+    /// byte inserted and one removed at every position.
+    fn damaged(bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for len in 0..bytes.len() {
+            out.push(bytes[..len].to_vec());
+        }
+        for at in 0..bytes.len() {
+            let b = bytes[at];
+            for v in [0, 1, 2, 3, 5, 7, 8, 0x0f, 0x10, 0x3f, 0x7f, 0x80, 0x81, 0xc0, 0xff, b ^ 1, b.wrapping_add(1)] {
+                let mut copy = bytes.to_vec();
+                copy[at] = v;
+                out.push(copy);
+            }
+            for v in [0, 0x80, 0xff] {
+                let mut copy = bytes.to_vec();
+                copy.insert(at, v);
+                out.push(copy);
+            }
+            let mut copy = bytes.to_vec();
+            copy.remove(at);
+            out.push(copy);
+        }
+        out.push([bytes, &[0]].concat());
+        out
+    }
+
+    /// Random byte strings after `prefix`, small values and varint continuation bytes favoured.
+    fn random(prefix: &[u8], count: usize, seed: u64) -> Vec<Vec<u8>> {
+        let mut state = seed;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        (0..count)
+            .map(|_| {
+                let len = (next() % 40) as usize;
+                let mut bytes = prefix.to_vec();
+                for _ in 0..len {
+                    let r = next();
+                    bytes.push(match r % 4 {
+                        0 => (r >> 8) as u8,
+                        1 => 0x80 | (r >> 8) as u8,
+                        _ => ((r >> 8) % 9) as u8,
+                    });
+                }
+                bytes
+            })
+            .collect()
+    }
+
+    fn same<T: Debug, E: Debug>(bytes: &[u8], ours: Result<T, E>, serde: Result<T, E>) {
+        assert_eq!(format!("{ours:?}"), format!("{serde:?}"), "bytes {bytes:?}");
+    }
+
+    fn check_value(bytes: &[u8]) {
+        same(bytes, take_value(bytes), postcard::take_from_bytes::<Value>(bytes));
+    }
+
+    fn check_stored(bytes: &[u8]) {
+        let serde = read_versioned::<StoredWire<'_>>(bytes, STORED).and_then(stored_value);
+        same(bytes, decode_stored(bytes), serde);
+    }
+
+    fn check_request(bytes: &[u8]) {
+        let serde = check_size(bytes, "request").and_then(|()| read_versioned::<Request>(bytes, "request"));
+        same(bytes, decode_request(bytes), serde);
+    }
+
+    fn check_or_snapshot(bytes: &[u8]) {
+        // decode_snapshot reads the whole SnapshotWire enum through serde.
+        if let [FORMAT_VERSION, OR_SNAPSHOT_TAG, ..] = bytes {
+            same(bytes, decode_or_snapshot(bytes), decode_snapshot(bytes));
+        }
+    }
+
+    fn deep(levels: usize, map: bool) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for _ in 0..levels {
+            bytes.extend_from_slice(if map { &[7, 1, 1, b'k'] } else { &[6, 1] });
+        }
+        bytes.push(0);
+        bytes
+    }
+
+    fn sample_values() -> Vec<Value> {
+        let nested = Value::map([
+            ("b", Value::from(vec![0u8, 1, 255])),
+            ("f", Value::from(-2.5e-300)),
+            ("l", Value::list([Value::Null, Value::Bool(true), Value::Bool(false), Value::Int(i64::MIN)])),
+            ("n", Value::Int(-64)),
+            ("s", Value::from("h\u{e9}llo \u{1F600}")),
+        ])
+        .expect("map");
+        vec![
+            Value::Null,
+            Value::Int(-1),
+            Value::Int(i64::MAX),
+            Value::Float(1.5),
+            Value::from("text"),
+            Value::from(vec![7u8; 3]),
+            Value::list([nested.clone(), Value::list([])]),
+            nested,
+        ]
+    }
+
+    #[test]
+    fn values_read_as_serde_reads_them() {
+        let mut inputs = vec![deep(63, false), deep(64, false), deep(65, false), deep(64, true), deep(65, true)];
+        inputs.push(vec![2, 0x80, 0x00]); // a varint that is not minimal
+        inputs.push(vec![3, 0, 0, 0, 0, 0, 0, 0xf8, 0x7f]); // NaN
+        inputs.push(vec![4, 2, 0xc3, 0x28]); // bad UTF-8
+        inputs.push(vec![0x80, 0x01]); // tag 128
+        for value in sample_values() {
+            let mut bytes = Vec::new();
+            put_value(&mut bytes, &value);
+            inputs.extend(damaged(&bytes));
+            inputs.push(bytes);
+        }
+        inputs.extend(random(&[], 20_000, 0x9e37_79b9_7f4a_7c15));
+        for bytes in &inputs {
+            check_value(bytes);
+        }
+    }
+
+    #[test]
+    fn stored_values_read_as_serde_reads_them() {
+        let (mut clock, mut map) = (Hlc::new(NodeId::new("n-1").expect("node"), ClockConfig::default()), OrMap::new());
+        let mut inputs = Vec::new();
+        for (i, value) in sample_values().into_iter().enumerate() {
+            let ttl = (i % 2 == 0).then_some(1_000);
+            let record = map.add(&mut clock, 1_000 + i as u64, "k", value.clone(), ttl).expect("add");
+            let lww = LwwRecord { value: Some(value), timestamp: record.timestamp.clone(), ttl_ms: ttl };
+            inputs.push(encode_stored(&StoredValue::Lww(lww)));
+            inputs.push(encode_stored(&StoredValue::Lww(LwwRecord {
+                value: None,
+                timestamp: record.timestamp,
+                ttl_ms: None,
+            })));
+        }
+        inputs.push(encode_stored(&StoredValue::Or(map.get_records("k")[..2].to_vec())));
+        let tags: Vec<Timestamp> = map.get_records("k").iter().map(|r| r.timestamp.clone()).take(3).collect();
+        inputs.push(encode_stored(&StoredValue::OrTombstones(tags)));
+        let mut all = Vec::new();
+        for bytes in &inputs {
+            all.extend(damaged(bytes));
+            all.push(bytes.clone());
+        }
+        for prefix in [&[1u8][..], &[1, 0], &[1, 1], &[1, 2]] {
+            all.extend(random(prefix, 10_000, 0x2545_f491_4f6c_dd1d));
+        }
+        all.push(Vec::new());
+        all.push(vec![2, 0]);
+        for bytes in &all {
+            check_stored(bytes);
+        }
+    }
+
+    #[test]
+    fn requests_read_as_serde_reads_them() {
+        let kv = |i: u64| (format!("key-{i}"), Value::Int(i as i64));
+        let commands = vec![
+            Command::Open { node_id: "n".into(), max_drift_ms: 60_000, strict: true },
+            Command::OpenPersistent { node_id: "n".into(), max_drift_ms: 0, strict: false },
+            Command::Close,
+            Command::Set {
+                map: "m".into(),
+                key: "k".into(),
+                value: sample_values().pop().expect("v"),
+                ttl_ms: Some(5),
+            },
+            Command::SetMany { map: "m".into(), entries: (0..3).map(kv).collect() },
+            Command::Remove { map: "m".into(), key: "k".into() },
+            Command::Get { map: "m".into(), key: "k".into() },
+            Command::Add { map: "m".into(), key: "k".into(), value: Value::from("v"), ttl_ms: None },
+            Command::OrRemove { map: "m".into(), key: "k".into(), value: Value::Bool(true) },
+            Command::OrGet { map: "m".into(), key: "k".into() },
+            Command::Root { map: "m".into() },
+            Command::Export { map: "m".into() },
+            Command::Import { map: "m".into(), snapshot: vec![1, 0, 0, 0] },
+            Command::Prune { map: "m".into(), older_than: 1 << 40 },
+            Command::GetMap { map: "m".into(), kind: None },
+            Command::GetMap { map: "m".into(), kind: Some(MapKind::Lww) },
+            Command::GetMap { map: "m".into(), kind: Some(MapKind::Or) },
+            Command::Flush,
+            Command::Storage {
+                answers: vec![
+                    (1, StorageResult::Keys(vec!["a".into(), "b".into()])),
+                    (2, StorageResult::Values(vec![("a".into(), vec![1, 2])])),
+                    (3, StorageResult::Done),
+                    (u64::MAX, StorageResult::Failed("no".into())),
+                ],
+            },
+        ];
+        let mut all = Vec::new();
+        for command in commands {
+            let bytes = encode_request(&Request { grid: 300, wall: 1_700_000_000_000, command });
+            all.extend(damaged(&bytes));
+            all.push(bytes);
+        }
+        all.extend(random(&[1], 10_000, 0x1234_5678_9abc_def1));
+        all.extend(random(&[1, 1, 1], 10_000, 0x0fed_cba9_8765_4321));
+        for tag in 0..18 {
+            all.extend(random(&[1, 1, 1, tag], 2_000, 0x5555_aaaa_1234_0000 + u64::from(tag)));
+        }
+        all.push(Vec::new());
+        for bytes in &all {
+            check_request(bytes);
+        }
+    }
+
+    #[test]
+    fn or_snapshots_read_as_serde_reads_them() {
+        let (mut a, mut b) = (
+            Hlc::new(NodeId::new("a").expect("node"), ClockConfig::default()),
+            Hlc::new(NodeId::new("b").expect("node"), ClockConfig::default()),
+        );
+        let mut map = OrMap::new();
+        let mut all = vec![encode_or_snapshot(&map)];
+        for (i, value) in sample_values().into_iter().enumerate() {
+            let clock = if i % 2 == 0 { &mut a } else { &mut b };
+            let key = format!("k{}", i % 3);
+            map.add(clock, 1_000 + i as u64, &key, value, (i % 3 == 0).then_some(9)).expect("add");
+        }
+        map.remove("k1", &Value::Int(-1)).expect("remove");
+        let bytes = encode_or_snapshot(&map);
+        all.extend(damaged(&bytes));
+        all.push(bytes);
+        all.extend(random(&[1, 1], 20_000, 0x0123_4567_89ab_cdef));
+        let mut one_key = vec![1, 1, 1, 1, b'a', 1, 1, b'k'];
+        one_key.extend_from_slice(&[1, 0, 5, 0, 0]);
+        one_key.extend(random(&[], 1, 7).concat());
+        all.extend(damaged(&one_key));
+        for bytes in &all {
+            check_or_snapshot(bytes);
+        }
     }
 }

@@ -85,10 +85,9 @@ impl Dirty {
 
     /// The dirty keys with their sequence, sorted by key.
     pub(crate) fn keys(&self) -> Vec<(&str, u64)> {
-        let mut keys: Vec<(&str, u64)> =
+        let keys: Vec<(&str, u64)> =
             self.tracking.as_ref().map(|t| t.keys.iter().map(|(k, &s)| (&**k, s)).collect()).unwrap_or_default();
-        keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        keys
+        crate::sort::sorted_copy(&keys, |k| k.0.as_bytes())
     }
 
     pub(crate) fn tombstones(&self) -> Option<u64> {

@@ -215,7 +215,7 @@ impl Grid {
             let (changed, drifts) = map.merge_all_raw(clock, wall, records)?;
             return Ok(Imported { changed, drifts });
         }
-        match codec::decode_snapshot(bytes)? {
+        match codec::decode_or_snapshot(bytes)? {
             Snapshot::Or { keys, tombstones } => {
                 self.check_kind(name, MapKind::Or)?;
                 let (map, clock) = self.or(name, wall)?;

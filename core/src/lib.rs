@@ -70,6 +70,7 @@ pub mod lww;
 mod map_common;
 pub mod merkle;
 pub mod or_map;
+mod sort;
 pub mod storage;
 pub mod value;
 

@@ -98,6 +98,17 @@ impl Slot {
         }
     }
 
+    fn as_ref<'a>(&'a self, key: &'a str) -> RecordRef<'a> {
+        RecordRef {
+            key,
+            value: self.value.as_ref(),
+            millis: self.millis,
+            counter: self.counter,
+            node_id: &self.node_id,
+            ttl_ms: self.ttl_ms.map(NonZeroU64::get),
+        }
+    }
+
     fn visible(&self, wall: u64) -> Option<&Encoded> {
         let value = self.value.as_ref()?;
         (!is_expired(self.millis, self.ttl_ms, wall)).then_some(value)
@@ -386,10 +397,9 @@ impl LwwMap {
 
     /// [`LwwMap::entries`], values still encoded.
     pub fn entries_encoded(&self, wall: u64) -> Vec<(&str, &Encoded)> {
-        let mut out: Vec<(&str, &Encoded)> =
+        let out: Vec<(&str, &Encoded)> =
             self.slots.iter().filter_map(|(k, s)| Some((&**k, s.visible(wall)?))).collect();
-        out.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        out
+        crate::sort::sorted_copy(&out, |e| e.0.as_bytes())
     }
 
     /// Keys with a visible value at `wall`, sorted.
@@ -400,26 +410,19 @@ impl LwwMap {
     /// Every stored record as the map holds it (values still encoded), sorted by key: what a
     /// snapshot encoder writes without decoding anything.
     pub fn record_refs(&self) -> Vec<RecordRef<'_>> {
-        let mut out: Vec<RecordRef<'_>> = self
-            .slots
-            .iter()
-            .map(|(k, s)| RecordRef {
-                key: k,
-                value: s.value.as_ref(),
-                millis: s.millis,
-                counter: s.counter,
-                node_id: &s.node_id,
-                ttl_ms: s.ttl_ms.map(NonZeroU64::get),
-            })
-            .collect();
-        out.sort_unstable_by(|a, b| a.key.cmp(b.key));
-        out
+        let refs: Vec<RecordRef<'_>> = self.slots.iter().map(|(k, s)| s.as_ref(k)).collect();
+        crate::sort::sorted_copy(&refs, |r| r.key.as_bytes())
+    }
+
+    /// The stored record of `key` as the map holds it (value still encoded).
+    pub(crate) fn record_ref(&self, key: &str) -> Option<RecordRef<'_>> {
+        self.slots.get_key_value(key).map(|(k, s)| s.as_ref(k))
     }
 
     /// Every stored record, tombstones included, sorted by key: what a snapshot holds.
     pub fn records(&self) -> Vec<(&str, LwwRecord)> {
         let mut out: Vec<(&str, LwwRecord)> = self.slots.iter().map(|(k, s)| (&**k, s.record())).collect();
-        out.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        crate::sort::by_key(&mut out, |e| e.0.as_bytes());
         out
     }
 
@@ -438,7 +441,7 @@ impl LwwMap {
     pub fn leaf_keys(&self, path: &str) -> Vec<&str> {
         let mut out: Vec<&str> =
             self.slots.keys().filter(|k| MerkleTree::is_under(crate::hash::fnv1a(k), path)).map(|k| &**k).collect();
-        out.sort_unstable();
+        crate::sort::strs(&mut out);
         out
     }
 

@@ -254,8 +254,13 @@ impl OrMap {
     /// The tombstoned tags, sorted by their text form.
     pub fn tombstones(&self) -> Vec<String> {
         let mut tags: Vec<String> = self.tombstones.iter().map(Timestamp::to_text).collect();
-        tags.sort_unstable();
+        crate::sort::strs(&mut tags);
         tags
+    }
+
+    /// Number of tombstoned tags.
+    pub(crate) fn tombstone_count(&self) -> usize {
+        self.tombstones.len()
     }
 
     /// The key whose live records hold `tag`, if any (the storage manager uses it to know which key
@@ -289,7 +294,7 @@ impl OrMap {
                 (!values.is_empty()).then_some((&**k, values))
             })
             .collect();
-        out.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        crate::sort::by_key(&mut out, |e| e.0.as_bytes());
         out
     }
 
@@ -300,9 +305,8 @@ impl OrMap {
 
     /// Every key with live records (expired included), sorted: what a snapshot holds.
     pub fn records(&self) -> Vec<(&str, &[OrRecord])> {
-        let mut out: Vec<(&str, &[OrRecord])> = self.keys.iter().map(|(k, e)| (&**k, &e.records[..])).collect();
-        out.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        out
+        let out: Vec<(&str, &[OrRecord])> = self.keys.iter().map(|(k, e)| (&**k, &e.records[..])).collect();
+        crate::sort::sorted_copy(&out, |e| e.0.as_bytes())
     }
 
     /// The Merkle tree, for sync.
@@ -319,7 +323,7 @@ impl OrMap {
     pub fn leaf_keys(&self, path: &str) -> Vec<&str> {
         let mut out: Vec<&str> =
             self.keys.keys().filter(|k| MerkleTree::is_under(fnv1a(k), path)).map(|k| &**k).collect();
-        out.sort_unstable();
+        crate::sort::strs(&mut out);
         out
     }
 
@@ -368,7 +372,7 @@ impl OrMap {
 /// order `"|<tag>:<value>:<millis>:<counter>:<node_id>"` and `":ttl=<ttl_ms>"` when set.
 fn entry_hash(key: &str, records: &[OrRecord]) -> u32 {
     let mut tagged: Vec<(String, &OrRecord)> = records.iter().map(|r| (r.tag(), r)).collect();
-    tagged.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    crate::sort::by_key(&mut tagged, |t| t.0.as_bytes());
     let mut h = Fnv1a::new();
     h.write_text("key:");
     h.write_text(key);

@@ -49,19 +49,20 @@
 //! - The `wall` a load merges with is the latest one passed to `get_map` or a write for that map.
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
+use hashbrown::HashSet;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{StoredValue, decode_stored, encode_stored};
+use crate::codec::{StoredValue, decode_stored, encode_stored_lww, encode_stored_or, encode_stored_tombstones};
 use crate::error::{Error, excerpt};
 use crate::grid::{AnyMap, MapId, check_name, mismatch};
 use crate::hlc::{ClockConfig, Hlc, NodeId, Timestamp};
 use crate::lww::{LwwMap, LwwRecord};
-use crate::map_common::{MapKind, RESERVED_KEY, check_key};
+use crate::map_common::{Hasher, MapKind, RESERVED_KEY, check_key};
 use crate::or_map::{OrMap, OrRecord};
 
 /// Decides whether this node loads `key` of `map` (in a cluster: keys of partitions it owns or backs up).
@@ -105,7 +106,7 @@ pub enum StorageOp {
         keys: Vec<String>,
     },
     /// Store all entries atomically (all or none); answer [`StorageResult::Done`]. Values are
-    /// [`encode_stored`] bytes.
+    /// [`encode_stored`](crate::codec::encode_stored) bytes.
     StoreAll {
         /// The map.
         map: String,
@@ -248,9 +249,22 @@ impl Slot {
 /// A request the manager waits for.
 #[derive(Debug)]
 enum Pending {
-    Keys { id: MapId, generation: u64 },
-    Values { id: MapId, generation: u64, keys: BTreeSet<String> },
-    Write { flush_id: u64, id: MapId, keys: Vec<(Box<str>, u64)>, tombstones: Option<u64> },
+    Keys {
+        id: MapId,
+        generation: u64,
+    },
+    /// `keys`: sorted, unique.
+    Values {
+        id: MapId,
+        generation: u64,
+        keys: Vec<String>,
+    },
+    Write {
+        flush_id: u64,
+        id: MapId,
+        keys: Vec<(Box<str>, u64)>,
+        tombstones: Option<u64>,
+    },
 }
 
 #[derive(Debug)]
@@ -289,12 +303,15 @@ pub struct StorageManager {
     config: StorageConfig,
     /// False for a grid without storage: maps load at once, empty, and nothing is tracked.
     persistent: bool,
-    ids: BTreeMap<Box<str>, MapId>,
+    /// Map ids by name, sorted by name.
+    ids: Vec<(Box<str>, MapId)>,
     slots: Vec<Slot>,
     requests: VecDeque<StorageRequest>,
     events: VecDeque<StorageEvent>,
-    pending: BTreeMap<u64, Pending>,
-    flushes: BTreeMap<u64, FlushProgress>,
+    /// Requests waiting for an answer, by id (ids only grow, so pushing keeps them sorted).
+    pending: Vec<(u64, Pending)>,
+    /// Flushes waiting for their requests' answers, by flush id (sorted likewise).
+    flushes: Vec<(u64, FlushProgress)>,
     next_request: u64,
     next_flush: u64,
 }
@@ -314,10 +331,10 @@ fn corrupt(map: &str, key: &str, reason: impl ToString) -> Error {
     Error::CorruptStoredValue { map: excerpt(map), key: excerpt(key), reason: reason.to_string() }
 }
 
-/// The tombstone list of `map` as timestamps, sorted by text form (as [`OrMap::tombstones`]).
-fn tombstone_list(map: &OrMap) -> Vec<Timestamp> {
-    // Every tag is the text form of a timestamp, so parsing it back cannot fail.
-    map.tombstones().iter().filter_map(|t| Timestamp::parse(t).ok()).collect()
+/// Removes and returns the entry with id `id` of a list sorted by id.
+fn take_by_id<T>(list: &mut Vec<(u64, T)>, id: u64) -> Option<T> {
+    let at = list.binary_search_by(|(k, _)| k.cmp(&id)).ok()?;
+    Some(list.remove(at).1)
 }
 
 impl StorageManager {
@@ -327,12 +344,12 @@ impl StorageManager {
             clock: Hlc::new(node_id, clock),
             config,
             persistent: true,
-            ids: BTreeMap::new(),
+            ids: Vec::new(),
             slots: Vec::new(),
             requests: VecDeque::new(),
             events: VecDeque::new(),
-            pending: BTreeMap::new(),
-            flushes: BTreeMap::new(),
+            pending: Vec::new(),
+            flushes: Vec::new(),
             next_request: 0,
             next_flush: 0,
         }
@@ -377,9 +394,9 @@ impl StorageManager {
     }
 
     fn touch(&mut self, name: &str, hint: Option<MapKind>, wall: u64) -> Result<MapId, Error> {
-        let id = match self.ids.get(name) {
-            Some(&id) => id,
-            None => {
+        let id = match self.ids.binary_search_by(|(k, _)| (**k).cmp(name)) {
+            Ok(at) => self.ids[at].1,
+            Err(at) => {
                 check_name(name)?;
                 let too_many = || Error::InvalidMapName { name: excerpt(name), reason: "the grid has too many maps" };
                 let id = MapId(u32::try_from(self.slots.len()).map_err(|_| too_many())?);
@@ -393,7 +410,7 @@ impl StorageManager {
                     last_error: None,
                     events: false,
                 });
-                self.ids.insert(Box::from(name), id);
+                self.ids.insert(at, (Box::from(name), id));
                 id
             }
         };
@@ -415,7 +432,7 @@ impl StorageManager {
                     slot.generation += 1;
                     let generation = slot.generation;
                     let request = self.request(StorageOp::LoadAllKeys { map: String::from(name) });
-                    self.pending.insert(request, Pending::Keys { id, generation });
+                    self.pending.push((request, Pending::Keys { id, generation }));
                 } else {
                     slot.phase = Phase::Loaded;
                     slot.map_or_new(hint.unwrap_or(MapKind::Lww), false);
@@ -427,7 +444,8 @@ impl StorageManager {
 
     /// The id of map `name`, if it was ever touched (ids are never reused).
     pub fn id_of(&self, name: &str) -> Option<MapId> {
-        self.ids.get(name).copied()
+        let at = self.ids.binary_search_by(|(k, _)| (**k).cmp(name)).ok()?;
+        Some(self.ids[at].1)
     }
 
     fn slot(&self, name: &str) -> Option<&Slot> {
@@ -623,15 +641,15 @@ impl StorageManager {
             let (mut deletes, mut deleted) = (Vec::new(), Vec::new());
             for (key, seq) in map.dirty().keys() {
                 let value = match map {
-                    AnyMap::Lww(m) => m.get_record(key).map(StoredValue::Lww),
+                    AnyMap::Lww(m) => m.record_ref(key).map(|r| encode_stored_lww(&r)),
                     AnyMap::Or(m) => {
                         let records = m.get_records(key);
-                        (!records.is_empty()).then(|| StoredValue::Or(records.to_vec()))
+                        (!records.is_empty()).then(|| encode_stored_or(records))
                     }
                 };
                 match value {
-                    Some(value) => {
-                        entries.push((key.to_string(), encode_stored(&value)));
+                    Some(bytes) => {
+                        entries.push((key.to_string(), bytes));
                         stored.push((Box::from(key), seq));
                     }
                     None => {
@@ -640,19 +658,21 @@ impl StorageManager {
                     }
                 }
             }
+            // The dirty keys come sorted; the reserved key goes in its place among them.
             let (mut store_tombstones, mut delete_tombstones) = (None, None);
             if let (Some(seq), AnyMap::Or(m)) = (map.dirty().tombstones(), map) {
-                let tags = tombstone_list(m);
+                let tags = m.tombstones();
                 if tags.is_empty() {
-                    deletes.push(String::from(RESERVED_KEY));
+                    let at = deletes.partition_point(|k| k.as_str() < RESERVED_KEY);
+                    deletes.insert(at, String::from(RESERVED_KEY));
                     delete_tombstones = Some(seq);
                 } else {
-                    entries.push((String::from(RESERVED_KEY), encode_stored(&StoredValue::OrTombstones(tags))));
+                    let at = entries.partition_point(|(k, _)| k.as_str() < RESERVED_KEY);
+                    entries.insert(at, (String::from(RESERVED_KEY), encode_stored_tombstones(&tags)));
                     store_tombstones = Some(seq);
                 }
             }
             if !entries.is_empty() {
-                entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
                 batches.push((
                     StorageOp::StoreAll { map: slot.name.to_string(), entries },
                     id,
@@ -661,7 +681,6 @@ impl StorageManager {
                 ));
             }
             if !deletes.is_empty() {
-                deletes.sort_unstable();
                 batches.push((
                     StorageOp::DeleteAll { map: slot.name.to_string(), keys: deletes },
                     id,
@@ -674,10 +693,10 @@ impl StorageManager {
             self.events.push_back(StorageEvent::Flushed { flush_id });
             return flush_id;
         }
-        self.flushes.insert(flush_id, FlushProgress { remaining: batches.len(), errors: Vec::new() });
+        self.flushes.push((flush_id, FlushProgress { remaining: batches.len(), errors: Vec::new() }));
         for (op, id, keys, tombstones) in batches {
             let request = self.request(op);
-            self.pending.insert(request, Pending::Write { flush_id, id, keys, tombstones });
+            self.pending.push((request, Pending::Write { flush_id, id, keys, tombstones }));
         }
         flush_id
     }
@@ -697,7 +716,7 @@ impl StorageManager {
     /// Takes the adapter's answer to request `id`. An error only for an id that is not pending
     /// (answered twice, or never issued); a failure of the storage itself is reported as an event.
     pub fn handle_storage(&mut self, id: u64, result: StorageResult) -> Result<(), Error> {
-        let pending = self.pending.remove(&id).ok_or(Error::UnknownStorageRequest { id })?;
+        let pending = take_by_id(&mut self.pending, id).ok_or(Error::UnknownStorageRequest { id })?;
         match (pending, result) {
             (Pending::Keys { id, generation }, StorageResult::Keys(keys)) => {
                 if self.is_current(id, generation) {
@@ -760,12 +779,12 @@ impl StorageManager {
     }
 
     fn flush_step(&mut self, flush_id: u64, error: Option<String>) {
-        let Some(progress) = self.flushes.get_mut(&flush_id) else { return };
+        let Ok(at) = self.flushes.binary_search_by(|(k, _)| k.cmp(&flush_id)) else { return };
+        let progress = &mut self.flushes[at].1;
         progress.remaining -= 1;
         progress.errors.extend(error);
-        if progress.remaining == 0
-            && let Some(progress) = self.flushes.remove(&flush_id)
-        {
+        if progress.remaining == 0 {
+            let progress = self.flushes.remove(at).1;
             self.events.push_back(if progress.errors.is_empty() {
                 StorageEvent::Flushed { flush_id }
             } else {
@@ -779,7 +798,7 @@ impl StorageManager {
         let slot = &self.slots[id.0 as usize];
         let related = self.config.is_related_key.as_deref();
         let dirty = |k: &str| slot.map.as_ref().is_some_and(|m| m.dirty().contains(k));
-        let wanted: BTreeSet<String> = keys
+        let mut wanted: Vec<String> = keys
             .into_iter()
             .filter(|k| k == RESERVED_KEY || dirty(k) || related.is_none_or(|f| f(&slot.name, k)))
             .collect();
@@ -787,29 +806,27 @@ impl StorageManager {
             self.finish_load(id, Loaded::default());
             return;
         }
-        let op = StorageOp::LoadAll { map: slot.name.to_string(), keys: wanted.iter().cloned().collect() };
+        crate::sort::strs(&mut wanted);
+        wanted.dedup();
+        let op = StorageOp::LoadAll { map: slot.name.to_string(), keys: wanted.clone() };
         let request = self.request(op);
-        self.pending.insert(request, Pending::Values { id, generation, keys: wanted });
+        self.pending.push((request, Pending::Values { id, generation, keys: wanted }));
     }
 
     /// Decodes a `LoadAll` answer whole before anything is applied. Keys not asked for are ignored.
-    fn decode_values(
-        &self,
-        id: MapId,
-        asked: &BTreeSet<String>,
-        values: Vec<(String, Vec<u8>)>,
-    ) -> Result<Loaded, Error> {
+    fn decode_values(&self, id: MapId, asked: &[String], values: Vec<(String, Vec<u8>)>) -> Result<Loaded, Error> {
         let map = &*self.slots[id.0 as usize].name;
-        let mut by_key: BTreeMap<String, StoredValue> = BTreeMap::new();
+        // By the key's place in `asked` (sorted, unique), so they come out sorted; a key answered
+        // twice keeps its last value.
+        let mut by_key: Vec<Option<(String, StoredValue)>> =
+            core::iter::repeat_with(|| None).take(asked.len()).collect();
         for (key, bytes) in values {
-            if !asked.contains(&key) {
-                continue;
-            }
+            let Ok(at) = asked.binary_search(&key) else { continue };
             let value = decode_stored(&bytes).map_err(|e| corrupt(map, &key, e))?;
-            by_key.insert(key, value);
+            by_key[at] = Some((key, value));
         }
         let mut loaded = Loaded::default();
-        for (key, value) in by_key {
+        for (key, value) in by_key.into_iter().flatten() {
             match (key == RESERVED_KEY, value) {
                 (true, StoredValue::OrTombstones(tags)) => loaded.tombstones = Some(tags),
                 (true, _) => {
@@ -869,7 +886,10 @@ impl StorageManager {
                 for (key, record) in loaded.lww {
                     let stored_ts = record.timestamp.clone();
                     let _ = m.load(clock, wall, &key, record);
-                    if m.get_record(&key).is_some_and(|r| r.timestamp == stored_ts) {
+                    let held = m.record_ref(&key);
+                    if held.is_some_and(|r| {
+                        (r.millis, r.counter, r.node_id) == (stored_ts.millis, stored_ts.counter, &stored_ts.node_id)
+                    }) {
                         m.dirty_mut().clean(&key, None);
                     }
                 }
@@ -881,23 +901,30 @@ impl StorageManager {
                     m.apply_tombstone(tag);
                 }
                 for (key, records) in loaded.or {
-                    let mut stored_ts: Vec<Timestamp> = records.iter().map(|r| r.timestamp.clone()).collect();
+                    let stored_ts: Vec<Timestamp> = records.iter().map(|r| r.timestamp.clone()).collect();
                     for record in records {
                         let _ = m.load(clock, wall, &key, record);
                     }
-                    stored_ts.sort_unstable();
-                    stored_ts.dedup();
-                    let now: Vec<&Timestamp> = m.get_records(&key).iter().map(|r| &r.timestamp).collect();
-                    if now.len() == stored_ts.len() && now.iter().zip(&stored_ts).all(|(a, b)| *a == b) {
+                    // The key's records (sorted by timestamp, each once) are exactly the stored ones.
+                    let now = m.get_records(&key);
+                    let mut seen = alloc::vec![false; now.len()];
+                    let all_stored = stored_ts.iter().all(|t| match now.binary_search_by(|r| r.timestamp.cmp(t)) {
+                        Ok(at) => {
+                            seen[at] = true;
+                            true
+                        }
+                        Err(_) => false,
+                    });
+                    if all_stored && seen.iter().all(|&s| s) {
                         m.dirty_mut().clean(&key, None);
                     } else {
                         m.dirty_mut().mark(&key);
                     }
                 }
-                let mut stored_texts: Vec<String> = stored_tags.iter().map(Timestamp::to_text).collect();
-                stored_texts.sort_unstable();
-                stored_texts.dedup();
-                if m.tombstones() == stored_texts {
+                // The map's tombstones include every stored one: they are the stored ones when
+                // there are as many.
+                let stored: HashSet<&Timestamp, Hasher> = stored_tags.iter().collect();
+                if m.tombstone_count() == stored.len() {
                     m.dirty_mut().clean_tombstones(None);
                 } else {
                     m.dirty_mut().mark_tombstones();

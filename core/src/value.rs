@@ -47,7 +47,7 @@ impl Value {
     /// A map value from entries in any order; a key given twice is an error.
     pub fn map<K: Into<Box<str>>>(entries: impl IntoIterator<Item = (K, Value)>) -> Result<Self, Error> {
         let mut entries: Vec<(Box<str>, Value)> = entries.into_iter().map(|(k, v)| (k.into(), v)).collect();
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        crate::sort::by_key(&mut entries, |e| e.0.as_bytes());
         if let Some(pair) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(invalid("$", alloc::format!("the key {} appears twice", Quoted(&excerpt(&pair[0].0)))));
         }
@@ -80,7 +80,7 @@ impl Value {
             Self::List(items) => items.iter_mut().try_for_each(Self::sort_maps),
             Self::Map(entries) => {
                 if !entries.is_sorted_by(|a, b| a.0 < b.0) {
-                    entries.sort_by(|a, b| a.0.cmp(&b.0));
+                    crate::sort::by_key(entries, |e| e.0.as_bytes());
                     if let Some(pair) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
                         return Err(invalid(
                             "$",
@@ -168,12 +168,7 @@ impl Value {
                 w.write_char(']')
             }
             Self::Map(entries) => {
-                // Stored order is by UTF-8 bytes; it differs from UTF-16 order only between
-                // supplementary characters and U+E000..U+FFFF, so re-sort only when needed.
-                let mut order: Vec<&(Box<str>, Value)> = entries.iter().collect();
-                if !entries.iter().all(|(k, _)| k.is_ascii()) {
-                    order.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
-                }
+                let order = utf16_order(entries);
                 w.write_char('{')?;
                 for (i, (key, item)) in order.into_iter().enumerate() {
                     if i > 0 {
@@ -360,6 +355,19 @@ fn write_js_number<W: Write>(f: f64, w: &mut W) -> fmt::Result {
         w.write_char(if n - 1 < 0 { '-' } else { '+' })?;
         write_decimal(u64::from((n - 1).unsigned_abs()), w)
     }
+}
+
+/// Map entries in the order of their keys' UTF-16 code units, which the canonical JSON uses.
+fn utf16_order(entries: &[(Box<str>, Value)]) -> Vec<&(Box<str>, Value)> {
+    // Stored order is by UTF-8 bytes; it differs from UTF-16 order only between supplementary
+    // characters and U+E000..U+FFFF, so re-sort only when needed. Big-endian UTF-16 bytes compare
+    // as the code units do.
+    if entries.iter().all(|(k, _)| k.is_ascii()) {
+        return entries.iter().collect();
+    }
+    let keys: Vec<Vec<u8>> =
+        entries.iter().map(|(k, _)| k.encode_utf16().flat_map(u16::to_be_bytes).collect()).collect();
+    crate::sort::order(keys.iter().map(Vec::as_slice)).into_iter().map(|at| &entries[at]).collect()
 }
 
 /// Writes `n` in decimal without going through `core::fmt`'s integer machinery.
@@ -584,13 +592,10 @@ pub struct Encoded(Box<[u8]>);
 impl Encoded {
     /// Encodes a value (it must be valid: see [`Value::validate`]).
     pub fn new(value: &Value) -> Self {
-        // Most values are small: encode on the stack and allocate once, at the exact size.
-        let mut stack = [0u8; 128];
-        if let Ok(bytes) = postcard::to_slice(value, &mut stack) {
-            return Self(Box::from(&bytes[..]));
-        }
-        // Serializing into a growable buffer fails only on allocation failure, which aborts.
-        Self(postcard::to_allocvec(value).unwrap_or_default().into_boxed_slice())
+        // One allocation, at the exact size.
+        let mut out = Vec::with_capacity(crate::codec::value_len(value));
+        crate::codec::put_value(&mut out, value);
+        Self(out.into_boxed_slice())
     }
 
     /// Checks and adopts bytes of one value, making them canonical if a map's keys are out of order.
@@ -636,7 +641,7 @@ impl Encoded {
     /// The value.
     pub fn decode(&self) -> Value {
         // The bytes were checked (or written by `new`) when this was built, so decoding succeeds.
-        postcard::from_bytes(&self.0).unwrap_or(Value::Null)
+        crate::codec::take_value(&self.0).map_or(Value::Null, |(value, _)| value)
     }
 }
 

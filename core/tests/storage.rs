@@ -638,3 +638,28 @@ fn the_byte_abi_drives_a_load_and_a_flush_with_storage_commands() {
     let err = grid.execute(WALL, Command::Storage { answers: vec![(999, StorageResult::Done)] });
     assert_eq!(err, Err(Error::UnknownStorageRequest { id: 999 }));
 }
+
+#[test]
+fn a_load_leaves_pending_exactly_what_memory_has_beyond_storage() {
+    // Stored: an OR key whose record is listed twice, and a tombstone list that repeats a tag.
+    let r = OrRecord { value: Value::from("v"), timestamp: ts(5, 0, "x"), ttl_ms: None };
+    let tags = vec![ts(3, 0, "x"), ts(3, 0, "x"), ts(4, 0, "y")];
+    let mut fake = Fake::default();
+    for map in ["same", "early"] {
+        fake.put(map, "k", &StoredValue::Or(vec![r.clone(), r.clone()]));
+        fake.put(map, "__tombstones__", &StoredValue::OrTombstones(tags.clone()));
+    }
+    let mut m = manager();
+    load(&mut m, &mut fake, "same", None);
+    assert_eq!(m.pending_writes("same"), 0, "memory holds what storage holds");
+
+    // An add and its remove while the map loads: the key "e" holds nothing, so it is dirty, and
+    // the tombstone list gained a tag.
+    m.get_map("early", Some(MapKind::Or), WALL).expect("touch");
+    add(&mut m, "early", "e", Value::from(1), None).expect("add");
+    or_remove(&mut m, "early", "e", &Value::from(1)).expect("remove");
+    fake.run(&mut m);
+    assert!(m.is_map_loaded("early"));
+    assert_eq!(m.pending_keys("early"), vec!["e"]);
+    assert_eq!(m.pending_writes("early"), 2, "the key and the tombstone list");
+}

@@ -17,7 +17,6 @@
 //! | drifts | `Vec<(String remote, u64 ahead_ms, u64 max_drift_ms)>` |
 
 use onegrid_core::{Encoded, Error, Origin};
-use serde::Serialize;
 use wasm_bindgen::JsError;
 
 /// Turns a core error into a thrown JS `Error` with the core's message.
@@ -40,15 +39,6 @@ impl From<Error> for Failure {
 impl From<Failure> for JsError {
     fn from(f: Failure) -> Self {
         JsError::new(&f.0)
-    }
-}
-
-/// Encodes a reply shape into `out` (cleared first), reusing its allocation. Encoding into a
-/// growable buffer cannot fail short of allocation failure.
-pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
-    out.clear();
-    if let Ok(bytes) = postcard::to_extend(value, core::mem::take(out)) {
-        *out = bytes;
     }
 }
 

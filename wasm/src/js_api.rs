@@ -10,12 +10,11 @@
 use onegrid_core::{
     AnyMap, ClockConfig, Drift, Grid, Hlc, LwwMap, MapId, MapKind, NodeId, OrMap, StorageConfig, Value,
 };
-use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use onegrid_core::codec::{put_str, put_varint};
+use onegrid_core::codec::{put_str, put_value, put_varint};
 
-use crate::interop::{Failure, decode_exact, encode_into, js_error, origin_byte, take_str, take_value, ttl_arg};
+use crate::interop::{Failure, decode_exact, js_error, origin_byte, take_str, take_value, ttl_arg};
 
 /// One grid as the wrapper sees it.
 #[wasm_bindgen]
@@ -80,8 +79,23 @@ pub(crate) fn key_arg(input: &[u8], len: u32) -> Result<&str, Failure> {
 
 /// Decodes a `(key, value)` argument, the value in canonical form.
 fn pair_arg(input: &[u8], len: u32) -> Result<(&str, Value), Failure> {
-    let (key, value): (&str, Value) = decode_exact(args(input, len)?, "arguments")?;
+    // The tuple's fields one after the other, as postcard decodes a tuple, the value by the core's
+    // decoder.
+    let malformed = |e: postcard::Error| Failure(format!("onegrid: malformed arguments from JavaScript: {e}"));
+    let (key, rest) = postcard::take_from_bytes::<&str>(args(input, len)?).map_err(malformed)?;
+    let (value, rest) = onegrid_core::codec::take_value(rest).map_err(malformed)?;
+    if !rest.is_empty() {
+        return Err(Failure("onegrid: malformed arguments from JavaScript: trailing bytes".into()));
+    }
     Ok((key, value.normalize()?))
+}
+
+/// Appends a postcard list of values.
+fn put_values<'a>(out: &mut Vec<u8>, values: impl ExactSizeIterator<Item = &'a Value>) {
+    put_varint(out, values.len() as u64);
+    for value in values {
+        put_value(out, value);
+    }
 }
 
 impl RawGrid {
@@ -94,12 +108,6 @@ impl RawGrid {
                 1
             }
         }
-    }
-
-    /// Writes `value` to the output buffer and returns its length.
-    fn reply<T: Serialize + ?Sized>(&mut self, value: &T) -> u32 {
-        encode_into(value, &mut self.output);
-        self.output.len() as u32
     }
 
     fn open(&mut self, now: f64, name_len: u32, kind: MapKind) -> Result<u32, JsError> {
@@ -288,8 +296,26 @@ impl RawGrid {
     pub fn lww_record(&mut self, map: u32, len: u32) -> Result<i32, JsError> {
         let key = key_arg(&self.input, len)?;
         let Some(r) = lww_read(&self.grid, map)?.get_record(key) else { return Ok(-1) };
-        let shape = (r.value, r.timestamp.millis, r.timestamp.counter, r.timestamp.node_id.as_str(), r.ttl_ms);
-        Ok(self.reply(&shape) as i32)
+        let out = &mut self.output;
+        out.clear();
+        match &r.value {
+            Some(value) => {
+                out.push(1);
+                put_value(out, value);
+            }
+            None => out.push(0),
+        }
+        put_varint(out, r.timestamp.millis);
+        put_varint(out, u64::from(r.timestamp.counter));
+        put_str(out, r.timestamp.node_id.as_str());
+        match r.ttl_ms {
+            Some(ttl) => {
+                out.push(1);
+                put_varint(out, ttl);
+            }
+            None => out.push(0),
+        }
+        Ok(out.len() as i32)
     }
 
     /// OR `add`; input: `(key, value)`. Returns the new record's tag.
@@ -312,7 +338,8 @@ impl RawGrid {
     pub fn or_get(&mut self, map: u32, now: f64, len: u32) -> Result<u32, JsError> {
         let key = key_arg(&self.input, len)?;
         let values = or_read(&self.grid, map)?.get(key, wall(now));
-        encode_into(&values, &mut self.output);
+        self.output.clear();
+        put_values(&mut self.output, values.into_iter());
         Ok(self.output.len() as u32)
     }
 
@@ -320,8 +347,14 @@ impl RawGrid {
     #[wasm_bindgen(js_name = orEntries)]
     pub fn or_entries(&mut self, map: u32, now: f64) -> Result<u32, JsError> {
         let entries = or_read(&self.grid, map)?.entries(wall(now));
-        encode_into(&entries, &mut self.output);
-        Ok(self.output.len() as u32)
+        let out = &mut self.output;
+        out.clear();
+        put_varint(out, entries.len() as u64);
+        for (key, values) in entries {
+            put_str(out, key);
+            put_values(out, values.into_iter());
+        }
+        Ok(out.len() as u32)
     }
 
     /// Keys with visible values, sorted.
@@ -379,9 +412,15 @@ impl RawGrid {
         if self.drifts.is_empty() {
             return 0;
         }
-        let drifts: Vec<(String, u64, u64)> =
-            self.drifts.drain(..).map(|d| (d.remote.to_text(), d.ahead_ms, d.max_drift_ms)).collect();
-        self.reply(&drifts)
+        let out = &mut self.output;
+        out.clear();
+        put_varint(out, self.drifts.len() as u64);
+        for d in self.drifts.drain(..) {
+            put_str(out, &d.remote.to_text());
+            put_varint(out, d.ahead_ms);
+            put_varint(out, d.max_drift_ms);
+        }
+        out.len() as u32
     }
 
     /// Turns change events of a map on or off.
@@ -420,10 +459,17 @@ impl RawGrid {
             Some(AnyMap::Or(m)) => {
                 let mut events = Vec::new();
                 while let Some(e) = m.poll_event() {
-                    let values: Vec<Value> = m.get(&e.key, now).into_iter().cloned().collect();
-                    events.push((e.key, origin_byte(e.origin), values));
+                    events.push(e);
                 }
-                if events.is_empty() { 0 } else { self.reply(&events) }
+                let out = &mut self.output;
+                out.clear();
+                put_varint(out, events.len() as u64);
+                for e in &events {
+                    put_str(out, &e.key);
+                    out.push(origin_byte(e.origin));
+                    put_values(out, m.get(&e.key, now).into_iter());
+                }
+                if events.is_empty() { 0 } else { out.len() as u32 }
             }
             None => 0,
         }
