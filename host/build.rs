@@ -14,9 +14,11 @@ fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let workspace = manifest_dir.parent().expect("host/ sits in the workspace").to_path_buf();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    // Relative to host/, so cargo checks the checkout being built: two clones sharing one target
+    // folder share this script's output folder too, and absolute paths would watch the other one.
     for watched in ["core/src", "core/Cargo.toml", "wasm/src", "wasm/js", "wasm/Cargo.toml", "Cargo.toml", "Cargo.lock"]
     {
-        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+        println!("cargo:rerun-if-changed=../{watched}");
     }
 
     let module_target = module_target_dir(&out_dir, &workspace);

@@ -939,6 +939,64 @@ pub fn decode_stored(bytes: &[u8]) -> Result<StoredValue, Error> {
 
 const STORED: &str = "stored value";
 
+/// An LWW record read back from storage with its value still encoded (see
+/// [`decode_stored_lww_raw`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredLww {
+    /// The value, `None` for a tombstone.
+    pub value: Option<Encoded>,
+    /// When and by whom it was written.
+    pub timestamp: Timestamp,
+    /// TTL, if any.
+    pub ttl_ms: Option<u64>,
+}
+
+/// The fast path of loading a map: an LWW record from [`encode_stored`] with its value kept in
+/// its canonical encoding (no value tree is built), its node id taken from `nodes` when one there
+/// has the same text (most records of a map come from few writers). `None` when `bytes` are
+/// anything else, canonical LWW records included only: decode those with [`decode_stored`], which
+/// accepts or refuses them with the full error.
+pub fn decode_stored_lww_raw(bytes: &[u8], nodes: &mut Vec<NodeId>) -> Option<StoredLww> {
+    let (&FORMAT_VERSION, body) = bytes.split_first()? else { return None };
+    let mut scan = Scan { bytes: body, at: 0, canonical: true };
+    if scan.varint().ok()? != 0 {
+        return None;
+    }
+    let value = match scan.byte().ok()? {
+        0 => None,
+        1 => {
+            let (value, rest) = Encoded::take_canonical(&scan.bytes[scan.at..]).ok()?;
+            scan.at = scan.bytes.len() - rest.len();
+            Some(value)
+        }
+        _ => return None,
+    };
+    let millis = scan.varint().ok()?;
+    let counter = u32::try_from(scan.varint().ok()?).ok()?;
+    let node = core::str::from_utf8(scan.text().ok()?).ok()?;
+    let node_id = match nodes.iter().find(|n| n.as_str() == node) {
+        Some(known) => known.clone(),
+        None => {
+            let id = NodeId::new(node).ok()?;
+            if nodes.len() < 16 {
+                nodes.push(id.clone());
+            }
+            id
+        }
+    };
+    let ttl_ms = match scan.byte().ok()? {
+        0 => None,
+        1 => Some(scan.varint().ok()?),
+        _ => return None,
+    };
+    crate::map_common::check_ttl(ttl_ms).ok()?;
+    (scan.at == scan.bytes.len()).then_some(StoredLww {
+        value,
+        timestamp: Timestamp::new(millis, counter, node_id),
+        ttl_ms,
+    })
+}
+
 fn stored_value(wire: StoredWire<'_>) -> Result<StoredValue, Error> {
     let ts = |t: TimestampWire<'_>| -> Result<Timestamp, Error> {
         Ok(Timestamp::new(t.millis, t.counter, NodeId::new(t.node_id)?))

@@ -36,6 +36,16 @@ impl Dirty {
         }
     }
 
+    /// Stops tracking and hands back what was tracked, for [`Dirty::resume`]: loading stored
+    /// records changes nothing storage has not seen, so the load marks nothing.
+    pub(crate) fn suspend(&mut self) -> Dirty {
+        core::mem::take(self)
+    }
+
+    pub(crate) fn resume(&mut self, tracked: Dirty) {
+        *self = tracked;
+    }
+
     #[inline]
     pub(crate) fn mark(&mut self, key: &str) {
         if let Some(t) = &mut self.tracking {

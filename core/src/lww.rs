@@ -312,6 +312,20 @@ impl LwwMap {
         Ok(self.merge_observed(key, record))
     }
 
+    /// [`LwwMap::load`] of a record whose value is still encoded (the storage manager's fast path).
+    pub fn load_encoded(
+        &mut self,
+        clock: &mut Hlc,
+        wall: u64,
+        key: &str,
+        record: crate::codec::StoredLww,
+    ) -> Result<bool, Error> {
+        check_key(key)?;
+        check_ttl(record.ttl_ms)?;
+        clock.observe(&record.timestamp, wall);
+        Ok(self.put(key, record.value, record.timestamp, record.ttl_ms, Origin::Remote))
+    }
+
     /// The CRDT rule, once the clock has seen the record.
     fn merge_observed(&mut self, key: &str, record: LwwRecord) -> bool {
         let value = record.value.as_ref().map(Encoded::new);

@@ -57,13 +57,17 @@ use core::fmt;
 use hashbrown::HashSet;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{StoredValue, decode_stored, encode_stored_lww, encode_stored_or, encode_stored_tombstones};
+use crate::codec::{
+    StoredLww, StoredValue, decode_stored, decode_stored_lww_raw, encode_stored_lww, encode_stored_or,
+    encode_stored_tombstones,
+};
 use crate::error::{Error, excerpt};
 use crate::grid::{AnyMap, MapId, check_name, mismatch};
 use crate::hlc::{ClockConfig, Hlc, NodeId, Timestamp};
 use crate::lww::{LwwMap, LwwRecord};
 use crate::map_common::{Hasher, MapKind, RESERVED_KEY, check_key};
 use crate::or_map::{OrMap, OrRecord};
+use crate::value::Encoded;
 
 /// Decides whether this node loads `key` of `map` (in a cluster: keys of partitions it owns or backs up).
 pub type RelatedKey = Box<dyn Fn(&str, &str) -> bool>;
@@ -273,10 +277,16 @@ struct FlushProgress {
     errors: Vec<String>,
 }
 
+/// One decoded stored value: an LWW record on the fast path, anything else in full.
+enum Stored {
+    Lww(StoredLww),
+    Other(StoredValue),
+}
+
 /// Records decoded from one `LoadAll` answer.
 #[derive(Default)]
 struct Loaded {
-    lww: Vec<(String, LwwRecord)>,
+    lww: Vec<(String, StoredLww)>,
     or: Vec<(String, Vec<OrRecord>)>,
     tombstones: Option<Vec<Timestamp>>,
 }
@@ -818,25 +828,33 @@ impl StorageManager {
         let map = &*self.slots[id.0 as usize].name;
         // By the key's place in `asked` (sorted, unique), so they come out sorted; a key answered
         // twice keeps its last value.
-        let mut by_key: Vec<Option<(String, StoredValue)>> =
-            core::iter::repeat_with(|| None).take(asked.len()).collect();
+        let mut by_key: Vec<Option<(String, Stored)>> = core::iter::repeat_with(|| None).take(asked.len()).collect();
+        let mut nodes = Vec::new();
         for (key, bytes) in values {
             let Ok(at) = asked.binary_search(&key) else { continue };
-            let value = decode_stored(&bytes).map_err(|e| corrupt(map, &key, e))?;
+            // Most stored values are LWW records: read those without building their values.
+            let value = match decode_stored_lww_raw(&bytes, &mut nodes) {
+                Some(record) => Stored::Lww(record),
+                None => Stored::Other(decode_stored(&bytes).map_err(|e| corrupt(map, &key, e))?),
+            };
             by_key[at] = Some((key, value));
         }
         let mut loaded = Loaded::default();
         for (key, value) in by_key.into_iter().flatten() {
             match (key == RESERVED_KEY, value) {
-                (true, StoredValue::OrTombstones(tags)) => loaded.tombstones = Some(tags),
+                (true, Stored::Other(StoredValue::OrTombstones(tags))) => loaded.tombstones = Some(tags),
                 (true, _) => {
                     return Err(corrupt(map, &key, "the reserved key holds something other than OR tombstones"));
                 }
-                (false, StoredValue::OrTombstones(_)) => {
+                (false, Stored::Other(StoredValue::OrTombstones(_))) => {
                     return Err(corrupt(map, &key, "OR tombstones are stored under an ordinary key"));
                 }
-                (false, StoredValue::Lww(record)) => loaded.lww.push((key, record)),
-                (false, StoredValue::Or(records)) => loaded.or.push((key, records)),
+                (false, Stored::Lww(record)) => loaded.lww.push((key, record)),
+                (false, Stored::Other(StoredValue::Lww(LwwRecord { value, timestamp, ttl_ms }))) => {
+                    let record = StoredLww { value: value.as_ref().map(Encoded::new), timestamp, ttl_ms };
+                    loaded.lww.push((key, record));
+                }
+                (false, Stored::Other(StoredValue::Or(records))) => loaded.or.push((key, records)),
             }
         }
         if loaded.kind() == Some(MapKind::Or)
@@ -883,16 +901,21 @@ impl StorageManager {
         // what it changed dirty; a key is then cleaned exactly when memory equals what is stored.
         match slot.map_or_new(kind, persistent) {
             AnyMap::Lww(m) => {
+                // Only keys written early can differ from storage after the merge: the load marks
+                // nothing, and each of those is clean again if the stored record won.
+                let mut early = m.dirty_mut().suspend();
                 for (key, record) in loaded.lww {
-                    let stored_ts = record.timestamp.clone();
-                    let _ = m.load(clock, wall, &key, record);
-                    let held = m.record_ref(&key);
-                    if held.is_some_and(|r| {
-                        (r.millis, r.counter, r.node_id) == (stored_ts.millis, stored_ts.counter, &stored_ts.node_id)
-                    }) {
-                        m.dirty_mut().clean(&key, None);
+                    let written_early = early.contains(&key);
+                    let stored_ts = written_early.then(|| record.timestamp.clone());
+                    let _ = m.load_encoded(clock, wall, &key, record);
+                    if let Some(ts) = stored_ts
+                        && m.record_ref(&key)
+                            .is_some_and(|r| (r.millis, r.counter, r.node_id) == (ts.millis, ts.counter, &ts.node_id))
+                    {
+                        early.clean(&key, None);
                     }
                 }
+                m.dirty_mut().resume(early);
             }
             AnyMap::Or(m) => {
                 let stored_tags = loaded.tombstones.unwrap_or_default();

@@ -419,3 +419,37 @@ fn hand_written_reply_encoding_matches_serde() {
         assert_eq!(decode_reply(&bytes).expect("decode"), reply);
     }
 }
+
+#[test]
+fn the_raw_stored_lww_decoder_agrees_with_the_full_one_and_declines_the_rest() {
+    use onegrid_core::codec::{decode_stored_lww_raw, encode_stored};
+    use onegrid_core::{Encoded, LwwRecord, OrRecord, StoredValue, Timestamp};
+    let node = NodeId::new("writer-1").unwrap();
+    let nested = Value::map([("a", Value::list([Value::from(1), Value::from(-2.5)])), ("b", Value::Null)]).unwrap();
+    let records = [
+        LwwRecord { value: Some(Value::from("v")), timestamp: Timestamp::new(5, 0, node.clone()), ttl_ms: None },
+        LwwRecord { value: None, timestamp: Timestamp::new(6, 3, node.clone()), ttl_ms: None },
+        LwwRecord {
+            value: Some(nested),
+            timestamp: Timestamp::new(u64::MAX >> 1, u32::MAX, node.clone()),
+            ttl_ms: Some(500),
+        },
+    ];
+    let mut nodes = Vec::new();
+    for record in records {
+        let bytes = encode_stored(&StoredValue::Lww(record.clone()));
+        let raw = decode_stored_lww_raw(&bytes, &mut nodes).expect("an LWW record takes the fast path");
+        assert_eq!(raw.value, record.value.as_ref().map(Encoded::new));
+        assert_eq!((raw.timestamp, raw.ttl_ms), (record.timestamp, record.ttl_ms));
+        // Anything cut short or trailing is left to the full decoder, which names what is wrong.
+        assert!(decode_stored_lww_raw(&bytes[..bytes.len() - 1], &mut nodes).is_none());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode_stored_lww_raw(&longer, &mut nodes).is_none());
+    }
+    assert_eq!(nodes.len(), 1, "one writer, one node id");
+    let or = OrRecord { value: Value::from(1), timestamp: Timestamp::new(5, 0, node.clone()), ttl_ms: None };
+    assert!(decode_stored_lww_raw(&encode_stored(&StoredValue::Or(vec![or])), &mut nodes).is_none());
+    let tombstones = StoredValue::OrTombstones(vec![Timestamp::new(5, 0, node)]);
+    assert!(decode_stored_lww_raw(&encode_stored(&tombstones), &mut nodes).is_none());
+}
