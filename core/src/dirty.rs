@@ -89,10 +89,6 @@ impl Dirty {
         self.tracking.as_ref().map_or(0, |t| t.keys.len() + usize::from(t.tombstones.is_some()))
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The dirty keys with their sequence, sorted by key.
     pub(crate) fn keys(&self) -> Vec<(&str, u64)> {
         let keys: Vec<(&str, u64)> =

@@ -177,8 +177,8 @@ impl fmt::Display for Error {
                 if *early_writes > 0 {
                     write!(
                         f,
-                        "; the {early_writes} early write(s) made while it loaded are kept aside, not stored \
-                         (take them with take_early_map)"
+                        "; the {early_writes} early write(s) made while it loaded are kept aside in memory, \
+                         never stored over it"
                     )?;
                 }
                 Ok(())

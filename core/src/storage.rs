@@ -23,12 +23,13 @@
 //!   kind as the hint. Writes are allowed while the map loads: they go into an *early map* that the
 //!   load then merges the stored records into, by the CRDT rules (stored records go through
 //!   [`LwwMap::load`] / [`OrMap::load`], which advance the clock without a drift check).
-//! - **Only loaded maps are flushed.** Early writes stay dirty until the load has merged them:
-//!   writing them before the stored records are known could overwrite a newer stored record, or
-//!   write one kind's records into a map stored as the other kind. After the merge, a loaded key is
-//!   dirty exactly when memory differs from what was stored; keys the load did not bring keep their
-//!   state. Dirty keys that storage holds are loaded even when `is_related_key` filters them out,
-//!   so an early write is never stored over a newer record it was not merged with.
+//! - **Early writes are flushed after their load.** Writing them before the stored records are
+//!   known could overwrite a newer stored record, or write one kind's records into a map stored as
+//!   the other kind; so a flush that finds a map loading waits for its load and then writes what the
+//!   merge left dirty (a failed load fails the flush, and the writes stay pending). After the merge,
+//!   a loaded key is dirty exactly when memory differs from what was stored; keys the load did not
+//!   bring keep their state. Dirty keys that storage holds are loaded even when `is_related_key`
+//!   filters them out, so an early write is never stored over a newer record it was not merged with.
 //! - **Kind mismatch keeps the early writes aside.** When a load finds the other kind, it fails
 //!   with [`Error::LoadKindMismatch`] (its message contains `kind mismatch`, both kinds and how many
 //!   keys were written early); the early map stays in memory, readable through
@@ -221,6 +222,8 @@ struct Slot {
     last_error: Option<Error>,
     /// Change events are wanted (kept here because a reload makes a new map).
     events: bool,
+    /// Flushes waiting for this map's load, to store what was written while it loaded.
+    flush_waiters: Vec<u64>,
 }
 
 impl Slot {
@@ -269,6 +272,15 @@ enum Pending {
         keys: Vec<(Box<str>, u64)>,
         tombstones: Option<u64>,
     },
+}
+
+/// One write request of a flush, before it is sent.
+struct Batch {
+    op: StorageOp,
+    id: MapId,
+    /// The keys it carries, with the sequence of their change it stores.
+    keys: Vec<(Box<str>, u64)>,
+    tombstones: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -419,6 +431,7 @@ impl StorageManager {
                     generation: 0,
                     last_error: None,
                     events: false,
+                    flush_waiters: Vec::new(),
                 });
                 self.ids.insert(at, (Box::from(name), id));
                 id
@@ -516,6 +529,8 @@ impl StorageManager {
             slot.phase = Phase::Unloaded;
             slot.map = None;
             slot.generation += 1;
+            // Nothing of it is left to store.
+            self.release_flushes(id, None);
         }
     }
 
@@ -642,73 +657,123 @@ impl StorageManager {
         self.next_flush += 1;
         let flush_id = self.next_flush;
         let mut batches = Vec::new();
-        for (index, slot) in self.slots.iter().enumerate() {
-            let Some(map) = slot.map.as_ref().filter(|m| slot.phase == Phase::Loaded && !m.dirty().is_empty()) else {
-                continue;
-            };
+        let (mut waits, mut errors) = (0, Vec::new());
+        for index in 0..self.slots.len() {
             let id = MapId(index as u32);
-            let (mut entries, mut stored) = (Vec::new(), Vec::new());
-            let (mut deletes, mut deleted) = (Vec::new(), Vec::new());
-            for (key, seq) in map.dirty().keys() {
-                let value = match map {
-                    AnyMap::Lww(m) => m.record_ref(key).map(|r| encode_stored_lww(&r)),
-                    AnyMap::Or(m) => {
-                        let records = m.get_records(key);
-                        (!records.is_empty()).then(|| encode_stored_or(records))
-                    }
-                };
-                match value {
-                    Some(bytes) => {
-                        entries.push((key.to_string(), bytes));
-                        stored.push((Box::from(key), seq));
-                    }
-                    None => {
-                        deletes.push(key.to_string());
-                        deleted.push((Box::from(key), seq));
-                    }
+            let slot = &mut self.slots[index];
+            if slot.pending_writes() == 0 {
+                continue;
+            }
+            match slot.phase {
+                Phase::Loaded => batches.extend(self.write_batches(id)),
+                // Early writes are stored once the load has merged them: this flush waits for it.
+                Phase::Loading => {
+                    slot.flush_waiters.push(flush_id);
+                    waits += 1;
                 }
-            }
-            // The dirty keys come sorted; the reserved key goes in its place among them.
-            let (mut store_tombstones, mut delete_tombstones) = (None, None);
-            if let (Some(seq), AnyMap::Or(m)) = (map.dirty().tombstones(), map) {
-                let tags = m.tombstones();
-                if tags.is_empty() {
-                    let at = deletes.partition_point(|k| k.as_str() < RESERVED_KEY);
-                    deletes.insert(at, String::from(RESERVED_KEY));
-                    delete_tombstones = Some(seq);
-                } else {
-                    let at = entries.partition_point(|(k, _)| k.as_str() < RESERVED_KEY);
-                    entries.insert(at, (String::from(RESERVED_KEY), encode_stored_tombstones(&tags)));
-                    store_tombstones = Some(seq);
-                }
-            }
-            if !entries.is_empty() {
-                batches.push((
-                    StorageOp::StoreAll { map: slot.name.to_string(), entries },
-                    id,
-                    stored,
-                    store_tombstones,
-                ));
-            }
-            if !deletes.is_empty() {
-                batches.push((
-                    StorageOp::DeleteAll { map: slot.name.to_string(), keys: deletes },
-                    id,
-                    deleted,
-                    delete_tombstones,
-                ));
+                Phase::Failed | Phase::Unloaded => errors.push(alloc::format!(
+                    "map {}: {} early write(s) wait for the map to load{}",
+                    crate::error::Quoted(&slot.name),
+                    slot.pending_writes(),
+                    slot.last_error
+                        .as_ref()
+                        .map(|e| alloc::format!(" (its last load failed: {e})"))
+                        .unwrap_or_default(),
+                )),
             }
         }
-        if batches.is_empty() {
-            self.events.push_back(StorageEvent::Flushed { flush_id });
-            return flush_id;
+        self.flushes.push((flush_id, FlushProgress { remaining: batches.len() + waits + 1, errors }));
+        self.issue(flush_id, batches);
+        // The `+ 1` above keeps the flush open while its requests are issued.
+        self.flush_step(flush_id, None);
+        flush_id
+    }
+
+    /// One map's dirty state as write requests: one `StoreAll` (every dirty key still holding
+    /// records, and the OR tombstone list when it changed) and one `DeleteAll` when needed.
+    fn write_batches(&self, id: MapId) -> Vec<Batch> {
+        let slot = &self.slots[id.0 as usize];
+        let Some(map) = slot.map.as_ref() else { return Vec::new() };
+        let (mut entries, mut stored) = (Vec::new(), Vec::new());
+        let (mut deletes, mut deleted) = (Vec::new(), Vec::new());
+        for (key, seq) in map.dirty().keys() {
+            let value = match map {
+                AnyMap::Lww(m) => m.record_ref(key).map(|r| encode_stored_lww(&r)),
+                AnyMap::Or(m) => {
+                    let records = m.get_records(key);
+                    (!records.is_empty()).then(|| encode_stored_or(records))
+                }
+            };
+            match value {
+                Some(bytes) => {
+                    entries.push((key.to_string(), bytes));
+                    stored.push((Box::from(key), seq));
+                }
+                None => {
+                    deletes.push(key.to_string());
+                    deleted.push((Box::from(key), seq));
+                }
+            }
         }
-        self.flushes.push((flush_id, FlushProgress { remaining: batches.len(), errors: Vec::new() }));
-        for (op, id, keys, tombstones) in batches {
+        // The dirty keys come sorted; the reserved key goes in its place among them.
+        let (mut store_tombstones, mut delete_tombstones) = (None, None);
+        if let (Some(seq), AnyMap::Or(m)) = (map.dirty().tombstones(), map) {
+            let tags = m.tombstones();
+            if tags.is_empty() {
+                let at = deletes.partition_point(|k| k.as_str() < RESERVED_KEY);
+                deletes.insert(at, String::from(RESERVED_KEY));
+                delete_tombstones = Some(seq);
+            } else {
+                let at = entries.partition_point(|(k, _)| k.as_str() < RESERVED_KEY);
+                entries.insert(at, (String::from(RESERVED_KEY), encode_stored_tombstones(&tags)));
+                store_tombstones = Some(seq);
+            }
+        }
+        let mut batches = Vec::new();
+        if !entries.is_empty() {
+            let op = StorageOp::StoreAll { map: slot.name.to_string(), entries };
+            batches.push(Batch { op, id, keys: stored, tombstones: store_tombstones });
+        }
+        if !deletes.is_empty() {
+            let op = StorageOp::DeleteAll { map: slot.name.to_string(), keys: deletes };
+            batches.push(Batch { op, id, keys: deleted, tombstones: delete_tombstones });
+        }
+        batches
+    }
+
+    /// Sends a flush's write requests (its progress already counts them).
+    fn issue(&mut self, flush_id: u64, batches: Vec<Batch>) {
+        for Batch { op, id, keys, tombstones } in batches {
             let request = self.request(op);
             self.pending.push((request, Pending::Write { flush_id, id, keys, tombstones }));
         }
-        flush_id
+    }
+
+    /// A map a flush waited for has loaded (or failed to): write its state for that flush, or
+    /// fail the flush's wait with why.
+    fn release_flushes(&mut self, id: MapId, error: Option<&Error>) {
+        let slot = &mut self.slots[id.0 as usize];
+        let waiters = core::mem::take(&mut slot.flush_waiters);
+        let name = slot.name.clone();
+        for flush_id in waiters {
+            match error {
+                None => {
+                    let batches = self.write_batches(id);
+                    if let Ok(at) = self.flushes.binary_search_by(|(k, _)| k.cmp(&flush_id)) {
+                        self.flushes[at].1.remaining += batches.len();
+                    }
+                    self.issue(flush_id, batches);
+                    self.flush_step(flush_id, None);
+                }
+                Some(e) => {
+                    let why = alloc::format!(
+                        "map {}: its early writes wait for it to load: {e}",
+                        crate::error::Quoted(&name)
+                    );
+                    self.flush_step(flush_id, Some(why));
+                }
+            }
+        }
     }
 
     // ---- the polling interface ------------------------------------------------------------------
@@ -872,7 +937,8 @@ impl StorageManager {
         let slot = &mut self.slots[id.0 as usize];
         slot.phase = Phase::Failed;
         slot.last_error = Some(error.clone());
-        self.events.push_back(StorageEvent::LoadFailed { map: slot.name.to_string(), error });
+        self.events.push_back(StorageEvent::LoadFailed { map: slot.name.to_string(), error: error.clone() });
+        self.release_flushes(id, Some(&error));
     }
 
     /// Merges what was loaded into the (early) map and marks it loaded; or fails on a kind mismatch.
@@ -960,5 +1026,6 @@ impl StorageManager {
             self.events.push_back(StorageEvent::MapLoaded { map: slot.name.to_string(), count });
         }
         self.events.push_back(StorageEvent::Ready { map: slot.name.to_string(), kind });
+        self.release_flushes(id, None);
     }
 }

@@ -338,11 +338,15 @@ fn early_writes_of_the_other_kind_fail_the_load_and_are_kept() {
     let text = error.to_string();
     assert!(text.contains("kind mismatch") && text.contains("2 early write"), "{text}");
     assert!(matches!(error, Error::LoadKindMismatch { early_writes: 2, .. }));
-    // Nothing of the wrong kind reaches storage.
+    // Nothing of the wrong kind reaches storage, and a flush says the writes are not stored.
     let id = m.flush();
     fake.run(&mut m);
     assert_eq!(fake.count(is_store), 0);
-    assert_eq!(events(&mut m), vec![StorageEvent::Flushed { flush_id: id }]);
+    let ev = events(&mut m);
+    assert!(
+        matches!(&ev[..], [StorageEvent::FlushFailed { flush_id, error }] if *flush_id == id && error.contains("kind mismatch")),
+        "{ev:?}"
+    );
     let Some(AnyMap::Lww(early)) = m.take_early_map("m") else { panic!("the early map is retrievable") };
     assert_eq!(early.get("b", WALL), Some(Value::from(2)));
     // Once taken, the map loads as stored.
@@ -662,4 +666,47 @@ fn a_load_leaves_pending_exactly_what_memory_has_beyond_storage() {
     assert!(m.is_map_loaded("early"));
     assert_eq!(m.pending_keys("early"), vec!["e"]);
     assert_eq!(m.pending_writes("early"), 2, "the key and the tombstone list");
+}
+
+#[test]
+fn a_flush_waits_for_a_loading_map_and_then_stores_its_early_writes() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    fake.put("m", "stored", &StoredValue::Lww(lww_rec(Value::from("s"), 5, "x")));
+    set(&mut m, "m", "early", Value::from("e"), None).expect("early write");
+    fake.hold(&mut m); // the load's LoadAllKeys, not answered yet
+    let flush_id = m.flush();
+    assert!(events(&mut m).is_empty(), "not flushed while the map loads: the early write is not stored");
+    fake.run(&mut m);
+    let ev = events(&mut m);
+    assert_eq!(ev.last(), Some(&StorageEvent::Flushed { flush_id }), "{ev:?}");
+    assert!(fake.stored("m", "early").is_some());
+    assert_eq!(m.pending_writes("m"), 0);
+}
+
+#[test]
+fn a_flush_waiting_for_a_load_that_fails_fails_and_keeps_the_writes() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    set(&mut m, "m", "early", Value::from("e"), None).expect("early write");
+    fake.fail_loads = 1;
+    let flush_id = m.flush();
+    fake.run(&mut m);
+    let ev = events(&mut m);
+    let Some(StorageEvent::FlushFailed { flush_id: id, error }) = ev.last() else {
+        panic!("FlushFailed expected: {ev:?}")
+    };
+    assert_eq!(*id, flush_id);
+    assert!(error.contains("disk on fire") && error.contains("\"m\""), "{error}");
+    assert_eq!(m.pending_writes("m"), 1, "the early write stays pending");
+    // A flush while the map's load has failed fails at once, saying why; touching it retries.
+    let again = m.flush();
+    let ev = events(&mut m);
+    assert!(
+        matches!(ev.last(), Some(StorageEvent::FlushFailed { flush_id, error }) if *flush_id == again && error.contains("wait")),
+        "{ev:?}"
+    );
+    m.get_map("m", None, WALL).expect("retry");
+    let last = m.flush();
+    fake.run(&mut m);
+    assert_eq!(events(&mut m).last(), Some(&StorageEvent::Flushed { flush_id: last }));
+    assert!(fake.stored("m", "early").is_some());
 }

@@ -254,7 +254,7 @@ describe('the storage manager through the JS API (SPEC 6)', () => {
       return true;
     });
     assert.equal(early.get('k'), 'lww-value', 'the early write is kept aside, readable');
-    await g.flush();
+    await assert.rejects(g.flush(), /kind mismatch/, 'a flush says the early write cannot be stored');
     assert.deepEqual(await storage.loadAllKeys('m'), ['k'], 'and never stored over the OR map');
     const [[, bytes]] = await storage.loadAll('m', ['k']);
     const orAgain = await grid(storage, { nodeId: 'x' }).getMapAsync('m');
@@ -457,5 +457,34 @@ describe('bad adapters and bad arguments get clear errors', () => {
     release();
     await settle();
     await assert.rejects(g.flush(), /this grid was freed/);
+  });
+});
+
+describe('flush() and maps still loading', () => {
+  test('a write to a map that is still loading is durable when flush() resolves', async () => {
+    const storage = await seeded('m', (m) => m.set('stored', 1));
+    const release = storage.hold();
+    const g = grid(storage);
+    g.getMap('m').set('early', 2);
+    const flushed = g.flush();
+    let done = false;
+    flushed.then(() => (done = true));
+    await settle();
+    assert.equal(done, false, 'the flush waits for the load');
+    release();
+    await flushed;
+    const again = await grid(storage, { nodeId: 'x' }).getMapAsync('m');
+    assert.deepEqual(again.entries(), [['early', 2], ['stored', 1]]);
+  });
+
+  test('a flush waiting for a load that fails rejects, and a later flush stores the writes', async () => {
+    const storage = new SpyStorage();
+    storage.failLoads = 1;
+    const g = grid(storage);
+    g.getMap('m').set('early', 2);
+    await assert.rejects(g.flush(), /disk on fire/);
+    await g.getMapAsync('m');
+    await g.flush();
+    assert.equal((await grid(storage, { nodeId: 'x' }).getMapAsync('m')).get('early'), 2);
   });
 });
