@@ -872,6 +872,16 @@ pub struct RawLwwRecord<'a> {
     pub ttl_ms: Option<u64>,
 }
 
+/// The kind of map a snapshot holds, read from its first bytes (the rest unchecked); `None` for
+/// bytes that do not start like a snapshot.
+pub fn snapshot_kind(bytes: &[u8]) -> Option<MapKind> {
+    match bytes {
+        [FORMAT_VERSION, 0, ..] => Some(MapKind::Lww),
+        [FORMAT_VERSION, 1, ..] => Some(MapKind::Or),
+        _ => None,
+    }
+}
+
 /// Decodes an LWW snapshot keeping each value in its encoded form (checked and canonical), so an
 /// import adopts the bytes instead of building values and encoding them again. Checks everything
 /// [`decode_snapshot`] checks (and also that numbers are minimally encoded). `Ok(None)` when the

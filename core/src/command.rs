@@ -169,12 +169,14 @@ impl Command {
         }
     }
 
-    /// The map kind the command works on, when only one kind can take it.
+    /// The map kind the command works on, when only one kind can take it (for `Import`, the
+    /// snapshot's).
     pub fn kind(&self) -> Option<MapKind> {
         match self {
             Self::Set { .. } | Self::SetMany { .. } | Self::Remove { .. } | Self::Get { .. } => Some(MapKind::Lww),
             Self::Add { .. } | Self::OrRemove { .. } | Self::OrGet { .. } => Some(MapKind::Or),
             Self::GetMap { kind, .. } => *kind,
+            Self::Import { snapshot, .. } => crate::codec::snapshot_kind(snapshot),
             _ => None,
         }
     }

@@ -36,8 +36,12 @@
 //!   [`StorageManager::map`], never flushed, until [`StorageManager::take_early_map`] hands it to
 //!   the caller (who may re-apply the values to the right kind of map). Touching the map again
 //!   retries the load, which fails the same way while the early map is there.
-//! - **The first hint sticks** for the duration of a load: a second caller asking for the other kind
-//!   while it loads gets a `kind mismatch` error at once.
+//! - **A hint binds nothing; a handle does.** Callers of one load may ask for different kinds (or
+//!   none): the load takes what is stored, a map with nothing stored takes the first hint (else
+//!   LWW), and each caller compares the kind [`StorageEvent::Ready`] reports with the one it asked
+//!   for (the drivers turn a difference into that caller's `kind mismatch`), so a caller without a
+//!   hint always gets the stored kind. An early map (made by [`StorageManager::open`] or a write)
+//!   does bind the load: finding the other kind stored fails it for every caller.
 //! - **A failed load** (storage error, corrupt value, kind mismatch) is reported with
 //!   [`StorageEvent::LoadFailed`] and kept in [`StorageManager::load_error`] until the next touch,
 //!   which retries it from `LoadAllKeys`. Early writes survive a failed load.
@@ -222,15 +226,20 @@ struct Slot {
     last_error: Option<Error>,
     /// Change events are wanted (kept here because a reload makes a new map).
     events: bool,
-    /// Flushes waiting for this map's load, to store what was written while it loaded.
+    /// Flushes waiting for this map's load (or fill), to store what was written meanwhile.
     flush_waiters: Vec<u64>,
+    /// Stored keys the load left out (`is_related_key` said no), sorted: a write to one is merged
+    /// with what storage holds before a flush stores it.
+    unloaded_keys: Vec<String>,
+    /// A fill (loading some of `unloaded_keys` before a flush) is running.
+    filling: bool,
 }
 
 impl Slot {
-    /// The kind this map has or is bound to: its map's, else (while loading) the hint.
+    /// The kind this map is bound to: its map's (loaded, or the early map a handle or a write
+    /// made). A hint alone binds nothing: it only picks the kind of a map with nothing stored.
     fn bound_kind(&self) -> Option<MapKind> {
-        let hint = if self.phase == Phase::Loading { self.hint } else { None };
-        self.map.as_ref().map(AnyMap::kind).or(hint)
+        self.map.as_ref().map(AnyMap::kind)
     }
 
     /// Keys written but not stored (the OR tombstone list counting as one).
@@ -256,6 +265,11 @@ impl Slot {
 /// A request the manager waits for.
 #[derive(Debug)]
 enum Pending {
+    /// Loading written keys the load left out, before a flush stores them (`keys`: sorted, unique).
+    Fill {
+        id: MapId,
+        keys: Vec<String>,
+    },
     Keys {
         id: MapId,
         generation: u64,
@@ -396,8 +410,8 @@ impl StorageManager {
 
     /// Touches the map `name`: returns at once. The first touch (and the first after a failed load
     /// or an unload) starts a load; callers while it runs share it. `hint` is the kind the caller
-    /// wants: an error at once if the map has (or is bound to) the other kind; if the load finds the
-    /// other kind stored, the load fails with `kind mismatch`.
+    /// wants: an error at once if the map is loaded as (or its early map is) the other kind; while
+    /// it loads, compare the kind [`StorageEvent::Ready`] reports (see the module docs).
     pub fn get_map(&mut self, name: &str, hint: Option<MapKind>, wall: u64) -> Result<MapStatus, Error> {
         let id = self.touch(name, hint, wall)?;
         let slot = &self.slots[id.0 as usize];
@@ -432,6 +446,8 @@ impl StorageManager {
                     last_error: None,
                     events: false,
                     flush_waiters: Vec::new(),
+                    unloaded_keys: Vec::new(),
+                    filling: false,
                 });
                 self.ids.insert(at, (Box::from(name), id));
                 id
@@ -518,6 +534,7 @@ impl StorageManager {
             slot.phase = Phase::Unloaded;
             slot.map = None;
             slot.last_error = None;
+            slot.unloaded_keys = Vec::new();
         }
         droppable
     }
@@ -529,6 +546,7 @@ impl StorageManager {
             slot.phase = Phase::Unloaded;
             slot.map = None;
             slot.generation += 1;
+            slot.unloaded_keys = Vec::new();
             // Nothing of it is left to store.
             self.release_flushes(id, None);
         }
@@ -657,36 +675,67 @@ impl StorageManager {
         self.next_flush += 1;
         let flush_id = self.next_flush;
         let mut batches = Vec::new();
-        let (mut waits, mut errors) = (0, Vec::new());
+        let (mut waits, mut retries, mut fills) = (Vec::new(), Vec::new(), Vec::new());
         for index in 0..self.slots.len() {
             let id = MapId(index as u32);
-            let slot = &mut self.slots[index];
+            let slot = &self.slots[index];
             if slot.pending_writes() == 0 {
                 continue;
             }
-            match slot.phase {
-                Phase::Loaded => batches.extend(self.write_batches(id)),
+            match (slot.phase, &slot.last_error) {
+                // Written keys the load left out are loaded and merged first (a fill), so a write
+                // is never stored over a stored record it was not merged with.
+                (Phase::Loaded, _) if slot.filling => waits.push(id),
+                (Phase::Loaded, _) => match self.unloaded_written(id) {
+                    keys if keys.is_empty() => batches.extend(self.write_batches(id)),
+                    keys => fills.push((id, keys)),
+                },
                 // Early writes are stored once the load has merged them: this flush waits for it.
-                Phase::Loading => {
-                    slot.flush_waiters.push(flush_id);
-                    waits += 1;
-                }
-                Phase::Failed | Phase::Unloaded => errors.push(alloc::format!(
-                    "map {}: {} early write(s) wait for the map to load{}",
-                    crate::error::Quoted(&slot.name),
-                    slot.pending_writes(),
-                    slot.last_error
-                        .as_ref()
-                        .map(|e| alloc::format!(" (its last load failed: {e})"))
-                        .unwrap_or_default(),
-                )),
+                (Phase::Loading, _) => waits.push(id),
+                // Writes of the other kind than the one stored can never be stored as they are: the
+                // load's `kind mismatch` said so (to every caller, and again at every touch).
+                (Phase::Failed, Some(Error::LoadKindMismatch { .. })) => {}
+                // A load that failed for the storage's sake is tried again, and waited for.
+                (Phase::Failed | Phase::Unloaded, _) => retries.push(id),
             }
         }
+        for id in retries {
+            let slot = &self.slots[id.0 as usize];
+            let (name, wall) = (slot.name.clone(), slot.wall);
+            if self.touch(&name, None, wall).is_ok() {
+                waits.push(id);
+            }
+        }
+        for (id, keys) in fills {
+            let slot = &mut self.slots[id.0 as usize];
+            slot.filling = true;
+            let op = StorageOp::LoadAll { map: slot.name.to_string(), keys: keys.clone() };
+            let request = self.request(op);
+            self.pending.push((request, Pending::Fill { id, keys }));
+            waits.push(id);
+        }
+        for &id in &waits {
+            self.slots[id.0 as usize].flush_waiters.push(flush_id);
+        }
+        let (waits, errors) = (waits.len(), Vec::new());
         self.flushes.push((flush_id, FlushProgress { remaining: batches.len() + waits + 1, errors }));
         self.issue(flush_id, batches);
         // The `+ 1` above keeps the flush open while its requests are issued.
         self.flush_step(flush_id, None);
         flush_id
+    }
+
+    /// The written keys of a loaded map that its load left out (sorted).
+    fn unloaded_written(&self, id: MapId) -> Vec<String> {
+        let slot = &self.slots[id.0 as usize];
+        let Some(map) = slot.map.as_ref().filter(|_| !slot.unloaded_keys.is_empty()) else { return Vec::new() };
+        map.dirty()
+            .keys()
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| slot.unloaded_keys.binary_search_by(|u| u.as_str().cmp(k)).is_ok())
+            .map(String::from)
+            .collect()
     }
 
     /// One map's dirty state as write requests: one `StoreAll` (every dirty key still holding
@@ -788,6 +837,27 @@ impl StorageManager {
         self.events.pop_front()
     }
 
+    /// Answers a `LoadAllKeys` request with the keys and, for each, whether this node loads it
+    /// (for a driver that runs `is_related_key` itself, as the JavaScript one does). An error for
+    /// an id that is not pending or lists of different lengths (the request stays pending then).
+    pub fn handle_keys_filtered(&mut self, id: u64, keys: Vec<String>, related: Vec<bool>) -> Result<(), Error> {
+        if keys.len() != related.len() {
+            return Err(Error::Decode { what: "key list", reason: "the related flags do not match the keys".into() });
+        }
+        let at = self.pending.binary_search_by(|(k, _)| k.cmp(&id)).map_err(|_| Error::UnknownStorageRequest { id })?;
+        let Pending::Keys { id: map, generation } = self.pending[at].1 else {
+            return Err(Error::Decode {
+                what: "key list",
+                reason: alloc::format!("request {id} did not ask for keys"),
+            });
+        };
+        self.pending.remove(at);
+        if self.is_current(map, generation) {
+            self.on_keys(map, generation, keys, Some(&related));
+        }
+        Ok(())
+    }
+
     /// Takes the adapter's answer to request `id`. An error only for an id that is not pending
     /// (answered twice, or never issued); a failure of the storage itself is reported as an event.
     pub fn handle_storage(&mut self, id: u64, result: StorageResult) -> Result<(), Error> {
@@ -795,8 +865,21 @@ impl StorageManager {
         match (pending, result) {
             (Pending::Keys { id, generation }, StorageResult::Keys(keys)) => {
                 if self.is_current(id, generation) {
-                    self.on_keys(id, generation, keys);
+                    self.on_keys(id, generation, keys, None);
                 }
+            }
+            (Pending::Fill { id, keys }, result) => {
+                let filled = match result {
+                    StorageResult::Values(values) => self.decode_values(id, &keys, values),
+                    other => {
+                        let reason = match other {
+                            StorageResult::Failed(reason) => reason,
+                            _ => String::from("the adapter answered a load with the wrong kind of result"),
+                        };
+                        Err(Error::Storage { map: excerpt(&self.slots[id.0 as usize].name), reason })
+                    }
+                };
+                self.finish_fill(id, &keys, filled);
             }
             (Pending::Values { id, generation, keys }, StorageResult::Values(values)) => {
                 if self.is_current(id, generation) {
@@ -868,24 +951,63 @@ impl StorageManager {
         }
     }
 
-    /// The stored keys are known: ask for the related ones, `__tombstones__`, and any dirty key.
-    fn on_keys(&mut self, id: MapId, generation: u64, keys: Vec<String>) {
+    /// The stored keys are known: ask for the related ones (`related`, else the configured
+    /// `is_related_key`), `__tombstones__`, and any dirty key; remember the others.
+    fn on_keys(&mut self, id: MapId, generation: u64, keys: Vec<String>, related: Option<&[bool]>) {
         let slot = &self.slots[id.0 as usize];
-        let related = self.config.is_related_key.as_deref();
+        let config = self.config.is_related_key.as_deref();
         let dirty = |k: &str| slot.map.as_ref().is_some_and(|m| m.dirty().contains(k));
-        let mut wanted: Vec<String> = keys
-            .into_iter()
-            .filter(|k| k == RESERVED_KEY || dirty(k) || related.is_none_or(|f| f(&slot.name, k)))
-            .collect();
+        let (mut wanted, mut left_out) = (Vec::new(), Vec::new());
+        for (i, key) in keys.into_iter().enumerate() {
+            let is_related = match related {
+                Some(flags) => flags[i],
+                None => config.is_none_or(|f| f(&slot.name, &key)),
+            };
+            if key == RESERVED_KEY || dirty(&key) || is_related {
+                wanted.push(key);
+            } else {
+                left_out.push(key);
+            }
+        }
+        crate::sort::strs(&mut left_out);
+        left_out.dedup();
+        self.slots[id.0 as usize].unloaded_keys = left_out;
         if wanted.is_empty() {
             self.finish_load(id, Loaded::default());
             return;
         }
         crate::sort::strs(&mut wanted);
         wanted.dedup();
-        let op = StorageOp::LoadAll { map: slot.name.to_string(), keys: wanted.clone() };
+        let op = StorageOp::LoadAll { map: self.slots[id.0 as usize].name.to_string(), keys: wanted.clone() };
         let request = self.request(op);
         self.pending.push((request, Pending::Values { id, generation, keys: wanted }));
+    }
+
+    /// A fill ended: merge what it loaded (those keys are loaded now), then let the flushes that
+    /// waited write the map; or fail them.
+    fn finish_fill(&mut self, id: MapId, keys: &[String], filled: Result<Loaded, Error>) {
+        let slot = &mut self.slots[id.0 as usize];
+        slot.filling = false;
+        let kind = slot.map.as_ref().map(AnyMap::kind);
+        let filled = filled.and_then(|loaded| match (loaded.kind(), kind) {
+            (Some(stored), Some(kind)) if stored != kind => {
+                let key = keys.first().map_or("", String::as_str);
+                Err(corrupt(
+                    &slot.name,
+                    key,
+                    alloc::format!("a key of this {kind} map is stored as an {stored} record"),
+                ))
+            }
+            _ => Ok(loaded),
+        });
+        match filled {
+            Ok(loaded) => {
+                self.merge_stored(id, loaded, false);
+                self.slots[id.0 as usize].unloaded_keys.retain(|k| keys.binary_search(k).is_err());
+                self.release_flushes(id, None);
+            }
+            Err(error) => self.release_flushes(id, Some(&error)),
+        }
     }
 
     /// Decodes a `LoadAll` answer whole before anything is applied. Keys not asked for are ignored.
@@ -958,14 +1080,33 @@ impl StorageManager {
             self.fail_load(id, error);
             return;
         }
-        let kind = stored.or(requested).unwrap_or(MapKind::Lww);
+        let kind = stored.or(requested).or(slot.hint).unwrap_or(MapKind::Lww);
         let any = stored.is_some();
         let count = loaded.lww.len() + loaded.or.len();
+        slot.map_or_new(kind, persistent);
+        self.merge_stored(id, loaded, true);
+        let slot = &mut self.slots[id.0 as usize];
+        slot.phase = Phase::Loaded;
+        slot.last_error = None;
+        if any {
+            self.events.push_back(StorageEvent::MapLoaded { map: slot.name.to_string(), count });
+        }
+        self.events.push_back(StorageEvent::Ready { map: slot.name.to_string(), kind });
+        self.release_flushes(id, None);
+    }
+
+    /// Merges stored records into the map (its kind checked already) by the CRDT rules: the
+    /// merges cannot fail, as `decode_values` checked every key and record. A loaded key stays
+    /// dirty exactly when memory differs from what is stored. `full`: the whole map's load (with
+    /// its tombstone list, or knowing there is none), not a fill of some keys.
+    fn merge_stored(&mut self, id: MapId, loaded: Loaded, full: bool) {
+        let slot = &mut self.slots[id.0 as usize];
         let wall = slot.wall;
         let clock = &mut self.clock;
         // The merges below cannot fail: `decode_values` checked every key and record. Each marks
         // what it changed dirty; a key is then cleaned exactly when memory equals what is stored.
-        match slot.map_or_new(kind, persistent) {
+        let Some(map) = slot.map.as_mut() else { return };
+        match map {
             AnyMap::Lww(m) => {
                 // Only keys written early can differ from storage after the merge: the load marks
                 // nothing, and each of those is clean again if the stored record won.
@@ -984,6 +1125,8 @@ impl StorageManager {
                 m.dirty_mut().resume(early);
             }
             AnyMap::Or(m) => {
+                // A fill brings no tombstone list: the map's, loaded with it, stands.
+                let full = loaded.tombstones.is_some() || full;
                 let stored_tags = loaded.tombstones.unwrap_or_default();
                 for tag in &stored_tags {
                     clock.observe(tag, wall);
@@ -1013,19 +1156,13 @@ impl StorageManager {
                 // The map's tombstones include every stored one: they are the stored ones when
                 // there are as many.
                 let stored: HashSet<&Timestamp, Hasher> = stored_tags.iter().collect();
-                if m.tombstone_count() == stored.len() {
+                if !full {
+                } else if m.tombstone_count() == stored.len() {
                     m.dirty_mut().clean_tombstones(None);
                 } else {
                     m.dirty_mut().mark_tombstones();
                 }
             }
         }
-        slot.phase = Phase::Loaded;
-        slot.last_error = None;
-        if any {
-            self.events.push_back(StorageEvent::MapLoaded { map: slot.name.to_string(), count });
-        }
-        self.events.push_back(StorageEvent::Ready { map: slot.name.to_string(), kind });
-        self.release_flushes(id, None);
     }
 }

@@ -225,19 +225,42 @@ fn a_map_with_nothing_stored_takes_the_hint_else_lww() {
 fn a_hint_that_disagrees_with_the_stored_map_is_a_kind_mismatch() {
     let (mut m, mut fake) = (manager(), Fake::default());
     fake.put("m", "k", &StoredValue::Lww(lww_rec(Value::from(1), 5, "x")));
+    // While it loads, the hint binds nothing: the load reports the stored kind, which the caller
+    // compares with its hint (the drivers make that caller's error).
     let ev = load(&mut m, &mut fake, "m", Some(MapKind::Or));
-    let [StorageEvent::LoadFailed { map, error }] = &ev[..] else { panic!("one LoadFailed expected: {ev:?}") };
-    assert_eq!(map, "m");
-    let text = error.to_string();
+    assert_eq!(ev, loaded("m", 1, MapKind::Lww));
+    // Asking a loaded map for the other kind is an error at once.
+    let err = m.get_map("m", Some(MapKind::Or), WALL).expect_err("mismatch");
+    let text = err.to_string();
     assert!(text.contains("kind mismatch") && text.contains("LWW") && text.contains("OR"), "{text}");
-    assert!(!m.is_map_loading("m"));
-    assert!(m.map("m").is_none(), "no map is served after a failed load");
-    // Without the wrong hint, the retry loads it as LWW.
+}
+
+#[test]
+fn a_caller_without_a_hint_gets_the_stored_kind_whatever_another_caller_asked_for() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    fake.put("m", "k", &StoredValue::Lww(lww_rec(Value::from(1), 5, "x")));
+    assert_eq!(m.get_map("m", None, WALL), Ok(MapStatus::Loading));
+    assert_eq!(m.get_map("m", Some(MapKind::Or), WALL), Ok(MapStatus::Loading));
+    fake.run(&mut m);
+    assert_eq!(events(&mut m), loaded("m", 1, MapKind::Lww));
+    assert_eq!(m.lww("m").expect("lww").get("k", WALL), Some(Value::from(1)));
+}
+
+#[test]
+fn an_early_handle_binds_the_load_and_finding_the_other_kind_fails_it() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    fake.put("m", "k", &StoredValue::Lww(lww_rec(Value::from(1), 5, "x")));
+    m.open("m", MapKind::Or, WALL).expect("an OR handle while it loads");
+    let ev = {
+        fake.run(&mut m);
+        events(&mut m)
+    };
+    let [StorageEvent::LoadFailed { error, .. }] = &ev[..] else { panic!("one LoadFailed expected: {ev:?}") };
+    assert!(error.to_string().contains("kind mismatch"), "{error}");
+    assert!(m.map("m").is_none(), "no map is served after a failed load (no early writes to keep)");
+    // Without the wrong handle, the retry loads it as LWW.
     let ev = load(&mut m, &mut fake, "m", None);
     assert_eq!(ev, loaded("m", 1, MapKind::Lww));
-    // And asking a loaded map for the other kind is an error at once.
-    let err = m.get_map("m", Some(MapKind::Or), WALL).expect_err("mismatch");
-    assert!(err.to_string().contains("kind mismatch"), "{err}");
 }
 
 #[test]
@@ -338,15 +361,13 @@ fn early_writes_of_the_other_kind_fail_the_load_and_are_kept() {
     let text = error.to_string();
     assert!(text.contains("kind mismatch") && text.contains("2 early write"), "{text}");
     assert!(matches!(error, Error::LoadKindMismatch { early_writes: 2, .. }));
-    // Nothing of the wrong kind reaches storage, and a flush says the writes are not stored.
+    // Nothing of the wrong kind reaches storage, and it does not hold up flushes of other maps.
+    set(&mut m, "other", "k", Value::from(1), None).expect("another map");
     let id = m.flush();
     fake.run(&mut m);
-    assert_eq!(fake.count(is_store), 0);
-    let ev = events(&mut m);
-    assert!(
-        matches!(&ev[..], [StorageEvent::FlushFailed { flush_id, error }] if *flush_id == id && error.contains("kind mismatch")),
-        "{ev:?}"
-    );
+    assert_eq!(fake.count(|op| matches!(op, StorageOp::StoreAll { map, .. } if map == "m")), 0);
+    assert!(fake.stored("other", "k").is_some());
+    assert_eq!(events(&mut m).last(), Some(&StorageEvent::Flushed { flush_id: id }));
     let Some(AnyMap::Lww(early)) = m.take_early_map("m") else { panic!("the early map is retrievable") };
     assert_eq!(early.get("b", WALL), Some(Value::from(2)));
     // Once taken, the map loads as stored.
@@ -507,12 +528,14 @@ fn unload_then_touch_reloads() {
 }
 
 #[test]
-fn a_second_hint_of_the_other_kind_while_loading_is_refused() {
+fn hints_while_loading_bind_nothing_but_an_early_map_does() {
     let (mut m, _) = (manager(), ());
-    m.get_map("m", Some(MapKind::Or), WALL).expect("first");
-    let err = m.get_map("m", Some(MapKind::Lww), WALL).expect_err("other kind");
+    assert_eq!(m.get_map("m", Some(MapKind::Or), WALL), Ok(MapStatus::Loading));
+    assert_eq!(m.get_map("m", Some(MapKind::Lww), WALL), Ok(MapStatus::Loading));
+    set(&mut m, "m", "k", Value::from(1), None).expect("an LWW write makes an LWW early map");
+    let err = m.get_map("m", Some(MapKind::Or), WALL).expect_err("bound by the early map");
     assert!(err.to_string().contains("kind mismatch"), "{err}");
-    let err = set(&mut m, "m", "k", Value::from(1), None).expect_err("LWW write on an OR-bound map");
+    let err = add(&mut m, "m", "k", Value::from(1), None).expect_err("OR write on an LWW-bound map");
     assert!(err.to_string().contains("kind mismatch"), "{err}");
 }
 
@@ -697,16 +720,94 @@ fn a_flush_waiting_for_a_load_that_fails_fails_and_keeps_the_writes() {
     assert_eq!(*id, flush_id);
     assert!(error.contains("disk on fire") && error.contains("\"m\""), "{error}");
     assert_eq!(m.pending_writes("m"), 1, "the early write stays pending");
-    // A flush while the map's load has failed fails at once, saying why; touching it retries.
+    // The next flush tries the load again, and stores the write once it has loaded.
     let again = m.flush();
+    fake.run(&mut m);
+    assert_eq!(events(&mut m).last(), Some(&StorageEvent::Flushed { flush_id: again }));
+    assert_eq!(fake.count(is_load_keys), 2);
+    assert!(fake.stored("m", "early").is_some());
+}
+
+fn filtered_manager() -> StorageManager {
+    let config = StorageConfig { is_related_key: Some(Box::new(|_map: &str, key: &str| key.starts_with("mine"))) };
+    StorageManager::new(node("me"), ClockConfig::default(), config)
+}
+
+#[test]
+fn a_write_to_a_key_the_load_left_out_is_merged_with_storage_before_it_is_stored() {
+    let (mut m, mut fake) = (filtered_manager(), Fake::default());
+    let stored = OrRecord { value: Value::from("stored"), timestamp: ts(5, 0, "x"), ttl_ms: None };
+    fake.put("m", "theirs", &StoredValue::Or(vec![stored.clone()]));
+    fake.put("m", "mine", &StoredValue::Or(vec![OrRecord { timestamp: ts(6, 0, "x"), ..stored.clone() }]));
+    load(&mut m, &mut fake, "m", None);
+    assert!(m.or("m").expect("or").get("theirs", WALL).is_empty(), "left out by is_related_key");
+    add(&mut m, "m", "theirs", Value::from("local"), None).expect("add");
+    let flush_id = m.flush();
+    fake.run(&mut m);
+    assert_eq!(events(&mut m).last(), Some(&StorageEvent::Flushed { flush_id }));
+    let Some(StoredValue::Or(records)) = fake.stored("m", "theirs") else { panic!("stored OR records") };
+    let values: Vec<&Value> = records.iter().map(|r| &r.value).collect();
+    assert_eq!(values, vec![&Value::from("stored"), &Value::from("local")], "the stored record is kept");
+    // Now loaded: the next write to it needs no second fill.
+    add(&mut m, "m", "theirs", Value::from("again"), None).expect("add");
+    let loads = fake.count(|op| matches!(op, StorageOp::LoadAll { .. }));
+    m.flush();
+    fake.run(&mut m);
+    assert_eq!(fake.count(|op| matches!(op, StorageOp::LoadAll { .. })), loads);
+}
+
+#[test]
+fn an_older_write_to_a_key_the_load_left_out_loses_to_the_stored_record() {
+    let (mut m, mut fake) = (filtered_manager(), Fake::default());
+    fake.put("m", "theirs", &StoredValue::Lww(lww_rec(Value::from("newer"), WALL + 50_000, "x")));
+    load(&mut m, &mut fake, "m", None);
+    set(&mut m, "m", "theirs", Value::from("older"), None).expect("set at WALL, before the stored record");
+    let flush_id = m.flush();
+    fake.run(&mut m);
+    assert_eq!(events(&mut m).last(), Some(&StorageEvent::Flushed { flush_id }));
+    assert_eq!(fake.count(is_store), 0, "nothing that lost is written");
+    let Some(StoredValue::Lww(record)) = fake.stored("m", "theirs") else { panic!("an LWW record") };
+    assert_eq!(record.value, Some(Value::from("newer")));
+    assert_eq!(m.lww("m").expect("lww").get("theirs", WALL), Some(Value::from("newer")));
+}
+
+#[test]
+fn an_early_write_after_the_key_list_to_a_left_out_key_is_merged_before_it_is_stored() {
+    let (mut m, mut fake) = (filtered_manager(), Fake::default());
+    fake.put("m", "theirs", &StoredValue::Lww(lww_rec(Value::from("newer"), WALL + 50_000, "x")));
+    fake.put("m", "mine", &StoredValue::Lww(lww_rec(Value::from(1), 5, "x")));
+    m.get_map("m", None, WALL).expect("get");
+    // Answer LoadAllKeys only; LoadAll waits.
+    let keys = m.poll_storage().expect("LoadAllKeys");
+    let answer = fake.execute(&keys.op);
+    m.handle_storage(keys.id, answer).expect("keys");
+    set(&mut m, "m", "theirs", Value::from("early"), None).expect("early write");
+    fake.run(&mut m);
+    let flush_id = m.flush();
+    fake.run(&mut m);
+    assert_eq!(events(&mut m).last(), Some(&StorageEvent::Flushed { flush_id }));
+    let Some(StoredValue::Lww(record)) = fake.stored("m", "theirs") else { panic!("an LWW record") };
+    assert_eq!(record.value, Some(Value::from("newer")), "the early write was merged, and lost");
+}
+
+#[test]
+fn a_failed_fill_fails_the_flush_and_keeps_the_write() {
+    let (mut m, mut fake) = (filtered_manager(), Fake::default());
+    fake.put("m", "theirs", &StoredValue::Lww(lww_rec(Value::from("s"), 5, "x")));
+    load(&mut m, &mut fake, "m", None);
+    set(&mut m, "m", "theirs", Value::from("local"), None).expect("set");
+    fake.fail_loads = 1;
+    let flush_id = m.flush();
+    fake.run(&mut m);
     let ev = events(&mut m);
     assert!(
-        matches!(ev.last(), Some(StorageEvent::FlushFailed { flush_id, error }) if *flush_id == again && error.contains("wait")),
+        matches!(ev.last(), Some(StorageEvent::FlushFailed { flush_id: id, error }) if *id == flush_id && error.contains("disk on fire")),
         "{ev:?}"
     );
-    m.get_map("m", None, WALL).expect("retry");
-    let last = m.flush();
+    assert_eq!(m.pending_writes("m"), 1);
+    let again = m.flush();
     fake.run(&mut m);
-    assert_eq!(events(&mut m).last(), Some(&StorageEvent::Flushed { flush_id: last }));
-    assert!(fake.stored("m", "early").is_some());
+    assert_eq!(events(&mut m).last(), Some(&StorageEvent::Flushed { flush_id: again }));
+    let Some(StoredValue::Lww(record)) = fake.stored("m", "theirs") else { panic!("an LWW record") };
+    assert_eq!(record.value, Some(Value::from("local")));
 }

@@ -7,7 +7,7 @@
 //! PostgreSQL client's own runtime), so a load or a flush a command starts has finished when
 //! [`PersistentGrid::call`] returns.
 
-use onegrid_core::{Command, MapKind, Reply, Request, WireEvent};
+use onegrid_core::{Command, Error, MapKind, Reply, Request, WireEvent};
 
 use crate::client::Client;
 use crate::error::HostError;
@@ -59,6 +59,9 @@ impl From<HostError> for GridError {
     }
 }
 
+/// Storage events kept for [`PersistentGrid::take_events`]; older ones are dropped.
+pub const MAX_EVENTS: usize = 4096;
+
 /// One grid in its own module instance, its maps loaded from and flushed to `storage`.
 pub struct PersistentGrid {
     client: Client,
@@ -101,11 +104,11 @@ impl PersistentGrid {
         self
     }
 
-    /// Runs a command on a loaded map. A command of one map kind (`Set`, `Get`, `Add`, ...) loads
-    /// its map first, so a read sees what is stored and a map whose load fails refuses the command
-    /// with that error. `Import` loads its map as the snapshot's kind; `Root`, `Export` and `Prune`
-    /// work on a map already loaded ([`PersistentGrid::get_map`] loads one). A refusal is an error;
-    /// nothing was changed.
+    /// Runs a command on a loaded map. A command of one map kind (`Set`, `Get`, `Add`, `Import` of
+    /// a snapshot, ...) loads its map first, so a read sees what is stored and a map whose load
+    /// fails (or is stored as the other kind) refuses the command with that error. `Root`, `Export`
+    /// and `Prune` work on a map already loaded ([`PersistentGrid::get_map`] loads one). A refusal
+    /// is an error; nothing was changed.
     pub fn call(&mut self, command: Command) -> Result<Reply, GridError> {
         if let (Some(map), Some(kind)) = (command.map(), command.kind())
             && !matches!(command, Command::GetMap { .. })
@@ -135,6 +138,11 @@ impl PersistentGrid {
         // Driving ran the load to its end: take how it ended from the events.
         let ended = |e: &WireEvent| matches!(e, WireEvent::Ready { map, .. } | WireEvent::LoadFailed { map, .. } if map == name);
         match self.take_event(ended) {
+            // A hint binds nothing while a load runs: the caller compares it with what is stored.
+            Some(WireEvent::Ready { kind: stored, .. }) if let Some(requested) = kind.filter(|k| *k != stored) => {
+                let mismatch = Error::LoadKindMismatch { map: name.to_owned(), stored, requested, early_writes: 0 };
+                Err(GridError::LoadFailed { map: name.to_owned(), reason: mismatch.to_string() })
+            }
             Some(WireEvent::Ready { kind, .. }) => Ok(kind),
             Some(WireEvent::LoadFailed { map, error }) => Err(GridError::LoadFailed { map, reason: error }),
             _ => Err(GridError::Refused(format!("map {name:?} did not finish loading"))),
@@ -161,7 +169,8 @@ impl PersistentGrid {
         Some(self.events.remove(at))
     }
 
-    /// Storage events since the last call (map loaded, load failed, flushed), oldest first.
+    /// Storage events since the last call (map loaded, load failed, flushed), oldest first; at
+    /// most the latest [`MAX_EVENTS`].
     pub fn take_events(&mut self) -> Vec<WireEvent> {
         std::mem::take(&mut self.events)
     }
@@ -174,6 +183,9 @@ impl PersistentGrid {
             match self.client.call(&Request { grid: self.grid, wall: (self.clock)(), command })? {
                 Reply::Storage { requests, events } => {
                     self.events.extend(events);
+                    // Events nobody takes must not grow without bound: keep the latest.
+                    let excess = self.events.len().saturating_sub(MAX_EVENTS);
+                    self.events.drain(..excess);
                     if requests.is_empty() {
                         return Ok(());
                     }

@@ -213,16 +213,36 @@ fn a_failed_flush_keeps_the_writes_for_the_next_one() {
 }
 
 #[test]
-fn a_write_to_a_map_not_yet_loaded_merges_with_what_is_stored() {
+fn a_write_loads_its_map_first_and_the_flushed_state_holds_both() {
     let file = db_file();
     let mut seed = grid(storage::open(file.to_str().unwrap()).unwrap(), "seed");
     seed.call(set("m", "stored", Value::from(1), None)).unwrap();
     seed.flush().unwrap();
-    // The write touches the map; its load runs before `call` returns, and merges.
     let mut g = grid(storage::open(file.to_str().unwrap()).unwrap(), "a");
     g.call(set("m", "new", Value::from(2), None)).unwrap();
+    assert!(g.take_events().contains(&WireEvent::MapLoaded { map: "m".into(), count: 1 }), "loaded before the write");
     assert_eq!(get(&mut g, "m", "stored"), Some(Value::from(1)));
-    assert_eq!(get(&mut g, "m", "new"), Some(Value::from(2)));
+    g.flush().unwrap();
+    let mut reader = grid(storage::open(file.to_str().unwrap()).unwrap(), "b");
+    assert_eq!(get(&mut reader, "m", "stored"), Some(Value::from(1)));
+    assert_eq!(get(&mut reader, "m", "new"), Some(Value::from(2)));
+}
+
+#[test]
+fn an_import_of_the_other_kind_is_refused_and_later_flushes_still_work() {
+    let file = db_file();
+    let mut g = grid(storage::open(file.to_str().unwrap()).unwrap(), "a");
+    let add = Command::Add { map: "tags".into(), key: "k".into(), value: Value::from("x"), ttl_ms: None };
+    g.call(add).unwrap();
+    g.flush().unwrap();
+    let mut other = grid(storage::open(file.to_str().unwrap()).unwrap(), "b");
+    let mut peer = grid(storage::open(db_file().to_str().unwrap()).unwrap(), "peer");
+    peer.call(set("tags", "k", Value::from(1), None)).unwrap();
+    let Reply::Bytes(snapshot) = peer.call(Command::Export { map: "tags".into() }).unwrap() else { panic!("bytes") };
+    let err = other.call(Command::Import { map: "tags".into(), snapshot }).unwrap_err();
+    assert!(err.to_string().contains("kind mismatch"), "{err}");
+    other.call(set("todos", "t", Value::from(1), None)).unwrap();
+    other.flush().unwrap();
 }
 
 #[test]

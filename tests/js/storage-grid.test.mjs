@@ -254,12 +254,12 @@ describe('the storage manager through the JS API (SPEC 6)', () => {
       return true;
     });
     assert.equal(early.get('k'), 'lww-value', 'the early write is kept aside, readable');
-    await assert.rejects(g.flush(), /kind mismatch/, 'a flush says the early write cannot be stored');
-    assert.deepEqual(await storage.loadAllKeys('m'), ['k'], 'and never stored over the OR map');
-    const [[, bytes]] = await storage.loadAll('m', ['k']);
-    const orAgain = await grid(storage, { nodeId: 'x' }).getMapAsync('m');
-    assert.deepEqual(orAgain.get('k'), ['or-value']);
-    assert.ok(bytes.length > 0);
+    // It is never stored over the OR map, and does not hold up other maps' flushes.
+    (await g.getMapAsync('other', 'lww')).set('x', 1);
+    await g.flush();
+    assert.deepEqual(await storage.loadAllKeys('m'), ['k']);
+    assert.deepEqual(await storage.loadAllKeys('other'), ['x']);
+    await assert.rejects(g.getMapAsync('m'), /kind mismatch/, 'and the map keeps saying why');
   });
 
   test('only records that won their merge are written back', async () => {
@@ -477,14 +477,65 @@ describe('flush() and maps still loading', () => {
     assert.deepEqual(again.entries(), [['early', 2], ['stored', 1]]);
   });
 
-  test('a flush waiting for a load that fails rejects, and a later flush stores the writes', async () => {
+  test('a flush waiting for a load that fails rejects, and the next flush loads again and stores the writes', async () => {
     const storage = new SpyStorage();
     storage.failLoads = 1;
     const g = grid(storage);
     g.getMap('m').set('early', 2);
     await assert.rejects(g.flush(), /disk on fire/);
-    await g.getMapAsync('m');
     await g.flush();
+    assert.equal(storage.count('loadAllKeys'), 2);
     assert.equal((await grid(storage, { nodeId: 'x' }).getMapAsync('m')).get('early'), 2);
+  });
+});
+
+describe('callers, subscribers and filters while a map loads', () => {
+  test('a caller without a kind gets the stored kind, whatever another caller asked for', async () => {
+    const storage = await seeded('m', (m) => m.set('k', 1));
+    const g = grid(storage);
+    const [plain, wrong] = await Promise.allSettled([g.getMapAsync('m'), g.getMapAsync('m', 'or')]);
+    assert.equal(plain.status, 'fulfilled');
+    assert.equal(plain.value.kind, 'lww');
+    assert.equal(plain.value.get('k'), 1);
+    assert.equal(wrong.status, 'rejected');
+    assert.match(wrong.reason.message, /kind mismatch: map "m" is stored as an LWW map, not an OR map/);
+  });
+
+  test('a subscriber that throws on loaded records neither hangs getMapAsync nor leaks a rejection', async () => {
+    const storage = await seeded('m', (m) => m.set('k', 1));
+    const release = storage.hold();
+    const g = grid(storage);
+    g.getMap('m').subscribe(() => {
+      throw new Error('subscriber bug');
+    });
+    const unhandled = [];
+    const onUnhandled = (e) => unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    const logged = [];
+    const consoleError = console.error;
+    console.error = (...args) => logged.push(args);
+    try {
+      release();
+      const m = await g.getMapAsync('m');
+      assert.equal(m.get('k'), 1);
+      await settle();
+    } finally {
+      console.error = consoleError;
+      process.off('unhandledRejection', onUnhandled);
+    }
+    assert.deepEqual(unhandled, []);
+    assert.ok(logged.some((args) => args.some((a) => a instanceof Error && a.message === 'subscriber bug')), 'reported');
+  });
+
+  test('a write to a key isRelatedKey left out is merged with the stored records before it is stored', async () => {
+    const storage = await seeded('m', (m) => m.add('theirs', 'stored'), 'or');
+    const g = grid(storage, { isRelatedKey: (map, key) => key.startsWith('mine') });
+    // Nothing related is stored, so the kind comes from the hint (SPEC: detection is over what loaded).
+    const m = await g.getMapAsync('m', 'or');
+    assert.deepEqual(m.get('theirs'), [], 'not loaded');
+    m.add('theirs', 'local');
+    await g.flush();
+    const all = await grid(storage, { nodeId: 'x' }).getMapAsync('m');
+    assert.deepEqual(all.get('theirs').sort(), ['local', 'stored']);
   });
 });

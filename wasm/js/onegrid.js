@@ -286,7 +286,7 @@ export class Grid {
     }
     const core = this.#core;
     const status = core.raw.getMap(core.now(), core.text(name), kind === undefined ? 0 : HINTS[kind]);
-    const loaded = status === 0 ? await core.driver.whenLoaded(name) : status === 1 ? 'lww' : 'or';
+    const loaded = status === 0 ? await core.driver.whenLoaded(name, kind) : status === 1 ? 'lww' : 'or';
     return loaded === 'lww' ? this.getMap(name) : this.getORMap(name);
   }
 

@@ -6,6 +6,8 @@
 // hands the answer back and pumps again; then it delivers the module's storage events (a map
 // loaded or failed, a flush done or failed) to whoever waits for them.
 
+import { isWellFormed } from './values.js';
+
 const OP = ['loadAllKeys', 'loadAll', 'storeAll', 'deleteAll'];
 const KINDS = ['lww', 'or'];
 const TOMBSTONES_KEY = '__tombstones__';
@@ -49,12 +51,13 @@ export class StorageDriver {
     this.closed = false;
   }
 
-  /** Waits for map `name` to be loaded; resolves to its kind. */
-  whenLoaded(name) {
+  /** Waits for map `name` to be loaded; resolves to its kind (`kind mismatch` if `kind` is given
+   * and the map is stored as the other). */
+  whenLoaded(name, kind) {
     return new Promise((resolve, reject) => {
       let list = this.waiters.get(name);
       if (list === undefined) this.waiters.set(name, (list = []));
-      list.push({ resolve, reject });
+      list.push({ resolve, reject, kind });
       this.pump();
     });
   }
@@ -136,24 +139,30 @@ export class StorageDriver {
     }
   }
 
-  /** Runs one request on the adapter; its answer goes back to the module when it settles. */
+  /** Runs one request on the adapter; its answer goes back to the module when it settles. Only
+   * the adapter's own failure (or a bad answer from it) fails the request: an error while the
+   * module takes the answer is not the adapter's. */
   start({ id, op, map, payload }) {
     const adapter = this.adapter;
-    let call;
+    const raw = () => this.core.raw;
+    let call; // resolves to a function that hands the answer to the module
     if (op === 'loadAllKeys') {
-      call = Promise.resolve().then(() => adapter.loadAllKeys(map)).then((keys) => this.answerKeys(id, map, keys));
+      call = Promise.resolve().then(() => adapter.loadAllKeys(map)).then((keys) => this.keysAnswer(id, map, keys));
     } else if (op === 'loadAll') {
-      call = Promise.resolve().then(() => adapter.loadAll(map, payload)).then((values) => this.answerValues(id, map, values));
+      call = Promise.resolve().then(() => adapter.loadAll(map, payload)).then((values) => this.valuesAnswer(id, map, values));
     } else {
       // Writes go one after another: a later batch may hold a newer value of the same key.
-      call = this.writes.then(() => adapter[op](map, payload)).then(() => this.answer(() => this.core.raw.handleDone(id)));
-      this.writes = call.catch(() => {});
+      call = this.writes.then(() => adapter[op](map, payload)).then(() => () => raw().handleDone(id));
+      this.writes = call.then(() => {}, () => {});
     }
-    call.catch((e) => {
-      if (op === 'loadAllKeys' || op === 'loadAll') this.loadCauses.set(map, e);
-      else this.writeCause ??= e;
-      this.answer(() => this.core.raw.handleFailed(id, `${op} failed: ${messageOf(e)}`));
-    });
+    call.then(
+      (give) => this.answer(give),
+      (e) => {
+        if (op === 'loadAllKeys' || op === 'loadAll') this.loadCauses.set(map, e);
+        else this.writeCause ??= e;
+        this.answer(() => raw().handleFailed(id, `${op} failed: ${messageOf(e)}`));
+      },
+    );
   }
 
   /** Hands an answer to the module (unless the grid was freed meanwhile), then pumps. */
@@ -163,46 +172,48 @@ export class StorageDriver {
     this.pump();
   }
 
-  answerKeys(id, map, keys) {
+  /** Checks and filters a `loadAllKeys` answer; returns how to hand it to the module. */
+  keysAnswer(id, map, keys) {
     if (!Array.isArray(keys)) {
       throw new Error(`storage adapter: loadAllKeys must resolve to an array of strings, not ${describe(keys)}`);
     }
     for (const k of keys) {
       if (typeof k !== 'string') throw new Error(`storage adapter: loadAllKeys returned a key that is ${describe(k)}, not a string`);
+      if (!isWellFormed(k)) throw new Error('storage adapter: loadAllKeys returned a key with a lone surrogate');
     }
     const related = this.hooks.isRelatedKey;
-    if (related !== undefined) {
-      // Keys written before the load ends are loaded whatever the filter says, so an early write
-      // is merged with, never stored over, a newer stored record.
-      const pending = new Set(this.core.raw.pendingKeys(map));
-      keys = keys.filter((k) => k === TOMBSTONES_KEY || pending.has(k) || related(map, k) === true);
-    }
-    this.answer(() => {
+    // The module loads the keys marked related, `__tombstones__`, and any key written before the
+    // load ends; it remembers the others, and loads one before a flush stores a write to it.
+    const mask = related === undefined ? null : keys.map((k) => related(map, k) === true);
+    return () => {
       const w = this.core.writer.reset();
       w.varint(keys.length);
       for (const k of keys) w.str(k, 'storage adapter: a key contains a lone surrogate');
-      this.core.raw.handleKeys(id, w.length);
-    });
+      if (mask !== null) for (const m of mask) w.u8(m ? 1 : 0);
+      this.core.raw.handleKeys(id, w.length, mask !== null);
+    };
   }
 
-  answerValues(id, map, values) {
+  /** Checks a `loadAll` answer; returns how to hand it to the module. */
+  valuesAnswer(id, map, values) {
     if (!Array.isArray(values)) {
       throw new Error(`storage adapter: loadAll must resolve to an array of [key, Uint8Array] pairs, not ${describe(values)}`);
     }
-    this.answer(() => {
+    for (let i = 0; i < values.length; i++) {
+      const pair = values[i];
+      if (!Array.isArray(pair) || typeof pair[0] !== 'string' || !(pair[1] instanceof Uint8Array) || !isWellFormed(pair[0])) {
+        throw new Error(`storage adapter: loadAll returned entry ${i} of map "${map}" that is not a [key, Uint8Array] pair`);
+      }
+    }
+    return () => {
       const w = this.core.writer.reset();
       w.varint(values.length);
-      for (let i = 0; i < values.length; i++) {
-        const pair = values[i];
-        if (!Array.isArray(pair) || typeof pair[0] !== 'string' || !(pair[1] instanceof Uint8Array)) {
-          this.core.raw.handleFailed(id, `storage adapter: loadAll returned entry ${i} of map "${map}" that is not a [key, Uint8Array] pair`);
-          return;
-        }
-        w.str(pair[0], 'storage adapter: a key contains a lone surrogate');
-        w.bytes(pair[1]);
+      for (const [key, bytes] of values) {
+        w.str(key, 'storage adapter: a key contains a lone surrogate');
+        w.bytes(bytes);
       }
       this.core.raw.handleValues(id, w.length);
-    });
+    };
   }
 
   deliver(event) {
@@ -219,8 +230,17 @@ export class StorageDriver {
         break;
       case 'ready': {
         this.loadCauses.delete(event.map);
-        this.hooks.onReady(event.map, event.kind);
-        this.settle(event.map, (w) => w.resolve(event.kind));
+        // Each waiter asked for a kind, or for whatever is stored.
+        this.settle(event.map, (w) => {
+          if (w.kind === undefined || w.kind === event.kind) w.resolve(event.kind);
+          else w.reject(new Error(`kind mismatch: map ${JSON.stringify(event.map)} is stored as an ${event.kind.toUpperCase()} map, not an ${w.kind.toUpperCase()} map`));
+        });
+        try {
+          this.hooks.onReady(event.map, event.kind);
+        } catch (e) {
+          // A subscriber that throws on the loaded records neither fails the load nor stops the driver.
+          console.error('onegrid: a subscriber threw on records a load brought', e);
+        }
         break;
       }
       case 'failed': {

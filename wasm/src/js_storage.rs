@@ -113,11 +113,22 @@ impl RawGrid {
         out.len() as u32
     }
 
-    /// Answers a `loadAllKeys` request; input: the keys.
+    /// Answers a `loadAllKeys` request; input: the keys, then with `filtered` one byte per key
+    /// (1: this node loads it; `isRelatedKey` runs in the wrapper).
     #[wasm_bindgen(js_name = handleKeys)]
-    pub fn handle_keys(&mut self, id: f64, len: u32) -> Result<(), JsError> {
-        let keys: Vec<String> = decode_exact(args(&self.input, len)?, "key list")?;
-        self.answer(id, StorageResult::Keys(keys))
+    pub fn handle_keys(&mut self, id: f64, len: u32, filtered: bool) -> Result<(), JsError> {
+        let input = args(&self.input, len)?;
+        if !filtered {
+            let keys: Vec<String> = decode_exact(input, "key list")?;
+            return self.answer(id, StorageResult::Keys(keys));
+        }
+        let malformed = || JsError::new("onegrid: malformed key list from JavaScript");
+        let (keys, flags) = postcard::take_from_bytes::<Vec<String>>(input).map_err(|_| malformed())?;
+        if flags.len() != keys.len() || flags.iter().any(|&f| f > 1) {
+            return Err(malformed());
+        }
+        let related = flags.iter().map(|&f| f == 1).collect();
+        self.grid.storage_mut().handle_keys_filtered(id as u64, keys, related).map_err(js_error)
     }
 
     /// Answers a `loadAll` request; input: the `(key, bytes)` pairs found.
