@@ -246,25 +246,12 @@ impl Slot {
     }
 }
 
-/// A request the manager waits for.
+/// A request the manager waits for (the keys of `Values` sorted, each once).
 #[derive(Debug)]
 enum Pending {
-    Keys {
-        id: MapId,
-        generation: u64,
-    },
-    /// `keys`: sorted, unique.
-    Values {
-        id: MapId,
-        generation: u64,
-        keys: Vec<String>,
-    },
-    Write {
-        flush_id: u64,
-        id: MapId,
-        keys: Vec<(Box<str>, u64)>,
-        tombstones: Option<u64>,
-    },
+    Keys { id: MapId, generation: u64 },
+    Values { id: MapId, generation: u64, keys: Vec<String> },
+    Write { flush_id: u64, id: MapId, keys: Vec<(Box<str>, u64)>, tombstones: Option<u64> },
 }
 
 #[derive(Debug)]
