@@ -521,20 +521,34 @@ impl<'a> Reader<'a> {
     /// A varint of at most `max_bytes` bytes whose last byte holds at most `max_last` (the bits
     /// left of the type's width), as postcard checks it.
     fn varint(&mut self, max_bytes: u32, max_last: u8) -> postcard::Result<u64> {
+        // One byte, the common case (tags, small numbers, short lengths).
+        if let Some((&b, rest)) = self.bytes.split_first()
+            && b < 0x80
+        {
+            self.bytes = rest;
+            return Ok(u64::from(b));
+        }
+        self.long_varint(max_bytes, max_last)
+    }
+
+    fn long_varint(&mut self, max_bytes: u32, max_last: u8) -> postcard::Result<u64> {
+        let (bytes, max) = (self.bytes, max_bytes as usize);
         let mut out = 0u64;
-        for i in 0..max_bytes {
-            let b = self.byte()?;
+        for i in 0..max {
+            let &b = bytes.get(i).ok_or(postcard::Error::DeserializeUnexpectedEnd)?;
             out |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
-                if i == max_bytes - 1 && b > max_last {
+                if i + 1 == max && b > max_last {
                     break;
                 }
+                self.bytes = &bytes[i + 1..];
                 return Ok(out);
             }
         }
         Err(postcard::Error::DeserializeBadVarint)
     }
 
+    #[inline(never)]
     fn u32(&mut self) -> postcard::Result<u32> {
         Ok(self.varint(5, 0x0f)? as u32)
     }
@@ -544,6 +558,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A length: a varint of the platform's `usize`.
+    #[inline(never)]
     fn len(&mut self) -> postcard::Result<usize> {
         Ok(if usize::BITS == 32 { self.u32()? as usize } else { self.u64()? as usize })
     }
@@ -598,7 +613,15 @@ impl<'a> Reader<'a> {
     /// deeper than [`MAX_DEPTH`] and unknown tags are refused (serde's custom error), nothing else
     /// is checked.
     fn value_at(&mut self, depth: usize) -> postcard::Result<Value> {
-        Ok(match self.u32()? {
+        // The tag is one byte, unless the input is bad.
+        let tag = match self.bytes.split_first() {
+            Some((&tag, rest)) if tag < 0x80 => {
+                self.bytes = rest;
+                u32::from(tag)
+            }
+            _ => self.u32()?,
+        };
+        Ok(match tag {
             0 => Value::Null,
             1 => Value::Bool(self.bool()?),
             2 => {

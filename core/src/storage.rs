@@ -262,7 +262,7 @@ impl Slot {
     }
 }
 
-/// A request the manager waits for.
+/// A request the manager waits for (the keys of `Values` sorted, each once).
 #[derive(Debug)]
 enum Pending {
     /// Loading written keys the load left out, before a flush stores them (`keys`: sorted, unique).
