@@ -1496,7 +1496,8 @@ mod tests {
         out
     }
 
-    fn values() -> Vec<Value> {
+    /// Values of every kind and edge (shared with `reader_tests`).
+    pub(super) fn values() -> Vec<Value> {
         let nested = Value::map([
             ("b", Value::from(vec![0u8, 1, 255])),
             ("f", Value::from(-2.5e-300)),
@@ -1510,9 +1511,12 @@ mod tests {
             Value::Int(0),
             Value::Int(63),
             Value::Int(64),
+            Value::Int(-1),
             Value::Int(-65),
             Value::Int(i64::MAX),
+            Value::Float(1.5),
             Value::Float(f64::MIN_POSITIVE),
+            Value::from("text"),
             Value::from("x".repeat(300)),
             Value::from(vec![7u8; 200]),
             Value::list([nested.clone(), Value::list([])]),
@@ -1678,27 +1682,6 @@ mod reader_tests {
         bytes
     }
 
-    fn sample_values() -> Vec<Value> {
-        let nested = Value::map([
-            ("b", Value::from(vec![0u8, 1, 255])),
-            ("f", Value::from(-2.5e-300)),
-            ("l", Value::list([Value::Null, Value::Bool(true), Value::Bool(false), Value::Int(i64::MIN)])),
-            ("n", Value::Int(-64)),
-            ("s", Value::from("h\u{e9}llo \u{1F600}")),
-        ])
-        .expect("map");
-        vec![
-            Value::Null,
-            Value::Int(-1),
-            Value::Int(i64::MAX),
-            Value::Float(1.5),
-            Value::from("text"),
-            Value::from(vec![7u8; 3]),
-            Value::list([nested.clone(), Value::list([])]),
-            nested,
-        ]
-    }
-
     #[test]
     fn values_read_as_serde_reads_them() {
         let mut inputs = vec![deep(63, false), deep(64, false), deep(65, false), deep(64, true), deep(65, true)];
@@ -1706,7 +1689,7 @@ mod reader_tests {
         inputs.push(vec![3, 0, 0, 0, 0, 0, 0, 0xf8, 0x7f]); // NaN
         inputs.push(vec![4, 2, 0xc3, 0x28]); // bad UTF-8
         inputs.push(vec![0x80, 0x01]); // tag 128
-        for value in sample_values() {
+        for value in super::tests::values() {
             let mut bytes = Vec::new();
             put_value(&mut bytes, &value);
             inputs.extend(damaged(&bytes));
@@ -1722,7 +1705,7 @@ mod reader_tests {
     fn stored_values_read_as_serde_reads_them() {
         let (mut clock, mut map) = (Hlc::new(NodeId::new("n-1").expect("node"), ClockConfig::default()), OrMap::new());
         let mut inputs = Vec::new();
-        for (i, value) in sample_values().into_iter().enumerate() {
+        for (i, value) in super::tests::values().into_iter().enumerate() {
             let ttl = (i % 2 == 0).then_some(1_000);
             let record = map.add(&mut clock, 1_000 + i as u64, "k", value.clone(), ttl).expect("add");
             let lww = LwwRecord { value: Some(value), timestamp: record.timestamp.clone(), ttl_ms: ttl };
@@ -1761,7 +1744,7 @@ mod reader_tests {
             Command::Set {
                 map: "m".into(),
                 key: "k".into(),
-                value: sample_values().pop().expect("v"),
+                value: super::tests::values().pop().expect("v"),
                 ttl_ms: Some(5),
             },
             Command::SetMany { map: "m".into(), entries: (0..3).map(kv).collect() },
@@ -1812,7 +1795,7 @@ mod reader_tests {
         );
         let mut map = OrMap::new();
         let mut all = vec![encode_or_snapshot(&map)];
-        for (i, value) in sample_values().into_iter().enumerate() {
+        for (i, value) in super::tests::values().into_iter().enumerate() {
             let clock = if i % 2 == 0 { &mut a } else { &mut b };
             let key = format!("k{}", i % 3);
             map.add(clock, 1_000 + i as u64, &key, value, (i % 3 == 0).then_some(9)).expect("add");

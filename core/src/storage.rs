@@ -30,6 +30,9 @@
 //!   a loaded key is dirty exactly when memory differs from what was stored; keys the load did not
 //!   bring keep their state. Dirty keys that storage holds are loaded even when `is_related_key`
 //!   filters them out, so an early write is never stored over a newer record it was not merged with.
+//! - **Keys the load left out are filled before they are written.** The load remembers the stored
+//!   keys `is_related_key` left out; a flush that finds one of them written first loads and merges
+//!   it (a *fill*), then writes what the merge left dirty.
 //! - **Kind mismatch keeps the early writes aside.** When a load finds the other kind, it fails
 //!   with [`Error::LoadKindMismatch`] (its message contains `kind mismatch`, both kinds and how many
 //!   keys were written early); the early map stays in memory, readable through
@@ -38,14 +41,15 @@
 //!   retries the load, which fails the same way while the early map is there.
 //! - **A hint binds nothing; a handle does.** Callers of one load may ask for different kinds (or
 //!   none): the load takes what is stored, a map with nothing stored takes the first hint (else
-//!   LWW), and each caller compares the kind [`StorageEvent::Ready`] reports with the one it asked
-//!   for (the drivers turn a difference into that caller's `kind mismatch`), so a caller without a
-//!   hint always gets the stored kind. An early map (made by [`StorageManager::open`] or a write)
+//!   LWW). Once [`StorageEvent::Ready`] comes, each caller asks again with its hint: `get_map`
+//!   answers the kind, or refuses a hint that disagrees with `kind mismatch`. So a caller without
+//!   a hint always gets the stored kind. An early map (made by [`StorageManager::open`] or a write)
 //!   does bind the load: finding the other kind stored fails it for every caller.
 //! - **A failed load** (storage error, corrupt value, kind mismatch) is reported with
 //!   [`StorageEvent::LoadFailed`] and kept in [`StorageManager::load_error`] until the next touch,
 //!   which retries it from `LoadAllKeys`. Early writes survive a failed load.
-//! - **A flush** sends, per loaded map with dirty keys, one `StoreAll` (every dirty key still holding
+//! - **A flush** waits for maps that are loading (or filling), retries a load that failed for the
+//!   storage's sake, and sends, per loaded map with dirty keys, one `StoreAll` (every dirty key still holding
 //!   records, and the OR tombstone list when it changed) and one `DeleteAll` (dirty keys holding
 //!   nothing, e.g. an OR key whose records were all removed). A key stops being dirty only when a
 //!   request carrying its latest version succeeded; a key written again meanwhile stays dirty.
@@ -411,7 +415,7 @@ impl StorageManager {
     /// Touches the map `name`: returns at once. The first touch (and the first after a failed load
     /// or an unload) starts a load; callers while it runs share it. `hint` is the kind the caller
     /// wants: an error at once if the map is loaded as (or its early map is) the other kind; while
-    /// it loads, compare the kind [`StorageEvent::Ready`] reports (see the module docs).
+    /// it loads, ask again once [`StorageEvent::Ready`] comes (see the module docs).
     pub fn get_map(&mut self, name: &str, hint: Option<MapKind>, wall: u64) -> Result<MapStatus, Error> {
         let id = self.touch(name, hint, wall)?;
         let slot = &self.slots[id.0 as usize];

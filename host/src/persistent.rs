@@ -7,7 +7,8 @@
 //! PostgreSQL client's own runtime), so a load or a flush a command starts has finished when
 //! [`PersistentGrid::call`] returns.
 
-use onegrid_core::{Command, Error, MapKind, Reply, Request, WireEvent};
+use onegrid_core::storage::MapStatus;
+use onegrid_core::{Command, MapKind, Reply, Request, WireEvent};
 
 use crate::client::Client;
 use crate::error::HostError;
@@ -120,9 +121,14 @@ impl PersistentGrid {
 
     /// Runs a command, then any storage work it started.
     fn run(&mut self, command: Command) -> Result<Reply, GridError> {
-        let reply = self.client.call(&Request { grid: self.grid, wall: (self.clock)(), command })?;
+        let reply = self.send(command);
         self.drive()?;
-        match reply {
+        reply
+    }
+
+    /// Runs a command alone (no storage work after it).
+    fn send(&mut self, command: Command) -> Result<Reply, GridError> {
+        match self.client.call(&Request { grid: self.grid, wall: (self.clock)(), command })? {
             Reply::Error(message) => Err(GridError::Refused(message)),
             reply => Ok(reply),
         }
@@ -131,21 +137,20 @@ impl PersistentGrid {
     /// Loads map `name` (if it is not loaded) and returns its kind: the stored kind, or `kind` for
     /// a map with nothing stored (LWW without a hint). `kind mismatch` if it is stored as the other.
     pub fn get_map(&mut self, name: &str, kind: Option<MapKind>) -> Result<MapKind, GridError> {
-        let reply = self.run(Command::GetMap { map: name.into(), kind })?;
-        if let Reply::Status(onegrid_core::storage::MapStatus::Loaded(kind)) = reply {
-            return Ok(kind);
+        let get = || Command::GetMap { map: name.into(), kind };
+        if let Reply::Status(MapStatus::Loaded(loaded)) = self.send(get())? {
+            return Ok(loaded);
         }
-        // Driving ran the load to its end: take how it ended from the events.
+        self.drive()?;
         let ended = |e: &WireEvent| matches!(e, WireEvent::Ready { map, .. } | WireEvent::LoadFailed { map, .. } if map == name);
-        match self.take_event(ended) {
-            // A hint binds nothing while a load runs: the caller compares it with what is stored.
-            Some(WireEvent::Ready { kind: stored, .. }) if let Some(requested) = kind.filter(|k| *k != stored) => {
-                let mismatch = Error::LoadKindMismatch { map: name.to_owned(), stored, requested, early_writes: 0 };
-                Err(GridError::LoadFailed { map: name.to_owned(), reason: mismatch.to_string() })
-            }
-            Some(WireEvent::Ready { kind, .. }) => Ok(kind),
-            Some(WireEvent::LoadFailed { map, error }) => Err(GridError::LoadFailed { map, reason: error }),
-            _ => Err(GridError::Refused(format!("map {name:?} did not finish loading"))),
+        if let Some(WireEvent::LoadFailed { map, error }) = self.take_event(ended) {
+            return Err(GridError::LoadFailed { map, reason: error });
+        }
+        // Loaded now. A hint binds no load, so ask again: the module answers with the kind, or
+        // refuses a hint that disagrees with what is stored (`kind mismatch`).
+        match self.send(get())? {
+            Reply::Status(MapStatus::Loaded(loaded)) => Ok(loaded),
+            other => Err(GridError::Refused(format!("map {name:?} did not finish loading: {other:?}"))),
         }
     }
 

@@ -151,7 +151,7 @@ fn round_trip(location: &str) {
     // A mismatched hint on a stored map is refused.
     let mut c = grid(storage::open(location).unwrap(), "third");
     let err = c.get_map("todos", Some(MapKind::Or)).unwrap_err();
-    assert!(matches!(&err, GridError::LoadFailed { .. }) && err.to_string().contains("kind mismatch"), "{err}");
+    assert!(matches!(&err, GridError::Refused(m) if m.contains("kind mismatch") && m.contains("LWW")), "{err}");
 }
 
 #[test]

@@ -8,18 +8,9 @@
 // is the Root reply's hex (byte ABI) or rootHash() (API); a check is the FNV-1a of the timed
 // replies (byte ABI) or what the API read (merge count, values found and the sum of their n).
 
-/** Imports for an instance driven only through the byte ABI: each traps, as in wasmtime. */
-export function trapImports(module) {
-  const imports = {};
-  for (const { module: from, name, kind } of WebAssembly.Module.imports(module)) {
-    if (kind !== 'function') throw new Error(`unexpected ${kind} import ${from}.${name}`);
-    imports[from] ??= {};
-    imports[from][name] = () => {
-      throw new Error(`the byte ABI called the JavaScript import ${from}.${name}`);
-    };
-  }
-  return imports;
-}
+import { abiCaller, trapImports } from '../js/byte-abi.mjs';
+
+export { trapImports };
 
 /** The frames of trace.bin. */
 export function readFrames(bin) {
@@ -42,20 +33,6 @@ function digest(replies) {
     for (const b of reply) h = Math.imul(h ^ b, 0x01000193);
   }
   return (h >>> 0).toString(16).padStart(8, '0');
-}
-
-/** One byte-ABI call on `exports`: the request in, the reply bytes out (copied, then freed). */
-function abiCaller({ memory, onegrid_alloc, onegrid_call, onegrid_free }) {
-  return (request) => {
-    const at = onegrid_alloc(request.length) >>> 0;
-    new Uint8Array(memory.buffer, at, request.length).set(request);
-    const packed = BigInt.asUintN(64, onegrid_call(at, request.length));
-    const ptr = Number(packed >> 32n);
-    const len = Number(packed & 0xffffffffn);
-    const reply = new Uint8Array(memory.buffer, ptr, len).slice();
-    onegrid_free(ptr, len);
-    return reply;
-  };
 }
 
 /**

@@ -46,6 +46,7 @@ function fileFor(path) {
   const fixed = {
     '/bench/runtimes.html': join(here, 'runtimes.html'),
     '/bench/runtimes-workloads.mjs': join(here, 'runtimes-workloads.mjs'),
+    '/js/byte-abi.mjs': join(here, '..', 'js', 'byte-abi.mjs'),
     '/trace/trace.json': join(dir, 'trace.json'),
     '/trace/trace.bin': join(dir, 'trace.bin'),
   };

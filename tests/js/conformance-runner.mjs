@@ -11,6 +11,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
+import { abiCaller, trapImports } from './byte-abi.mjs';
+
 const [pkg, scenarioPath, abiVersion] = process.argv.slice(2);
 const scenario = JSON.parse(readFileSync(scenarioPath, 'utf8'));
 const bytes = readFileSync(join(pkg, 'onegrid_bg.wasm'));
@@ -21,31 +23,14 @@ const unhex = (s) => new Uint8Array(Buffer.from(s, 'hex'));
 
 // ---- the byte ABI ----------------------------------------------------------------------------
 
-function trapImports(mod) {
-  const imports = {};
-  for (const { module: from, name, kind } of WebAssembly.Module.imports(mod)) {
-    if (kind !== 'function') throw new Error(`unexpected ${kind} import ${from}.${name}`);
-    imports[from] ??= {};
-    imports[from][name] = () => {
-      throw new Error(`the byte ABI called the JavaScript import ${from}.${name}`);
-    };
-  }
-  return imports;
-}
-
 function runAbi() {
-  const { memory, onegrid_alloc, onegrid_call, onegrid_free, onegrid_abi_version } =
-    new WebAssembly.Instance(module, trapImports(module)).exports;
-  if (onegrid_abi_version() !== Number(abiVersion)) throw new Error(`unexpected ABI version ${onegrid_abi_version()}`);
+  const exports = new WebAssembly.Instance(module, trapImports(module)).exports;
+  const version = exports.onegrid_abi_version();
+  if (version !== Number(abiVersion)) throw new Error(`unexpected ABI version ${version}`);
   const replies = [];
+  const abiCall = abiCaller(exports);
   const call = (request) => {
-    const at = onegrid_alloc(request.length) >>> 0;
-    new Uint8Array(memory.buffer, at, request.length).set(request);
-    const packed = BigInt.asUintN(64, onegrid_call(at, request.length));
-    const ptr = Number(packed >> 32n);
-    const len = Number(packed & 0xffffffffn);
-    const reply = new Uint8Array(memory.buffer, ptr, len).slice();
-    onegrid_free(ptr, len);
+    const reply = abiCall(request);
     replies.push(hex(reply));
     return reply;
   };

@@ -498,7 +498,7 @@ describe('callers, subscribers and filters while a map loads', () => {
     assert.equal(plain.value.kind, 'lww');
     assert.equal(plain.value.get('k'), 1);
     assert.equal(wrong.status, 'rejected');
-    assert.match(wrong.reason.message, /kind mismatch: map "m" is stored as an LWW map, not an OR map/);
+    assert.match(wrong.reason.message, /kind mismatch: map "m" is an LWW map, not an OR map/);
   });
 
   test('a subscriber that throws on loaded records neither hangs getMapAsync nor leaks a rejection', async () => {

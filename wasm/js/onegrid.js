@@ -285,9 +285,15 @@ export class Grid {
       throw fail(`kind must be "lww" or "or", not ${typeof kind === 'string' ? JSON.stringify(kind) : typeName(kind)}`);
     }
     const core = this.#core;
-    const status = core.raw.getMap(core.now(), core.text(name), kind === undefined ? 0 : HINTS[kind]);
-    const loaded = status === 0 ? await core.driver.whenLoaded(name, kind) : status === 1 ? 'lww' : 'or';
-    return loaded === 'lww' ? this.getMap(name) : this.getORMap(name);
+    const hint = kind === undefined ? 0 : HINTS[kind];
+    let status = core.raw.getMap(core.now(), core.text(name), hint);
+    if (status === 0) {
+      await core.driver.whenLoaded(name);
+      // A hint binds no load: asked again, the module answers with the kind, or throws
+      // `kind mismatch` for a hint that disagrees with what is stored.
+      status = core.raw.getMap(core.now(), core.text(name), hint);
+    }
+    return status === 1 ? this.getMap(name) : this.getORMap(name);
   }
 
   /** True while map `name` is loading from storage. */

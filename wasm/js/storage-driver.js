@@ -26,6 +26,16 @@ function withCause(message, cause) {
   return cause === undefined ? new Error(message) : new Error(message, { cause });
 }
 
+/** Runs an app callback about a load that succeeded: one that throws must neither undo the load
+ * nor stop the driver, so its error is reported, not thrown. */
+function listen(who, fn) {
+  try {
+    fn();
+  } catch (e) {
+    console.error(`onegrid: ${who} threw`, e);
+  }
+}
+
 function messageOf(e) {
   return e instanceof Error ? e.message : String(e);
 }
@@ -51,13 +61,12 @@ export class StorageDriver {
     this.closed = false;
   }
 
-  /** Waits for map `name` to be loaded; resolves to its kind (`kind mismatch` if `kind` is given
-   * and the map is stored as the other). */
-  whenLoaded(name, kind) {
+  /** Waits for map `name` to be loaded; resolves to its kind. */
+  whenLoaded(name) {
     return new Promise((resolve, reject) => {
       let list = this.waiters.get(name);
       if (list === undefined) this.waiters.set(name, (list = []));
-      list.push({ resolve, reject, kind });
+      list.push({ resolve, reject });
       this.pump();
     });
   }
@@ -219,28 +228,12 @@ export class StorageDriver {
   deliver(event) {
     switch (event.type) {
       case 'loaded':
-        if (this.hooks.onMapLoaded !== undefined) {
-          try {
-            this.hooks.onMapLoaded(event.map, event.count);
-          } catch (e) {
-            // The load itself succeeded; a throwing listener must not undo it or stop the driver.
-            console.error('onegrid: onMapLoaded threw', e);
-          }
-        }
+        if (this.hooks.onMapLoaded !== undefined) listen('onMapLoaded', () => this.hooks.onMapLoaded(event.map, event.count));
         break;
       case 'ready': {
         this.loadCauses.delete(event.map);
-        // Each waiter asked for a kind, or for whatever is stored.
-        this.settle(event.map, (w) => {
-          if (w.kind === undefined || w.kind === event.kind) w.resolve(event.kind);
-          else w.reject(new Error(`kind mismatch: map ${JSON.stringify(event.map)} is stored as an ${event.kind.toUpperCase()} map, not an ${w.kind.toUpperCase()} map`));
-        });
-        try {
-          this.hooks.onReady(event.map, event.kind);
-        } catch (e) {
-          // A subscriber that throws on the loaded records neither fails the load nor stops the driver.
-          console.error('onegrid: a subscriber threw on records a load brought', e);
-        }
+        this.settle(event.map, (w) => w.resolve(event.kind));
+        listen('a subscriber of the loaded records', () => this.hooks.onReady(event.map, event.kind));
         break;
       }
       case 'failed': {

@@ -24,15 +24,12 @@ export interface StorageAdapter {
   deleteAll(map: string, keys: string[]): Promise<void>;
 }
 
+// Each adapter class takes the contract's methods from `StorageAdapter` by declaration merging.
+
 /** Storage in this process's memory: for tests, and for grids that need no persistence. */
-export class MemoryStorage implements StorageAdapter {
+export interface MemoryStorage extends StorageAdapter {}
+export class MemoryStorage {
   constructor();
-  loadAllKeys(map: string): Promise<string[]>;
-  loadAll(map: string, keys: string[]): Promise<Array<[string, Uint8Array]>>;
-  store(map: string, key: string, bytes: Uint8Array): Promise<void>;
-  storeAll(map: string, entries: Array<[string, Uint8Array]>): Promise<void>;
-  delete(map: string, key: string): Promise<void>;
-  deleteAll(map: string, keys: string[]): Promise<void>;
 }
 
 export interface IndexedDbStorageOptions {
@@ -51,7 +48,8 @@ export interface IndexedDbStorageOptions {
  * whose message names the call and the map (`IndexedDbStorage.storeAll(map "a") failed: ...`)
  * and whose `cause` is IndexedDB's own error.
  */
-export class IndexedDbStorage implements StorageAdapter {
+export interface IndexedDbStorage extends StorageAdapter {}
+export class IndexedDbStorage {
   constructor(options?: IndexedDbStorageOptions);
   /** The database's name. */
   readonly name: string;
@@ -59,10 +57,4 @@ export class IndexedDbStorage implements StorageAdapter {
   static delete(name: string, indexedDB?: IDBFactory): Promise<void>;
   /** Closes the connection; the next call opens it again. */
   close(): Promise<void>;
-  loadAllKeys(map: string): Promise<string[]>;
-  loadAll(map: string, keys: string[]): Promise<Array<[string, Uint8Array]>>;
-  store(map: string, key: string, bytes: Uint8Array): Promise<void>;
-  storeAll(map: string, entries: Array<[string, Uint8Array]>): Promise<void>;
-  delete(map: string, key: string): Promise<void>;
-  deleteAll(map: string, keys: string[]): Promise<void>;
 }

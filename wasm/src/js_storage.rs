@@ -67,13 +67,6 @@ impl RawGrid {
         self.grid.storage().has_map(name)
     }
 
-    /// Keys of the map written but not yet stored, sorted (the wrapper loads them whatever
-    /// `isRelatedKey` says, so an early write is never stored over a newer record).
-    #[wasm_bindgen(js_name = pendingKeys)]
-    pub fn pending_keys(&self, name: &str) -> Vec<String> {
-        self.grid.storage().pending_keys(name).into_iter().map(str::to_owned).collect()
-    }
-
     /// Starts a flush; returns its id (a `flushed` or `flush failed` event with it follows).
     pub fn flush(&mut self) -> f64 {
         self.grid.storage_mut().flush() as f64
