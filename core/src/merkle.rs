@@ -1,10 +1,14 @@
 //! The depth-3 Merkle tree of SPEC section 5, kept up to date in O(1) per change.
 //!
 //! A key's path is `fnv1a(key)` as 8 hex digits; level `i` branches on digit `i`, so the tree has
-//! 16 + 256 inner nodes and 4096 leaves, stored in flat arrays indexed by the path's top bits. Since a
-//! node's hash is the wrapping sum of `mix` of its children, a change is applied by subtracting the
-//! old contribution and adding the new one at each of the four levels, and `mix(0) == 0` means empty
-//! subtrees contribute nothing: removing a key leaves no trace.
+//! 16 + 256 inner nodes and 4096 leaves, indexed by the path's top bits. Since a node's hash is the
+//! wrapping sum of `mix` of its children, a change is applied by subtracting the old contribution
+//! and adding the new one at each of the four levels, and `mix(0) == 0` means empty subtrees
+//! contribute nothing: removing a key leaves no trace.
+//!
+//! Levels 2 and 3 start sparse (a sorted list of the non-empty nodes) and turn into flat arrays once
+//! a sixteenth of their nodes are in use: a small map costs a few hundred bytes, not the 34 KiB of
+//! the full arrays, and a grid of many small maps is cheap to make and to keep.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -17,15 +21,79 @@ const LEAVES: usize = 4096;
 #[derive(Clone, PartialEq, Eq)]
 pub struct MerkleTree {
     root: u32,
-    /// Hashes of nodes at path lengths 1, 2 and 3 (leaves), indexed by the path's digits.
-    l1: [u32; 16],
-    l2: Box<[u32; 256]>,
-    l3: Box<[u32; LEAVES]>,
-    /// Keys below each node, to tell an empty subtree from one whose hashes sum to zero.
-    count1: [u32; 16],
-    count2: Box<[u32; 256]>,
-    count3: Box<[u32; LEAVES]>,
+    /// Hash and key count of each node at path length 1.
+    l1: [Node; 16],
+    /// Nodes at path lengths 2 and 3 (leaves), indexed by the path's digits.
+    l2: Level,
+    l3: Level,
 }
+
+/// One node: the hash, and the keys below it (to tell an empty subtree from one whose hashes sum
+/// to zero).
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct Node {
+    hash: u32,
+    count: u32,
+}
+
+/// The nodes of one level: sparse while few are non-empty, then a flat array. (Not generic over
+/// the level's size: one copy of this code in the module instead of two.)
+#[derive(Clone)]
+enum Level {
+    /// Nodes that were ever non-empty, by index, sorted by index.
+    Sparse(Vec<(u16, Node)>),
+    Dense(Box<[Node]>),
+}
+
+impl Level {
+    fn get(&self, i: usize) -> Node {
+        match self {
+            Self::Sparse(nodes) => match nodes.binary_search_by_key(&(i as u16), |&(at, _)| at) {
+                Ok(at) => nodes[at].1,
+                Err(_) => Node::default(),
+            },
+            Self::Dense(nodes) => nodes[i],
+        }
+    }
+
+    /// Sets node `i` of a level of `size` nodes; past `size / 16` non-empty nodes it turns dense.
+    fn set(&mut self, i: usize, node: Node, size: usize) {
+        match self {
+            Self::Dense(nodes) => nodes[i] = node,
+            Self::Sparse(nodes) => match nodes.binary_search_by_key(&(i as u16), |&(at, _)| at) {
+                Ok(at) => nodes[at].1 = node,
+                Err(at) if nodes.len() < size / 16 => nodes.insert(at, (i as u16, node)),
+                Err(_) => {
+                    let mut dense = alloc::vec![Node::default(); size].into_boxed_slice();
+                    for &(at, n) in nodes.iter() {
+                        dense[usize::from(at)] = n;
+                    }
+                    dense[i] = node;
+                    *self = Self::Dense(dense);
+                }
+            },
+        }
+    }
+
+    /// The non-empty nodes with their indexes, in index order.
+    fn non_empty(&self) -> impl Iterator<Item = (usize, Node)> + '_ {
+        let (sparse, dense) = match self {
+            Self::Sparse(nodes) => (&nodes[..], &[][..]),
+            Self::Dense(nodes) => (&[][..], &nodes[..]),
+        };
+        let sparse = sparse.iter().map(|&(i, n)| (usize::from(i), n));
+        sparse.chain(dense.iter().copied().enumerate()).filter(|(_, n)| *n != Node::default())
+    }
+}
+
+/// Levels are equal when their nodes are, however each is stored.
+impl PartialEq for Level {
+    fn eq(&self, other: &Self) -> bool {
+        self.non_empty().eq(other.non_empty())
+    }
+}
+
+impl Eq for Level {}
 
 impl core::fmt::Debug for MerkleTree {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -53,15 +121,7 @@ fn parse_path(path: &str) -> Option<(usize, usize)> {
 impl MerkleTree {
     /// An empty tree (root 0).
     pub fn new() -> Self {
-        Self {
-            root: 0,
-            l1: [0; 16],
-            l2: Box::new([0; 256]),
-            l3: Box::new([0; LEAVES]),
-            count1: [0; 16],
-            count2: Box::new([0; 256]),
-            count3: Box::new([0; LEAVES]),
-        }
+        Self { root: 0, l1: [Node::default(); 16], l2: Level::Sparse(Vec::new()), l3: Level::Sparse(Vec::new()) }
     }
 
     /// The root hash.
@@ -78,27 +138,30 @@ impl MerkleTree {
         let i3 = (key_hash >> 20) as usize;
         let i2 = i3 >> 4;
         let i1 = i2 >> 4;
-        let before = self.l3[i3];
-        let leaf = before.wrapping_sub(old.map_or(0, mix)).wrapping_add(new.map_or(0, mix));
-        self.l3[i3] = leaf;
-        let before2 = self.l2[i2];
-        self.l2[i2] = before2.wrapping_sub(mix(before)).wrapping_add(mix(leaf));
+        let count_change = match (old.is_some(), new.is_some()) {
+            (false, true) => 1,
+            (true, false) => u32::MAX, // -1, wrapping
+            _ => 0,
+        };
+        let before3 = self.l3.get(i3);
+        let after3 = Node {
+            hash: before3.hash.wrapping_sub(old.map_or(0, mix)).wrapping_add(new.map_or(0, mix)),
+            count: before3.count.wrapping_add(count_change),
+        };
+        self.l3.set(i3, after3, LEAVES);
+        let before2 = self.l2.get(i2);
+        let after2 = Node {
+            hash: before2.hash.wrapping_sub(mix(before3.hash)).wrapping_add(mix(after3.hash)),
+            count: before2.count.wrapping_add(count_change),
+        };
+        self.l2.set(i2, after2, 256);
         let before1 = self.l1[i1];
-        self.l1[i1] = before1.wrapping_sub(mix(before2)).wrapping_add(mix(self.l2[i2]));
-        self.root = self.root.wrapping_sub(mix(before1)).wrapping_add(mix(self.l1[i1]));
-        match (old.is_some(), new.is_some()) {
-            (false, true) => {
-                self.count3[i3] += 1;
-                self.count2[i2] += 1;
-                self.count1[i1] += 1;
-            }
-            (true, false) => {
-                self.count3[i3] -= 1;
-                self.count2[i2] -= 1;
-                self.count1[i1] -= 1;
-            }
-            _ => {}
-        }
+        let after1 = Node {
+            hash: before1.hash.wrapping_sub(mix(before2.hash)).wrapping_add(mix(after2.hash)),
+            count: before1.count.wrapping_add(count_change),
+        };
+        self.l1[i1] = after1;
+        self.root = self.root.wrapping_sub(mix(before1.hash)).wrapping_add(mix(after1.hash));
     }
 
     /// The hash of the node at `path` (`""` is the root), or `None` for an invalid path.
@@ -106,9 +169,7 @@ impl MerkleTree {
         let (len, index) = parse_path(path)?;
         Some(match len {
             0 => self.root,
-            1 => self.l1[index],
-            2 => self.l2[index],
-            _ => self.l3[index],
+            _ => self.node(len, index).hash,
         })
     }
 
@@ -116,26 +177,32 @@ impl MerkleTree {
     /// `(child digit, hash)`, in digit order. Empty for a leaf path, an invalid path or an empty node.
     pub fn buckets(&self, path: &str) -> Vec<(char, u32)> {
         let Some((len, index)) = parse_path(path) else { return Vec::new() };
-        let (hashes, counts): (&[u32], &[u32]) = match len {
-            0 => (&self.l1, &self.count1),
-            1 => (&self.l2[..], &self.count2[..]),
-            2 => (&self.l3[..], &self.count3[..]),
-            _ => return Vec::new(),
-        };
+        if len == 3 {
+            return Vec::new();
+        }
         let base = index * 16;
         (0..16)
-            .filter(|d| counts[base + d] > 0)
-            .filter_map(|d| Some((char::from_digit(d as u32, 16)?, hashes[base + d])))
+            .filter_map(|d| {
+                let child = self.node(len + 1, base + d);
+                Some((char::from_digit(d as u32, 16)?, child.hash)).filter(|_| child.count > 0)
+            })
             .collect()
+    }
+
+    /// The node at path length `len` (1 to 3) and `index`.
+    fn node(&self, len: usize, index: usize) -> Node {
+        match len {
+            1 => self.l1[index],
+            2 => self.l2.get(index),
+            _ => self.l3.get(index),
+        }
     }
 
     /// Number of keys under `path`.
     pub fn count_at(&self, path: &str) -> u32 {
         match parse_path(path) {
-            Some((0, _)) => self.count1.iter().sum(),
-            Some((1, i)) => self.count1[i],
-            Some((2, i)) => self.count2[i],
-            Some((_, i)) => self.count3[i],
+            Some((0, _)) => self.l1.iter().map(|n| n.count).sum(),
+            Some((len, i)) => self.node(len, i).count,
             None => 0,
         }
     }

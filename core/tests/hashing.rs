@@ -112,3 +112,92 @@ fn an_empty_tree_has_root_zero_and_no_buckets() {
     assert_eq!(tree.hash_at("ABC"), None, "hex digits are lowercase");
     assert_eq!(tree.hash_at("abcd"), None, "deeper than a leaf");
 }
+
+/// Every node's hash and count, recomputed from scratch from `items` (key hash -> item hash), must
+/// equal the incremental tree's, at every path of every level.
+fn assert_matches_scratch(tree: &MerkleTree, items: &std::collections::BTreeMap<u32, u32>) {
+    let mut leaf_items = vec![Vec::new(); 4096];
+    for (key_hash, item) in items {
+        leaf_items[(key_hash >> 20) as usize].push(*item);
+    }
+    let leaf: Vec<u32> = leaf_items.iter().map(|hashes| combine(hashes.iter().copied())).collect();
+    let level2: Vec<u32> = (0..256).map(|i| combine(leaf[i * 16..i * 16 + 16].iter().copied())).collect();
+    let level1: Vec<u32> = (0..16).map(|i| combine(level2[i * 16..i * 16 + 16].iter().copied())).collect();
+    let counts: Vec<Vec<usize>> = (0..4)
+        .map(|len| {
+            let mut level = vec![0; 1 << (4 * len)];
+            for (l, v) in leaf_items.iter().enumerate() {
+                level[l >> (4 * (3 - len))] += v.len();
+            }
+            level
+        })
+        .collect();
+    let count = |len: usize, i: usize| counts[len][i];
+    assert_eq!(tree.root(), combine(level1.iter().copied()));
+    for (len, hashes) in [(1, &level1), (2, &level2), (3, &leaf)] {
+        for (i, hash) in hashes.iter().enumerate() {
+            let path = format!("{i:0len$x}");
+            assert_eq!(tree.hash_at(&path), Some(*hash), "node {path}");
+            assert_eq!(tree.count_at(&path) as usize, count(len, i), "keys under {path}");
+        }
+    }
+    for len in 0..3 {
+        for i in 0..(1 << (4 * len)) {
+            let path = if len == 0 { String::new() } else { format!("{i:0len$x}") };
+            let expected: Vec<(char, u32)> = (0..16)
+                .filter(|d| count(len + 1, i * 16 + d) > 0)
+                .map(|d| {
+                    (
+                        char::from_digit(d as u32, 16).expect("a hex digit"),
+                        tree.hash_at(&format!("{path}{d:x}")).expect("a valid path"),
+                    )
+                })
+                .collect();
+            assert_eq!(tree.buckets(&path), expected, "buckets of {path:?}");
+        }
+    }
+}
+
+#[test]
+fn the_tree_matches_a_recomputation_as_it_grows_past_sparse_and_shrinks_to_empty() {
+    // A level starts as a list of its non-empty nodes and turns into an array past 1/16 of them:
+    // check every node while few, around and far past that point, then while keys go away.
+    let mut tree = MerkleTree::new();
+    let mut items = std::collections::BTreeMap::new();
+    let mut state = 0x2545_f491_u32;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state
+    };
+    let mut keys = Vec::new();
+    for round in 0..1200 {
+        let key_hash = next();
+        let item = next() | 1;
+        tree.update(key_hash, None, Some(item));
+        items.insert(key_hash, item);
+        keys.push(key_hash);
+        if round % 97 == 0 || (250..=260).contains(&round) {
+            assert_matches_scratch(&tree, &items);
+        }
+    }
+    assert_matches_scratch(&tree, &items);
+    for (i, key_hash) in keys.iter().enumerate() {
+        let old = items[key_hash];
+        if i % 3 == 0 {
+            let new = next() | 1;
+            tree.update(*key_hash, Some(old), Some(new));
+            items.insert(*key_hash, new);
+        } else {
+            tree.update(*key_hash, Some(old), None);
+            items.remove(key_hash);
+        }
+    }
+    assert_matches_scratch(&tree, &items);
+    for (key_hash, item) in std::mem::take(&mut items) {
+        tree.update(key_hash, Some(item), None);
+    }
+    assert_matches_scratch(&tree, &items);
+    assert_eq!(tree, MerkleTree::new(), "an emptied tree equals a new one, dense levels or not");
+}

@@ -34,6 +34,7 @@ function memory() {
 }
 
 const DEFAULT_MAX_DRIFT_MS = 60000;
+const EMPTY = new Uint8Array(0);
 
 /** What a freed grid's handles call: every method throws. */
 const FREED = new Proxy({}, {
@@ -74,6 +75,7 @@ class GridCore {
     this.onDrift = onDrift;
     this.driver = null; // a StorageDriver when the grid has storage
     this.subscribers = new Map(); // map id -> Set of callbacks
+    this.reader = new Reader(EMPTY); // re-pointed at each reply by `output`
     // Arguments are written straight into the module's input buffer (see RawGrid::input).
     this.writer = new Writer((min) => {
       const capacity = 2 ** Math.ceil(Math.log2(Math.max(min, 256)));
@@ -105,7 +107,7 @@ class GridCore {
   /** A reader over the first `len` bytes of the module's output (use it before the next call). */
   output(len) {
     const at = this.raw.output();
-    return new Reader(memory().subarray(at, at + len));
+    return this.reader.at(memory(), at, at + len);
   }
 
   now() {
@@ -338,8 +340,8 @@ export class Grid {
     const changed = core.raw.importMap(name, now, bytes);
     core.wrote();
     core.reportDrift();
-    const kind = core.raw.mapKind(name);
     if (core.subscribers.size > 0) {
+      const kind = core.raw.mapKind(name);
       const id = kind === 'lww' ? core.raw.openLww(now, core.text(name)) : core.raw.openOr(now, core.text(name));
       core.dispatch(id, now, kind);
     }

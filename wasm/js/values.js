@@ -76,7 +76,7 @@ export class Writer {
     const { buf, at, capacity } = this.place(min, this.buf);
     if (buf !== this.buf) {
       this.buf = buf;
-      this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+      this.view = null; // made on the first float
     }
     this.start = at;
     this.end = at + capacity;
@@ -141,6 +141,7 @@ export class Writer {
 
   f64(x) {
     this.reserve(8);
+    this.view ??= new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
     this.view.setFloat64(this.pos, x, true);
     this.pos += 8;
   }
@@ -252,16 +253,30 @@ export class Writer {
   }
 }
 
-/** Reads postcard written by the module. */
+const KEY_CACHE_SLOTS = 256;
+const KEY_CACHE_MAX_LEN = 24;
+const keyCacheBytes = new Array(KEY_CACHE_SLOTS);
+const keyCacheText = new Array(KEY_CACHE_SLOTS);
+
+/** Reads postcard written by the module: bytes `[pos, end)` of `buf`. A grid keeps one reader and
+ * points it at each reply (`at`), so a read allocates no view. */
 export class Reader {
-  constructor(bytes) {
-    this.buf = bytes;
-    this.pos = 0;
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  constructor(bytes, pos = 0, end = bytes.length) {
+    this.at(bytes, pos, end);
+    this.view = null; // a DataView of `buf`, made on the first float
+  }
+
+  /** Points the reader at `buf[pos..end)`; returns it. */
+  at(buf, pos, end) {
+    if (buf !== this.buf) this.view = null;
+    this.buf = buf;
+    this.pos = pos;
+    this.end = end;
+    return this;
   }
 
   u8() {
-    if (this.pos >= this.buf.length) throw new Error('onegrid: truncated reply from the module');
+    if (this.pos >= this.end) throw new Error('onegrid: truncated reply from the module');
     return this.buf[this.pos++];
   }
 
@@ -296,14 +311,21 @@ export class Reader {
   }
 
   f64() {
+    if (this.pos + 8 > this.end) throw new Error('onegrid: truncated reply from the module');
+    this.view ??= new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
     const x = this.view.getFloat64(this.pos, true);
     this.pos += 8;
     return x;
   }
 
   str() {
-    const len = this.varint();
+    return this.text(this.varint());
+  }
+
+  /** The next `len` bytes as UTF-8 text. */
+  text(len) {
     const end = this.pos + len;
+    if (end > this.end) throw new Error('onegrid: truncated reply from the module');
     const buf = this.buf;
     if (len <= 32) {
       let s = '';
@@ -323,6 +345,37 @@ export class Reader {
     return s;
   }
 
+  /** An object key: `str()`, but a short ASCII key comes from a small cache, so decoding many
+   * objects of one shape makes no new key strings (and V8 finds them already internalized). */
+  key() {
+    const len = this.varint();
+    const start = this.pos;
+    const end = start + len;
+    if (len > KEY_CACHE_MAX_LEN || end > this.end) return this.text(len);
+    const buf = this.buf;
+    let h = len;
+    for (let i = start; i < end; i++) h = (h * 31 + buf[i]) | 0;
+    const slot = h & (KEY_CACHE_SLOTS - 1);
+    const cached = keyCacheBytes[slot];
+    if (cached !== undefined && cached.length === len) {
+      let same = true;
+      for (let i = 0; i < len; i++) {
+        if (cached[i] !== buf[start + i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) {
+        this.pos = end;
+        return keyCacheText[slot];
+      }
+    }
+    const key = this.text(len);
+    keyCacheBytes[slot] = buf.slice(start, end);
+    keyCacheText[slot] = key;
+    return key;
+  }
+
   option(read) {
     return this.u8() === 1 ? read.call(this) : undefined;
   }
@@ -330,6 +383,7 @@ export class Reader {
   /** A byte string, copied out (the module's memory may move under a view). */
   bytes() {
     const len = this.varint();
+    if (this.pos + len > this.end) throw new Error('onegrid: truncated reply from the module');
     const out = this.buf.slice(this.pos, this.pos + len);
     this.pos += len;
     return out;
@@ -355,7 +409,7 @@ export class Reader {
         const n = this.varint();
         const out = {};
         for (let i = 0; i < n; i++) {
-          const key = this.str();
+          const key = this.key();
           const value = this.value();
           if (key === '__proto__') {
             Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
