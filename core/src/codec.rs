@@ -6,9 +6,11 @@
 //! the reserved key, and that an OR record's tag is the text of its own timestamp. A caller applies a
 //! decoded snapshot only after it decoded whole, so bad bytes change nothing.
 //!
-//! Snapshot layout: `[FORMAT_VERSION]` then postcard of a body that lists each writer's node id
-//! once and refers to it by index, which keeps a snapshot of small records from a few writers
-//! near 11 bytes per record beyond key and value.
+//! Snapshot layout: `[FORMAT_VERSION]`, a variant tag, then a body that lists each writer's node
+//! id once and refers to it by index. An OR snapshot's body is postcard (tag 1); an LWW snapshot's
+//! is stored column by column (tag 2, see `lww_columns`).
+
+mod lww_columns;
 
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
@@ -70,26 +72,7 @@ pub enum StoredValue {
 // serializers for them cost the wasm module several times the code); the tests at the end check
 // the hand-written bytes against the derived `Serialize`.
 
-#[derive(Serialize, Deserialize)]
-enum SnapshotWire<'a> {
-    Lww {
-        #[serde(borrow)]
-        nodes: Vec<&'a str>,
-        #[serde(borrow)]
-        records: Vec<LwwWire<'a>>,
-    },
-    Or {
-        #[serde(borrow)]
-        nodes: Vec<&'a str>,
-        #[serde(borrow)]
-        keys: Vec<OrKeyWire<'a>>,
-        #[serde(borrow)]
-        tombstones: Vec<&'a str>,
-    },
-}
-
-/// The body of `SnapshotWire::Or`, for the paths that handle OR snapshots only: serde code for
-/// the whole enum would bring the LWW records' along.
+/// The body of an OR snapshot.
 #[derive(Serialize, Deserialize)]
 struct OrSnapshotWire<'a> {
     #[serde(borrow)]
@@ -100,18 +83,8 @@ struct OrSnapshotWire<'a> {
     tombstones: Vec<&'a str>,
 }
 
-/// The variant index of `SnapshotWire::Or`.
+/// The variant tag of an OR snapshot.
 const OR_SNAPSHOT_TAG: u8 = 1;
-
-#[derive(Serialize, Deserialize)]
-struct LwwWire<'a> {
-    key: &'a str,
-    value: Option<Value>,
-    millis: u64,
-    counter: u32,
-    node: u32,
-    ttl_ms: Option<u64>,
-}
 
 #[derive(Serialize, Deserialize)]
 struct OrKeyWire<'a> {
@@ -191,40 +164,48 @@ fn write_postcard<T: Serialize>(body: &T, out: &mut Vec<u8>) {
     }
 }
 
-/// Appends a snapshot of every record of `map` (tombstones included) to `out`. Written by hand in
-/// the layout serde gives `SnapshotWire::Lww` (which decodes it), so stored value bytes are copied
-/// as they are instead of being decoded and encoded again.
+/// Appends a snapshot of every record of `map` (tombstones included) to `out`, column by column
+/// (see `lww_columns`); stored value bytes are read as they are, not decoded into values.
 pub fn encode_lww_snapshot_into(map: &LwwMap, out: &mut Vec<u8>) {
     let records = map.record_refs();
     let mut table = NodeTable::default();
-    let nodes: Vec<u32> = records.iter().map(|r| table.of(r.node_id)).collect();
-    out.push(FORMAT_VERSION);
-    put_varint(out, 0); // the variant SnapshotWire::Lww
-    put_varint(out, table.nodes.len() as u64);
-    for node in &table.nodes {
-        put_str(out, node);
-    }
-    put_varint(out, records.len() as u64);
-    for (r, node) in records.iter().zip(nodes) {
-        put_str(out, r.key);
-        match r.value {
-            Some(v) => {
-                out.push(1);
-                out.extend_from_slice(v.as_bytes());
-            }
-            None => out.push(0),
-        }
-        put_varint(out, r.millis);
-        put_varint(out, u64::from(r.counter));
-        put_varint(out, u64::from(node));
-        match r.ttl_ms {
-            Some(ttl) => {
-                out.push(1);
-                put_varint(out, ttl);
-            }
-            None => out.push(0),
-        }
-    }
+    let rows: Vec<lww_columns::Row<'_>> = records
+        .iter()
+        .map(|r| lww_columns::Row {
+            key: r.key,
+            value: r.value.map(Encoded::as_bytes),
+            millis: r.millis,
+            counter: r.counter,
+            node: table.of(r.node_id),
+            ttl_ms: r.ttl_ms,
+        })
+        .collect();
+    lww_columns::encode(&table.nodes, &rows, out);
+}
+
+/// One record for [`encode_lww_rows`].
+#[doc(hidden)]
+pub type LwwRow<'a> = (&'a str, Option<&'a [u8]>, u64, u32, u32, Option<u64>);
+
+/// Encodes an LWW snapshot of `rows` (key, encoded value or `None`, millis, counter, node index,
+/// TTL) written by `nodes`, exactly as given: nothing is checked or sorted, so tests can build the
+/// snapshots a faulty or hostile peer would send.
+#[doc(hidden)]
+pub fn encode_lww_rows(nodes: &[&str], rows: &[LwwRow<'_>]) -> Vec<u8> {
+    let rows: Vec<lww_columns::Row<'_>> = rows
+        .iter()
+        .map(|&(key, value, millis, counter, node, ttl_ms)| lww_columns::Row {
+            key,
+            value,
+            millis,
+            counter,
+            node,
+            ttl_ms,
+        })
+        .collect();
+    let mut out = Vec::new();
+    lww_columns::encode(nodes, &rows, &mut out);
+    out
 }
 
 /// Appends a postcard varint (unsigned LEB128).
@@ -321,7 +302,7 @@ pub fn take_value(bytes: &[u8]) -> postcard::Result<(Value, &[u8])> {
 }
 
 /// Appends a snapshot of `map` (live records and tombstones) to `out`. Written by hand in the
-/// layout serde gives `SnapshotWire::Or` (which decodes it).
+/// layout serde gives `OrSnapshotWire` after the tag (which decodes it).
 pub fn encode_or_snapshot_into(map: &OrMap, out: &mut Vec<u8>) {
     let records = map.records();
     let mut table = NodeTable::default();
@@ -780,14 +761,19 @@ fn check_key_order<'a>(keys: impl Iterator<Item = &'a str>) -> Result<(), Error>
     let mut previous: Option<&str> = None;
     for key in keys {
         if previous.is_some_and(|p| p >= key) {
-            return Err(Error::Decode {
-                what: "snapshot",
-                reason: alloc::format!("the key {} is repeated or out of order", crate::error::Quoted(&excerpt(key))),
-            });
+            return Err(out_of_order(key));
         }
         previous = Some(key);
     }
     Ok(())
+}
+
+/// The error for a snapshot key that is not after the one before it.
+fn out_of_order(key: &str) -> Error {
+    Error::Decode {
+        what: "snapshot",
+        reason: alloc::format!("the key {} is repeated or out of order", crate::error::Quoted(&excerpt(key))),
+    }
 }
 
 fn node_table(nodes: &[&str]) -> Result<Vec<NodeId>, Error> {
@@ -824,28 +810,20 @@ fn check_tag(tag: &str, timestamp: &Timestamp) -> Result<(), Error> {
 
 /// Decodes a snapshot written by [`encode_lww_snapshot`] or [`encode_or_snapshot`].
 pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, Error> {
-    const WHAT: &str = "snapshot";
-    let wire: SnapshotWire<'_> = read_versioned(bytes, WHAT)?;
-    decode_snapshot_wire(wire).map_err(in_decode(WHAT))
-}
-
-fn decode_snapshot_wire(wire: SnapshotWire<'_>) -> Result<Snapshot, Error> {
-    Ok(match wire {
-        SnapshotWire::Lww { nodes, records } => {
-            let table = node_table(&nodes)?;
-            let records = records
-                .into_iter()
-                .map(|w| {
-                    let timestamp = Timestamp::new(w.millis, w.counter, node_at(&table, w.node)?);
-                    let value = w.value.map(check_value).transpose()?;
-                    Ok((check_key(w.key)?, LwwRecord { value, timestamp, ttl_ms: check_ttl(w.ttl_ms)? }))
-                })
-                .collect::<Result<Vec<_>, Error>>()?;
-            check_key_order(records.iter().map(|(k, _)| &**k))?;
-            Snapshot::Lww(records)
-        }
-        SnapshotWire::Or { nodes, keys, tombstones } => or_snapshot(OrSnapshotWire { nodes, keys, tombstones })?,
-    })
+    let Some(lww) = decode_lww_snapshot_raw(bytes)? else { return decode_or_snapshot(bytes) };
+    let records = lww
+        .records
+        .iter()
+        .map(|r| {
+            let record = LwwRecord {
+                value: r.value.as_ref().map(Encoded::decode),
+                timestamp: r.timestamp.clone(),
+                ttl_ms: r.ttl_ms,
+            };
+            (Box::from(lww.key(r)), record)
+        })
+        .collect();
+    Ok(Snapshot::Lww(records))
 }
 
 /// Decodes what [`decode_lww_snapshot_raw`] left: an OR snapshot (the version and variant already
@@ -882,11 +860,28 @@ fn or_snapshot(wire: OrSnapshotWire<'_>) -> Result<Snapshot, Error> {
     Ok(Snapshot::Or { keys, tombstones })
 }
 
-/// A record of an LWW snapshot with its value still encoded, borrowed from the snapshot's bytes.
+/// An LWW snapshot decoded with its values still encoded: every key back to back in `keys`, and
+/// the records in key order.
 #[derive(Clone, Debug, PartialEq)]
-pub struct RawLwwRecord<'a> {
-    /// The key.
-    pub key: &'a str,
+pub struct RawLwwSnapshot {
+    /// The keys of all records, one after another.
+    pub keys: String,
+    /// The records, sorted by key.
+    pub records: Vec<RawLwwRecord>,
+}
+
+impl RawLwwSnapshot {
+    /// The key of `record` (one of [`RawLwwSnapshot::records`]).
+    pub fn key(&self, record: &RawLwwRecord) -> &str {
+        self.keys.get(record.key.clone()).unwrap_or_default()
+    }
+}
+
+/// A record of an LWW snapshot with its value still encoded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawLwwRecord {
+    /// Where its key lies in [`RawLwwSnapshot::keys`].
+    pub key: core::ops::Range<usize>,
     /// The value, `None` for a tombstone.
     pub value: Option<Encoded>,
     /// When and by whom it was written.
@@ -899,70 +894,33 @@ pub struct RawLwwRecord<'a> {
 /// bytes that do not start like a snapshot.
 pub fn snapshot_kind(bytes: &[u8]) -> Option<MapKind> {
     match bytes {
-        [FORMAT_VERSION, 0, ..] => Some(MapKind::Lww),
-        [FORMAT_VERSION, 1, ..] => Some(MapKind::Or),
+        [FORMAT_VERSION, lww_columns::LWW_COLUMNS_TAG, ..] => Some(MapKind::Lww),
+        [FORMAT_VERSION, OR_SNAPSHOT_TAG, ..] => Some(MapKind::Or),
         _ => None,
     }
 }
 
 /// Decodes an LWW snapshot keeping each value in its encoded form (checked and canonical), so an
-/// import adopts the bytes instead of building values and encoding them again. Checks everything
-/// [`decode_snapshot`] checks (and also that numbers are minimally encoded). `Ok(None)` when the
+/// import adopts the bytes instead of building values and encoding them again. `Ok(None)` when the
 /// bytes hold an OR snapshot: decode those with [`decode_snapshot`].
-pub fn decode_lww_snapshot_raw(bytes: &[u8]) -> Result<Option<Vec<RawLwwRecord<'_>>>, Error> {
+pub fn decode_lww_snapshot_raw(bytes: &[u8]) -> Result<Option<RawLwwSnapshot>, Error> {
     let bad = |reason: String| Error::Decode { what: "snapshot", reason };
     let (&version, body) = bytes.split_first().ok_or_else(|| bad("it is empty".into()))?;
     if version != FORMAT_VERSION {
         return Err(bad(alloc::format!("format version {version} is not supported (expected {FORMAT_VERSION})")));
     }
     let mut scan = Scan { bytes: body, at: 0, canonical: true };
-    let located = |scan: &Scan<'_>, reason: &str| bad(alloc::format!("{reason} (at byte {})", scan.at + 1));
-    match scan.varint().map_err(|r| located(&scan, r))? {
-        0 => {}
-        1 => return Ok(None),
-        _ => return Err(located(&scan, "an unknown type tag")),
+    match scan.byte() {
+        Ok(lww_columns::LWW_COLUMNS_TAG) => {}
+        Ok(OR_SNAPSHOT_TAG) => return Ok(None),
+        Ok(_) => return Err(bad("an unknown type tag (at byte 2)".into())),
+        Err(reason) => return Err(bad(reason.into())),
     }
-    let in_snapshot = in_decode("snapshot");
-    let node_count = scan.len().map_err(|r| located(&scan, r))?;
-    let mut nodes = Vec::with_capacity(node_count);
-    for _ in 0..node_count {
-        let text = scan.text().map_err(|r| located(&scan, r))?;
-        nodes.push(NodeId::new(core::str::from_utf8(text).unwrap_or_default()).map_err(&in_snapshot)?);
-    }
-    let count = scan.len().map_err(|r| located(&scan, r))?;
-    let mut records = Vec::with_capacity(count);
-    for _ in 0..count {
-        let key_bytes = scan.text().map_err(|r| located(&scan, r))?;
-        // `text` checked the UTF-8.
-        let key = core::str::from_utf8(key_bytes).unwrap_or_default();
-        crate::map_common::check_key(key).map_err(&in_snapshot)?;
-        let value = match scan.byte().map_err(|r| located(&scan, r))? {
-            0 => None,
-            1 => {
-                let (value, rest) = Encoded::take_canonical(&scan.bytes[scan.at..]).map_err(|e| bad(e.to_string()))?;
-                scan.at = scan.bytes.len() - rest.len();
-                Some(value)
-            }
-            _ => return Err(located(&scan, "an optional field has a tag other than 0 or 1")),
-        };
-        let millis = scan.varint().map_err(|r| located(&scan, r))?;
-        let counter = u32::try_from(scan.varint().map_err(|r| located(&scan, r))?)
-            .map_err(|_| located(&scan, "a counter is out of range"))?;
-        let node = u32::try_from(scan.varint().map_err(|r| located(&scan, r))?).unwrap_or(u32::MAX);
-        let timestamp = Timestamp::new(millis, counter, node_at(&nodes, node)?);
-        let ttl_ms = match scan.byte().map_err(|r| located(&scan, r))? {
-            0 => None,
-            1 => Some(scan.varint().map_err(|r| located(&scan, r))?),
-            _ => return Err(located(&scan, "an optional field has a tag other than 0 or 1")),
-        };
-        crate::map_common::check_ttl(ttl_ms).map_err(&in_snapshot)?;
-        records.push(RawLwwRecord { key, value, timestamp, ttl_ms });
-    }
+    let snapshot = lww_columns::decode(&mut scan)?;
     if scan.at != scan.bytes.len() {
         return Err(bad(alloc::format!("{} unexpected bytes after the end", scan.bytes.len() - scan.at)));
     }
-    check_key_order(records.iter().map(|r| r.key))?;
-    Ok(Some(records))
+    Ok(Some(snapshot))
 }
 
 /// Decodes one value written by [`encode_stored`].
@@ -1455,8 +1413,8 @@ mod tests {
             })
             .collect();
         let tombstones = tombstones.iter().map(String::as_str).collect();
-        let mut out = Vec::new();
-        write_versioned(&SnapshotWire::Or { nodes: table.nodes, keys, tombstones }, &mut out);
+        let mut out = vec![FORMAT_VERSION, OR_SNAPSHOT_TAG];
+        write_postcard(&OrSnapshotWire { nodes: table.nodes, keys, tombstones }, &mut out);
         out
     }
 
@@ -1667,9 +1625,11 @@ mod reader_tests {
     }
 
     fn check_or_snapshot(bytes: &[u8]) {
-        // decode_snapshot reads the whole SnapshotWire enum through serde.
         if let [FORMAT_VERSION, OR_SNAPSHOT_TAG, ..] = bytes {
-            same(bytes, decode_or_snapshot(bytes), decode_snapshot(bytes));
+            // The tag and the body through serde, as one postcard tuple.
+            let serde = read_versioned::<(u8, OrSnapshotWire<'_>)>(bytes, "snapshot")
+                .and_then(|(_, wire)| or_snapshot(wire).map_err(in_decode("snapshot")));
+            same(bytes, decode_or_snapshot(bytes), serde);
         }
     }
 

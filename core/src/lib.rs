@@ -43,7 +43,8 @@
 //! - [`hash`]: FNV-1a over UTF-16 code units, `mix`, `combine`, [`partition_of`].
 //! - [`value`]: [`Value`] and its canonical JSON.
 //! - [`lww`] and [`or_map`]: the two map kinds, each with an incremental [`MerkleTree`].
-//! - [`codec`]: snapshots, stored values and byte-ABI messages in postcard, decoded defensively.
+//! - [`codec`]: snapshots (LWW ones column by column), stored values and byte-ABI messages in
+//!   postcard, decoded defensively.
 //! - [`grid`]: [`Grid`], one node's clock and named maps, with snapshot export and import.
 //! - [`storage`]: [`StorageManager`], the sans-IO storage manager of SPEC section 6: it owns the
 //!   maps and the clock, hands out [`StorageRequest`]s and takes their [`StorageResult`]s.

@@ -286,19 +286,20 @@ impl LwwMap {
         &mut self,
         clock: &mut Hlc,
         wall: u64,
-        records: Vec<crate::codec::RawLwwRecord<'_>>,
+        snapshot: crate::codec::RawLwwSnapshot,
     ) -> Result<(usize, Vec<Drift>), Error> {
         let mut drifts = Vec::new();
-        for record in &records {
-            check_key(record.key)?;
+        for record in &snapshot.records {
+            check_key(snapshot.key(record))?;
             check_ttl(record.ttl_ms)?;
             drifts.extend(clock.check(&record.timestamp, wall)?);
         }
+        let crate::codec::RawLwwSnapshot { keys, records } = snapshot;
         let mut accepted = 0;
         for record in records {
             clock.observe(&record.timestamp, wall);
-            accepted +=
-                usize::from(self.put(record.key, record.value, record.timestamp, record.ttl_ms, Origin::Remote));
+            let key = keys.get(record.key).unwrap_or_default();
+            accepted += usize::from(self.put(key, record.value, record.timestamp, record.ttl_ms, Origin::Remote));
         }
         Ok((accepted, drifts))
     }

@@ -104,7 +104,7 @@ export class Grid {
   flush(): Promise<void>;
   /** Names of this grid's maps, sorted. */
   mapNames(): string[];
-  /** A postcard snapshot of every record, tombstones included; throws for a map this grid never had. */
+  /** A snapshot of every record, tombstones included (versioned bytes); throws for a map this grid never had. */
   exportMap(name: string): Uint8Array;
   /** Merges a snapshot by the CRDT rules; returns records added or replaced plus new tombstones. */
   importMap(name: string, bytes: Uint8Array): number;
