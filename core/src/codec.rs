@@ -1788,6 +1788,17 @@ mod reader_tests {
     }
 
     #[test]
+    fn import_snapshots_encode_as_the_derived_byte_vec_layout() {
+        let snapshot: Vec<u8> = (0..=255).collect();
+        let command = Command::Import { map: "m".into(), snapshot: snapshot.clone() };
+        let bytes = encode_request(&Request { grid: 300, wall: 1_700_000_000_000, command });
+        // What serde derives for a `Vec<u8>` field: a length, then each byte as a `u8`.
+        let derived = postcard::to_allocvec(&(300u32, 1_700_000_000_000u64, 11u32, "m", &snapshot)).expect("encode");
+        assert_eq!(bytes[0], FORMAT_VERSION);
+        assert_eq!(bytes[1..], derived[..]);
+    }
+
+    #[test]
     fn or_snapshots_read_as_serde_reads_them() {
         let (mut a, mut b) = (
             Hlc::new(NodeId::new("a").expect("node"), ClockConfig::default()),
