@@ -964,7 +964,7 @@ pub fn decode_stored_lww_raw(bytes: &[u8], nodes: &mut Vec<NodeId>) -> Option<St
     };
     let millis = scan.varint().ok()?;
     let counter = u32::try_from(scan.varint().ok()?).ok()?;
-    let node = core::str::from_utf8(scan.text().ok()?).ok()?;
+    let node = scan.text().ok()?;
     let node_id = match nodes.iter().find(|n| n.as_str() == node) {
         Some(known) => known.clone(),
         None => {
@@ -1220,7 +1220,7 @@ pub fn canonicalize_value(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), Error> 
 
 /// A map entry while sorting: its key, the key as encoded, and its value as a span of the input
 /// (already canonical) or rewritten.
-type MapEntry<'a> = (&'a [u8], &'a [u8], Result<&'a [u8], Vec<u8>>);
+type MapEntry<'a> = (&'a str, &'a [u8], Result<&'a [u8], Vec<u8>>);
 
 fn canonicalize(scan: &mut Scan<'_>, out: &mut Vec<u8>) -> Result<(), String> {
     let start = scan.at;
@@ -1259,10 +1259,9 @@ fn canonicalize(scan: &mut Scan<'_>, out: &mut Vec<u8>) -> Result<(), String> {
                 scan.canonical = canonical;
                 entries.push((key, encoded_key, value));
             }
-            crate::sort::by_key(&mut entries, |e| e.0);
+            crate::sort::by_key(&mut entries, |e| e.0.as_bytes());
             if let Some(pair) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
-                let key = core::str::from_utf8(pair[0].0).unwrap_or_default();
-                return Err(alloc::format!("the key {} appears twice", crate::error::Quoted(&excerpt(key))));
+                return Err(alloc::format!("the key {} appears twice", crate::error::Quoted(&excerpt(pair[0].0))));
             }
             for (_, encoded_key, value) in &entries {
                 out.extend_from_slice(encoded_key);
@@ -1322,11 +1321,10 @@ impl<'a> Scan<'a> {
         usize::try_from(n).ok().filter(|&n| n <= self.bytes.len() - self.at).ok_or("a length is larger than the input")
     }
 
-    fn text(&mut self) -> Result<&'a [u8], &'static str> {
+    /// A length-prefixed UTF-8 string, checked once here (callers need not check it again).
+    fn text(&mut self) -> Result<&'a str, &'static str> {
         let n = self.len()?;
-        let text = self.take(n)?;
-        core::str::from_utf8(text).map_err(|_| "a string is not valid UTF-8")?;
-        Ok(text)
+        core::str::from_utf8(self.take(n)?).map_err(|_| "a string is not valid UTF-8")
     }
 
     fn value(&mut self, depth: usize) -> Result<(), &'static str> {
@@ -1361,7 +1359,7 @@ impl<'a> Scan<'a> {
                 }
             }
             7 => {
-                let mut previous: Option<&[u8]> = None;
+                let mut previous: Option<&str> = None;
                 for _ in 0..self.len()? {
                     let key = self.text()?;
                     if previous.is_some_and(|p| p >= key) {
@@ -1745,6 +1743,17 @@ mod reader_tests {
         for bytes in &all {
             check_request(bytes);
         }
+    }
+
+    #[test]
+    fn import_snapshots_encode_as_the_derived_byte_vec_layout() {
+        let snapshot: Vec<u8> = (0..=255).collect();
+        let command = Command::Import { map: "m".into(), snapshot: snapshot.clone() };
+        let bytes = encode_request(&Request { grid: 300, wall: 1_700_000_000_000, command });
+        // What serde derives for a `Vec<u8>` field: a length, then each byte as a `u8`.
+        let derived = postcard::to_allocvec(&(300u32, 1_700_000_000_000u64, 11u32, "m", &snapshot)).expect("encode");
+        assert_eq!(bytes[0], FORMAT_VERSION);
+        assert_eq!(bytes[1..], derived[..]);
     }
 
     #[test]

@@ -294,6 +294,10 @@ impl LwwMap {
             check_ttl(record.ttl_ms)?;
             drifts.extend(clock.check(&record.timestamp, wall)?);
         }
+        // Snapshot keys are unique, so at least this many are new: reserving them up front spares
+        // the table its rehashes as it grows (all of them for an empty map) and never reserves
+        // room for keys the map already has.
+        self.slots.reserve(snapshot.records.len().saturating_sub(self.slots.len()));
         let crate::codec::RawLwwSnapshot { keys, records } = snapshot;
         let mut accepted = 0;
         for record in records {

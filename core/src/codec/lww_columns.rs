@@ -84,9 +84,17 @@ impl Runs {
         }
     }
 
-    fn finish(mut self) -> Vec<u8> {
-        self.end_run();
-        self.out
+    /// Appends the column, length first. The last run goes straight to `out`, so a column of one
+    /// run (every column of a one-record snapshot) never allocates a buffer of its own.
+    #[inline(never)]
+    fn finish_into(self, out: &mut Vec<u8>) {
+        let last = if self.run > 0 { super::varint_len(self.run) + super::varint_len(self.delta) } else { 0 };
+        put_varint(out, (self.out.len() + last) as u64);
+        out.extend_from_slice(&self.out);
+        if self.run > 0 {
+            put_varint(out, self.run);
+            put_varint(out, self.delta);
+        }
     }
 }
 
@@ -148,7 +156,7 @@ impl<'a> ValueColumn<'a> {
             4 => {
                 self.types.push(4);
                 let mut scan = Scan { bytes: payload, at: 0, canonical: true };
-                let text = core::str::from_utf8(scan.text().unwrap_or_default()).unwrap_or_default();
+                let text = scan.text().unwrap_or_default();
                 let next = self.seen.len() as u32 + 1;
                 let id = *self.seen.entry(text).or_insert(next);
                 if id == next {
@@ -166,11 +174,11 @@ impl<'a> ValueColumn<'a> {
     }
 
     fn finish(self, out: &mut Vec<u8>) {
-        put_part(out, &self.types.finish());
-        put_part(out, &self.ints.finish());
+        self.types.finish_into(out);
+        self.ints.finish_into(out);
         put_part(out, &self.bools.out);
         put_part(out, &self.floats);
-        put_part(out, &self.string_ids.finish());
+        self.string_ids.finish_into(out);
         put_part(out, &self.strings);
         put_part(out, &self.whole);
     }
@@ -205,7 +213,7 @@ fn object_fields<'a>(value: &'a [u8], keys: &mut Vec<&'a [u8]>, values: &mut Vec
     let Ok(count) = scan.len() else { return false };
     for _ in 0..count {
         let Ok(key) = scan.text() else { return false };
-        keys.push(key);
+        keys.push(key.as_bytes());
         let start = scan.at;
         scan.at += value_end(&body[start..]);
         values.push(&body[start..scan.at]);
@@ -282,11 +290,11 @@ pub(crate) fn encode<'a>(nodes: &[&str], rows: &[Row<'a>], out: &mut Vec<u8>) {
     }
 
     for runs in [prefixes, suffix_lens] {
-        put_part(out, &runs.finish());
+        runs.finish_into(out);
     }
     put_part(out, &suffixes);
     for runs in [millis, counters, node_ids, ttls, shape_ids] {
-        put_part(out, &runs.finish());
+        runs.finish_into(out);
     }
     put_varint(out, shapes.len() as u64);
     for keys in &shapes {
@@ -367,7 +375,7 @@ struct ValueReader<'a> {
     string_ids: RunsReader<'a>,
     strings: Scan<'a>,
     whole: Scan<'a>,
-    seen: Vec<&'a [u8]>,
+    seen: Vec<&'a str>,
 }
 
 #[inline(never)]
@@ -427,7 +435,7 @@ impl<'a> ValueReader<'a> {
                         .ok_or("a string refers to one not yet given")?,
                 };
                 out.push(4);
-                put_str_bytes(out, text);
+                put_str(out, text);
             }
             WHOLE => {
                 let start = self.whole.at;
@@ -479,8 +487,7 @@ fn decode_columns<'a>(scan: &mut Scan<'a>) -> Result<RawLwwSnapshot, Bad> {
     let node_count = scan.len()?;
     let mut nodes = Vec::with_capacity(node_count);
     for _ in 0..node_count {
-        let text = core::str::from_utf8(scan.text()?).unwrap_or_default();
-        nodes.push(NodeId::new(text).map_err(in_snapshot)?);
+        nodes.push(NodeId::new(scan.text()?).map_err(in_snapshot)?);
     }
     let count = scan.varint()?;
     let mut prefixes = RunsReader::new(part(scan)?);
@@ -498,7 +505,7 @@ fn decode_columns<'a>(scan: &mut Scan<'a>) -> Result<RawLwwSnapshot, Bad> {
     let mut ttls = RunsReader::new(part(scan)?);
     let mut shape_ids = RunsReader::new(part(scan)?);
     let shape_count = scan.len()?;
-    let mut shapes: Vec<Vec<&'a [u8]>> = Vec::with_capacity(shape_count);
+    let mut shapes: Vec<Vec<&'a str>> = Vec::with_capacity(shape_count);
     for _ in 0..shape_count {
         let key_count = scan.len()?;
         let mut keys = Vec::with_capacity(key_count);
@@ -556,7 +563,7 @@ fn decode_columns<'a>(scan: &mut Scan<'a>) -> Result<RawLwwSnapshot, Bad> {
                 value.push(7);
                 put_varint(&mut value, shapes[index].len() as u64);
                 for (key, column) in shapes[index].iter().zip(&mut fields[index]) {
-                    put_str_bytes(&mut value, key);
+                    put_str(&mut value, key);
                     column.next(&mut value)?;
                 }
                 Some(whole_value(&value)?)
