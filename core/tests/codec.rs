@@ -198,8 +198,14 @@ fn every_corruption_of_an_lww_snapshot_is_handled_without_panicking() {
         for flip in [0x01u8, 0x80, 0xff] {
             let mut bad = bytes.clone();
             bad[at] ^= flip;
-            // Either an error or another valid snapshot; never a panic.
-            let _ = decode_snapshot(&bad);
+            // Either an error or another valid snapshot; never a panic, and never a value that
+            // would not pass the checks every value passes.
+            if let Ok(Some(snapshot)) = onegrid_core::codec::decode_lww_snapshot_raw(&bad) {
+                for value in snapshot.records.iter().filter_map(|r| r.value.as_ref()) {
+                    let checked = Encoded::take_canonical(value.as_bytes());
+                    assert!(matches!(checked, Ok((_, []))), "byte {at} ^ {flip:#x}: {checked:?}");
+                }
+            }
         }
     }
     for len in 0..bytes.len() {
@@ -398,6 +404,31 @@ fn bad_fields_are_rejected_with_what_was_wrong() {
                 )],
             ),
             "map keys must be unique and sorted",
+        ),
+        (
+            // Unsorted keys inside a value kept whole (an object in a list).
+            lww_snapshot(
+                &["n1"],
+                &[(
+                    "k",
+                    Some(Value::List(
+                        vec![Value::Map(vec![("b".into(), Value::Null), ("a".into(), Value::Null)].into())].into(),
+                    )),
+                    5,
+                    0,
+                    0,
+                    None,
+                )],
+            ),
+            "map keys must be unique and sorted",
+        ),
+        (
+            // NaN in an object's field column.
+            lww_snapshot(
+                &["n1"],
+                &[("k", Some(Value::Map(vec![("x".into(), Value::Float(f64::INFINITY))].into())), 5, 0, 0, None)],
+            ),
+            "NaN and infinities are not allowed",
         ),
         (versioned(&(7u8,)), "unknown type tag"),
         (

@@ -18,10 +18,11 @@
 //! (bits), floats (8 bytes each), strings (0 for a new one, else the number of an earlier one), the
 //! new strings' text, and the whole values.
 //!
-//! The decoder rebuilds each value's encoding and checks it as any snapshot value is checked, and
+//! The decoder rebuilds each value's encoding from its parts, checking each part as it reads it
+//! (finite floats, UTF-8 strings, sorted object keys, whole values as any value is checked), and
 //! checks that every column holds exactly as many values as it should.
 
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use hashbrown::HashMap;
@@ -38,7 +39,8 @@ pub(crate) const LWW_COLUMNS_TAG: u8 = 2;
 /// Objects of more key lists than this are kept whole in the plain column.
 const MAX_SHAPES: usize = 64;
 
-/// A value's type in a value column: its tag for null, booleans, integers, floats and strings.
+/// The type, in a value column, of a value kept whole: bytes, a list or an object. The other types
+/// are their own value tags, 0 (null) to 4 (string).
 const WHOLE: u64 = 5;
 
 /// One record as the encoder takes it.
@@ -76,6 +78,7 @@ impl Runs {
         }
     }
 
+    /// Writes the run so far (none before the first number).
     #[inline(never)]
     fn end_run(&mut self) {
         if self.run > 0 {
@@ -130,6 +133,8 @@ struct ValueColumn<'a> {
     /// Strings of this column so far, numbered from 1 (keyed by `&str`, as the node table is, so
     /// the module carries one copy of that hash table's code).
     seen: HashMap<&'a str, u32, Hasher>,
+    /// The last string and its number: a string repeated from record to record skips the table.
+    last: (&'a str, u32),
 }
 
 impl<'a> ValueColumn<'a> {
@@ -158,7 +163,12 @@ impl<'a> ValueColumn<'a> {
                 let mut scan = Scan { bytes: payload, at: 0, canonical: true };
                 let text = scan.text().unwrap_or_default();
                 let next = self.seen.len() as u32 + 1;
-                let id = *self.seen.entry(text).or_insert(next);
+                let id = if self.last.1 != 0 && self.last.0 == text {
+                    self.last.1
+                } else {
+                    *self.seen.entry(text).or_insert(next)
+                };
+                self.last = (text, id);
                 if id == next {
                     self.string_ids.push(0);
                     put_str(&mut self.strings, text);
@@ -184,15 +194,11 @@ impl<'a> ValueColumn<'a> {
     }
 }
 
+/// Appends `part` after its length (a column part, or an object key in the shape table).
 #[inline(never)]
 fn put_part(out: &mut Vec<u8>, part: &[u8]) {
     put_varint(out, part.len() as u64);
     out.extend_from_slice(part);
-}
-
-fn put_str_bytes(out: &mut Vec<u8>, text: &[u8]) {
-    put_varint(out, text.len() as u64);
-    out.extend_from_slice(text);
 }
 
 /// The end of the encoded value at the start of `bytes` (a map's own, so it is well formed).
@@ -300,7 +306,7 @@ pub(crate) fn encode<'a>(nodes: &[&str], rows: &[Row<'a>], out: &mut Vec<u8>) {
     for keys in &shapes {
         put_varint(out, keys.len() as u64);
         for key in keys {
-            put_str_bytes(out, key);
+            put_part(out, key);
         }
     }
     plain.finish(out);
@@ -364,6 +370,7 @@ impl<'a> RunsReader<'a> {
 }
 
 const LEFT_OVER: Reason = "a column holds more than its records use";
+const UNSORTED: Reason = "map keys must be unique and sorted";
 
 /// Reads back one [`ValueColumn`], value by value, as encoded values.
 struct ValueReader<'a> {
@@ -376,6 +383,8 @@ struct ValueReader<'a> {
     strings: Scan<'a>,
     whole: Scan<'a>,
     seen: Vec<&'a str>,
+    /// How deep its values sit: 0 in the plain column, 1 in an object's field.
+    depth: usize,
 }
 
 #[inline(never)]
@@ -390,7 +399,7 @@ fn part_scan<'a>(scan: &mut Scan<'a>) -> Result<Scan<'a>, Reason> {
 
 impl<'a> ValueReader<'a> {
     #[inline(never)]
-    fn new(scan: &mut Scan<'a>) -> Result<Self, Reason> {
+    fn new(scan: &mut Scan<'a>, depth: usize) -> Result<Self, Reason> {
         Ok(Self {
             types: RunsReader::new(part(scan)?),
             ints: RunsReader::new(part(scan)?),
@@ -401,6 +410,7 @@ impl<'a> ValueReader<'a> {
             strings: part_scan(scan)?,
             whole: part_scan(scan)?,
             seen: Vec::new(),
+            depth,
         })
     }
 
@@ -419,8 +429,13 @@ impl<'a> ValueReader<'a> {
                 put_varint(out, self.ints.next()?);
             }
             3 => {
+                let bytes = self.floats.take(8)?;
+                let float = f64::from_le_bytes(bytes.try_into().map_err(|_| "it is truncated")?);
+                if !float.is_finite() {
+                    return Err("NaN and infinities are not allowed");
+                }
                 out.push(3);
-                out.extend_from_slice(self.floats.take(8)?);
+                out.extend_from_slice(bytes);
             }
             4 => {
                 let text = match self.string_ids.next()? {
@@ -439,7 +454,10 @@ impl<'a> ValueReader<'a> {
             }
             WHOLE => {
                 let start = self.whole.at;
-                self.whole.value(0)?;
+                self.whole.value(self.depth)?;
+                if !self.whole.canonical {
+                    return Err(UNSORTED);
+                }
                 out.extend_from_slice(&self.whole.bytes[start..self.whole.at]);
             }
             _ => return Err("a value has an unknown type"),
@@ -463,15 +481,6 @@ impl<'a> ValueReader<'a> {
             }
         }
         Ok(())
-    }
-}
-
-/// A rebuilt value, checked as every snapshot value is.
-fn whole_value(bytes: &[u8]) -> Result<Encoded, Bad> {
-    match Encoded::take_canonical(bytes) {
-        Ok((value, [])) => Ok(value),
-        Ok(_) => Err("a value has bytes after its end".into()),
-        Err(e) => Err(Bad(Error::Decode { what: "snapshot", reason: e.to_string() })),
     }
 }
 
@@ -508,16 +517,20 @@ fn decode_columns<'a>(scan: &mut Scan<'a>) -> Result<RawLwwSnapshot, Bad> {
     let mut shapes: Vec<Vec<&'a str>> = Vec::with_capacity(shape_count);
     for _ in 0..shape_count {
         let key_count = scan.len()?;
-        let mut keys = Vec::with_capacity(key_count);
+        let mut keys: Vec<&str> = Vec::with_capacity(key_count);
         for _ in 0..key_count {
-            keys.push(scan.text()?);
+            let key = scan.text()?;
+            if keys.last().is_some_and(|&last| last >= key) {
+                return Err(UNSORTED.into());
+            }
+            keys.push(key);
         }
         shapes.push(keys);
     }
-    let mut plain = ValueReader::new(scan)?;
+    let mut plain = ValueReader::new(scan, 0)?;
     let mut fields: Vec<Vec<ValueReader<'a>>> = Vec::with_capacity(shape_count);
     for keys in &shapes {
-        fields.push(keys.iter().map(|_| ValueReader::new(scan)).collect::<Result<_, _>>()?);
+        fields.push(keys.iter().map(|_| ValueReader::new(scan, 1)).collect::<Result<_, _>>()?);
     }
 
     let mut keys: Vec<u8> = Vec::with_capacity(suffixes.bytes.len() + count);
@@ -552,7 +565,7 @@ fn decode_columns<'a>(scan: &mut Scan<'a>) -> Result<RawLwwSnapshot, Bad> {
             1 => {
                 value.clear();
                 plain.next(&mut value)?;
-                Some(whole_value(&value)?)
+                Some(Encoded::from_checked(&value))
             }
             shape => {
                 let index = usize::try_from(shape - 2)
@@ -566,7 +579,7 @@ fn decode_columns<'a>(scan: &mut Scan<'a>) -> Result<RawLwwSnapshot, Bad> {
                     put_str(&mut value, key);
                     column.next(&mut value)?;
                 }
-                Some(whole_value(&value)?)
+                Some(Encoded::from_checked(&value))
             }
         };
         rows.push(RawLwwRecord { key: start..keys.len(), value, timestamp, ttl_ms });
