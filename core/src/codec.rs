@@ -287,6 +287,11 @@ fn zigzag(i: i64) -> u64 {
     ((i << 1) ^ (i >> 63)) as u64
 }
 
+/// The signed integer a [`zigzag`] number stands for.
+fn unzigzag(n: u64) -> i64 {
+    ((n >> 1) as i64) ^ -((n & 1) as i64)
+}
+
 fn varint_len(n: u64) -> usize {
     // 7 bits a byte; 0 still takes one.
     (64 - (n | 1).leading_zeros() as usize).div_ceil(7)
@@ -606,8 +611,7 @@ impl<'a> Reader<'a> {
             0 => Value::Null,
             1 => Value::Bool(self.bool()?),
             2 => {
-                let n = self.u64()?;
-                Value::Int(((n >> 1) as i64) ^ -((n & 1) as i64))
+                Value::Int(unzigzag(self.u64()?))
             }
             3 => {
                 let mut raw = [0u8; 8];

@@ -360,8 +360,7 @@ impl<'a> RunsReader<'a> {
         if self.left == 0 {
             return Err("a column has a run of no numbers");
         }
-        let zigzag = self.scan.varint()?;
-        self.delta = ((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64)) as u64;
+        self.delta = super::unzigzag(self.scan.varint()?) as u64;
         Ok(())
     }
 
