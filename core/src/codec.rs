@@ -1,5 +1,5 @@
 //! The one place where bytes become records and records become bytes: map snapshots and stored
-//! values, in postcard, behind a format version byte.
+//! values behind a format version byte (postcard, except LWW snapshots: see `lww_columns`).
 //!
 //! Decoding never panics on untrusted bytes and checks everything before returning: the version,
 //! that nothing trails the payload, node ids, TTLs, values (finite floats, sorted map keys, depth),
@@ -610,9 +610,7 @@ impl<'a> Reader<'a> {
         Ok(match tag {
             0 => Value::Null,
             1 => Value::Bool(self.bool()?),
-            2 => {
-                Value::Int(unzigzag(self.u64()?))
-            }
+            2 => Value::Int(unzigzag(self.u64()?)),
             3 => {
                 let mut raw = [0u8; 8];
                 raw.copy_from_slice(self.take(8)?);
@@ -864,17 +862,22 @@ fn or_snapshot(wire: OrSnapshotWire<'_>) -> Result<Snapshot, Error> {
     Ok(Snapshot::Or { keys, tombstones })
 }
 
-/// An LWW snapshot decoded with its values still encoded: every key back to back in `keys`, and
-/// the records in key order.
+/// An LWW snapshot decoded with its values still encoded: every key back to back, and the records
+/// in key order. Only the decoder makes one, so its keys are checked, unique and sorted.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RawLwwSnapshot {
     /// The keys of all records, one after another.
-    pub keys: String,
+    pub(crate) keys: String,
     /// The records, sorted by key.
-    pub records: Vec<RawLwwRecord>,
+    pub(crate) records: Vec<RawLwwRecord>,
 }
 
 impl RawLwwSnapshot {
+    /// The records, sorted by key.
+    pub fn records(&self) -> &[RawLwwRecord] {
+        &self.records
+    }
+
     /// The key of `record` (one of [`RawLwwSnapshot::records`]).
     pub fn key(&self, record: &RawLwwRecord) -> &str {
         self.keys.get(record.key.clone()).unwrap_or_default()
@@ -884,8 +887,8 @@ impl RawLwwSnapshot {
 /// A record of an LWW snapshot with its value still encoded.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RawLwwRecord {
-    /// Where its key lies in [`RawLwwSnapshot::keys`].
-    pub key: core::ops::Range<usize>,
+    /// Where its key lies in the snapshot's keys (see [`RawLwwSnapshot::key`]).
+    pub(crate) key: core::ops::Range<usize>,
     /// The value, `None` for a tombstone.
     pub value: Option<Encoded>,
     /// When and by whom it was written.
@@ -920,11 +923,8 @@ pub fn decode_lww_snapshot_raw(bytes: &[u8]) -> Result<Option<RawLwwSnapshot>, E
         Ok(_) => return Err(bad("an unknown type tag (at byte 2)".into())),
         Err(reason) => return Err(bad(reason.into())),
     }
-    let snapshot = lww_columns::decode(&mut scan)?;
-    if scan.at != scan.bytes.len() {
-        return Err(bad(alloc::format!("{} unexpected bytes after the end", scan.bytes.len() - scan.at)));
-    }
-    Ok(Some(snapshot))
+    // The decoder refuses trailing bytes itself, before it builds any record.
+    Ok(Some(lww_columns::decode(&mut scan)?))
 }
 
 /// Decodes one value written by [`encode_stored`].

@@ -201,7 +201,7 @@ fn every_corruption_of_an_lww_snapshot_is_handled_without_panicking() {
             // Either an error or another valid snapshot; never a panic, and never a value that
             // would not pass the checks every value passes.
             if let Ok(Some(snapshot)) = onegrid_core::codec::decode_lww_snapshot_raw(&bad) {
-                for value in snapshot.records.iter().filter_map(|r| r.value.as_ref()) {
+                for value in snapshot.records().iter().filter_map(|r| r.value.as_ref()) {
                     let checked = Encoded::take_canonical(value.as_bytes());
                     assert!(matches!(checked, Ok((_, []))), "byte {at} ^ {flip:#x}: {checked:?}");
                 }
@@ -238,6 +238,42 @@ fn one_record_columns() -> Vec<Vec<u8>> {
 }
 
 #[test]
+fn a_snapshot_may_not_decode_to_more_than_the_message_limit() {
+    // Keys "a", "aa", "aaa", ...: each shares all of the one before and adds one byte, so n input
+    // bytes stand for n * n / 2 bytes of keys. 12 000 of them would be 72 MB.
+    let n: u64 = 12_000;
+    let mut columns = one_record_columns();
+    let runs = |pairs: &[(u64, u64)]| {
+        let mut part = Vec::new();
+        for &(run, zigzag) in pairs {
+            onegrid_core::codec::put_varint(&mut part, run);
+            onegrid_core::codec::put_varint(&mut part, zigzag);
+        }
+        let mut out = Vec::new();
+        onegrid_core::codec::put_varint(&mut out, part.len() as u64);
+        out.extend(part);
+        out
+    };
+    columns[0] = vec![FORMAT_VERSION, 2, 1, 2, b'n', b'1'];
+    onegrid_core::codec::put_varint(&mut columns[0], n);
+    columns[1] = runs(&[(1, 0), (n - 1, 2)]); // shared prefix 0, then one more each time
+    columns[2] = runs(&[(1, 2), (n - 1, 0)]); // suffix length 1 throughout
+    columns[3] = vec![];
+    onegrid_core::codec::put_varint(&mut columns[3], n);
+    columns[3].extend(std::iter::repeat_n(b'a', n as usize));
+    for column in &mut columns[4..8] {
+        *column = runs(&[(n, 0)]); // millis, counters, nodes, TTLs: 0
+    }
+    columns[8] = runs(&[(n, 0)]); // tombstones
+    columns[10] = vec![0]; // no plain values
+    columns[11] = vec![0];
+    let bytes = columns.concat();
+    assert!(bytes.len() < 13_000);
+    let msg = decode_error(&bytes);
+    assert!(msg.contains("more than the limit of 67108864 bytes"), "{msg}");
+}
+
+#[test]
 fn broken_columns_are_rejected_with_what_was_wrong() {
     let snapshot = |edit: &dyn Fn(&mut Vec<Vec<u8>>)| {
         let mut columns = one_record_columns();
@@ -263,7 +299,10 @@ fn broken_columns_are_rejected_with_what_was_wrong() {
         (Box::new(|c| c[8] = vec![2, 1, 6]), "a value refers to a shape the table does not have"),
         (Box::new(|c| c[10] = vec![2, 1, 12]), "a value has an unknown type"),
         (Box::new(|c| c[10] = vec![2, 1, 2]), "a column is missing booleans"),
-        (Box::new(|c| (c[10], c[12]) = (vec![2, 1, 2], vec![1, 0b10])), "a column holds more than its records use"),
+        (
+            Box::new(|c| (c[10], c[11], c[12]) = (vec![2, 1, 2], vec![0], vec![1, 0b10])),
+            "bits set after its last boolean",
+        ),
         (Box::new(|c| (c[10], c[14]) = (vec![2, 1, 8], vec![2, 1, 2])), "a string refers to one not yet given"),
         (Box::new(|c| (c[10], c[13]) = (vec![2, 1, 6], vec![8, 0, 0, 0, 0, 0, 0, 0xf8, 0x7f])), "NaN"),
         (Box::new(|c| c[11] = vec![0]), "it is truncated"),
@@ -369,8 +408,8 @@ fn the_raw_lww_decoder_agrees_with_the_full_one() {
     let bytes = encode_lww_snapshot(&sample_lww());
     let Snapshot::Lww(full) = decode_snapshot(&bytes).expect("decodes") else { panic!("kind") };
     let raw = decode_lww_snapshot_raw(&bytes).expect("decodes").expect("an LWW snapshot");
-    assert_eq!(raw.records.len(), full.len());
-    for (r, (key, record)) in raw.records.iter().zip(&full) {
+    assert_eq!(raw.records().len(), full.len());
+    for (r, (key, record)) in raw.records().iter().zip(&full) {
         assert_eq!(raw.key(r), &**key);
         assert_eq!(r.value.as_ref().map(onegrid_core::Encoded::decode), record.value);
         assert_eq!((&r.timestamp, r.ttl_ms), (&record.timestamp, record.ttl_ms));
@@ -436,6 +475,11 @@ fn bad_fields_are_rejected_with_what_was_wrong() {
             "\"a\" is repeated or out of order",
         ),
         (lww_snapshot(&["n1"], &[("a", None, 5, 0, 0, None), ("a", None, 6, 0, 0, None)]), "repeated or out of order"),
+        (
+            // The empty key twice: the first record's key being empty must not skip the order check.
+            lww_snapshot(&["n1"], &[("", None, 5, 0, 0, None), ("", None, 6, 0, 0, None), ("ab", None, 7, 0, 0, None)]),
+            "repeated or out of order",
+        ),
     ];
     for (bytes, expected) in cases {
         let msg = decode_error(&bytes);

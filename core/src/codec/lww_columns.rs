@@ -20,14 +20,16 @@
 //!
 //! The decoder rebuilds each value's encoding from its parts, checking each part as it reads it
 //! (finite floats, UTF-8 strings, sorted object keys, whole values as any value is checked), and
-//! checks that every column holds exactly as many values as it should.
+//! checks that every column holds exactly as many values as it should. Because shared prefixes,
+//! strings and shapes let a few bytes stand for many, it refuses trailing bytes before building any
+//! record and caps the keys and values a snapshot decodes to at the byte ABI's message limit.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use hashbrown::HashMap;
 
-use super::{FORMAT_VERSION, RawLwwRecord, RawLwwSnapshot, Scan, put_str, put_varint};
+use super::{FORMAT_VERSION, MAX_MESSAGE_BYTES, RawLwwRecord, RawLwwSnapshot, Scan, put_str, put_varint};
 use crate::error::Error;
 use crate::hlc::{NodeId, Timestamp};
 use crate::map_common::Hasher;
@@ -472,8 +474,11 @@ impl<'a> ValueReader<'a> {
         // Every boolean byte is used, and the bits past the last boolean are zero.
         let (bools, read) = (self.bools.bytes, self.bools_read);
         let padding = if read % 8 == 0 { 0 } else { bools.last().map_or(0, |last| last >> (read % 8)) };
-        if bools.len() != read.div_ceil(8) || padding != 0 {
+        if bools.len() != read.div_ceil(8) {
             return Err(LEFT_OVER);
+        }
+        if padding != 0 {
+            return Err("a column has bits set after its last boolean");
         }
         for scan in [&self.floats, &self.strings, &self.whole] {
             if scan.at != scan.bytes.len() {
@@ -533,8 +538,21 @@ fn decode_columns<'a>(scan: &mut Scan<'a>) -> Result<RawLwwSnapshot, Bad> {
         fields.push(keys.iter().map(|_| ValueReader::new(scan, 1)).collect::<Result<_, _>>()?);
     }
 
+    // Every column's extent is known now: trailing bytes are refused before any record is built.
+    if scan.at != scan.bytes.len() {
+        return Err(Bad(Error::Decode {
+            what: "snapshot",
+            reason: alloc::format!("{} unexpected bytes after the end", scan.bytes.len() - scan.at),
+        }));
+    }
     let mut keys: Vec<u8> = Vec::with_capacity(suffixes.bytes.len() + count);
-    let mut rows = Vec::with_capacity(count);
+    // The record count is bounded by the input, but a record takes far more room than a byte of
+    // it: the vector grows as records are read instead of being reserved from the count.
+    let mut rows = Vec::new();
+    // Keys share prefixes and values share strings and shapes, so a few bytes can describe far
+    // more: what a snapshot decodes to is capped at what a snapshot of one record a row could
+    // carry, the byte ABI's message limit.
+    let mut decoded = 0usize;
     let mut previous = 0..0;
     let mut value = Vec::new();
     for _ in 0..count {
@@ -547,10 +565,11 @@ fn decode_columns<'a>(scan: &mut Scan<'a>) -> Result<RawLwwSnapshot, Bad> {
         let start = keys.len();
         keys.extend_from_within(previous.start..previous.start + shared);
         keys.extend_from_slice(suffix);
+        decoded += shared + suffix.len();
         let key = &keys[start..];
         let text = core::str::from_utf8(key).map_err(|_| "a key is not valid UTF-8")?;
         crate::map_common::check_key(text).map_err(in_snapshot)?;
-        if start > 0 && keys[previous.clone()] >= *key {
+        if !rows.is_empty() && keys[previous.clone()] >= *key {
             return Err(Bad(super::out_of_order(text)));
         }
         previous = start..keys.len();
@@ -582,6 +601,13 @@ fn decode_columns<'a>(scan: &mut Scan<'a>) -> Result<RawLwwSnapshot, Bad> {
                 Some(Encoded::from_checked(&value))
             }
         };
+        decoded += value.as_ref().map_or(0, |v| v.as_bytes().len());
+        if decoded > MAX_MESSAGE_BYTES {
+            return Err(Bad(Error::Decode {
+                what: "snapshot",
+                reason: alloc::format!("its keys and values come to more than the limit of {MAX_MESSAGE_BYTES} bytes"),
+            }));
+        }
         rows.push(RawLwwRecord { key: start..keys.len(), value, timestamp, ttl_ms });
     }
     for column in [&prefixes, &suffix_lens, &millis, &counters, &node_ids, &ttls, &shape_ids] {
