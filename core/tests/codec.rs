@@ -270,7 +270,7 @@ fn a_snapshot_may_not_decode_to_more_than_the_message_limit() {
     let bytes = columns.concat();
     assert!(bytes.len() < 13_000);
     let msg = decode_error(&bytes);
-    assert!(msg.contains("more than the limit of 67108864 bytes"), "{msg}");
+    assert!(msg.contains("more than 67108864 bytes (64 MiB or 64 times its size"), "{msg}");
 }
 
 #[test]

@@ -22,7 +22,8 @@
 //! (finite floats, UTF-8 strings, sorted object keys, whole values as any value is checked), and
 //! checks that every column holds exactly as many values as it should. Because shared prefixes,
 //! strings and shapes let a few bytes stand for many, it refuses trailing bytes before building any
-//! record and caps the keys and values a snapshot decodes to at the byte ABI's message limit.
+//! record and caps the keys and values a snapshot decodes to at the byte ABI's message limit or 64
+//! times its size, whichever is larger.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -550,8 +551,10 @@ fn decode_columns<'a>(scan: &mut Scan<'a>) -> Result<RawLwwSnapshot, Bad> {
     // it: the vector grows as records are read instead of being reserved from the count.
     let mut rows = Vec::new();
     // Keys share prefixes and values share strings and shapes, so a few bytes can describe far
-    // more: what a snapshot decodes to is capped at what a snapshot of one record a row could
-    // carry, the byte ABI's message limit.
+    // more: the keys and values a snapshot decodes to are capped at the byte ABI's message limit
+    // or 64 times the snapshot's size, whichever is larger (a big map compresses far less than
+    // that; a hostile one far more).
+    let limit = MAX_MESSAGE_BYTES.max(scan.bytes.len().saturating_mul(64));
     let mut decoded = 0usize;
     let mut previous = 0..0;
     let mut value = Vec::new();
@@ -602,10 +605,12 @@ fn decode_columns<'a>(scan: &mut Scan<'a>) -> Result<RawLwwSnapshot, Bad> {
             }
         };
         decoded += value.as_ref().map_or(0, |v| v.as_bytes().len());
-        if decoded > MAX_MESSAGE_BYTES {
+        if decoded > limit {
             return Err(Bad(Error::Decode {
                 what: "snapshot",
-                reason: alloc::format!("its keys and values come to more than the limit of {MAX_MESSAGE_BYTES} bytes"),
+                reason: alloc::format!(
+                    "its keys and values come to more than {limit} bytes (64 MiB or 64 times its size, the larger)"
+                ),
             }));
         }
         rows.push(RawLwwRecord { key: start..keys.len(), value, timestamp, ttl_ms });
