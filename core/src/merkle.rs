@@ -6,8 +6,8 @@
 //! and adding the new one at each of the four levels, and `mix(0) == 0` means empty subtrees
 //! contribute nothing: removing a key leaves no trace.
 //!
-//! Levels 2 and 3 start sparse (a sorted list of the non-empty nodes) and turn into flat arrays once
-//! a sixteenth of their nodes are in use: a small map costs a few hundred bytes, not the 34 KiB of
+//! Levels 2 and 3 start sparse (a sorted list of the nodes used so far) and turn into flat arrays
+//! once a sixteenth of their nodes have been used: a small map costs a few hundred bytes, not the 34 KiB of
 //! the full arrays, and a grid of many small maps is cheap to make and to keep.
 
 use alloc::boxed::Box;
