@@ -29,11 +29,7 @@ struct Tracking {
 
 impl Dirty {
     pub(crate) fn set_tracking(&mut self, on: bool) {
-        match (on, self.tracking.is_some()) {
-            (true, false) => self.tracking = Some(Tracking::default()),
-            (false, true) => self.tracking = None,
-            _ => {}
-        }
+        crate::map_common::switch(&mut self.tracking, on);
     }
 
     /// Stops tracking and hands back what was tracked, for [`Dirty::resume`]: loading stored

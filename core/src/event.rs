@@ -31,11 +31,7 @@ pub(crate) struct EventQueue {
 
 impl EventQueue {
     pub(crate) fn set_enabled(&mut self, on: bool) {
-        match (on, self.queue.is_some()) {
-            (true, false) => self.queue = Some(VecDeque::new()),
-            (false, true) => self.queue = None,
-            _ => {}
-        }
+        crate::map_common::switch(&mut self.queue, on);
     }
 
     #[inline]

@@ -281,7 +281,8 @@ impl LwwMap {
     }
 
     /// [`LwwMap::merge_all`] of records whose values are still encoded (see
-    /// [`crate::codec::decode_lww_snapshot_raw`]): all or nothing in the same way.
+    /// [`crate::codec::decode_lww_snapshot_raw`]): all or nothing in the same way. Only the decoder
+    /// makes a snapshot, and it has checked every key, TTL and value; what is left is drift.
     pub fn merge_all_raw(
         &mut self,
         clock: &mut Hlc,
@@ -290,8 +291,6 @@ impl LwwMap {
     ) -> Result<(usize, Vec<Drift>), Error> {
         let mut drifts = Vec::new();
         for record in &snapshot.records {
-            check_key(snapshot.key(record))?;
-            check_ttl(record.ttl_ms)?;
             drifts.extend(clock.check(&record.timestamp, wall)?);
         }
         // Snapshot keys are unique, so at least this many are new: reserving them up front spares

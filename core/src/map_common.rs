@@ -118,6 +118,14 @@ pub(crate) fn check_ttl(ttl_ms: Option<u64>) -> Result<(), Error> {
     if ttl_ms == Some(0) { Err(Error::InvalidTtl) } else { Ok(()) }
 }
 
+/// Turns an optional part of a map (change tracking, an event queue) on with a fresh default, or
+/// off; a part already in the asked state is left as it is.
+pub(crate) fn switch<T: Default>(part: &mut Option<T>, on: bool) {
+    if on != part.is_some() {
+        *part = on.then(T::default);
+    }
+}
+
 /// Expired means `millis + ttl < wall`: a record is still alive at exactly `millis + ttl`.
 #[inline]
 pub(crate) fn is_expired(millis: u64, ttl_ms: Option<NonZeroU64>, wall: u64) -> bool {

@@ -152,6 +152,12 @@ class GridCore {
     if (failure) throw failure.e;
   }
 
+  /** `dispatch` for map `name` of `kind` ("lww" or "or"), found by name. */
+  dispatchMap(name, kind, now) {
+    const id = kind === 'lww' ? this.raw.openLww(now, this.text(name)) : this.raw.openOr(now, this.text(name));
+    this.dispatch(id, now, kind);
+  }
+
   reportDrift() {
     const len = this.raw.takeDrifts();
     if (len === 0 || this.onDrift === undefined) return;
@@ -231,7 +237,7 @@ export class Grid {
         onReady: (name, kind) => {
           if (core.subscribers.size === 0) return;
           const now = core.now();
-          core.dispatch(kind === 'lww' ? core.raw.openLww(now, core.text(name)) : core.raw.openOr(now, core.text(name)), now, kind);
+          core.dispatchMap(name, kind, now);
         },
       });
     }
@@ -342,9 +348,7 @@ export class Grid {
     core.wrote();
     core.reportDrift();
     if (core.subscribers.size > 0) {
-      const kind = core.raw.mapKind(name);
-      const id = kind === 'lww' ? core.raw.openLww(now, core.text(name)) : core.raw.openOr(now, core.text(name));
-      core.dispatch(id, now, kind);
+      core.dispatchMap(name, core.raw.mapKind(name), now);
     }
     return changed;
   }

@@ -8,7 +8,7 @@
 //! the wrapper reads the embedder's clock, and no method calls back into JavaScript.
 
 use onegrid_core::{
-    AnyMap, ClockConfig, Drift, Grid, Hlc, LwwMap, MapId, MapKind, NodeId, OrMap, StorageConfig, Value,
+    AnyMap, ChangeEvent, ClockConfig, Drift, Grid, Hlc, LwwMap, MapId, MapKind, NodeId, OrMap, StorageConfig, Value,
 };
 use wasm_bindgen::prelude::*;
 
@@ -434,44 +434,39 @@ impl RawGrid {
     #[wasm_bindgen(js_name = takeEvents)]
     pub fn take_events(&mut self, map: u32, now: f64) -> u32 {
         let now = wall(now);
+        let out = &mut self.output;
         match self.grid.storage_mut().events_of(MapId(map)) {
             Some(AnyMap::Lww(m)) => {
-                let mut events = Vec::new();
-                while let Some(e) = m.poll_event() {
-                    events.push(e);
-                }
-                let out = &mut self.output;
-                out.clear();
-                put_varint(out, events.len() as u64);
-                for e in &events {
-                    put_str(out, &e.key);
-                    out.push(origin_byte(e.origin));
-                    match m.get_encoded(&e.key, now) {
-                        Some(v) => {
-                            out.push(1);
-                            out.extend_from_slice(v.as_bytes());
-                        }
-                        None => out.push(0),
+                let events: Vec<ChangeEvent> = core::iter::from_fn(|| m.poll_event()).collect();
+                put_events(out, &events, |out, key| match m.get_encoded(key, now) {
+                    Some(v) => {
+                        out.push(1);
+                        out.extend_from_slice(v.as_bytes());
                     }
-                }
-                if events.is_empty() { 0 } else { out.len() as u32 }
+                    None => out.push(0),
+                })
             }
             Some(AnyMap::Or(m)) => {
-                let mut events = Vec::new();
-                while let Some(e) = m.poll_event() {
-                    events.push(e);
-                }
-                let out = &mut self.output;
-                out.clear();
-                put_varint(out, events.len() as u64);
-                for e in &events {
-                    put_str(out, &e.key);
-                    out.push(origin_byte(e.origin));
-                    put_values(out, m.get(&e.key, now).into_iter());
-                }
-                if events.is_empty() { 0 } else { out.len() as u32 }
+                let events: Vec<ChangeEvent> = core::iter::from_fn(|| m.poll_event()).collect();
+                put_events(out, &events, |out, key| put_values(out, m.get(key, now).into_iter()))
             }
             None => 0,
         }
     }
+}
+
+/// Writes change events (shape: LWW or OR events) to `out`, each key's current state written by
+/// `put_state`; returns the length, 0 when there are none.
+fn put_events(out: &mut Vec<u8>, events: &[ChangeEvent], mut put_state: impl FnMut(&mut Vec<u8>, &str)) -> u32 {
+    if events.is_empty() {
+        return 0;
+    }
+    out.clear();
+    put_varint(out, events.len() as u64);
+    for e in events {
+        put_str(out, &e.key);
+        out.push(origin_byte(e.origin));
+        put_state(out, &e.key);
+    }
+    out.len() as u32
 }

@@ -30,7 +30,9 @@ use alloc::vec::Vec;
 
 use hashbrown::HashMap;
 
-use super::{FORMAT_VERSION, MAX_MESSAGE_BYTES, RawLwwRecord, RawLwwSnapshot, Scan, put_str, put_varint};
+use super::{
+    FORMAT_VERSION, MAX_MESSAGE_BYTES, RawLwwRecord, RawLwwSnapshot, Scan, put_bytes, put_str, put_varint, scan_value,
+};
 use crate::error::Error;
 use crate::hlc::{NodeId, Timestamp};
 use crate::map_common::Hasher;
@@ -141,7 +143,7 @@ struct ValueColumn<'a> {
 }
 
 impl<'a> ValueColumn<'a> {
-    /// Adds one encoded value (tag and payload) that `value_end` measured.
+    /// Adds one encoded value (tag and payload) that `scan_value` measured.
     #[inline(never)]
     fn push(&mut self, value: &'a [u8]) {
         let tag = value.first().copied().unwrap_or(0);
@@ -189,26 +191,12 @@ impl<'a> ValueColumn<'a> {
     fn finish(self, out: &mut Vec<u8>) {
         self.types.finish_into(out);
         self.ints.finish_into(out);
-        put_part(out, &self.bools.out);
-        put_part(out, &self.floats);
+        put_bytes(out, &self.bools.out);
+        put_bytes(out, &self.floats);
         self.string_ids.finish_into(out);
-        put_part(out, &self.strings);
-        put_part(out, &self.whole);
+        put_bytes(out, &self.strings);
+        put_bytes(out, &self.whole);
     }
-}
-
-/// Appends `part` after its length (a column part, or an object key in the shape table).
-#[inline(never)]
-fn put_part(out: &mut Vec<u8>, part: &[u8]) {
-    put_varint(out, part.len() as u64);
-    out.extend_from_slice(part);
-}
-
-/// The end of the encoded value at the start of `bytes` (a map's own, so it is well formed).
-fn value_end(bytes: &[u8]) -> usize {
-    let mut scan = Scan { bytes, at: 0, canonical: true };
-    let _ = scan.value(0);
-    scan.at
 }
 
 /// Reads an object's keys and encoded values into `keys` and `values` (cleared first); false if
@@ -224,7 +212,8 @@ fn object_fields<'a>(value: &'a [u8], keys: &mut Vec<&'a [u8]>, values: &mut Vec
         let Ok(key) = scan.text() else { return false };
         keys.push(key.as_bytes());
         let start = scan.at;
-        scan.at += value_end(&body[start..]);
+        let Ok((len, _)) = scan_value(&body[start..]) else { return false };
+        scan.at += len;
         values.push(&body[start..scan.at]);
     }
     true
@@ -301,7 +290,7 @@ pub(crate) fn encode<'a>(nodes: &[&str], rows: &[Row<'a>], out: &mut Vec<u8>) {
     for runs in [prefixes, suffix_lens] {
         runs.finish_into(out);
     }
-    put_part(out, &suffixes);
+    put_bytes(out, &suffixes);
     for runs in [millis, counters, node_ids, ttls, shape_ids] {
         runs.finish_into(out);
     }
@@ -309,7 +298,7 @@ pub(crate) fn encode<'a>(nodes: &[&str], rows: &[Row<'a>], out: &mut Vec<u8>) {
     for keys in &shapes {
         put_varint(out, keys.len() as u64);
         for key in keys {
-            put_part(out, key);
+            put_bytes(out, key);
         }
     }
     plain.finish(out);
