@@ -20,6 +20,8 @@ const onegrid = await import(pathToFileURL(join(pkgDir, 'onegrid.js')).href);
 onegrid.initSync({ module: readFileSync(join(pkgDir, 'onegrid_bg.wasm')) });
 
 export const { Grid, LwwMap, OrMap, MemoryStorage } = onegrid;
+/** The value writer the API uses, for tests of the bytes it writes. */
+export const { Writer } = await import(pathToFileURL(join(pkgDir, 'values.js')).href);
 
 /** The fake wall time every test starts at. */
 export const T0 = 1_000_000;

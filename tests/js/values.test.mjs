@@ -6,7 +6,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { T0, assertRefused, makeGrid, throwsError } from './load.mjs';
+import { T0, Writer, assertRefused, makeGrid, throwsError } from './load.mjs';
 
 const I64_MIN = -(2n ** 63n);
 const I64_MAX = 2n ** 63n - 1n;
@@ -169,6 +169,44 @@ describe('values round trip exactly', () => {
     const map = grid.getMap('m');
     map.set('k', { b: 1, a: { d: 2, c: 3 } });
     assert.deepStrictEqual(map.get('k'), { a: { c: 3, d: 2 }, b: 1 });
+  });
+
+  test('object keys are written in the canonical order whatever the order written', () => {
+    // The writer sorts keys so the module can keep the bytes as they are; the same value with its
+    // keys in any order must give the same bytes, nested objects and non-ASCII keys included.
+    const bytesOf = (value) => {
+      const buf = new Uint8Array(1024);
+      const w = new Writer(() => ({ buf, at: 0, capacity: buf.length }));
+      w.reset().value(value);
+      return buf.slice(0, w.length);
+    };
+    const sorted = { a: [{ x: 1, y: 2 }], b: { c: 3, d: 4 }, z: 0, é: 'e', '\u{1F600}': 1 };
+    const shuffled = { '\u{1F600}': 1, é: 'e', z: 0, b: { d: 4, c: 3 }, a: [{ y: 2, x: 1 }] };
+    assert.deepStrictEqual(bytesOf(shuffled), bytesOf(sorted));
+    const text = new TextDecoder().decode(bytesOf(shuffled));
+    const order = ['a', 'x', 'y', 'b', 'c', 'd', 'z', 'é', '\u{1F600}'].map((k) => text.indexOf(k));
+    assert.deepStrictEqual(order, [...order].sort((p, q) => p - q), 'keys in UTF-8 byte order');
+  });
+
+  test('enumerable keys inherited from Object.prototype are not stored', () => {
+    const { grid } = makeGrid();
+    const map = grid.getMap('m');
+    Object.defineProperty(Object.prototype, 'inherited', { value: 1, enumerable: true, configurable: true });
+    try {
+      map.set('k', { own: 1 });
+    } finally {
+      delete Object.prototype.inherited;
+    }
+    assert.deepStrictEqual(Object.keys(map.get('k')), ['own']);
+  });
+
+  test('a write refused inside a nested object leaves the next write whole', () => {
+    const { grid } = makeGrid();
+    const map = grid.getMap('m');
+    throwsError(() => map.set('bad', { a: 1, b: { c: 2, d: undefined } }), /\$\.b\.d/);
+    map.set('k', { b: 1, a: 2 });
+    assert.deepStrictEqual(map.get('k'), { a: 2, b: 1 });
+    assert.equal(map.get('bad'), undefined);
   });
 
   test('objects without a prototype are stored as plain objects', () => {

@@ -62,6 +62,8 @@ export class Writer {
     this.end = 0;
     this.pos = 0;
     this.path = [];
+    this.keys = []; // object keys being sorted, a stack shared by nested objects (see `container`)
+    this.top = 0;
   }
 
   /** Starts a new message (re-attaching if the memory under the region moved). */
@@ -69,6 +71,7 @@ export class Writer {
     if (this.buf === null || this.buf.length === 0) this.attach(0);
     this.pos = this.start;
     if (this.path.length !== 0) this.path.length = 0;
+    this.top = 0; // a write that threw may have left keys on the stack
     return this;
   }
 
@@ -131,8 +134,9 @@ export class Writer {
     }
   }
 
-  /** A byte string as varint length + the bytes. */
-  bytes(b) {
+  /** A byte string as varint length + the bytes, after `tag` when one is given. */
+  bytes(b, tag) {
+    if (tag !== undefined) this.u8(tag);
     this.varint(b.length);
     this.reserve(b.length);
     this.buf.set(b, this.pos);
@@ -215,41 +219,58 @@ export class Writer {
     }
   }
 
+  list(v, depth) {
+    const path = this.path;
+    this.u8(TAG.LIST);
+    this.varint(v.length);
+    for (let i = 0; i < v.length; i++) {
+      path.push(i);
+      this.value(v[i], depth + 1);
+      path.pop();
+    }
+  }
+
   container(v, depth) {
     if (depth >= MAX_DEPTH) throw invalid(this.path, `nested deeper than ${MAX_DEPTH} levels (or cyclic)`);
     const path = this.path;
-    if (v instanceof Uint8Array) {
-      this.u8(TAG.BYTES);
-      this.varint(v.length);
-      this.reserve(v.length);
-      this.buf.set(v, this.pos);
-      this.pos += v.length;
-      return;
-    }
-    if (Array.isArray(v)) {
-      this.u8(TAG.LIST);
-      this.varint(v.length);
-      for (let i = 0; i < v.length; i++) {
-        path.push(i);
-        this.value(v[i], depth + 1);
-        path.pop();
-      }
-      return;
-    }
+    // Plain objects first: they are the common case, and none is an array or a Uint8Array.
     const proto = Object.getPrototypeOf(v);
     if (proto !== OBJECT_PROTO && proto !== null) {
+      if (Array.isArray(v)) return this.list(v, depth);
+      if (v instanceof Uint8Array) return this.bytes(v, TAG.BYTES);
       throw invalid(path, 'only plain objects, arrays and Uint8Array can be stored');
     }
-    // Keys go in insertion order; the module sorts them (cheaper there than in JS).
-    const keys = Object.keys(v);
+    // Keys go sorted, so the module finds the value canonical and stores the bytes as they are;
+    // it sorts a map whose keys are out of order, which costs a second pass and two allocations.
+    // Sorting by UTF-16 code unit matches the module's UTF-8 byte order except between surrogates
+    // and U+E000..U+FFFF, where the module's sort still makes it right. `for...in` walks V8's
+    // cached key list of the object's shape (`Object.keys` would allocate an array per object);
+    // the prototype was checked above, but may still carry enumerable keys, hence `hasOwn`.
+    // The keys are insertion-sorted into `this.keys` from `this.top`, a stack shared by nesting.
+    const keys = this.keys;
+    const base = this.top;
+    let end = base;
+    for (const key in v) {
+      if (!Object.hasOwn(v, key)) continue;
+      let at = end++;
+      while (at > base && keys[at - 1] > key) {
+        keys[at] = keys[at - 1];
+        at--;
+      }
+      keys[at] = key;
+    }
+    this.top = end;
     this.u8(TAG.MAP);
-    this.varint(keys.length);
-    for (const key of keys) {
+    this.varint(end - base);
+    for (let i = base; i < end; i++) {
+      const key = keys[i];
       this.str(key, LONE_IN_KEY);
       path.push(key);
       this.value(v[key], depth + 1);
       path.pop();
     }
+    if (end - base > 16) keys.fill(undefined, base, end); // do not keep a big object's keys alive
+    this.top = base;
   }
 }
 
@@ -449,7 +470,8 @@ export function writeEntries(w, entries, checkKey) {
     if (!Array.isArray(pair) || pair.length !== 2) {
       throw new Error(`setMany(): entry ${i} is not a [key, value] pair`);
     }
-    const [key, value] = pair;
+    const key = pair[0]; // not destructured: that walks an iterator in unoptimized code
+    const value = pair[1];
     checkKey(key, `the key of entry ${i}`);
     w.str(key, KEY_ERROR);
     w.path[1] = i; // the path reads $.entries[i]
