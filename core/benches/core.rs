@@ -581,7 +581,9 @@ fn snapshot_size(shape: Shape, map: &LwwMap) {
             value_bytes += postcard::to_allocvec(value).expect("encode a value").len();
         }
     }
-    let overhead = per((bytes.len() - key_bytes - value_bytes) as f64);
+    // Signed: front-coded keys and value columns can make a snapshot smaller than its keys and
+    // values written one by one, and then the "overhead" is negative.
+    let overhead = per(bytes.len() as f64 - key_bytes as f64 - value_bytes as f64);
     println!(
         "size: lww snapshot overhead per record = {overhead:.1} bytes (target < 24: {}) [{} values, {} writers: \
          {} bytes = {:.1} per record, minus {:.1} key bytes (UTF-8 length, not its length prefix) and {:.1} \
