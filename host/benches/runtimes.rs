@@ -164,6 +164,7 @@ fn main() {
         println!("\n{caption}:\n");
         table(&results, &workloads, pick);
     }
+    targets(&results, &workloads);
 }
 
 /// The entries of `sets`, `batch` and `gets`, and the four workloads.
@@ -449,12 +450,39 @@ fn verify(results: &[RuntimeResult], workloads: &[Workload], expected_api: &[Str
 }
 
 /// A Markdown table: each runtime's median (`pick` 0) or minimum (1), and its ratio to native's.
+/// The median (`pick` 0) or the minimum (`pick` 1) of `ms`.
+fn stat(ms: &[f64], pick: usize) -> f64 {
+    let mut sorted = ms.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if pick == 0 { sorted[sorted.len() / 2] } else { sorted[0] }
+}
+
+/// The benchmarks issue's targets on batched merges (the import), as median ratios to native:
+/// the module in wasmtime within 1.5 times native, in Node within 2 times.
+fn targets(results: &[RuntimeResult], workloads: &[Workload]) {
+    let Some(import) = workloads.iter().position(|w| w.key == "import") else { return };
+    let native = stat(&results[0].workloads[import].ms, 0);
+    println!("\ntargets, batched merges (median ratio to native):\n");
+    for r in &results[1..] {
+        let ratio = stat(&r.workloads[import].ms, 0) / native;
+        let target = if r.label.starts_with("wasmtime") {
+            Some(1.5)
+        } else if r.label.starts_with("Node") {
+            Some(2.0)
+        } else {
+            None
+        };
+        match target {
+            Some(t) => {
+                println!("- {}: {ratio:.2}x (target {t}x: {})", r.label, if ratio <= t { "met" } else { "not met" })
+            }
+            None => println!("- {}: {ratio:.2}x (no target)", r.label),
+        }
+    }
+}
+
 fn table(results: &[RuntimeResult], workloads: &[Workload], pick: usize) {
-    let stat = |ms: &[f64]| {
-        let mut sorted = ms.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        if pick == 0 { sorted[sorted.len() / 2] } else { sorted[0] }
-    };
+    let stat = |ms: &[f64]| stat(ms, pick);
     let titles: Vec<&str> = workloads.iter().map(|w| w.title).collect();
     println!("| runtime | {} |", titles.join(" | "));
     println!("|---|{}", "---|".repeat(workloads.len()));
