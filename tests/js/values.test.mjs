@@ -175,7 +175,7 @@ describe('values round trip exactly', () => {
     // The writer sorts keys so the module can keep the bytes as they are; the same value with its
     // keys in any order must give the same bytes, nested objects and non-ASCII keys included.
     const bytesOf = (value) => {
-      const buf = new Uint8Array(1024);
+      const buf = new Uint8Array(1 << 16);
       const w = new Writer(() => ({ buf, at: 0, capacity: buf.length }));
       w.reset().value(value);
       return buf.slice(0, w.length);
@@ -186,6 +186,11 @@ describe('values round trip exactly', () => {
     const text = new TextDecoder().decode(bytesOf(shuffled));
     const order = ['a', 'x', 'y', 'b', 'c', 'd', 'z', 'é', '\u{1F600}'].map((k) => text.indexOf(k));
     assert.deepStrictEqual(order, [...order].sort((p, q) => p - q), 'keys in UTF-8 byte order');
+    // An object with many keys is sorted another way (not by insertion): the same rule holds.
+    const names = Array.from({ length: 300 }, (_, i) => `k${String(i).padStart(3, '0')}`);
+    const forward = Object.fromEntries(names.map((k, i) => [k, i]));
+    const backward = Object.fromEntries([...names].reverse().map((k) => [k, forward[k]]));
+    assert.deepStrictEqual(bytesOf(backward), bytesOf(forward));
   });
 
   test('enumerable keys inherited from Object.prototype are not stored', () => {

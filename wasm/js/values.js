@@ -10,6 +10,7 @@ const I64_MIN = -(2n ** 63n);
 const I64_MAX = 2n ** 63n - 1n;
 const SMALL_INT = 2 ** 52; // below this, zigzag(n) is exact as a double
 const OBJECT_PROTO = Object.prototype;
+const INSERTION_SORT_MAX = 16; // objects with more keys than this are sorted with Array#sort
 const LONE_IN_STRING = 'a string contains a lone surrogate (not valid Unicode)';
 const LONE_IN_KEY = 'an object key contains a lone surrogate (not valid Unicode)';
 const TAG = { NULL: 0, BOOL: 1, INT: 2, FLOAT: 3, STRING: 4, BYTES: 5, LIST: 6, MAP: 7 };
@@ -246,20 +247,30 @@ export class Writer {
     // and U+E000..U+FFFF, where the module's sort still makes it right. `for...in` walks V8's
     // cached key list of the object's shape (`Object.keys` would allocate an array per object);
     // the prototype was checked above, but may still carry enumerable keys, hence `hasOwn`.
-    // The keys are insertion-sorted into `this.keys` from `this.top`, a stack shared by nesting.
+    // The keys are gathered into `this.keys` from `this.top` (a stack shared by nesting) and
+    // sorted there: by insertion when there are few, by the engine's sort when there are many (an
+    // insertion sort of thousands of keys would cost millions of comparisons).
     const keys = this.keys;
     const base = this.top;
     let end = base;
     // (`Object.prototype.hasOwnProperty.call(v, key)` here is 5% faster, but Node 20's V8 then
     // crashed the process in its deoptimizer, "unreachable code", in a benchmark run.)
     for (const key in v) {
-      if (!Object.hasOwn(v, key)) continue;
-      let at = end++;
-      while (at > base && keys[at - 1] > key) {
-        keys[at] = keys[at - 1];
-        at--;
+      if (Object.hasOwn(v, key)) keys[end++] = key;
+    }
+    if (end - base <= INSERTION_SORT_MAX) {
+      for (let i = base + 1; i < end; i++) {
+        const key = keys[i];
+        let at = i;
+        while (at > base && keys[at - 1] > key) {
+          keys[at] = keys[at - 1];
+          at--;
+        }
+        keys[at] = key;
       }
-      keys[at] = key;
+    } else {
+      const sorted = keys.slice(base, end).sort(); // strings: by UTF-16 code unit, as above
+      for (let i = 0; i < sorted.length; i++) keys[base + i] = sorted[i];
     }
     this.top = end;
     this.u8(TAG.MAP);
