@@ -358,6 +358,25 @@ describe('bad values are refused, naming what was wrong, and change nothing', ()
     assert.deepEqual(map.entries(), [['probe', 1]]);
   });
 
+  test('a getter that uses the grid while its value is written is refused, and stores nothing of it', () => {
+    // The grid writes arguments into one buffer; a getter that reads or writes the same grid
+    // starts a message over the half-written value. Before, the module refused the mix with a
+    // confusing error ("trailing bytes"), or could have taken it.
+    const { grid } = makeGrid();
+    const map = grid.getMap('m');
+    const writes = { a: 1, get b() { map.set('inner', { z: 1 }); return 2; } };
+    const reads = { a: 1, get b() { map.get('inner'); return 2; } };
+    const whole = /wrote to the same grid while the value was being written; nothing of the value was stored/;
+    throwsError(() => map.set('outer', writes), whole);
+    throwsError(() => map.set('outer', reads), whole);
+    throwsError(() => map.setMany([['x', 1], ['outer', reads]]), whole);
+    throwsError(() => grid.getORMap('o').add('outer', writes), whole);
+    assert.deepEqual(map.entries(), [['inner', { z: 1 }]]);
+    assert.equal(grid.getORMap('o').get('outer').length, 0);
+    map.set('after', { b: 1, a: 2 });
+    assert.deepEqual(map.get('after'), { a: 2, b: 1 });
+  });
+
   test('refusals are thrown as Error, not as strings or other values', () => {
     const { grid } = makeGrid();
     for (const fn of [

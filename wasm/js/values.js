@@ -65,6 +65,7 @@ export class Writer {
     this.path = [];
     this.keys = []; // object keys being sorted, a stack shared by nested objects (see `container`)
     this.top = 0;
+    this.messages = 0; // counts `reset()`s, so a write can tell that another began inside it
   }
 
   /** Starts a new message (re-attaching if the memory under the region moved). */
@@ -73,7 +74,16 @@ export class Writer {
     this.pos = this.start;
     if (this.path.length !== 0) this.path.length = 0;
     this.top = 0; // a write that threw may have left keys on the stack
+    this.messages++;
     return this;
+  }
+
+  /** Throws if another message was started since `reset()` returned `messages`: a getter or proxy
+   * in a value ran a write on the same grid while the value was being written, over its bytes. */
+  checkWhole(messages) {
+    if (this.messages !== messages) {
+      throw new Error('a getter or proxy in the value wrote to the same grid while the value was being written; nothing of the value was stored');
+    }
   }
 
   attach(min) {
@@ -469,7 +479,9 @@ export function writeText(w, text) {
 /** Writes `(key, value)`; returns the writer. */
 export function writePair(w, key, value) {
   w.reset().str(key, KEY_ERROR);
+  const messages = w.messages;
   w.value(value);
+  w.checkWhole(messages);
   return w;
 }
 
@@ -477,6 +489,7 @@ export function writePair(w, key, value) {
  * string and throws an error naming `what`. Returns the writer. */
 export function writeEntries(w, entries, checkKey) {
   w.reset().reserve(entries.length * 32); // a guess that saves most regrowth copies
+  const messages = w.messages;
   w.varint(entries.length);
   w.path.push('entries', 0);
   for (let i = 0; i < entries.length; i++) {
@@ -493,6 +506,7 @@ export function writeEntries(w, entries, checkKey) {
     w.value(value);
   }
   w.path.length = 0;
+  w.checkWhole(messages);
   return w;
 }
 
