@@ -7,8 +7,11 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
-import { Grid, LwwMap, OrMap, T0, assertRefused, clockAt, makeGrid, throwsError } from './load.mjs';
+import { Grid, LwwMap, OrMap, T0, assertRefused, clockAt, makeGrid, pkgDir, throwsError } from './load.mjs';
 
 /** Copies map `name` from grid `from` into grid `to`; returns what importMap returned. */
 function sync(from, to, name) {
@@ -27,6 +30,52 @@ function assertU32(n) {
   assert.equal(typeof n, 'number');
   assert.ok(Number.isInteger(n) && n >= 0 && n <= 0xffffffff, `${n} is not a u32`);
 }
+
+describe('loading the module', () => {
+  // Each case runs in a fresh Node process: the module loads once per process.
+  const run = (body) => {
+    const script = `
+      import { readFileSync } from 'node:fs';
+      const onegrid = await import(${JSON.stringify(pathToFileURL(join(pkgDir, 'onegrid.js')).href)});
+      const bytes = readFileSync(${JSON.stringify(join(pkgDir, 'onegrid_bg.wasm'))});
+      const works = () => {
+        const map = new onegrid.Grid({ nodeId: 'a' }).getMap('m');
+        map.set('k', { b: 1, a: 2 });
+        return JSON.stringify(map.get('k'));
+      };
+      ${body}`;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(child.status, 0, child.stderr);
+    return child.stdout.trim();
+  };
+
+  test('init() after initSync() returns the loaded module, and grids work', () => {
+    const out = run(`
+      const first = onegrid.initSync({ module: bytes });
+      const second = await onegrid.default({ module_or_path: bytes });
+      console.log(first === second, works());`);
+    assert.equal(out, 'true {"a":2,"b":1}');
+  });
+
+  test('initSync() while init() is loading throws, and the load still completes', () => {
+    // The glue would finish the async load later and swap a second instance in under every grid.
+    const out = run(`
+      const loading = onegrid.default({ module_or_path: bytes });
+      let refused = '';
+      try { onegrid.initSync({ module: bytes }); } catch (e) { refused = e.message; }
+      await loading;
+      console.log(JSON.stringify(refused), works(), onegrid.initSync({ module: bytes }) === await loading);`);
+    assert.equal(out, '"onegrid: init() is still loading the module; await it instead of calling initSync()" {"a":2,"b":1} true');
+  });
+
+  test('a fresh grid shows nothing of the grid the package keeps alive', () => {
+    const out = run(`
+      onegrid.initSync({ module: bytes });
+      const grid = new onegrid.Grid({ nodeId: 'a' });
+      console.log(JSON.stringify(grid.mapNames()), grid.hasMap('m'), grid.hasMap('o'));`);
+    assert.equal(out, '[] false false');
+  });
+});
 
 describe('Grid construction', () => {
   test('a valid node id is kept and read back by grid.nodeId', () => {

@@ -360,21 +360,61 @@ describe('bad values are refused, naming what was wrong, and change nothing', ()
 
   test('a getter that uses the grid while its value is written is refused, and stores nothing of it', () => {
     // The grid writes arguments into one buffer; a getter that reads or writes the same grid
-    // starts a message over the half-written value. Before, the module refused the mix with a
-    // confusing error ("trailing bytes"), or could have taken it.
+    // would start a message over the half-written value. Before, the module refused the mix with
+    // a confusing error ("trailing bytes"), or the writer failed on keys it had lost.
     const { grid } = makeGrid();
     const map = grid.getMap('m');
-    const writes = { a: 1, get b() { map.set('inner', { z: 1 }); return 2; } };
-    const reads = { a: 1, get b() { map.get('inner'); return 2; } };
-    const whole = /wrote to the same grid while the value was being written; nothing of the value was stored/;
-    throwsError(() => map.set('outer', writes), whole);
-    throwsError(() => map.set('outer', reads), whole);
-    throwsError(() => map.setMany([['x', 1], ['outer', reads]]), whole);
-    throwsError(() => grid.getORMap('o').add('outer', writes), whole);
-    assert.deepEqual(map.entries(), [['inner', { z: 1 }]]);
+    map.set('big', Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${i}`, i])));
+    const writes = { a: 1, get b() { map.set('inner', { z: 1 }); return 2; }, c: 3 };
+    const reads = { a: 1, get b() { map.get('big'); return 2; }, c: 3 };
+    const inside = /getter or proxy called into its grid while the value was being written .*nothing was stored/;
+    throwsError(() => map.set('outer', writes), inside);
+    throwsError(() => map.set('outer', reads), inside);
+    throwsError(() => map.setMany([['x', 1], ['outer', reads]]), inside);
+    throwsError(() => grid.getORMap('o').add('outer', writes), inside);
+    assert.deepEqual(map.keys().sort(), ['big']);
     assert.equal(grid.getORMap('o').get('outer').length, 0);
+    // A getter that catches the refusal leaves the outer write whole.
+    const swallows = { a: 1, get b() { try { map.get('big'); } catch {} return 2; } };
+    map.set('outer', swallows);
+    assert.deepEqual(map.get('outer'), { a: 1, b: 2 });
     map.set('after', { b: 1, a: 2 });
     assert.deepEqual(map.get('after'), { a: 2, b: 1 });
+  });
+
+  test("a getter that makes the module's memory grow mid-write is refused, and stores nothing of it", () => {
+    // Growth detaches the writer's view of the module's memory, and bytes written into a detached
+    // view vanish without an error: before, the module stored whatever the buffer held before.
+    const { grid } = makeGrid();
+    const map = grid.getMap('m');
+    map.set('k', { c: 'OLD VALUE', d: 1 });
+    const other = makeGrid('b').grid.getMap('x');
+    const grows = { get c() { other.set('huge', 'x'.repeat(48 << 20)); return 'NEW VALUE'; }, d: 2 };
+    throwsError(() => map.set('k', grows), /made the module's memory grow while the value was being written/);
+    assert.deepEqual(map.get('k'), { c: 'OLD VALUE', d: 1 });
+    assert.equal(other.get('huge').length, 48 << 20);
+    map.set('k', { c: 'NEW VALUE', d: 2 });
+    assert.deepEqual(map.get('k'), { c: 'NEW VALUE', d: 2 });
+  });
+
+  test('arrays stay lists whatever their prototype', () => {
+    const { grid } = makeGrid();
+    const map = grid.getMap('m');
+    map.set('a', Object.setPrototypeOf([1, 2, 3], null));
+    map.set('b', Object.setPrototypeOf(['x', 'y'], Object.prototype));
+    assert.deepStrictEqual(map.get('a'), [1, 2, 3]);
+    assert.deepStrictEqual(map.get('b'), ['x', 'y']);
+  });
+
+  test('the writer keeps none of a big object\'s keys once the write is over', () => {
+    const buf = new Uint8Array(1 << 20);
+    const w = new Writer(() => ({ buf, at: 0, capacity: buf.length }));
+    const big = Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`key ${i}`, i]));
+    w.reset().value({ nested: big, other: 1 });
+    assert.ok(w.keys.length <= 2, `the key stack still holds ${w.keys.length} entries`);
+    assert.throws(() => w.reset().value({ nested: { ...big, bad: undefined } }), /undefined is not a value/);
+    w.reset();
+    assert.ok(w.keys.length <= 2, `after a refused write the key stack holds ${w.keys.length} entries`);
   });
 
   test('refusals are thrown as Error, not as strings or other values', () => {

@@ -13,18 +13,32 @@ export { MemoryStorage, IndexedDbStorage } from './storage.js';
 /** The module's exports, once loaded. */
 let wasm = null;
 let memoryView = null;
+/** An `init()` still loading the module. */
+let loading = null;
 
 /** Loads the module asynchronously: fetches `onegrid_bg.wasm` next to this file, or takes
- * `{ module_or_path }` (a URL, a `Response`, bytes or a compiled `WebAssembly.Module`). */
+ * `{ module_or_path }` (a URL, a `Response`, bytes or a compiled `WebAssembly.Module`). Once the
+ * module is loaded, by either call, later calls return it. */
 export default async function init(input) {
-  wasm = await initGlue(input ?? { module_or_path: new URL('./onegrid_bg.wasm', import.meta.url) });
-  keepShapes();
-  return wasm;
+  if (wasm !== null) return wasm;
+  loading ??= initGlue(input ?? { module_or_path: new URL('./onegrid_bg.wasm', import.meta.url) })
+    .then((exports) => loaded(exports))
+    .finally(() => {
+      loading = null;
+    });
+  return loading;
 }
 
 /** Loads the module from bytes or a compiled `WebAssembly.Module`: `initSync({ module })`. */
 export function initSync(input) {
-  wasm = initSyncGlue(input);
+  if (wasm !== null) return wasm;
+  // The glue would finish that load later and swap in a second instance under every grid.
+  if (loading !== null) throw fail('onegrid: init() is still loading the module; await it instead of calling initSync()');
+  return loaded(initSyncGlue(input));
+}
+
+function loaded(exports) {
+  wasm = exports;
   keepShapes();
   return wasm;
 }

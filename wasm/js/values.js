@@ -65,25 +65,26 @@ export class Writer {
     this.path = [];
     this.keys = []; // object keys being sorted, a stack shared by nested objects (see `container`)
     this.top = 0;
-    this.messages = 0; // counts `reset()`s, so a write can tell that another began inside it
+    // True while a value is written (`writeValues`): user code (getters, proxy traps) runs then,
+    // and a message started from there would overwrite the one being written.
+    this.writing = false;
   }
 
   /** Starts a new message (re-attaching if the memory under the region moved). */
   reset() {
+    if (this.writing) throw new Error(IN_WRITE);
     if (this.buf === null || this.buf.length === 0) this.attach(0);
     this.pos = this.start;
     if (this.path.length !== 0) this.path.length = 0;
     this.top = 0; // a write that threw may have left keys on the stack
-    this.messages++;
+    if (this.keys.length > 256) this.keys.length = 0; // and a big object's keys
     return this;
   }
 
-  /** Throws if another message was started since `reset()` returned `messages`: a getter or proxy
-   * in a value ran a write on the same grid while the value was being written, over its bytes. */
-  checkWhole(messages) {
-    if (this.messages !== messages) {
-      throw new Error('a getter or proxy in the value wrote to the same grid while the value was being written; nothing of the value was stored');
-    }
+  /** Throws if the module's memory grew under the writer since it attached: bytes written into a
+   * detached view are dropped without an error, so the module would read stale ones. */
+  checkAttached() {
+    if (this.buf.length === 0) throw new Error(GREW_IN_WRITE);
   }
 
   attach(min) {
@@ -103,6 +104,7 @@ export class Writer {
 
   reserve(n) {
     if (this.pos + n <= this.end) return;
+    this.checkAttached(); // what was written must still be there to be copied
     const written = this.buf.slice(this.start, this.pos); // `place` may move or detach the memory
     this.attach(written.length + n);
     this.buf.set(written, this.start);
@@ -244,10 +246,9 @@ export class Writer {
   container(v, depth) {
     if (depth >= MAX_DEPTH) throw invalid(this.path, `nested deeper than ${MAX_DEPTH} levels (or cyclic)`);
     const path = this.path;
-    // Plain objects first: they are the common case, and none is an array or a Uint8Array.
+    if (Array.isArray(v)) return this.list(v, depth); // whatever its prototype
     const proto = Object.getPrototypeOf(v);
     if (proto !== OBJECT_PROTO && proto !== null) {
-      if (Array.isArray(v)) return this.list(v, depth);
       if (v instanceof Uint8Array) return this.bytes(v, TAG.BYTES);
       throw invalid(path, 'only plain objects, arrays and Uint8Array can be stored');
     }
@@ -292,7 +293,7 @@ export class Writer {
       this.value(v[key], depth + 1);
       path.pop();
     }
-    if (end - base > 16) keys.fill(undefined, base, end); // do not keep a big object's keys alive
+    if (end - base > INSERTION_SORT_MAX) keys.length = base; // do not keep a big object's keys alive
     this.top = base;
   }
 }
@@ -469,6 +470,21 @@ export class Reader {
 }
 
 const KEY_ERROR = new Error('a key contains a lone surrogate (not valid Unicode)');
+const IN_WRITE = "a value's getter or proxy called into its grid while the value was being written (values must be plain data); nothing was stored";
+const GREW_IN_WRITE = "a value's getter or proxy made the module's memory grow while the value was being written (values must be plain data); nothing was stored";
+
+/** Runs `write(w)`, which writes values (and so may run the caller's getters and proxy traps),
+ * refusing any use of the same writer from them, and checks the bytes all landed. */
+function writeValues(w, write) {
+  w.writing = true;
+  try {
+    write(w);
+  } finally {
+    w.writing = false;
+  }
+  w.checkAttached();
+  return w;
+}
 
 /** Writes a string already checked to be well formed; returns the writer. */
 export function writeText(w, text) {
@@ -479,34 +495,31 @@ export function writeText(w, text) {
 /** Writes `(key, value)`; returns the writer. */
 export function writePair(w, key, value) {
   w.reset().str(key, KEY_ERROR);
-  const messages = w.messages;
-  w.value(value);
-  w.checkWhole(messages);
-  return w;
+  return writeValues(w, () => w.value(value));
 }
 
 /** Writes `[[key, value], ...]`; `checkKey(key, what)` is called for a key that is not a well-formed
  * string and throws an error naming `what`. Returns the writer. */
 export function writeEntries(w, entries, checkKey) {
   w.reset().reserve(entries.length * 32); // a guess that saves most regrowth copies
-  const messages = w.messages;
   w.varint(entries.length);
   w.path.push('entries', 0);
-  for (let i = 0; i < entries.length; i++) {
-    const pair = entries[i];
-    if (!Array.isArray(pair) || pair.length !== 2) {
-      throw new Error(`setMany(): entry ${i} is not a [key, value] pair`);
+  writeValues(w, () => {
+    for (let i = 0; i < entries.length; i++) {
+      const pair = entries[i];
+      if (!Array.isArray(pair) || pair.length !== 2) {
+        throw new Error(`setMany(): entry ${i} is not a [key, value] pair`);
+      }
+      const key = pair[0]; // not destructured: that walks an iterator in unoptimized code
+      const value = pair[1];
+      // The message names the entry, so it is built only for a key that fails.
+      if (typeof key !== 'string' || !isWellFormed(key)) checkKey(key, `the key of entry ${i}`);
+      w.str(key, KEY_ERROR);
+      w.path[1] = i; // the path reads $.entries[i]
+      w.value(value);
     }
-    const key = pair[0]; // not destructured: that walks an iterator in unoptimized code
-    const value = pair[1];
-    // The message names the entry, so it is built only for a key that fails.
-    if (typeof key !== 'string' || !isWellFormed(key)) checkKey(key, `the key of entry ${i}`);
-    w.str(key, KEY_ERROR);
-    w.path[1] = i; // the path reads $.entries[i]
-    w.value(value);
-  }
+  });
   w.path.length = 0;
-  w.checkWhole(messages);
   return w;
 }
 
