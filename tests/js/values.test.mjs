@@ -397,6 +397,15 @@ describe('bad values are refused, naming what was wrong, and change nothing', ()
     assert.deepEqual(map.get('k'), { c: 'NEW VALUE', d: 2 });
   });
 
+  test('a setMany whose array of entries changes while it is written stores nothing', () => {
+    const { grid } = makeGrid();
+    const map = grid.getMap('m');
+    const entries = [['a', 1]];
+    entries.push(['b', { get v() { entries.push(['c', 3]); return 2; } }]);
+    throwsError(() => map.setMany(entries), /array of entries changed while it was written \(2 -> 3 entries\); nothing was stored/);
+    assert.deepEqual(map.keys(), []);
+  });
+
   test('arrays stay lists whatever their prototype', () => {
     const { grid } = makeGrid();
     const map = grid.getMap('m');

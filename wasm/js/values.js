@@ -501,11 +501,12 @@ export function writePair(w, key, value) {
 /** Writes `[[key, value], ...]`; `checkKey(key, what)` is called for a key that is not a well-formed
  * string and throws an error naming `what`. Returns the writer. */
 export function writeEntries(w, entries, checkKey) {
-  w.reset().reserve(entries.length * 32); // a guess that saves most regrowth copies
-  w.varint(entries.length);
+  const count = entries.length; // written first, so the array must not change under the loop
+  w.reset().reserve(count * 32); // a guess that saves most regrowth copies
+  w.varint(count);
   w.path.push('entries', 0);
   writeValues(w, () => {
-    for (let i = 0; i < entries.length; i++) {
+    for (let i = 0; i < count; i++) {
       const pair = entries[i];
       if (!Array.isArray(pair) || pair.length !== 2) {
         throw new Error(`setMany(): entry ${i} is not a [key, value] pair`);
@@ -517,6 +518,9 @@ export function writeEntries(w, entries, checkKey) {
       w.str(key, KEY_ERROR);
       w.path[1] = i; // the path reads $.entries[i]
       w.value(value);
+    }
+    if (entries.length !== count) {
+      throw new Error(`setMany(): the array of entries changed while it was written (${count} -> ${entries.length} entries); nothing was stored`);
     }
   });
   w.path.length = 0;
