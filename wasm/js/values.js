@@ -473,12 +473,13 @@ const KEY_ERROR = new Error('a key contains a lone surrogate (not valid Unicode)
 const IN_WRITE = "a value's getter or proxy called into its grid while the value was being written (values must be plain data); nothing was stored";
 const GREW_IN_WRITE = "a value's getter or proxy made the module's memory grow while the value was being written (values must be plain data); nothing was stored";
 
-/** Runs `write(w)`, which writes values (and so may run the caller's getters and proxy traps),
- * refusing any use of the same writer from them, and checks the bytes all landed. */
-function writeValues(w, write) {
+/** Runs `write(w, a, b)`, which writes values (and so may run the caller's getters and proxy
+ * traps), refusing any use of the same writer from them, and checks the bytes all landed. `write`
+ * is a function made once, not a closure per call: that would be garbage on every `set`. */
+function writeValues(w, write, a, b) {
   w.writing = true;
   try {
-    write(w);
+    write(w, a, b);
   } finally {
     w.writing = false;
   }
@@ -495,7 +496,11 @@ export function writeText(w, text) {
 /** Writes `(key, value)`; returns the writer. */
 export function writePair(w, key, value) {
   w.reset().str(key, KEY_ERROR);
-  return writeValues(w, () => w.value(value));
+  return writeValues(w, writeValue, value);
+}
+
+function writeValue(w, value) {
+  w.value(value);
 }
 
 /** Writes `[[key, value], ...]`; `checkKey(key, what)` is called for a key that is not a well-formed
@@ -505,26 +510,29 @@ export function writeEntries(w, entries, checkKey) {
   w.reset().reserve(count * 32); // a guess that saves most regrowth copies
   w.varint(count);
   w.path.push('entries', 0);
-  writeValues(w, () => {
-    for (let i = 0; i < count; i++) {
-      const pair = entries[i];
-      if (!Array.isArray(pair) || pair.length !== 2) {
-        throw new Error(`setMany(): entry ${i} is not a [key, value] pair`);
-      }
-      const key = pair[0]; // not destructured: that walks an iterator in unoptimized code
-      const value = pair[1];
-      // The message names the entry, so it is built only for a key that fails.
-      if (typeof key !== 'string' || !isWellFormed(key)) checkKey(key, `the key of entry ${i}`);
-      w.str(key, KEY_ERROR);
-      w.path[1] = i; // the path reads $.entries[i]
-      w.value(value);
-    }
-    if (entries.length !== count) {
-      throw new Error(`setMany(): the array of entries changed while it was written (${count} -> ${entries.length} entries); nothing was stored`);
-    }
-  });
+  writeValues(w, writeEntryList, entries, checkKey);
   w.path.length = 0;
   return w;
+}
+
+function writeEntryList(w, entries, checkKey) {
+  const count = entries.length;
+  for (let i = 0; i < count; i++) {
+    const pair = entries[i];
+    if (!Array.isArray(pair) || pair.length !== 2) {
+      throw new Error(`setMany(): entry ${i} is not a [key, value] pair`);
+    }
+    const key = pair[0]; // not destructured: that walks an iterator in unoptimized code
+    const value = pair[1];
+    // The message names the entry, so it is built only for a key that fails.
+    if (typeof key !== 'string' || !isWellFormed(key)) checkKey(key, `the key of entry ${i}`);
+    w.str(key, KEY_ERROR);
+    w.path[1] = i; // the path reads $.entries[i]
+    w.value(value);
+  }
+  if (entries.length !== count) {
+    throw new Error(`setMany(): the array of entries changed while it was written (${count} -> ${entries.length} entries); nothing was stored`);
+  }
 }
 
 /** Decodes one value. */
