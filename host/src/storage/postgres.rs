@@ -119,10 +119,23 @@ impl PostgresStorage {
     ) -> Result<T, StorageError> {
         let conn = self.conn(op, map)?;
         match call(conn) {
-            Err(_) if conn.client.is_closed() => call(self.conn(op, map)?).map_err(failed(op, map)),
+            Err(e) if lost(conn, &e) => {
+                // The client may not have noticed yet that the server is closing the connection.
+                self.conn = None;
+                call(self.conn(op, map)?).map_err(failed(op, map))
+            }
             result => result.map_err(failed(op, map)),
         }
     }
+}
+
+/// True when `e` means the connection is gone: closed, or ended by the server. A terminated
+/// backend's last word is an error with SQLSTATE 57P01 ("terminating connection due to
+/// administrator command"); the client can report that before it marks itself closed.
+fn lost(conn: &Conn, e: &::postgres::Error) -> bool {
+    conn.client.is_closed()
+        || e.is_closed()
+        || e.code().is_some_and(|code| *code == SqlState::ADMIN_SHUTDOWN || *code == SqlState::CRASH_SHUTDOWN)
 }
 
 impl Conn {
