@@ -10,9 +10,9 @@
 //! table is created), [`SCHEMA_VERSION`] for ours, and a newer version is refused.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
 use super::{SCHEMA_VERSION, Storage, StorageError, newer_schema};
 
@@ -60,10 +60,27 @@ impl SqliteStorage {
         }
         // After the version check, so a file we refuse keeps its journal mode. An in-memory
         // database answers "memory" and stays so; that is fine for tests.
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
-            .map_err(|e| fail(&e))?;
+        use_wal(&conn).map_err(|e| fail(&e))?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(|e| fail(&e))?;
         Ok(Self { conn })
+    }
+}
+
+/// Switches the file to write-ahead logging. Another connection's lock can make SQLite refuse
+/// the switch with "database is locked" at once, without waiting in the busy handler (a test
+/// opening four adapters on a new file at once hit it), so it is retried for up to
+/// [`BUSY_TIMEOUT`], as a write would wait.
+fn use_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == ErrorCode::DatabaseBusy && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            result => return result.map(drop),
+        }
     }
 }
 
