@@ -449,7 +449,6 @@ fn verify(results: &[RuntimeResult], workloads: &[Workload], expected_api: &[Str
     wrong
 }
 
-/// A Markdown table: each runtime's median (`pick` 0) or minimum (1), and its ratio to native's.
 /// The median (`pick` 0) or the minimum (`pick` 1) of `ms`.
 fn stat(ms: &[f64], pick: usize) -> f64 {
     let mut sorted = ms.to_vec();
@@ -481,6 +480,7 @@ fn targets(results: &[RuntimeResult], workloads: &[Workload]) {
     }
 }
 
+/// A Markdown table: each runtime's median (`pick` 0) or minimum (1), and its ratio to native's.
 fn table(results: &[RuntimeResult], workloads: &[Workload], pick: usize) {
     let stat = |ms: &[f64]| stat(ms, pick);
     let titles: Vec<&str> = workloads.iter().map(|w| w.title).collect();

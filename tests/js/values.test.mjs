@@ -367,7 +367,7 @@ describe('bad values are refused, naming what was wrong, and change nothing', ()
     map.set('big', Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${i}`, i])));
     const writes = { a: 1, get b() { map.set('inner', { z: 1 }); return 2; }, c: 3 };
     const reads = { a: 1, get b() { map.get('big'); return 2; }, c: 3 };
-    const inside = /getter or proxy called into its grid while the value was being written .*nothing was stored/;
+    const inside = /getter or proxy read or wrote its grid while the value was being written .*nothing was stored/;
     throwsError(() => map.set('outer', writes), inside);
     throwsError(() => map.set('outer', reads), inside);
     throwsError(() => map.setMany([['x', 1], ['outer', reads]]), inside);
@@ -404,6 +404,31 @@ describe('bad values are refused, naming what was wrong, and change nothing', ()
     entries.push(['b', { get v() { entries.push(['c', 3]); return 2; } }]);
     throwsError(() => map.setMany(entries), /array of entries changed while it was written \(2 -> 3 entries\); nothing was stored/);
     assert.deepEqual(map.keys(), []);
+  });
+
+  test('a list that changes while it is written is refused, and nothing of it is stored', () => {
+    // The count goes first; a getter that shrinks or grows the list made the module read the
+    // following bytes as items: [[a], [b, Y]] was stored as [[a, [b]], Y].
+    const { grid } = makeGrid();
+    const map = grid.getMap('m');
+    const shrinks = ['g1', 'X'];
+    Object.defineProperty(shrinks, 0, { get() { shrinks.length = 1; return 'v1'; }, configurable: true });
+    const grows = ['g2'];
+    Object.defineProperty(grows, 0, { get() { grows.push('Y'); return 'v2'; }, configurable: true });
+    throwsError(() => map.set('k', [shrinks, grows]), /invalid value at \$\[0\]: the list changed while it was written \(2 -> 1 items\)/);
+    throwsError(() => map.set('k', [['ok'], grows]), /invalid value at \$\[1\]: the list changed while it was written/);
+    assert.equal(map.get('k'), undefined);
+  });
+
+  test("memory growth mid-write is caught before the writer copies what it wrote to grow", () => {
+    // After the getter, the rest of the value does not fit: the writer grows its buffer by copying
+    // what it wrote, which the growth had already taken away.
+    const { grid } = makeGrid();
+    const map = grid.getMap('m');
+    const other = makeGrid('b').grid.getMap('x');
+    const value = { a: { get x() { other.set('huge', 'x'.repeat(48 << 20)); return 1; } }, b: 'y'.repeat(1 << 21) };
+    throwsError(() => map.set('k', value), /made the module's memory grow while the value was being written/);
+    assert.equal(map.get('k'), undefined);
   });
 
   test('arrays stay lists whatever their prototype', () => {

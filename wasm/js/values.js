@@ -234,12 +234,15 @@ export class Writer {
 
   list(v, depth) {
     const path = this.path;
+    const count = v.length; // written first, so the list must not change under the loop
     this.u8(TAG.LIST);
-    this.varint(v.length);
-    for (let i = 0; i < v.length; i++) {
+    this.varint(count);
+    for (let i = 0; i < count; i++) {
       path.push(i);
       this.value(v[i], depth + 1);
       path.pop();
+      // Checked after each item, whose getters may have changed the list, before reading on.
+      if (v.length !== count) throw invalid(path, `the list changed while it was written (${count} -> ${v.length} items)`);
     }
   }
 
@@ -470,7 +473,7 @@ export class Reader {
 }
 
 const KEY_ERROR = new Error('a key contains a lone surrogate (not valid Unicode)');
-const IN_WRITE = "a value's getter or proxy called into its grid while the value was being written (values must be plain data); nothing was stored";
+const IN_WRITE = "a value's getter or proxy read or wrote its grid while the value was being written (values must be plain data); nothing was stored";
 const GREW_IN_WRITE = "a value's getter or proxy made the module's memory grow while the value was being written (values must be plain data); nothing was stored";
 
 /** Runs `write(w, a, b)`, which writes values (and so may run the caller's getters and proxy

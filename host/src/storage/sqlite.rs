@@ -68,8 +68,8 @@ impl SqliteStorage {
 
 /// Switches the file to write-ahead logging. Another connection's lock can make SQLite refuse
 /// the switch with "database is locked" at once, without waiting in the busy handler (a test
-/// opening four adapters on a new file at once hit it), so it is retried for up to
-/// [`BUSY_TIMEOUT`], as a write would wait.
+/// opening four adapters on a new file at once hit it), so it is retried until [`BUSY_TIMEOUT`]
+/// has passed (one try may itself wait that long in the busy handler).
 fn use_wal(conn: &Connection) -> rusqlite::Result<()> {
     let deadline = Instant::now() + BUSY_TIMEOUT;
     loop {
