@@ -6,9 +6,10 @@
 //! and adding the new one at each of the four levels, and `mix(0) == 0` means empty subtrees
 //! contribute nothing: removing a key leaves no trace.
 //!
-//! Levels 2 and 3 start sparse (a sorted list of the nodes used so far) and turn into flat arrays
-//! once a sixteenth of their nodes have been used: a small map costs a few hundred bytes, not the 34 KiB of
-//! the full arrays, and a grid of many small maps is cheap to make and to keep.
+//! Levels 2 and 3 start sparse (a sorted list of the nodes used so far, emptied ones included) and
+//! turn into flat arrays once more than a sixteenth of their nodes have been used: a small map
+//! costs a few hundred bytes, not the 34 KiB of the full arrays, and a grid of many small maps is
+//! cheap to make and to keep.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -36,6 +37,17 @@ struct Node {
     count: u32,
 }
 
+impl Node {
+    /// Takes `gone` out of the hash, puts `came` in and adds `count_change` (wrapping) to the
+    /// count; returns the hash before and after.
+    fn change(&mut self, gone: u32, came: u32, count_change: u32) -> (u32, u32) {
+        let before = self.hash;
+        self.hash = before.wrapping_sub(gone).wrapping_add(came);
+        self.count = self.count.wrapping_add(count_change);
+        (before, self.hash)
+    }
+}
+
 /// The nodes of one level: sparse while few are non-empty, then a flat array. (Not generic over
 /// the level's size: one copy of this code in the module instead of two.)
 #[derive(Clone)]
@@ -56,22 +68,29 @@ impl Level {
         }
     }
 
-    /// Sets node `i` of a level of `size` nodes; past `size / 16` non-empty nodes it turns dense.
-    fn set(&mut self, i: usize, node: Node, size: usize) {
+    /// Node `i` of a level of `size` nodes, to change in place: listed (empty) first if it was not,
+    /// and the level turned into a flat array first when more than `size / 16` nodes would be listed.
+    fn node_mut(&mut self, i: usize, size: usize) -> &mut Node {
+        let index = i as u16;
+        if let Self::Sparse(nodes) = self
+            && nodes.len() >= size / 16
+            && nodes.binary_search_by_key(&index, |&(at, _)| at).is_err()
+        {
+            let mut dense = alloc::vec![Node::default(); size].into_boxed_slice();
+            for &(at, n) in nodes.iter() {
+                dense[usize::from(at)] = n;
+            }
+            *self = Self::Dense(dense);
+        }
         match self {
-            Self::Dense(nodes) => nodes[i] = node,
-            Self::Sparse(nodes) => match nodes.binary_search_by_key(&(i as u16), |&(at, _)| at) {
-                Ok(at) => nodes[at].1 = node,
-                Err(at) if nodes.len() < size / 16 => nodes.insert(at, (i as u16, node)),
-                Err(_) => {
-                    let mut dense = alloc::vec![Node::default(); size].into_boxed_slice();
-                    for &(at, n) in nodes.iter() {
-                        dense[usize::from(at)] = n;
-                    }
-                    dense[i] = node;
-                    *self = Self::Dense(dense);
-                }
-            },
+            Self::Dense(nodes) => &mut nodes[i],
+            Self::Sparse(nodes) => {
+                let at = nodes.binary_search_by_key(&index, |&(at, _)| at).unwrap_or_else(|at| {
+                    nodes.insert(at, (index, Node::default()));
+                    at
+                });
+                &mut nodes[at].1
+            }
         }
     }
 
@@ -143,25 +162,11 @@ impl MerkleTree {
             (true, false) => u32::MAX, // -1, wrapping
             _ => 0,
         };
-        let before3 = self.l3.get(i3);
-        let after3 = Node {
-            hash: before3.hash.wrapping_sub(old.map_or(0, mix)).wrapping_add(new.map_or(0, mix)),
-            count: before3.count.wrapping_add(count_change),
-        };
-        self.l3.set(i3, after3, LEAVES);
-        let before2 = self.l2.get(i2);
-        let after2 = Node {
-            hash: before2.hash.wrapping_sub(mix(before3.hash)).wrapping_add(mix(after3.hash)),
-            count: before2.count.wrapping_add(count_change),
-        };
-        self.l2.set(i2, after2, 256);
-        let before1 = self.l1[i1];
-        let after1 = Node {
-            hash: before1.hash.wrapping_sub(mix(before2.hash)).wrapping_add(mix(after2.hash)),
-            count: before1.count.wrapping_add(count_change),
-        };
-        self.l1[i1] = after1;
-        self.root = self.root.wrapping_sub(mix(before1.hash)).wrapping_add(mix(after1.hash));
+        // Each level swaps its child's old contribution for the new one (a leaf's child is the item).
+        let (b3, a3) = self.l3.node_mut(i3, LEAVES).change(old.map_or(0, mix), new.map_or(0, mix), count_change);
+        let (b2, a2) = self.l2.node_mut(i2, 256).change(mix(b3), mix(a3), count_change);
+        let (b1, a1) = self.l1[i1].change(mix(b2), mix(a2), count_change);
+        self.root = self.root.wrapping_sub(mix(b1)).wrapping_add(mix(a1));
     }
 
     /// The hash of the node at `path` (`""` is the root), or `None` for an invalid path.
