@@ -287,7 +287,7 @@ impl LwwMap {
         &mut self,
         clock: &mut Hlc,
         wall: u64,
-        snapshot: crate::codec::RawLwwSnapshot,
+        mut snapshot: crate::codec::RawLwwSnapshot,
     ) -> Result<(usize, Vec<Drift>), Error> {
         let mut drifts = Vec::new();
         for record in &snapshot.records {
@@ -297,11 +297,11 @@ impl LwwMap {
         // the table its rehashes as it grows (all of them for an empty map) and never reserves
         // room for keys the map already has.
         self.slots.reserve(snapshot.records.len().saturating_sub(self.slots.len()));
-        let crate::codec::RawLwwSnapshot { keys, records } = snapshot;
+        let records = core::mem::take(&mut snapshot.records);
         let mut accepted = 0;
         for record in records {
             clock.observe(&record.timestamp, wall);
-            let key = keys.get(record.key).unwrap_or_default();
+            let key = snapshot.key(&record);
             accepted += usize::from(self.put(key, record.value, record.timestamp, record.ttl_ms, Origin::Remote));
         }
         Ok((accepted, drifts))
