@@ -131,7 +131,8 @@ impl PostgresStorage {
 
 /// True when `e` means the connection is gone: closed, or ended by the server. A terminated
 /// backend's last word is an error with SQLSTATE 57P01 ("terminating connection due to
-/// administrator command"); the client can report that before it marks itself closed.
+/// administrator command", or 57P02 after a crash of another backend); the client can report it
+/// before it marks itself closed.
 fn lost(conn: &Conn, e: &::postgres::Error) -> bool {
     conn.client.is_closed()
         || e.is_closed()
