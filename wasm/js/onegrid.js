@@ -22,7 +22,7 @@ let loading = null;
 export default async function init(input) {
   if (wasm !== null) return wasm;
   loading ??= initGlue(input ?? { module_or_path: new URL('./onegrid_bg.wasm', import.meta.url) })
-    .then((exports) => loaded(exports))
+    .then(loaded)
     .finally(() => {
       loading = null;
     });
@@ -44,7 +44,7 @@ function loaded(exports) {
 }
 
 /** A grid that is never freed, with a map of each kind; see `keepShapes`. */
-let dormant = null;
+let dormant;
 
 /**
  * Keeps one object of each kind the API makes per grid alive for the life of the module. V8's
@@ -55,7 +55,6 @@ let dormant = null;
  * empty grid in the module.
  */
 function keepShapes() {
-  if (dormant !== null) return;
   const grid = new Grid({ nodeId: 'onegrid-dormant' });
   const lww = grid.getMap('m');
   const or = grid.getORMap('o');
@@ -368,7 +367,7 @@ export class Grid {
   }
 
   /** A snapshot of every record of map `name`, tombstones included (versioned bytes; LWW maps
-   * column by column, about 3 bytes a record for small objects). */
+   * column by column, 3.5-4 bytes a record for small objects). */
   exportMap(name) {
     checkText(name, 'the map name');
     return this.#core.raw.exportMap(name);

@@ -509,9 +509,7 @@ function writeValue(w, value) {
 /** Writes `[[key, value], ...]`; `checkKey(key, what)` is called for a key that is not a well-formed
  * string and throws an error naming `what`. Returns the writer. */
 export function writeEntries(w, entries, checkKey) {
-  const count = entries.length; // written first, so the array must not change under the loop
-  w.reset().reserve(count * 32); // a guess that saves most regrowth copies
-  w.varint(count);
+  w.reset().reserve(entries.length * 32); // a guess that saves most regrowth copies
   w.path.push('entries', 0);
   writeValues(w, writeEntryList, entries, checkKey);
   w.path.length = 0;
@@ -519,7 +517,8 @@ export function writeEntries(w, entries, checkKey) {
 }
 
 function writeEntryList(w, entries, checkKey) {
-  const count = entries.length;
+  const count = entries.length; // written first, so the array must not change under the loop
+  w.varint(count);
   for (let i = 0; i < count; i++) {
     const pair = entries[i];
     if (!Array.isArray(pair) || pair.length !== 2) {
