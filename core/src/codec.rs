@@ -68,9 +68,9 @@ pub enum StoredValue {
 
 // ---- wire structs (private: the layout is this module's business) ----------------------------
 //
-// The decoders read these through serde. The encoders write the same layouts by hand (serde's
-// serializers for them cost the wasm module several times the code); the tests at the end check
-// the hand-written bytes against the derived `Serialize`.
+// The encoders and decoders handle these layouts by hand (serde's code for them cost the wasm
+// module several times as much); the tests at the end check the hand-written bytes and `Reader`
+// against the derived `Serialize` and `Deserialize`.
 
 /// The body of an OR snapshot.
 #[derive(Serialize, Deserialize)]
@@ -315,10 +315,7 @@ pub fn encode_or_snapshot_into(map: &OrMap, out: &mut Vec<u8>) {
         records.iter().flat_map(|(_, rs)| rs.iter()).map(|r| table.of(&r.timestamp.node_id)).collect();
     out.push(FORMAT_VERSION);
     out.push(OR_SNAPSHOT_TAG);
-    put_varint(out, table.nodes.len() as u64);
-    for node in &table.nodes {
-        put_str(out, node);
-    }
+    put_strs(out, &table.nodes);
     put_varint(out, records.len() as u64);
     let mut node_at = nodes.into_iter();
     for (key, rs) in &records {
@@ -1170,10 +1167,10 @@ pub fn encode_reply(reply: &Reply) -> Vec<u8> {
 }
 
 /// A postcard list of strings.
-fn put_strs(out: &mut Vec<u8>, items: &[String]) {
+fn put_strs(out: &mut Vec<u8>, items: &[impl AsRef<str>]) {
     put_varint(out, items.len() as u64);
     for item in items {
-        put_str(out, item);
+        put_str(out, item.as_ref());
     }
 }
 

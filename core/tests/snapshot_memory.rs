@@ -13,7 +13,8 @@ struct Counting;
 
 static IN_USE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
-/// Tests run on threads of one process: one measurement at a time.
+/// Tests run on threads of one process and count every thread's allocations: each test holds
+/// this from its first line, so no other test's setup lands inside its measurement.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn grew(by: usize) {
@@ -52,7 +53,6 @@ static COUNTING: Counting = Counting;
 /// The most memory in use at once while decoding `bytes`, beyond what was in use before, and
 /// whether they decoded.
 fn peak_while_decoding(bytes: &[u8]) -> (usize, bool) {
-    let _one = ONE_AT_A_TIME.lock();
     let before = IN_USE.load(Relaxed);
     PEAK.store(before, Relaxed);
     let decoded = decode_lww_snapshot_raw(bytes).is_ok();
@@ -61,6 +61,7 @@ fn peak_while_decoding(bytes: &[u8]) -> (usize, bool) {
 
 #[test]
 fn trailing_bytes_are_refused_before_any_record_is_built() {
+    let _one = ONE_AT_A_TIME.lock();
     // Keys "a", "aa", "aaa", ...: 4 000 of them take about 4 KB here and 8 MB decoded.
     let keys: Vec<String> = (1..=4_000).map(|i| "a".repeat(i)).collect();
     let rows: Vec<_> = keys.iter().map(|k| (k.as_str(), None, 5, 0, 0, None)).collect();
@@ -75,6 +76,7 @@ fn trailing_bytes_are_refused_before_any_record_is_built() {
 
 #[test]
 fn the_record_count_reserves_nothing_before_records_are_read() {
+    let _one = ONE_AT_A_TIME.lock();
     // 100 000 records whose writer is missing from the node table: refused at the first record,
     // before room for 100 000 decoded records (about 80 bytes each) is taken.
     let keys: Vec<String> = (0..100_000).map(|i| format!("{i:06}")).collect();

@@ -31,7 +31,8 @@ use alloc::vec::Vec;
 use hashbrown::HashMap;
 
 use super::{
-    FORMAT_VERSION, MAX_MESSAGE_BYTES, RawLwwRecord, RawLwwSnapshot, Scan, put_bytes, put_str, put_varint, scan_value,
+    FORMAT_VERSION, MAX_MESSAGE_BYTES, RawLwwRecord, RawLwwSnapshot, Scan, put_bytes, put_str, put_strs, put_varint,
+    scan_value,
 };
 use crate::error::Error;
 use crate::hlc::{NodeId, Timestamp};
@@ -222,10 +223,7 @@ fn object_fields<'a>(value: &'a [u8], keys: &mut Vec<&'a [u8]>, values: &mut Vec
 /// Appends a column-wise snapshot of `rows` (sorted by key) written by `nodes` to `out`.
 pub(crate) fn encode<'a>(nodes: &[&str], rows: &[Row<'a>], out: &mut Vec<u8>) {
     out.extend_from_slice(&[FORMAT_VERSION, LWW_COLUMNS_TAG]);
-    put_varint(out, nodes.len() as u64);
-    for node in nodes {
-        put_str(out, node);
-    }
+    put_strs(out, nodes);
     put_varint(out, rows.len() as u64);
 
     let (mut prefixes, mut suffix_lens, mut suffixes) = (Runs::default(), Runs::default(), Vec::new());
@@ -529,12 +527,7 @@ fn decode_columns<'a>(scan: &mut Scan<'a>) -> Result<RawLwwSnapshot, Bad> {
     }
 
     // Every column's extent is known now: trailing bytes are refused before any record is built.
-    if scan.at != scan.bytes.len() {
-        return Err(Bad(Error::Decode {
-            what: "snapshot",
-            reason: alloc::format!("{} unexpected bytes after the end", scan.bytes.len() - scan.at),
-        }));
-    }
+    super::trailing(scan.bytes.len() - scan.at, "snapshot").map_err(Bad)?;
     let mut keys: Vec<u8> = Vec::with_capacity(suffixes.bytes.len() + count);
     // The record count is bounded by the input, but a record takes far more room than a byte of
     // it: the vector grows as records are read instead of being reserved from the count.
@@ -615,6 +608,8 @@ fn decode_columns<'a>(scan: &mut Scan<'a>) -> Result<RawLwwSnapshot, Bad> {
         column.finish()?;
     }
     // Each key is UTF-8 on its own, so they are together, and every range is on a char boundary.
+    // Checking the whole again is the price of a `String` without `unsafe`; checking only here
+    // would not do, since keys split inside a character can join into valid UTF-8.
     let keys = String::from_utf8(keys).map_err(|_| "a key is not valid UTF-8")?;
     Ok(RawLwwSnapshot { keys, records: rows })
 }
