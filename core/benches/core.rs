@@ -198,7 +198,7 @@ impl Fixture {
         let remote: Vec<LwwRecord> = (0..N)
             .map(|i| LwwRecord {
                 value: Some(int(i)),
-                timestamp: writers[i % 3].now(millis(REMOTE_BASE, i)),
+                timestamp: writers[i % 3].now(millis(REMOTE_BASE, i)).expect("the clock has room"),
                 ttl_ms: None,
             })
             .collect();
@@ -209,7 +209,11 @@ impl Fixture {
         }
         let snapshot = codec::encode_lww_snapshot(&remote_map);
         let or_remote = (0..N)
-            .map(|i| OrRecord { value: int(i), timestamp: writers[i % 3].now(millis(REMOTE_BASE, i)), ttl_ms: None })
+            .map(|i| OrRecord {
+                value: int(i),
+                timestamp: writers[i % 3].now(millis(REMOTE_BASE, i)).expect("the clock has room"),
+                ttl_ms: None,
+            })
             .collect();
         Self { keys, full, full_clock, remote, snapshot, or_remote }
     }

@@ -64,6 +64,24 @@ pub enum StoredValue {
     Or(Vec<OrRecord>),
     /// An OR map's tombstoned tags, stored under [`crate::RESERVED_KEY`].
     OrTombstones(Vec<Timestamp>),
+    /// The map's mark, stored under [`crate::MARK_KEY`] (see [`MapMark`]).
+    Mark(MapMark),
+}
+
+/// What a stored map keeps under [`crate::MARK_KEY`], a key every load reads (whatever
+/// `is_related_key` says): the map's kind, so a node that loads none of its keys still knows it,
+/// and the clock's high-water mark when the map was last flushed, so a restarted node never issues
+/// a timestamp its earlier life issued in this map, not even for keys it does not load (SPEC
+/// section 1). Written in the same atomic `StoreAll` as the records it covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapMark {
+    /// The map's kind.
+    pub kind: MapKind,
+    /// The clock's `(millis, counter)` when the mark was written: at or after every timestamp the
+    /// writer had issued or seen.
+    pub millis: u64,
+    /// See `millis`.
+    pub counter: u32,
 }
 
 // ---- wire structs (private: the layout is this module's business) ----------------------------
@@ -122,6 +140,11 @@ enum StoredWire<'a> {
     Or(Vec<StoredOrWire<'a>>),
     #[serde(borrow)]
     OrTombstones(Vec<&'a str>),
+    Mark {
+        kind: MapKind,
+        millis: u64,
+        counter: u32,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -368,6 +391,12 @@ pub fn encode_stored(value: &StoredValue) -> Vec<u8> {
         StoredValue::Or(records) => return encode_stored_or(records),
         StoredValue::OrTombstones(tags) => {
             return encode_stored_tombstones(&tags.iter().map(Timestamp::to_text).collect::<Vec<_>>());
+        }
+        StoredValue::Mark(mark) => {
+            put_varint(o, 3);
+            put_kind(o, mark.kind);
+            put_varint(o, mark.millis);
+            put_varint(o, u64::from(mark.counter));
         }
     }
     out
@@ -641,7 +670,7 @@ impl<'a> Reader<'a> {
     }
 
     fn stored(&mut self) -> postcard::Result<StoredWire<'a>> {
-        Ok(match self.variant(3)? {
+        Ok(match self.variant(4)? {
             0 => StoredWire::Lww {
                 value: if self.some()? { Some(self.value()?) } else { None },
                 timestamp: self.timestamp()?,
@@ -655,7 +684,8 @@ impl<'a> Reader<'a> {
                     ttl_ms: r.option_u64()?,
                 })
             })?),
-            _ => StoredWire::OrTombstones(self.list(Self::str)?),
+            2 => StoredWire::OrTombstones(self.list(Self::str)?),
+            _ => StoredWire::Mark { kind: self.kind()?, millis: self.u64()?, counter: self.u32()? },
         })
     }
 
@@ -1010,6 +1040,7 @@ fn stored_value(wire: StoredWire<'_>) -> Result<StoredValue, Error> {
         StoredWire::OrTombstones(tags) => {
             tags.iter().map(|t| Timestamp::parse(t)).collect::<Result<_, _>>().map(StoredValue::OrTombstones)
         }
+        StoredWire::Mark { kind, millis, counter } => Ok(StoredValue::Mark(MapMark { kind, millis, counter })),
     };
     decoded.map_err(in_decode(STORED))
 }
@@ -1447,6 +1478,7 @@ mod tests {
                 tags = t.iter().map(Timestamp::to_text).collect();
                 StoredWire::OrTombstones(tags.iter().map(String::as_str).collect())
             }
+            StoredValue::Mark(m) => StoredWire::Mark { kind: m.kind, millis: m.millis, counter: m.counter },
         };
         let mut out = Vec::new();
         write_versioned(&wire, &mut out);
@@ -1508,7 +1540,7 @@ mod tests {
             let ttl = (i % 3 == 0).then_some(1_000 + i as u64 * 1_000_000);
             let c = if i % 2 == 0 { &mut clock } else { &mut other };
             map.add(c, 1_700_000_000_000 + i as u64, &key, value.clone(), ttl).expect("write");
-            let lww = LwwRecord { value: Some(value), timestamp: c.now(5), ttl_ms: ttl };
+            let lww = LwwRecord { value: Some(value), timestamp: c.now(5).expect("the clock has room"), ttl_ms: ttl };
             let stored = StoredValue::Lww(lww.clone());
             assert_eq!(encode_stored(&stored), serde_stored(&stored));
             let tombstone = StoredValue::Lww(LwwRecord { value: None, ..lww.clone() });
@@ -1518,7 +1550,7 @@ mod tests {
             m.merge(c, 5, "k", lww.clone()).expect("merge");
             let held = m.record_ref("k").expect("held");
             assert_eq!(encode_stored_lww(&held), serde_stored(&stored));
-            let timestamp = c.now(5);
+            let timestamp = c.now(5).expect("the clock has room");
             m.merge(c, 5, "k", LwwRecord { value: None, timestamp, ..lww }).expect("merge");
             let held = m.record_ref("k").expect("held");
             let tombstone = StoredValue::Lww(m.get_record("k").expect("held"));

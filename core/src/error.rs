@@ -24,8 +24,11 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// The key `__tombstones__` is reserved in every map.
-    ReservedKey,
+    /// The keys `__tombstones__` and `__mark__` are reserved in every map.
+    ReservedKey {
+        /// The key that was used.
+        key: &'static str,
+    },
     /// A TTL of zero milliseconds.
     InvalidTtl,
     /// A value the data model cannot hold (NaN, infinity, too deep, ...).
@@ -37,6 +40,11 @@ pub enum Error {
     },
     /// Strict mode: a remote timestamp is further ahead of the wall clock than `max_drift_ms`.
     ClockDrift(Drift),
+    /// The clock is at `(u64::MAX, u32::MAX)`: it cannot issue or observe a later timestamp.
+    ClockExhausted {
+        /// The node whose clock it is.
+        node_id: String,
+    },
     /// Bytes that are not a valid encoding (see [`crate::codec`]).
     Decode {
         /// What was being decoded (`"LWW snapshot"`, `"stored value"`, ...).
@@ -149,13 +157,20 @@ impl fmt::Display for Error {
             Self::InvalidTimestamp { text, reason } => {
                 write!(f, "invalid timestamp {}: {reason} (expected \"<millis>:<counter>:<node_id>\")", Quoted(text))
             }
-            Self::ReservedKey => f.write_str("the key \"__tombstones__\" is reserved and cannot be used"),
+            Self::ReservedKey { key } => write!(f, "the key {} is reserved and cannot be used", Quoted(key)),
             Self::InvalidTtl => f.write_str("invalid TTL: it must be at least 1 millisecond"),
             Self::InvalidValue { path, reason } => write!(f, "invalid value at {path}: {reason}"),
             Self::ClockDrift(d) => write!(
                 f,
                 "clock drift: remote timestamp {} is {} ms ahead of the wall clock (limit {} ms)",
                 d.remote, d.ahead_ms, d.max_drift_ms
+            ),
+            Self::ClockExhausted { node_id } => write!(
+                f,
+                "clock exhausted: node {} has reached millis {} counter {}, so no later timestamp exists",
+                Quoted(node_id),
+                u64::MAX,
+                u32::MAX
             ),
             Self::Decode { what, reason } => write!(f, "malformed {what}: {reason}"),
             Self::MalformedOrRecord { tag, timestamp } => {

@@ -12,6 +12,13 @@ use crate::error::{Error, excerpt};
 /// Longest node id, in bytes.
 pub const MAX_NODE_ID_LEN: usize = 64;
 
+/// The last `(millis, counter)` a clock can reach, as an index (see `Hlc::index`).
+const MAX_INDEX: u128 = index(u64::MAX, u32::MAX);
+
+const fn index(millis: u64, counter: u32) -> u128 {
+    ((millis as u128) << 32) | counter as u128
+}
+
 /// Default for [`ClockConfig::max_drift_ms`].
 pub const DEFAULT_MAX_DRIFT_MS: u64 = 60_000;
 
@@ -221,30 +228,54 @@ impl Hlc {
         (self.last_millis, self.last_counter)
     }
 
-    /// A fresh timestamp, greater than everything this clock has issued or observed.
-    pub fn now(&mut self, wall: u64) -> Timestamp {
-        if wall > self.last_millis {
-            self.last_millis = wall;
-            self.last_counter = 0;
-        } else {
-            self.bump(self.last_counter);
-        }
-        Timestamp { millis: self.last_millis, counter: self.last_counter, node_id: self.node_id.clone() }
+    /// A fresh timestamp, greater than everything this clock has issued or observed; an error
+    /// (and no change) once the clock is exhausted at `(u64::MAX, u32::MAX)`.
+    pub fn now(&mut self, wall: u64) -> Result<Timestamp, Error> {
+        let next = self.next_local(wall, 1)?;
+        self.set_index(next);
+        Ok(Timestamp { millis: self.last_millis, counter: self.last_counter, node_id: self.node_id.clone() })
     }
 
-    /// Sets the counter to `counter + 1`, carrying into `last_millis` on overflow.
-    fn bump(&mut self, counter: u32) {
-        match counter.checked_add(1) {
-            Some(c) => self.last_counter = c,
-            None => {
-                self.last_millis = self.last_millis.saturating_add(1);
-                self.last_counter = 0;
-            }
+    /// Checks that `count` more local timestamps can be issued at `wall` (a batch of writes is all
+    /// or nothing, so it asks before the first one).
+    pub fn reserve(&self, wall: u64, count: usize) -> Result<(), Error> {
+        match count {
+            0 => Ok(()),
+            n => self.next_local(wall, n as u128).map(|_| ()),
         }
     }
 
-    /// The drift a remote timestamp shows against `wall`, if any. Never changes the clock; batch
-    /// merges call it for every record before applying any (strict mode is all or nothing).
+    /// The index of the `count`-th timestamp `now` would issue from here.
+    fn next_local(&self, wall: u64, count: u128) -> Result<u128, Error> {
+        let first = (self.index() + 1).max(index(wall, 0));
+        let last = first + (count - 1);
+        if last > MAX_INDEX { Err(self.exhausted()) } else { Ok(first) }
+    }
+
+    fn exhausted(&self) -> Error {
+        Error::ClockExhausted { node_id: excerpt(self.node_id.as_str()) }
+    }
+
+    /// `(millis, counter)` as one number: the clock's state moves forward through these one step at
+    /// a time (a counter overflow carries into the millis), which makes every rule a `max`.
+    fn index(&self) -> u128 {
+        index(self.last_millis, self.last_counter)
+    }
+
+    fn set_index(&mut self, at: u128) {
+        // `at <= MAX_INDEX`: the high half fits a u64 and the low half a u32 (truncation intended).
+        self.last_millis = (at >> 32) as u64;
+        self.last_counter = at as u32;
+    }
+
+    /// Where observing `remote` at `wall` takes the clock (SPEC section 1's `update` rules, which in
+    /// index form are `max(last + 1, remote + 1, (wall, 0))`), or `None` past `(u64::MAX, u32::MAX)`.
+    fn after(&self, from: u128, remote: &Timestamp, wall: u64) -> Option<u128> {
+        let next = (from + 1).max(index(remote.millis, remote.counter) + 1).max(index(wall, 0));
+        (next <= MAX_INDEX).then_some(next)
+    }
+
+    /// The drift a remote timestamp shows against `wall`, if any. Never changes the clock.
     pub fn drift_of(&self, remote: &Timestamp, wall: u64) -> Option<Drift> {
         let ahead_ms = remote.millis.saturating_sub(wall);
         (ahead_ms > self.config.max_drift_ms).then(|| Drift {
@@ -255,37 +286,46 @@ impl Hlc {
         })
     }
 
-    /// Like [`Hlc::drift_of`], but an error in strict mode.
+    /// Like [`Hlc::drift_of`], but an error in strict mode, and an error in any mode when the clock
+    /// could not move past `remote` (it would be exhausted).
     pub fn check(&self, remote: &Timestamp, wall: u64) -> Result<Option<Drift>, Error> {
-        match self.drift_of(remote, wall) {
-            Some(d) if self.config.strict => Err(Error::ClockDrift(d)),
-            other => Ok(other),
-        }
+        self.check_all(core::iter::once(remote), wall).map(|mut d| d.pop())
     }
 
-    /// Observes a remote timestamp: fails in strict mode on drift (before any change), otherwise
-    /// advances the clock past it and returns the drift to report, if any.
+    /// [`Hlc::check`] for a batch observed in this order: the drifts to report, or the first
+    /// error, before anything changes (a batch merge is all or nothing).
+    pub fn check_all<'a>(
+        &self,
+        remotes: impl IntoIterator<Item = &'a Timestamp>,
+        wall: u64,
+    ) -> Result<alloc::vec::Vec<Drift>, Error> {
+        let mut drifts = alloc::vec::Vec::new();
+        let mut at = self.index();
+        for remote in remotes {
+            match self.drift_of(remote, wall) {
+                Some(d) if self.config.strict => return Err(Error::ClockDrift(d)),
+                Some(d) => drifts.push(d),
+                None => {}
+            }
+            at = self.after(at, remote, wall).ok_or_else(|| self.exhausted())?;
+        }
+        Ok(drifts)
+    }
+
+    /// Observes a remote timestamp: fails in strict mode on drift, or when the clock cannot move
+    /// past it (before any change); otherwise advances the clock past it and returns the drift to
+    /// report, if any.
     pub fn update(&mut self, remote: &Timestamp, wall: u64) -> Result<Option<Drift>, Error> {
         let drift = self.check(remote, wall)?;
         self.observe(remote, wall);
         Ok(drift)
     }
 
-    /// Advances the clock past `remote` with no drift check: for records of the node's own storage
-    /// and for batches already checked with [`Hlc::check`].
+    /// Advances the clock past `remote` with no checks: for records of the node's own storage and
+    /// for batches already checked with [`Hlc::check_all`]. Past `(u64::MAX, u32::MAX)` it stays
+    /// there, exhausted: the next [`Hlc::now`] fails rather than issue a timestamp it has seen.
     pub fn observe(&mut self, remote: &Timestamp, wall: u64) {
-        let m = self.last_millis.max(wall).max(remote.millis);
-        let (local, from_remote) = (m == self.last_millis, m == remote.millis);
-        let base = match (local, from_remote) {
-            (true, true) => Some(self.last_counter.max(remote.counter)),
-            (true, false) => Some(self.last_counter),
-            (false, true) => Some(remote.counter),
-            (false, false) => None,
-        };
-        self.last_millis = m;
-        match base {
-            Some(c) => self.bump(c),
-            None => self.last_counter = 0,
-        }
+        let next = self.after(self.index(), remote, wall).unwrap_or(MAX_INDEX);
+        self.set_index(next);
     }
 }

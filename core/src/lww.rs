@@ -187,7 +187,7 @@ impl LwwMap {
     ) -> Result<Timestamp, Error> {
         check_key(key)?;
         check_ttl(ttl_ms)?;
-        let timestamp = clock.now(wall);
+        let timestamp = clock.now(wall)?;
         self.put(key, Some(value), timestamp.clone(), ttl_ms, Origin::Local);
         Ok(timestamp)
     }
@@ -218,8 +218,10 @@ impl LwwMap {
             check_key(key.as_ref())?;
         }
         let count = entries.len();
+        clock.reserve(wall, count)?;
         for (key, value) in entries {
-            let timestamp = clock.now(wall);
+            // `reserve` said the clock has room for every entry.
+            let Ok(timestamp) = clock.now(wall) else { break };
             self.put(key.as_ref(), Some(value), timestamp, None, Origin::Local);
         }
         Ok(count)
@@ -228,7 +230,7 @@ impl LwwMap {
     /// Stores a tombstone stamped `now()` (also for a key never seen).
     pub fn remove(&mut self, clock: &mut Hlc, wall: u64, key: &str) -> Result<Timestamp, Error> {
         check_key(key)?;
-        let timestamp = clock.now(wall);
+        let timestamp = clock.now(wall)?;
         self.put(key, None, timestamp.clone(), None, Origin::Local);
         Ok(timestamp)
     }
@@ -266,12 +268,11 @@ impl LwwMap {
         wall: u64,
         records: Vec<(Box<str>, LwwRecord)>,
     ) -> Result<(usize, Vec<Drift>), Error> {
-        let mut drifts = Vec::new();
         for (key, record) in &records {
             check_key(key)?;
             record.validate()?;
-            drifts.extend(clock.check(&record.timestamp, wall)?);
         }
+        let drifts = clock.check_all(records.iter().map(|(_, r)| &r.timestamp), wall)?;
         let mut accepted = 0;
         for (key, record) in records {
             clock.observe(&record.timestamp, wall);
@@ -289,10 +290,7 @@ impl LwwMap {
         wall: u64,
         mut snapshot: crate::codec::RawLwwSnapshot,
     ) -> Result<(usize, Vec<Drift>), Error> {
-        let mut drifts = Vec::new();
-        for record in &snapshot.records {
-            drifts.extend(clock.check(&record.timestamp, wall)?);
-        }
+        let drifts = clock.check_all(snapshot.records.iter().map(|r| &r.timestamp), wall)?;
         // Snapshot keys are unique, so at least this many are new: reserving them up front spares
         // the table its rehashes as it grows (all of them for an empty map) and never reserves
         // room for keys the map already has.
@@ -373,6 +371,18 @@ impl LwwMap {
         self.events.push(key, origin);
         self.dirty.mark(key);
         true
+    }
+
+    /// Gives the record of `key` a new timestamp, keeping its value and TTL (no change event: the
+    /// value is the same). The storage manager re-stamps writes made while a map loaded when their
+    /// timestamps are not later than what storage holds (SPEC section 1).
+    pub(crate) fn restamp(&mut self, key: &str, ts: Timestamp) {
+        let Some(slot) = self.slots.get_mut(key) else { return };
+        let (key_hash, item_hash) = hashes(key, &ts);
+        let old = slot.item_hash;
+        (slot.millis, slot.counter, slot.node_id, slot.item_hash) = (ts.millis, ts.counter, ts.node_id, item_hash);
+        self.tree.update(key_hash, Some(old), Some(item_hash));
+        self.dirty.mark(key);
     }
 
     /// Drops tombstones whose timestamp is strictly older than `(older_than_millis, 0)`; returns how many.

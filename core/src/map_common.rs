@@ -10,6 +10,10 @@ use crate::hlc::Drift;
 /// The key every map reserves for the OR map's stored tombstone list.
 pub const RESERVED_KEY: &str = "__tombstones__";
 
+/// The key every map reserves for its stored mark (kind and clock high-water mark, see
+/// [`crate::codec::MapMark`]).
+pub const MARK_KEY: &str = "__mark__";
+
 /// The hash tables' hasher: seeded, not random (the core takes no randomness, and the same inputs
 /// must give the same work everywhere), and built on 64-bit multiplies, which wasm32 has natively
 /// (general-purpose hashers lean on 128-bit products, which wasm32 emulates). A per-grid seed from
@@ -111,7 +115,11 @@ pub struct Merged {
 }
 
 pub(crate) fn check_key(key: &str) -> Result<(), Error> {
-    if key == RESERVED_KEY { Err(Error::ReservedKey) } else { Ok(()) }
+    match key {
+        RESERVED_KEY => Err(Error::ReservedKey { key: RESERVED_KEY }),
+        MARK_KEY => Err(Error::ReservedKey { key: MARK_KEY }),
+        _ => Ok(()),
+    }
 }
 
 pub(crate) fn check_ttl(ttl_ms: Option<u64>) -> Result<(), Error> {

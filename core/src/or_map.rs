@@ -97,7 +97,7 @@ impl OrMap {
         check_key(key)?;
         check_ttl(ttl_ms)?;
         value.validate()?;
-        let record = OrRecord { value, timestamp: clock.now(wall), ttl_ms };
+        let record = OrRecord { value, timestamp: clock.now(wall)?, ttl_ms };
         self.insert(key, record.clone());
         self.rehash(key);
         self.events.push(key, Origin::Local);
@@ -216,26 +216,33 @@ impl OrMap {
         keys: Vec<(Box<str>, Vec<OrRecord>)>,
         tombstones: &[Timestamp],
     ) -> Result<KeyMerge, Error> {
-        let incoming: HashSet<&Timestamp, Hasher> = tombstones.iter().collect();
-        let mut drifts = Vec::new();
         for (key, records) in &keys {
             check_key(key)?;
             for record in records {
                 record.validate()?;
+            }
+        }
+        // Records are applied oldest first, whatever order they came in, so the clock ends the
+        // same (SPEC section 4); tombstoned ones (here or in the batch) are never observed.
+        let incoming: HashSet<&Timestamp, Hasher> = tombstones.iter().collect();
+        let mut order: Vec<(usize, usize)> = Vec::new();
+        for (k, (_, records)) in keys.iter().enumerate() {
+            for (r, record) in records.iter().enumerate() {
                 if !self.tombstones.contains(&record.timestamp) && !incoming.contains(&record.timestamp) {
-                    drifts.extend(clock.check(&record.timestamp, wall)?);
+                    order.push((k, r));
                 }
             }
         }
+        order.sort_by(|a, b| keys[a.0].1[a.1].timestamp.cmp(&keys[b.0].1[b.1].timestamp));
+        let drifts = clock.check_all(order.iter().map(|&(k, r)| &keys[k].1[r].timestamp), wall)?;
         let new_tombstones = tombstones.iter().filter(|t| self.apply_tombstone(t)).count();
+        let mut slots: Vec<(Box<str>, Vec<Option<OrRecord>>)> =
+            keys.into_iter().map(|(key, records)| (key, records.into_iter().map(Some).collect())).collect();
         let mut added = 0;
-        for (key, records) in keys {
-            for record in records {
-                if !self.tombstones.contains(&record.timestamp) {
-                    clock.observe(&record.timestamp, wall);
-                    added += usize::from(self.apply_observed(&key, record));
-                }
-            }
+        for (k, r) in order {
+            let Some(record) = slots[k].1[r].take() else { continue };
+            clock.observe(&record.timestamp, wall);
+            added += usize::from(self.apply_observed(&slots[k].0, record));
         }
         Ok(KeyMerge { added, new_tombstones, drifts })
     }
@@ -352,6 +359,37 @@ impl OrMap {
         let at = entry.records.partition_point(|r| r.timestamp < record.timestamp);
         self.tag_owner.insert(record.timestamp.clone(), Box::from(key));
         entry.records.insert(at, record);
+    }
+
+    /// Gives the live record `old` of `key` the timestamp (and so the tag) `new`, keeping its value
+    /// and TTL (no change event). See [`crate::LwwMap`]'s `restamp`: the storage manager re-stamps
+    /// adds made while a map loaded whose tags storage may already hold for other records.
+    pub(crate) fn restamp(&mut self, key: &str, old: &Timestamp, new: Timestamp) {
+        let Some(entry) = self.keys.get_mut(key) else { return };
+        let Some(at) = entry.records.iter().position(|r| r.timestamp == *old) else { return };
+        let mut record = entry.records.remove(at);
+        self.tag_owner.remove(old);
+        record.timestamp = new;
+        self.insert(key, record);
+        self.rehash(key);
+    }
+
+    /// Forgets a tombstone without touching any record (see `restamp`): a tag this map issued
+    /// and removed while it loaded, which storage holds for another record.
+    pub(crate) fn forget_tombstone(&mut self, tag: &Timestamp) {
+        if self.tombstones.remove(tag) {
+            self.dirty.mark_tombstones();
+        }
+    }
+
+    /// The tombstoned tags.
+    pub(crate) fn tombstone_tags(&self) -> impl Iterator<Item = &Timestamp> {
+        self.tombstones.iter()
+    }
+
+    /// Every live record with its key.
+    pub(crate) fn all_records(&self) -> impl Iterator<Item = (&str, &OrRecord)> {
+        self.keys.iter().flat_map(|(k, e)| e.records.iter().map(move |r| (&**k, r)))
     }
 
     /// Recomputes `key`'s entry hash after a change, updates the tree, and drops an emptied key.

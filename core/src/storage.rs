@@ -67,14 +67,14 @@ use hashbrown::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{
-    StoredLww, StoredValue, decode_stored, decode_stored_lww_raw, encode_stored_lww, encode_stored_or,
-    encode_stored_tombstones,
+    MapMark, StoredLww, StoredValue, decode_stored, decode_stored_lww_raw, encode_stored, encode_stored_lww,
+    encode_stored_or, encode_stored_tombstones,
 };
 use crate::error::{Error, excerpt};
 use crate::grid::{AnyMap, MapId, check_name, mismatch};
 use crate::hlc::{ClockConfig, Hlc, NodeId, Timestamp};
 use crate::lww::{LwwMap, LwwRecord};
-use crate::map_common::{Hasher, MapKind, RESERVED_KEY, check_key};
+use crate::map_common::{Hasher, MARK_KEY, MapKind, RESERVED_KEY, check_key};
 use crate::or_map::{OrMap, OrRecord};
 use crate::value::Encoded;
 
@@ -237,6 +237,8 @@ struct Slot {
     unloaded_keys: Vec<String>,
     /// A fill (loading some of `unloaded_keys` before a flush) is running.
     filling: bool,
+    /// The clock's `(millis, counter)` in the map's stored [`MapMark`], once loaded or written.
+    mark: Option<(u64, u32)>,
 }
 
 impl Slot {
@@ -278,17 +280,19 @@ enum Pending {
         id: MapId,
         generation: u64,
     },
-    /// `keys`: sorted, unique.
+    /// `keys`: sorted, unique. `probe`: a key asked for only to learn the map's kind.
     Values {
         id: MapId,
         generation: u64,
         keys: Vec<String>,
+        probe: Option<String>,
     },
     Write {
         flush_id: u64,
         id: MapId,
         keys: Vec<(Box<str>, u64)>,
         tombstones: Option<u64>,
+        mark: Option<(u64, u32)>,
     },
 }
 
@@ -299,6 +303,8 @@ struct Batch {
     /// The keys it carries, with the sequence of their change it stores.
     keys: Vec<(Box<str>, u64)>,
     tombstones: Option<u64>,
+    /// The map mark it stores, if any.
+    mark: Option<(u64, u32)>,
 }
 
 #[derive(Debug)]
@@ -319,17 +325,32 @@ struct Loaded {
     lww: Vec<(String, StoredLww)>,
     or: Vec<(String, Vec<OrRecord>)>,
     tombstones: Option<Vec<Timestamp>>,
+    mark: Option<MapMark>,
+    /// The kind of a key loaded only to learn it (a map stored before marks, none of whose keys
+    /// this node loads).
+    probed: Option<MapKind>,
 }
 
 impl Loaded {
+    /// The stored kind, from the records, else the mark, else the probe.
     fn kind(&self) -> Option<MapKind> {
         if self.tombstones.is_some() || !self.or.is_empty() {
             Some(MapKind::Or)
         } else if !self.lww.is_empty() {
             Some(MapKind::Lww)
         } else {
-            None
+            self.mark.map(|m| m.kind).or(self.probed)
         }
+    }
+
+    /// The greatest `(millis, counter)` storage holds for the map: of its records, tombstones and
+    /// mark (whatever node wrote them).
+    fn high_water(&self) -> Option<(u64, u32)> {
+        let lww = self.lww.iter().map(|(_, r)| &r.timestamp);
+        let or = self.or.iter().flat_map(|(_, rs)| rs.iter().map(|r| &r.timestamp));
+        let tombstones = self.tombstones.iter().flatten();
+        let stamps = lww.chain(or).chain(tombstones).map(|t| (t.millis, t.counter));
+        stamps.chain(self.mark.map(|m| (m.millis, m.counter))).max()
     }
 }
 
@@ -452,6 +473,7 @@ impl StorageManager {
                     flush_waiters: Vec::new(),
                     unloaded_keys: Vec::new(),
                     filling: false,
+                    mark: None,
                 });
                 self.ids.insert(at, (Box::from(name), id));
                 id
@@ -539,6 +561,7 @@ impl StorageManager {
             slot.map = None;
             slot.last_error = None;
             slot.unloaded_keys = Vec::new();
+            slot.mark = None;
         }
         droppable
     }
@@ -680,6 +703,7 @@ impl StorageManager {
         let flush_id = self.next_flush;
         let mut batches = Vec::new();
         let (mut waits, mut retries, mut fills) = (Vec::new(), Vec::new(), Vec::new());
+        let mut held = Vec::new();
         for index in 0..self.slots.len() {
             let id = MapId(index as u32);
             let slot = &self.slots[index];
@@ -697,8 +721,14 @@ impl StorageManager {
                 // Early writes are stored once the load has merged them: this flush waits for it.
                 (Phase::Loading, _) => waits.push(id),
                 // Writes of the other kind than the one stored can never be stored as they are: the
-                // load's `kind mismatch` said so (to every caller, and again at every touch).
-                (Phase::Failed, Some(Error::LoadKindMismatch { .. })) => {}
+                // flush fails while they are held (a flush that succeeds means every write is
+                // durable), until the embedder takes them back with `take_early_map`.
+                (Phase::Failed, Some(error @ Error::LoadKindMismatch { .. })) => held.push(alloc::format!(
+                    "map {}: {} write(s) are held aside and can never be stored: {error}; take them back \
+                     with take_early_map (JavaScript: takeEarlyWrites)",
+                    crate::error::Quoted(&slot.name),
+                    slot.pending_writes(),
+                )),
                 // A load that failed for the storage's sake is tried again, and waited for.
                 (Phase::Failed | Phase::Unloaded, _) => retries.push(id),
             }
@@ -721,7 +751,7 @@ impl StorageManager {
         for &id in &waits {
             self.slots[id.0 as usize].flush_waiters.push(flush_id);
         }
-        let (waits, errors) = (waits.len(), Vec::new());
+        let (waits, errors) = (waits.len(), held);
         self.flushes.push((flush_id, FlushProgress { remaining: batches.len() + waits + 1, errors }));
         self.issue(flush_id, batches);
         // The `+ 1` above keeps the flush open while its requests are issued.
@@ -782,23 +812,32 @@ impl StorageManager {
                 store_tombstones = Some(seq);
             }
         }
+        // The mark goes in the same atomic `StoreAll` as the records it covers.
+        let (millis, counter) = self.clock.last();
+        let writes = !entries.is_empty() || !deletes.is_empty();
+        let mark = (writes && slot.mark < Some((millis, counter))).then_some((millis, counter));
+        if mark.is_some() {
+            let bytes = encode_stored(&StoredValue::Mark(MapMark { kind: map.kind(), millis, counter }));
+            let at = entries.partition_point(|(k, _)| k.as_str() < MARK_KEY);
+            entries.insert(at, (String::from(MARK_KEY), bytes));
+        }
         let mut batches = Vec::new();
         if !entries.is_empty() {
             let op = StorageOp::StoreAll { map: slot.name.to_string(), entries };
-            batches.push(Batch { op, id, keys: stored, tombstones: store_tombstones });
+            batches.push(Batch { op, id, keys: stored, tombstones: store_tombstones, mark });
         }
         if !deletes.is_empty() {
             let op = StorageOp::DeleteAll { map: slot.name.to_string(), keys: deletes };
-            batches.push(Batch { op, id, keys: deleted, tombstones: delete_tombstones });
+            batches.push(Batch { op, id, keys: deleted, tombstones: delete_tombstones, mark: None });
         }
         batches
     }
 
     /// Sends a flush's write requests (its progress already counts them).
     fn issue(&mut self, flush_id: u64, batches: Vec<Batch>) {
-        for Batch { op, id, keys, tombstones } in batches {
+        for Batch { op, id, keys, tombstones, mark } in batches {
             let request = self.request(op);
-            self.pending.push((request, Pending::Write { flush_id, id, keys, tombstones }));
+            self.pending.push((request, Pending::Write { flush_id, id, keys, tombstones, mark }));
         }
     }
 
@@ -885,9 +924,9 @@ impl StorageManager {
                 };
                 self.finish_fill(id, &keys, filled);
             }
-            (Pending::Values { id, generation, keys }, StorageResult::Values(values)) => {
+            (Pending::Values { id, generation, keys, probe }, StorageResult::Values(values)) => {
                 if self.is_current(id, generation) {
-                    match self.decode_values(id, &keys, values) {
+                    match self.decode_load(id, &keys, values, probe.as_deref()) {
                         Ok(loaded) => self.finish_load(id, loaded),
                         Err(error) => self.fail_load(id, error),
                     }
@@ -903,7 +942,7 @@ impl StorageManager {
                     self.fail_load(id, error);
                 }
             }
-            (Pending::Write { flush_id, id, keys, tombstones }, result) => {
+            (Pending::Write { flush_id, id, keys, tombstones, mark }, result) => {
                 let error = match result {
                     StorageResult::Done => None,
                     StorageResult::Failed(reason) => Some(reason),
@@ -921,6 +960,9 @@ impl StorageManager {
                     if tombstones.is_some() {
                         dirty.clean_tombstones(tombstones);
                     }
+                }
+                if error.is_none() {
+                    slot.mark = slot.mark.max(mark);
                 }
                 let error = error.map(|e| alloc::format!("map {}: {e}", crate::error::Quoted(&slot.name)));
                 self.flush_step(flush_id, error);
@@ -967,7 +1009,7 @@ impl StorageManager {
                 Some(flags) => flags[i],
                 None => config.is_none_or(|f| f(&slot.name, &key)),
             };
-            if key == RESERVED_KEY || dirty(&key) || is_related {
+            if key == RESERVED_KEY || key == MARK_KEY || dirty(&key) || is_related {
                 wanted.push(key);
             } else {
                 left_out.push(key);
@@ -975,6 +1017,13 @@ impl StorageManager {
         }
         crate::sort::strs(&mut left_out);
         left_out.dedup();
+        // The kind belongs to the stored map: when nothing loaded would tell it (a map stored
+        // before marks, none of whose keys this node loads), one left-out value is read for it.
+        let probe = match left_out.first() {
+            Some(first) if wanted.is_empty() => Some(first.clone()),
+            _ => None,
+        };
+        wanted.extend(probe.clone());
         self.slots[id.0 as usize].unloaded_keys = left_out;
         if wanted.is_empty() {
             self.finish_load(id, Loaded::default());
@@ -984,7 +1033,7 @@ impl StorageManager {
         wanted.dedup();
         let op = StorageOp::LoadAll { map: self.slots[id.0 as usize].name.to_string(), keys: wanted.clone() };
         let request = self.request(op);
-        self.pending.push((request, Pending::Values { id, generation, keys: wanted }));
+        self.pending.push((request, Pending::Values { id, generation, keys: wanted, probe }));
     }
 
     /// A fill ended: merge what it loaded (those keys are loaded now), then let the flushes that
@@ -1014,6 +1063,28 @@ impl StorageManager {
         }
     }
 
+    /// [`Self::decode_values`] of a load's answer, with the `probe` key (if any) taken out: only its
+    /// kind is kept.
+    fn decode_load(
+        &self,
+        id: MapId,
+        asked: &[String],
+        values: Vec<(String, Vec<u8>)>,
+        probe: Option<&str>,
+    ) -> Result<Loaded, Error> {
+        let mut loaded = self.decode_values(id, asked, values)?;
+        if let Some(probe) = probe {
+            if let Some(at) = loaded.lww.iter().position(|(k, _)| k == probe) {
+                loaded.lww.remove(at);
+                loaded.probed = Some(MapKind::Lww);
+            } else if let Some(at) = loaded.or.iter().position(|(k, _)| k == probe) {
+                loaded.or.remove(at);
+                loaded.probed = Some(MapKind::Or);
+            }
+        }
+        Ok(loaded)
+    }
+
     /// Decodes a `LoadAll` answer whole before anything is applied. Keys not asked for are ignored.
     fn decode_values(&self, id: MapId, asked: &[String], values: Vec<(String, Vec<u8>)>) -> Result<Loaded, Error> {
         let map = &*self.slots[id.0 as usize].name;
@@ -1032,26 +1103,41 @@ impl StorageManager {
         }
         let mut loaded = Loaded::default();
         for (key, value) in by_key.into_iter().flatten() {
-            match (key == RESERVED_KEY, value) {
-                (true, Stored::Other(StoredValue::OrTombstones(tags))) => loaded.tombstones = Some(tags),
-                (true, _) => {
+            match (key.as_str(), value) {
+                (RESERVED_KEY, Stored::Other(StoredValue::OrTombstones(tags))) => loaded.tombstones = Some(tags),
+                (RESERVED_KEY, _) => {
                     return Err(corrupt(map, &key, "the reserved key holds something other than OR tombstones"));
                 }
-                (false, Stored::Other(StoredValue::OrTombstones(_))) => {
+                (MARK_KEY, Stored::Other(StoredValue::Mark(mark))) => loaded.mark = Some(mark),
+                (MARK_KEY, _) => return Err(corrupt(map, &key, "the mark key holds something other than a mark")),
+                (_, Stored::Other(StoredValue::OrTombstones(_))) => {
                     return Err(corrupt(map, &key, "OR tombstones are stored under an ordinary key"));
                 }
-                (false, Stored::Lww(record)) => loaded.lww.push((key, record)),
-                (false, Stored::Other(StoredValue::Lww(LwwRecord { value, timestamp, ttl_ms }))) => {
+                (_, Stored::Other(StoredValue::Mark(_))) => {
+                    return Err(corrupt(map, &key, "a map mark is stored under an ordinary key"));
+                }
+                (_, Stored::Lww(record)) => loaded.lww.push((key, record)),
+                (_, Stored::Other(StoredValue::Lww(LwwRecord { value, timestamp, ttl_ms }))) => {
                     let record = StoredLww { value: value.as_ref().map(Encoded::new), timestamp, ttl_ms };
                     loaded.lww.push((key, record));
                 }
-                (false, Stored::Other(StoredValue::Or(records))) => loaded.or.push((key, records)),
+                (_, Stored::Other(StoredValue::Or(records))) => loaded.or.push((key, records)),
             }
         }
         if loaded.kind() == Some(MapKind::Or)
             && let Some((key, _)) = loaded.lww.first()
         {
             return Err(corrupt(map, key, "an LWW record is stored in an OR map"));
+        }
+        if let Some(mark) = loaded.mark
+            && loaded.kind() != Some(mark.kind)
+        {
+            let kind = loaded.kind().unwrap_or(mark.kind);
+            return Err(corrupt(
+                map,
+                MARK_KEY,
+                alloc::format!("the mark says {} but {kind} records are stored", mark.kind),
+            ));
         }
         for key in loaded.lww.iter().map(|(k, _)| k).chain(loaded.or.iter().map(|(k, _)| k)) {
             check_key(key).map_err(|e| corrupt(map, key, e))?;
@@ -1085,9 +1171,12 @@ impl StorageManager {
             return;
         }
         let kind = stored.or(requested).or(slot.hint).unwrap_or(MapKind::Lww);
-        let any = stored.is_some();
         let count = loaded.lww.len() + loaded.or.len();
+        // A mark alone (or a probed key) is no loaded record: `on_map_loaded` is for records.
+        let any = count > 0 || loaded.tombstones.is_some();
+        slot.mark = loaded.mark.map(|m| (m.millis, m.counter));
         slot.map_or_new(kind, persistent);
+        self.restamp_early(id, &loaded);
         self.merge_stored(id, loaded, true);
         let slot = &mut self.slots[id.0 as usize];
         slot.phase = Phase::Loaded;
@@ -1097,6 +1186,65 @@ impl StorageManager {
         }
         self.events.push_back(StorageEvent::Ready { map: slot.name.to_string(), kind });
         self.release_flushes(id, None);
+    }
+
+    /// Makes this node's writes made while the map loaded later than everything stored (SPEC
+    /// section 1): a restarted node's clock may stand still or step back, so an early write can
+    /// carry a timestamp its earlier life already issued, in this map, for another record. The
+    /// clock first observes the stored high-water mark (records, tombstones and the map mark,
+    /// which covers keys this node does not load); then every early record of this node not later
+    /// than it gets a fresh timestamp, oldest first (equal content is no proof of the same write:
+    /// an OR add of the same value twice is two records). An early OR remove of such a re-stamped
+    /// add is dropped when storage holds another record under its tag: the remove observed the
+    /// early add, never the stored record. The one case this cannot tell apart: a peer's copy of
+    /// this node's own earlier record, merged while the map loads, is re-stamped like a local
+    /// write (for LWW the same value, newer; for OR a second record of it), so sync holds a
+    /// map's incoming records until it has loaded.
+    fn restamp_early(&mut self, id: MapId, loaded: &Loaded) {
+        let Some(high) = loaded.high_water() else { return };
+        let slot = &mut self.slots[id.0 as usize];
+        let wall = slot.wall;
+        let clock = &mut self.clock;
+        let me = clock.node_id().clone();
+        clock.observe(&Timestamp::new(high.0, high.1, me.clone()), wall);
+        let stale = |t: &Timestamp| t.node_id == me && (t.millis, t.counter) <= high;
+        let Some(map) = slot.map.as_mut() else { return };
+        match map {
+            AnyMap::Lww(m) => {
+                let mut early: Vec<(Timestamp, String)> = Vec::new();
+                for r in m.record_refs() {
+                    let ts = Timestamp::new(r.millis, r.counter, r.node_id.clone());
+                    if stale(&ts) {
+                        early.push((ts, String::from(r.key)));
+                    }
+                }
+                early.sort();
+                for (_, key) in early {
+                    let Ok(now) = clock.now(wall) else { break };
+                    m.restamp(&key, now);
+                }
+            }
+            AnyMap::Or(m) => {
+                let stored_tags: HashSet<&Timestamp, Hasher> =
+                    loaded.or.iter().flat_map(|(_, rs)| rs.iter().map(|r| &r.timestamp)).collect();
+                let removed: Vec<Timestamp> =
+                    m.tombstone_tags().filter(|t| stale(t) && stored_tags.contains(t)).cloned().collect();
+                for tag in &removed {
+                    m.forget_tombstone(tag);
+                }
+                let mut early: Vec<(Timestamp, String)> = Vec::new();
+                for (key, r) in m.all_records() {
+                    if stale(&r.timestamp) {
+                        early.push((r.timestamp.clone(), String::from(key)));
+                    }
+                }
+                early.sort();
+                for (old, key) in early {
+                    let Ok(now) = clock.now(wall) else { break };
+                    m.restamp(&key, &old, now);
+                }
+            }
+        }
     }
 
     /// Merges stored records into the map (its kind checked already) by the CRDT rules: the

@@ -177,8 +177,11 @@ fn remove_then_readd_of_the_same_record_set_restores_the_root() {
 #[test]
 fn the_reserved_key_is_refused() {
     let (mut m, mut c) = (OrMap::new(), clock("a"));
-    assert_eq!(m.add(&mut c, 1, "__tombstones__", Value::Null, None), Err(Error::ReservedKey));
-    assert_eq!(m.remove("__tombstones__", &Value::Null), Err(Error::ReservedKey));
+    assert_eq!(
+        m.add(&mut c, 1, "__tombstones__", Value::Null, None),
+        Err(Error::ReservedKey { key: "__tombstones__" })
+    );
+    assert_eq!(m.remove("__tombstones__", &Value::Null), Err(Error::ReservedKey { key: "__tombstones__" }));
 }
 
 #[test]

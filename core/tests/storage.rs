@@ -1,164 +1,12 @@
 //! SPEC section 6: the storage manager, driven by an in-test fake adapter.
 
-use std::collections::BTreeMap;
+mod common;
 
-use onegrid_core::codec::{decode_stored, encode_stored};
+use common::*;
 use onegrid_core::{
-    AnyMap, ClockConfig, Command, Error, Grid, LwwRecord, MapKind, MapStatus, Merged, NodeId, OrRecord, Reply,
-    StorageConfig, StorageEvent, StorageManager, StorageOp, StorageRequest, StorageResult, StoredValue, Timestamp,
-    Value, WireEvent,
+    AnyMap, ClockConfig, Command, Error, Grid, LwwRecord, MapKind, MapStatus, OrRecord, Reply, StorageConfig,
+    StorageEvent, StorageManager, StorageOp, StorageResult, StoredValue, Timestamp, Value, WireEvent,
 };
-
-const WALL: u64 = 1_000;
-
-fn node(id: &str) -> NodeId {
-    NodeId::new(id).expect("node")
-}
-
-fn ts(millis: u64, counter: u32, id: &str) -> Timestamp {
-    Timestamp::new(millis, counter, node(id))
-}
-
-fn lww_rec(value: Value, millis: u64, id: &str) -> LwwRecord {
-    LwwRecord { value: Some(value), timestamp: ts(millis, 0, id), ttl_ms: None }
-}
-
-fn manager() -> StorageManager {
-    StorageManager::new(node("me"), ClockConfig::default(), StorageConfig::default())
-}
-
-// The writes the tests make, through the maps the manager hands out.
-fn set(m: &mut StorageManager, map: &str, key: &str, value: Value, ttl: Option<u64>) -> Result<Timestamp, Error> {
-    let (map, clock) = m.lww_mut(map, WALL)?;
-    map.set(clock, WALL, key, value, ttl)
-}
-
-fn merge(m: &mut StorageManager, map: &str, key: &str, record: LwwRecord) -> Result<Merged, Error> {
-    let (map, clock) = m.lww_mut(map, WALL)?;
-    map.merge(clock, WALL, key, record)
-}
-
-fn add(m: &mut StorageManager, map: &str, key: &str, value: Value, ttl: Option<u64>) -> Result<OrRecord, Error> {
-    let (map, clock) = m.or_mut(map, WALL)?;
-    map.add(clock, WALL, key, value, ttl)
-}
-
-fn or_remove(m: &mut StorageManager, map: &str, key: &str, value: &Value) -> Result<Vec<String>, Error> {
-    m.or_mut(map, WALL)?.0.remove(key, value)
-}
-
-fn apply(m: &mut StorageManager, map: &str, key: &str, record: OrRecord) -> Result<Merged, Error> {
-    let (map, clock) = m.or_mut(map, WALL)?;
-    map.apply(clock, WALL, key, record)
-}
-
-/// A BTreeMap per map; counts calls, can hold answers back and fail on demand.
-#[derive(Default)]
-struct Fake {
-    data: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
-    /// Every op seen, in order.
-    calls: Vec<StorageOp>,
-    /// Requests taken from the manager but not answered yet.
-    held: Vec<StorageRequest>,
-    /// Fail the next n loads (`LoadAllKeys` / `LoadAll`).
-    fail_loads: usize,
-    /// Fail the next n writes (`StoreAll` / `DeleteAll`).
-    fail_writes: usize,
-}
-
-impl Fake {
-    fn put(&mut self, map: &str, key: &str, value: &StoredValue) {
-        self.data.entry(map.into()).or_default().insert(key.into(), encode_stored(value));
-    }
-
-    fn put_raw(&mut self, map: &str, key: &str, bytes: Vec<u8>) {
-        self.data.entry(map.into()).or_default().insert(key.into(), bytes);
-    }
-
-    fn stored(&self, map: &str, key: &str) -> Option<StoredValue> {
-        self.data.get(map)?.get(key).map(|b| decode_stored(b).expect("stored bytes decode"))
-    }
-
-    fn count(&self, f: impl Fn(&StorageOp) -> bool) -> usize {
-        self.calls.iter().filter(|op| f(op)).count()
-    }
-
-    fn execute(&mut self, op: &StorageOp) -> StorageResult {
-        self.calls.push(op.clone());
-        let is_load = matches!(op, StorageOp::LoadAllKeys { .. } | StorageOp::LoadAll { .. });
-        let fail = if is_load { &mut self.fail_loads } else { &mut self.fail_writes };
-        if *fail > 0 {
-            *fail -= 1;
-            return StorageResult::Failed("disk on fire".into());
-        }
-        match op {
-            StorageOp::LoadAllKeys { map } => {
-                StorageResult::Keys(self.data.get(map).map(|m| m.keys().cloned().collect()).unwrap_or_default())
-            }
-            StorageOp::LoadAll { map, keys } => {
-                let m = self.data.get(map);
-                StorageResult::Values(keys.iter().filter_map(|k| Some((k.clone(), m?.get(k)?.clone()))).collect())
-            }
-            StorageOp::StoreAll { map, entries } => {
-                let m = self.data.entry(map.clone()).or_default();
-                for (k, v) in entries {
-                    m.insert(k.clone(), v.clone());
-                }
-                StorageResult::Done
-            }
-            StorageOp::DeleteAll { map, keys } => {
-                if let Some(m) = self.data.get_mut(map) {
-                    for k in keys {
-                        m.remove(k);
-                    }
-                }
-                StorageResult::Done
-            }
-        }
-    }
-
-    /// Takes the manager's requests without answering them.
-    fn hold(&mut self, m: &mut StorageManager) {
-        while let Some(r) = m.poll_storage() {
-            self.held.push(r);
-        }
-    }
-
-    /// Answers held and new requests until the manager is quiet.
-    fn run(&mut self, m: &mut StorageManager) {
-        self.hold(m);
-        while !self.held.is_empty() {
-            for r in std::mem::take(&mut self.held) {
-                let result = self.execute(&r.op);
-                m.handle_storage(r.id, result).expect("pending request");
-            }
-            self.hold(m);
-        }
-    }
-}
-
-fn events(m: &mut StorageManager) -> Vec<StorageEvent> {
-    std::iter::from_fn(|| m.poll_event()).collect()
-}
-
-/// What a load that loaded `count` keys reports: `on_map_loaded`, then the map is ready.
-fn loaded(map: &str, count: usize, kind: MapKind) -> Vec<StorageEvent> {
-    vec![StorageEvent::MapLoaded { map: map.into(), count }, StorageEvent::Ready { map: map.into(), kind }]
-}
-
-fn is_load_keys(op: &StorageOp) -> bool {
-    matches!(op, StorageOp::LoadAllKeys { .. })
-}
-
-fn is_store(op: &StorageOp) -> bool {
-    matches!(op, StorageOp::StoreAll { .. })
-}
-
-fn load(m: &mut StorageManager, fake: &mut Fake, name: &str, hint: Option<MapKind>) -> Vec<StorageEvent> {
-    m.get_map(name, hint, WALL).expect("get_map");
-    fake.run(m);
-    events(m)
-}
 
 #[test]
 fn get_map_returns_before_the_load_ends_and_is_loading_meanwhile() {
@@ -326,9 +174,10 @@ fn a_failing_load_is_reported_and_the_next_touch_retries() {
 }
 
 #[test]
-fn early_writes_survive_and_merge_with_loaded_records_both_ways() {
+fn early_writes_survive_and_win_over_loaded_records() {
     let (mut m, mut fake) = (manager(), Fake::default());
-    // Stored "old" loses to the early write; stored "new" (far in the future) beats it.
+    // SPEC section 1: writes made while a map loads end up later than every stored record, so
+    // they win over stored "old" and over stored "new" (ahead of this node's wall clock) alike.
     fake.put("m", "old", &StoredValue::Lww(lww_rec(Value::from("stored"), 5, "x")));
     fake.put("m", "new", &StoredValue::Lww(lww_rec(Value::from("stored"), WALL + 10, "x")));
     m.get_map("m", None, WALL).expect("get");
@@ -340,11 +189,12 @@ fn early_writes_survive_and_merge_with_loaded_records_both_ways() {
     fake.run(&mut m);
     let map = m.lww("m").expect("lww");
     assert_eq!(map.get("old", WALL), Some(Value::from("early")));
-    assert_eq!(map.get("new", WALL), Some(Value::from("stored")));
+    assert_eq!(map.get("new", WALL), Some(Value::from("early")));
     assert_eq!(map.get("only-early", WALL), Some(Value::from("early")));
-    // The clock moved past the stored record.
+    // The clock moved past the stored record, and the early write to "new" was re-stamped past it.
     assert!(m.clock().last().0 >= WALL + 10);
-    assert_eq!(m.pending_writes("m"), 2, "old and only-early are pending, new is already stored");
+    assert!(map.get_record("new").expect("record").timestamp > ts(WALL + 10, 0, "x"));
+    assert_eq!(m.pending_writes("m"), 3, "every early write is pending");
 }
 
 #[test]
@@ -361,15 +211,23 @@ fn early_writes_of_the_other_kind_fail_the_load_and_are_kept() {
     let text = error.to_string();
     assert!(text.contains("kind mismatch") && text.contains("2 early write"), "{text}");
     assert!(matches!(error, Error::LoadKindMismatch { early_writes: 2, .. }));
-    // Nothing of the wrong kind reaches storage, and it does not hold up flushes of other maps.
+    // Nothing of the wrong kind reaches storage, and it does not hold up flushes of other maps; but
+    // while those writes are held aside, a flush cannot say every write is durable: it fails,
+    // naming the map.
     set(&mut m, "other", "k", Value::from(1), None).expect("another map");
     let id = m.flush();
     fake.run(&mut m);
     assert_eq!(fake.count(|op| matches!(op, StorageOp::StoreAll { map, .. } if map == "m")), 0);
     assert!(fake.stored("other", "k").is_some());
-    assert_eq!(events(&mut m).last(), Some(&StorageEvent::Flushed { flush_id: id }));
+    let Some(StorageEvent::FlushFailed { flush_id, error }) = events(&mut m).pop() else { panic!("a failed flush") };
+    assert_eq!(flush_id, id);
+    assert!(error.contains("\"m\"") && error.contains("kind mismatch") && error.contains("2 write"), "{error}");
     let Some(AnyMap::Lww(early)) = m.take_early_map("m") else { panic!("the early map is retrievable") };
     assert_eq!(early.get("b", WALL), Some(Value::from(2)));
+    // Taken back: nothing is held, so the next flush succeeds.
+    let id = m.flush();
+    fake.run(&mut m);
+    assert_eq!(events(&mut m).last(), Some(&StorageEvent::Flushed { flush_id: id }));
     // Once taken, the map loads as stored.
     let ev = load(&mut m, &mut fake, "m", None);
     assert_eq!(ev, loaded("m", 1, MapKind::Or));
@@ -390,7 +248,7 @@ fn only_winning_records_are_written_back() {
     let stores: Vec<&StorageOp> = fake.calls.iter().filter(|op| is_store(op)).collect();
     let [StorageOp::StoreAll { entries, .. }] = &stores[..] else { panic!("one StoreAll expected: {stores:?}") };
     let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(keys, vec!["w"]);
+    assert_eq!(keys, vec!["__mark__", "w"]);
     assert_eq!(fake.stored("m", "k"), Some(StoredValue::Lww(lww_rec(Value::from("stored"), 500, "x"))));
 }
 
@@ -406,7 +264,7 @@ fn a_flush_after_10_000_writes_is_one_store_all() {
     assert_eq!(fake.held.len(), 1);
     fake.run(&mut m);
     assert_eq!(fake.count(is_store), 1);
-    assert_eq!(fake.data["m"].len(), 10_000);
+    assert_eq!(fake.data["m"].len(), 10_001, "the records and the map's mark");
     assert_eq!(events(&mut m), vec![StorageEvent::Flushed { flush_id: id }]);
     assert_eq!(m.pending_writes("m"), 0);
     // Nothing left: the next flush writes nothing and is done at once.
@@ -614,7 +472,7 @@ fn an_imported_snapshot_is_flushed_as_one_store_all() {
     grid.storage_mut().flush();
     fake.run(grid.storage_mut());
     assert_eq!(fake.count(is_store), 1);
-    assert_eq!(fake.data["m"].len(), 100);
+    assert_eq!(fake.data["m"].len(), 101, "the records and the map's mark");
 }
 
 #[test]
