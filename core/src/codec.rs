@@ -720,7 +720,7 @@ impl<'a> Reader<'a> {
     }
 
     fn command(&mut self) -> postcard::Result<Command> {
-        Ok(match self.variant(17)? {
+        Ok(match self.variant(18)? {
             0 => Command::Open { node_id: self.string()?, max_drift_ms: self.u64()?, strict: self.bool()? },
             1 => Command::Close,
             2 => Command::Set {
@@ -747,7 +747,8 @@ impl<'a> Reader<'a> {
             13 => Command::OpenPersistent { node_id: self.string()?, max_drift_ms: self.u64()?, strict: self.bool()? },
             14 => Command::GetMap { map: self.string()?, kind: if self.some()? { Some(self.kind()?) } else { None } },
             15 => Command::Flush,
-            _ => Command::Storage { answers: self.list(|r| Ok((r.u64()?, r.storage_result()?)))? },
+            16 => Command::Storage { answers: self.list(|r| Ok((r.u64()?, r.storage_result()?)))? },
+            _ => Command::TakeEarlyWrites { map: self.string()? },
         })
     }
 
@@ -1191,6 +1192,17 @@ pub fn encode_reply(reply: &Reply) -> Vec<u8> {
                         put_str(o, error);
                     }
                 }
+            }
+        }
+        Reply::Imported { changed, drifts } => {
+            put_varint(o, 11);
+            put_varint(o, *changed);
+            put_varint(o, drifts.len() as u64);
+            for d in drifts {
+                put_str(o, &d.remote);
+                put_varint(o, d.wall);
+                put_varint(o, d.ahead_ms);
+                put_varint(o, d.max_drift_ms);
             }
         }
     }

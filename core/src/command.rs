@@ -12,12 +12,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::grid::{AnyMap, Grid};
-use crate::map_common::MapKind;
+use crate::map_common::{MapKind, check_key};
 use crate::storage::{MapStatus, StorageEvent, StorageRequest, StorageResult};
 use crate::value::Value;
 
 /// Version of the request/reply layout; `onegrid_abi_version()` returns it.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Serializes bytes in one piece. Postcard writes them as it writes a `Vec<u8>` (a length, then
 /// the bytes), but not byte by byte: encoding a 10 000-record `Import` took a third of a millisecond.
@@ -119,7 +119,8 @@ pub enum Command {
         /// Map name.
         map: String,
     },
-    /// Merge a snapshot; answered with `Reply::Count` (records added or replaced plus new tombstones).
+    /// Merge a snapshot; answered with `Reply::Imported` (records added or replaced plus new
+    /// tombstones, and the lenient-mode drift reports).
     Import {
         /// Map name.
         map: String,
@@ -160,6 +161,13 @@ pub enum Command {
         /// `(request id, result)` pairs.
         answers: Vec<(u64, StorageResult)>,
     },
+    /// Take back the writes held aside after a load found the map stored as the other kind (the
+    /// flush fails while they are held); answered with `Reply::Bytes` holding them as a snapshot of
+    /// their kind, which the caller may re-apply (an error when nothing is held).
+    TakeEarlyWrites {
+        /// Map name.
+        map: String,
+    },
 }
 
 impl Command {
@@ -171,7 +179,7 @@ impl Command {
             }
             Self::Add { map, .. } | Self::OrRemove { map, .. } | Self::OrGet { map, .. } => Some(map),
             Self::Root { map } | Self::Export { map } | Self::Import { map, .. } | Self::Prune { map, .. } => Some(map),
-            Self::GetMap { map, .. } => Some(map),
+            Self::GetMap { map, .. } | Self::TakeEarlyWrites { map } => Some(map),
             Self::Open { .. } | Self::OpenPersistent { .. } | Self::Close | Self::Flush | Self::Storage { .. } => None,
         }
     }
@@ -239,6 +247,25 @@ impl From<StorageEvent> for WireEvent {
     }
 }
 
+/// A lenient-mode drift report on the wire (see [`crate::Drift`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireDrift {
+    /// The remote timestamp, in text form.
+    pub remote: String,
+    /// The wall clock when it arrived.
+    pub wall: u64,
+    /// How far ahead it was, in milliseconds.
+    pub ahead_ms: u64,
+    /// The limit in force.
+    pub max_drift_ms: u64,
+}
+
+impl From<&crate::Drift> for WireDrift {
+    fn from(d: &crate::Drift) -> Self {
+        Self { remote: d.remote.to_text(), wall: d.wall, ahead_ms: d.ahead_ms, max_drift_ms: d.max_drift_ms }
+    }
+}
+
 /// The answer to a request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
@@ -269,12 +296,32 @@ pub enum Reply {
         /// Events since the last `Storage` reply.
         events: Vec<WireEvent>,
     },
+    /// What an `Import` did.
+    Imported {
+        /// Records added or replaced plus new tombstones.
+        changed: u64,
+        /// Lenient mode: the records that were too far ahead of the wall clock, as the JavaScript
+        /// API reports them to `onDrift`.
+        drifts: Vec<WireDrift>,
+    },
 }
 
 impl Grid {
     /// Runs one command on this grid. `Open` and `Close` belong to whoever keeps the grid handles
-    /// and are refused here.
+    /// and are refused here. A command that fails changes nothing: a map it would have created
+    /// (map commands create their map on first use) is not left behind.
     pub fn execute(&mut self, wall: u64, command: Command) -> Result<Reply, Error> {
+        let new_map = command.map().filter(|m| !self.storage().has_map(m)).map(String::from);
+        let result = self.run(wall, command);
+        if result.is_err()
+            && let Some(id) = new_map.and_then(|m| self.id_of(&m))
+        {
+            self.storage_mut().forget(id);
+        }
+        result
+    }
+
+    fn run(&mut self, wall: u64, command: Command) -> Result<Reply, Error> {
         Ok(match command {
             Command::Open { .. } | Command::OpenPersistent { .. } | Command::Close => {
                 return Err(Error::Decode { what: "request", reason: "Open and Close are not grid commands".into() });
@@ -294,18 +341,26 @@ impl Grid {
                 m.remove(clock, wall, &key)?;
                 Reply::Done
             }
-            Command::Get { map, key } => Reply::Value(self.lww(&map, wall)?.0.get(&key, wall)),
+            Command::Get { map, key } => {
+                check_key(&key)?;
+                Reply::Value(self.lww(&map, wall)?.0.get(&key, wall))
+            }
             Command::Add { map, key, value, ttl_ms } => {
                 let (m, clock) = self.or(&map, wall)?;
                 Reply::Tags(alloc::vec![m.add(clock, wall, &key, value, ttl_ms)?.tag()])
             }
             Command::OrRemove { map, key, value } => Reply::Tags(self.or(&map, wall)?.0.remove(&key, &value)?),
             Command::OrGet { map, key } => {
+                check_key(&key)?;
                 Reply::Values(self.or(&map, wall)?.0.get(&key, wall).into_iter().cloned().collect())
             }
             Command::Root { map } => Reply::Root(self.existing(&map)?.root()),
             Command::Export { map } => Reply::Bytes(self.export_map(&map)?),
-            Command::Import { map, snapshot } => Reply::Count(self.import_map(&map, &snapshot, wall)?.changed as u64),
+            Command::Import { map, snapshot } => {
+                let imported = self.import_map(&map, &snapshot, wall)?;
+                let drifts = imported.drifts.iter().map(WireDrift::from).collect();
+                Reply::Imported { changed: imported.changed as u64, drifts }
+            }
             Command::Prune { map, older_than } => {
                 let kind = self.existing(&map)?.kind();
                 let id = self.id_of(&map).ok_or_else(|| unknown(&map))?;
@@ -317,6 +372,10 @@ impl Grid {
             }
             Command::GetMap { map, kind } => Reply::Status(self.storage_mut().get_map(&map, kind, wall)?),
             Command::Flush => Reply::Count(self.storage_mut().flush()),
+            Command::TakeEarlyWrites { map } => match self.storage_mut().take_early_map(&map) {
+                Some(early) => Reply::Bytes(early.export()),
+                None => return Err(Error::NothingHeld { map: crate::error::excerpt(&map) }),
+            },
             Command::Storage { answers } => {
                 let store = self.storage_mut();
                 // Every answer is taken even if one names no pending request; the first such

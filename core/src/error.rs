@@ -98,6 +98,16 @@ pub enum Error {
         /// Writes made on the map while it loaded.
         early_writes: usize,
     },
+    /// A map the grid has, but whose load has not finished (and that nothing was written to yet).
+    MapLoading {
+        /// The name of the map.
+        map: String,
+    },
+    /// `take_early_map` of a map that holds no writes aside.
+    NothingHeld {
+        /// The name of the map.
+        map: String,
+    },
     /// The storage adapter reported a failure.
     Storage {
         /// The map the request was for.
@@ -197,6 +207,12 @@ impl fmt::Display for Error {
                     )?;
                 }
                 Ok(())
+            }
+            Self::MapLoading { map } => {
+                write!(f, "map {} is still loading: wait for its load (getMapAsync) first", Quoted(map))
+            }
+            Self::NothingHeld { map } => {
+                write!(f, "map {} holds no writes aside (only a load that found the other kind does)", Quoted(map))
             }
             Self::Storage { map, reason } => write!(f, "storage failed for map {}: {reason}", Quoted(map)),
             Self::CorruptStoredValue { map, key, reason } => {

@@ -188,7 +188,11 @@ impl Grid {
     /// A snapshot of the map `name`; an error for a map this grid does not have. While the map
     /// loads, the snapshot holds only what was written meanwhile.
     pub fn export_map(&self, name: &str) -> Result<Vec<u8>, Error> {
-        self.map(name).map(AnyMap::export).ok_or_else(|| Error::UnknownMap { name: excerpt(name) })
+        match self.map(name) {
+            Some(map) => Ok(map.export()),
+            None if self.store.is_map_loading(name) => Err(Error::MapLoading { map: excerpt(name) }),
+            None => Err(Error::UnknownMap { name: excerpt(name) }),
+        }
     }
 
     /// Merges a snapshot into the map `name` by the CRDT rules, creating the map with the

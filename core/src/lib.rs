@@ -76,14 +76,14 @@ pub mod storage;
 pub mod value;
 
 pub use codec::{MapMark, Snapshot, StoredValue};
-pub use command::{ABI_VERSION, Command, Reply, Request, WireEvent};
+pub use command::{ABI_VERSION, Command, Reply, Request, WireDrift, WireEvent};
 pub use error::Error;
 pub use event::{ChangeEvent, Origin};
 pub use grid::{AnyMap, Grid, Imported, MapId};
 pub use hash::{combine, fnv1a, mix, partition_of};
 pub use hlc::{ClockConfig, Drift, Hlc, NodeId, Timestamp};
 pub use lww::{LwwMap, LwwRecord};
-pub use map_common::{MARK_KEY, MapKind, Merged, RESERVED_KEY};
+pub use map_common::{MARK_KEY, MapKind, Merged, RESERVED_KEY, check_key};
 pub use merkle::MerkleTree;
 pub use or_map::{KeyMerge, OrMap, OrRecord};
 pub use storage::{MapStatus, StorageConfig, StorageEvent, StorageManager, StorageOp, StorageRequest, StorageResult};

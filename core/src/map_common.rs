@@ -114,7 +114,8 @@ pub struct Merged {
     pub drift: Option<Drift>,
 }
 
-pub(crate) fn check_key(key: &str) -> Result<(), Error> {
+/// Refuses the reserved keys, for writes and reads alike (SPEC section 3: using them is an error).
+pub fn check_key(key: &str) -> Result<(), Error> {
     match key {
         RESERVED_KEY => Err(Error::ReservedKey { key: RESERVED_KEY }),
         MARK_KEY => Err(Error::ReservedKey { key: MARK_KEY }),

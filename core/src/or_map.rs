@@ -106,8 +106,11 @@ impl OrMap {
 
     /// Tombstones every live record under `key` whose value is structurally equal to `value`
     /// (expired or not) and returns their tags. It removes only what this map has observed.
+    /// `value` is checked and put in canonical form first (map keys sorted), as every value a map
+    /// holds is, so NaN is an error and key order never decides a match.
     pub fn remove(&mut self, key: &str, value: &Value) -> Result<Vec<String>, Error> {
         check_key(key)?;
+        let value = &value.clone().normalize()?;
         let Some(entry) = self.keys.get_mut(key) else { return Ok(Vec::new()) };
         let mut removed = Vec::new();
         entry.records.retain(|r| {

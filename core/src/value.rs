@@ -140,6 +140,9 @@ impl Value {
 
     /// Writes the canonical JSON of SPEC section 4: object keys sorted by UTF-16 code units, no
     /// white space, numbers as JavaScript's `JSON.stringify` writes them, bytes as a list of numbers.
+    /// An integer beyond 2^53 (a BigInt in JavaScript, which `JSON.stringify` refuses) is written
+    /// with every digit, as `BigInt.prototype.toString` does: `Int(2^60)` is
+    /// `1152921504606846976`, while the float `2^60` is `1152921504606847000`.
     pub fn write_canonical_json<W: Write>(&self, w: &mut W) -> fmt::Result {
         match self {
             Self::Null => w.write_str("null"),
@@ -216,8 +219,9 @@ fn check_depth(path: &str, depth: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// Structural equality, as the OR map's `remove` needs: numbers compare by numeric value (so an
-/// `Int(1)` equals a `Float(1.0)`, as both are `1` in JavaScript), everything else by content.
+/// Structural equality, as the OR map's `remove` needs: numbers of safe magnitude compare by
+/// numeric value (so an `Int(1)` equals a `Float(1.0)`, as both are `1` in JavaScript), everything
+/// else by content. Equal values always have equal canonical JSON, so they hash alike.
 impl PartialEq for Value {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
@@ -246,8 +250,12 @@ fn exact_int(f: f64) -> Option<i64> {
     (i as f64 == f).then_some(i)
 }
 
+/// Equal only within JavaScript's safe range, where both are one number with one canonical JSON
+/// text. Beyond it `Float(2^60)` is written `1152921504606847000` (JavaScript's shortest digits)
+/// and `Int(2^60)` `1152921504606846976` (every digit, as a BigInt prints), so they hash apart
+/// and must not compare equal either.
 fn int_equals_float(i: i64, f: f64) -> bool {
-    exact_int(f) == Some(i)
+    (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&i) && exact_int(f) == Some(i)
 }
 
 impl From<bool> for Value {

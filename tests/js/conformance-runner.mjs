@@ -124,9 +124,12 @@ async function runApi() {
   const { initSync, Grid } = await import(pathToFileURL(join(pkg, 'onegrid.js')).href);
   initSync({ module });
   let now = 0;
+  let drifts = []; // the remote timestamps `onDrift` reported during the current step
+  const onDrift = (d) => drifts.push(d.remote);
   const grids = scenario.replicas.map(
-    (r) => new Grid({ nodeId: r.nodeId, clock: () => now, maxDriftMs: r.maxDriftMs, strictDrift: r.strict }),
+    (r) => new Grid({ nodeId: r.nodeId, clock: () => now, maxDriftMs: r.maxDriftMs, strictDrift: r.strict, onDrift }),
   );
+  const imported = (changed) => ({ changed, drifts });
   const options = (ttlMs) => (ttlMs === null ? undefined : { ttlMs });
   const run = (grid, op) => {
     switch (op.op) {
@@ -141,7 +144,8 @@ async function runApi() {
       case 'add': return grid.getORMap(op.map).add(op.key, fromTagged(op.value), options(op.ttlMs));
       case 'orRemove': return grid.getORMap(op.map).remove(op.key, fromTagged(op.value));
       case 'orGet': return grid.getORMap(op.map).get(op.key).map(toTagged);
-      case 'sync': return grid.importMap(op.map, grids[op.from].exportMap(op.map));
+      case 'sync': return imported(grid.importMap(op.map, grids[op.from].exportMap(op.map)));
+      case 'import': return imported(grid.importMap(op.map, unhex(op.snapshot)));
       case 'prune': {
         // The byte ABI prunes only maps that exist; getMap would create one.
         if (!grid.hasMap(op.map)) throw new Error(`no map named ${op.map}`);
@@ -153,6 +157,7 @@ async function runApi() {
   };
   const steps = scenario.steps.map(({ replica, wall, op }) => {
     now = wall;
+    drifts = [];
     try {
       return { ok: run(grids[replica], op) };
     } catch (e) {

@@ -29,8 +29,15 @@ pub enum Observed {
     Tags(Vec<String>),
     /// An OR read.
     Values(Vec<Value>),
-    /// A count (import, prune).
+    /// A count (prune).
     Count(u64),
+    /// What an import (or the import of a sync) changed, and the drifted timestamps it reported.
+    Imported {
+        /// Records added or replaced plus new tombstones.
+        changed: u64,
+        /// Lenient drift reports: the remote timestamps, in text form.
+        drifts: Vec<String>,
+    },
 }
 
 /// A step's outcome: what it observed, or the error message.
@@ -117,7 +124,10 @@ fn outcome_of(op: &Op, reply: Reply) -> Outcome {
         (Op::Add { .. }, Reply::Tags(mut tags)) if tags.len() == 1 => Observed::Tag(tags.remove(0)),
         (Op::OrRemove { .. }, Reply::Tags(tags)) => Observed::Tags(tags),
         (Op::OrGet { .. }, Reply::Values(values)) => Observed::Values(values),
-        (Op::Sync { .. } | Op::Prune { .. }, Reply::Count(n)) => Observed::Count(n),
+        (Op::Prune { .. }, Reply::Count(n)) => Observed::Count(n),
+        (Op::Sync { .. } | Op::Import { .. }, Reply::Imported { changed, drifts }) => {
+            Observed::Imported { changed, drifts: drifts.into_iter().map(|d| d.remote).collect() }
+        }
         (_, other) => return Outcome::Err(format!("unexpected reply {other:?}")),
     };
     Outcome::Ok(observed)
@@ -217,7 +227,11 @@ fn api_outcome(op: &Op, outcome: &Json) -> Outcome {
         Op::OrGet { .. } => {
             ok.as_array().and_then(|a| a.iter().map(untagged).collect::<Option<Vec<_>>>()).map(Observed::Values)
         }
-        Op::Sync { .. } | Op::Prune { .. } => ok.as_u64().map(Observed::Count),
+        Op::Prune { .. } => ok.as_u64().map(Observed::Count),
+        Op::Sync { .. } | Op::Import { .. } => ok["changed"]
+            .as_u64()
+            .zip(strings(&ok["drifts"]))
+            .map(|(changed, drifts)| Observed::Imported { changed, drifts }),
     };
     observed.map_or_else(|| Outcome::Err(format!("unreadable outcome {outcome}")), Outcome::Ok)
 }

@@ -210,6 +210,7 @@ pub fn edge_cases() -> Vec<Scenario> {
             ab(),
             &[("m", Kind::Lww), ("o", Kind::Or)],
             vec![
+                step(0, 99, set("m", "x", Value::Null)),
                 step(0, 100, set("m", "__tombstones__", Value::Null)),
                 step(0, 100, Op::Set { map: "m".into(), key: "k".into(), value: Value::Null, ttl_ms: Some(0) }),
                 step(0, 100, add("m", "k", Value::Null)),
@@ -247,6 +248,129 @@ pub fn edge_cases() -> Vec<Scenario> {
                         entries: vec![("x".into(), Value::from(1)), ("y".into(), Value::list([]))],
                     },
                 ),
+            ],
+        ),
+    ]
+    .into_iter()
+    .chain(review_cases())
+    .collect()
+}
+
+/// An LWW snapshot of one record at `(millis, counter)` by node "x", which no clock in a
+/// scenario could write (it is loaded, so the builder's clock saturates instead of refusing).
+fn far_snapshot(millis: u64, counter: u32) -> Vec<u8> {
+    let x = onegrid_core::NodeId::new("x").expect("node id");
+    let mut clock = onegrid_core::Hlc::new(x.clone(), onegrid_core::ClockConfig::default());
+    let mut map = onegrid_core::LwwMap::new();
+    let record = onegrid_core::LwwRecord {
+        value: Some(Value::from("far")),
+        timestamp: onegrid_core::Timestamp::new(millis, counter, x),
+        ttl_ms: None,
+    };
+    map.load(&mut clock, 0, "far", record).expect("a valid record");
+    onegrid_core::codec::encode_lww_snapshot(&map)
+}
+
+fn import(map: &str, snapshot: Vec<u8>) -> Op {
+    Op::Import { map: map.into(), snapshot }
+}
+
+fn or_remove(map: &str, key: &str, value: Value) -> Op {
+    Op::OrRemove { map: map.into(), key: key.into(), value }
+}
+
+/// The cases of the review against SPEC (issue 11), each with its expected outcome pinned in
+/// `tests/conformance.rs`.
+fn review_cases() -> Vec<Scenario> {
+    let strict = Replica { node_id: "s".into(), max_drift_ms: 1_000, strict: true };
+    let two_pow_60 = 1_i64 << 60;
+    vec![
+        // SPEC 1: at millis u64::MAX the clock advances its counter, never goes back, and fails
+        // clearly once exhausted; strict mode refuses such a timestamp as drift, and a timestamp
+        // the clock could not get past is refused in any mode.
+        scenario(
+            "clock-at-u64-max",
+            vec![replica("a"), strict, replica("c")],
+            &[("m", Kind::Lww)],
+            vec![
+                step(0, 100, import("m", far_snapshot(u64::MAX, u32::MAX - 2))),
+                step(0, 100, set("m", "k", Value::from(1))),
+                step(0, 100, set("m", "k2", Value::from(2))),
+                step(0, 100, get("m", "k")),
+                step(1, 100, import("m", far_snapshot(u64::MAX, u32::MAX - 1))),
+                step(2, 100, import("m", far_snapshot(u64::MAX, u32::MAX))),
+                step(2, 100, set("m", "k", Value::from(3))),
+            ],
+        ),
+        // SPEC 4 and 7: OR remove checks and canonicalises its value (a map's keys in any order),
+        // and numbers beyond 2^53 are equal only when they hash alike.
+        scenario(
+            "or-remove-canonical-value",
+            vec![replica("a")],
+            &[("o", Kind::Or)],
+            vec![
+                step(0, 100, add("o", "k", object(&[("a", Value::from(1)), ("b", Value::from(2))]))),
+                step(
+                    0,
+                    101,
+                    or_remove(
+                        "o",
+                        "k",
+                        Value::Map(vec![("b".into(), Value::from(2)), ("a".into(), Value::from(1))].into()),
+                    ),
+                ),
+                step(0, 102, or_remove("o", "k", Value::Float(f64::NAN))),
+                step(0, 103, add("o", "big", Value::Int(two_pow_60))),
+                step(0, 104, or_remove("o", "big", Value::Float(two_pow_60 as f64))),
+                step(0, 105, or_get("o", "big")),
+                step(0, 106, or_remove("o", "big", Value::Int(two_pow_60))),
+            ],
+        ),
+        // SPEC 3: the reserved keys are errors to read as well as to write.
+        scenario(
+            "reserved-key-reads",
+            vec![replica("a")],
+            &[("m", Kind::Lww), ("o", Kind::Or)],
+            vec![
+                step(0, 100, set("m", "a", Value::from(1))),
+                step(0, 100, add("o", "a", Value::from(1))),
+                step(0, 101, get("m", "__tombstones__")),
+                step(0, 101, get("m", "__mark__")),
+                step(0, 101, or_get("o", "__tombstones__")),
+            ],
+        ),
+        // SPEC 4: an OR merge applies its records oldest first, so the clock ends the same whatever
+        // order they came in: key "a" holds 500:5, key "b" 500:0 and "c" 500:1..4; in key order
+        // the clock would end at 500:11, in timestamp order at 500:6, and the next add gets 500:7.
+        scenario(
+            "or-merge-oldest-first",
+            vec![replica("x"), replica("y")],
+            &[("o", Kind::Or)],
+            vec![
+                step(0, 500, add("o", "b", Value::from(0))),
+                step(0, 500, add("o", "c", Value::from(1))),
+                step(0, 500, add("o", "c", Value::from(2))),
+                step(0, 500, add("o", "c", Value::from(3))),
+                step(0, 500, add("o", "c", Value::from(4))),
+                step(0, 500, add("o", "a", Value::from(5))),
+                step(1, 100, sync("o", 0)),
+                step(1, 100, add("o", "d", Value::from(6))),
+            ],
+        ),
+        // SPEC 7: every string round-trips exactly: a leading U+FEFF, U+0000, astral characters.
+        scenario(
+            "awkward-text",
+            vec![replica("a"), replica("b")],
+            &[("m", Kind::Lww), ("o", Kind::Or)],
+            vec![
+                step(0, 100, set("m", "\u{feff}k", Value::from("\u{feff}abc"))),
+                step(0, 100, set("m", "\u{0}", object(&[("\u{feff}", Value::from("\u{0}😀"))]))),
+                step(0, 101, add("o", "\u{feff}😀", Value::from("\u{feff}"))),
+                step(1, 102, sync("m", 0)),
+                step(1, 102, sync("o", 0)),
+                step(1, 103, get("m", "\u{feff}k")),
+                step(1, 103, get("m", "\u{0}")),
+                step(1, 103, or_get("o", "\u{feff}😀")),
             ],
         ),
     ]

@@ -46,6 +46,8 @@ pub enum Op {
     Sync { map: String, from: usize },
     /// Prune tombstones.
     Prune { map: String, kind: Kind, older_than: u64 },
+    /// Import a snapshot made outside the scenario (records no replica's clock could write).
+    Import { map: String, snapshot: Vec<u8> },
 }
 
 /// One step: an op on a replica at a wall-clock time.
@@ -157,6 +159,9 @@ fn compile_step(step: &Step) -> Vec<Request> {
         Op::Prune { map, older_than, .. } => {
             vec![on(here, Command::Prune { map: map.clone(), older_than: *older_than })]
         }
+        Op::Import { map, snapshot } => {
+            vec![on(here, Command::Import { map: map.clone(), snapshot: snapshot.clone() })]
+        }
     }
 }
 
@@ -186,6 +191,7 @@ fn step_json(step: &Step) -> Json {
         Op::Prune { map, kind, older_than } => {
             json!({"op": "prune", "map": map, "kind": kind_name(*kind), "olderThan": older_than})
         }
+        Op::Import { map, snapshot } => json!({"op": "import", "map": map, "snapshot": onegrid_host::hex(snapshot)}),
     };
     json!({"replica": step.replica, "wall": step.wall, "op": op})
 }

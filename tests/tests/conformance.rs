@@ -78,11 +78,12 @@ fn edge_cases_behave_as_the_spec_says() {
     assert_eq!(tie.steps[4], ok("from b"));
     assert_eq!(tie.steps[5], ok("from b"));
     let equal = outcomes("equal-timestamps-rejected");
-    assert_eq!(equal.steps[1..], [Outcome::Ok(Observed::Count(1)), Outcome::Ok(Observed::Count(0))]);
+    let imported = |changed| Outcome::Ok(Observed::Imported { changed, drifts: vec![] });
+    assert_eq!(equal.steps[1..], [imported(1), imported(0)]);
     let ttl = outcomes("ttl-boundary");
     assert_eq!(ttl.steps[1], ok("v"));
     assert_eq!(ttl.steps[2], Outcome::Ok(Observed::Value(None)));
-    assert_eq!(ttl.steps[3], Outcome::Ok(Observed::Count(1)), "expired records still sync");
+    assert_eq!(ttl.steps[3], imported(1), "expired records still sync");
     let remove_first = outcomes("remove-before-add");
     assert_eq!(remove_first.steps[5], Outcome::Ok(Observed::Values(vec![])));
     let concurrent = outcomes("concurrent-add-remove");
@@ -93,9 +94,39 @@ fn edge_cases_behave_as_the_spec_says() {
     let drift = outcomes("strict-drift");
     assert!(matches!(&drift.steps[1], Outcome::Err(m) if m.contains("clock drift")), "{:?}", drift.steps[1]);
     assert_eq!(drift.steps[2], Outcome::Ok(Observed::Value(None)), "nothing of the refused snapshot applied");
-    assert_eq!(drift.steps[3], Outcome::Ok(Observed::Count(1)));
+    assert_eq!(drift.steps[3], imported(1));
     let bad = outcomes("bad-input");
-    assert!(bad.steps.iter().take(3).all(|o| matches!(o, Outcome::Err(_))));
-    assert!(matches!(&bad.steps[5], Outcome::Err(m) if m.contains("kind mismatch")));
-    assert!(matches!(&bad.steps[6], Outcome::Err(m) if m.contains("no map named")));
+    assert!(bad.steps.iter().skip(1).take(3).all(|o| matches!(o, Outcome::Err(_))));
+    assert!(matches!(&bad.steps[6], Outcome::Err(m) if m.contains("kind mismatch")));
+    assert!(matches!(&bad.steps[7], Outcome::Err(m) if m.contains("no map named")));
+    review_cases_behave_as_the_spec_says(&outcomes);
+}
+
+/// The expected outcomes of the review's cases (issue 11), pinned, not only agreed on.
+fn review_cases_behave_as_the_spec_says(outcomes: &dyn Fn(&str) -> Transcript) {
+    use onegrid_core::Value;
+    use onegrid_tests::engines::Observed;
+    let err = |o: &Outcome, what: &str| matches!(o, Outcome::Err(m) if m.contains(what));
+    let max = outcomes("clock-at-u64-max");
+    let far = format!("{}:{}:x", u64::MAX, u32::MAX - 2);
+    assert_eq!(max.steps[0], Outcome::Ok(Observed::Imported { changed: 1, drifts: vec![far] }), "lenient: reported");
+    assert_eq!(max.steps[1], Outcome::Ok(Observed::Nothing), "the counter advances at millis u64::MAX");
+    assert!(err(&max.steps[2], "clock exhausted"), "{:?}", max.steps[2]);
+    assert_eq!(max.steps[3], Outcome::Ok(Observed::Value(Some(Value::from(1)))), "the later write won");
+    assert!(err(&max.steps[4], "clock drift"), "strict: {:?}", max.steps[4]);
+    assert!(err(&max.steps[5], "clock exhausted"), "{:?}", max.steps[5]);
+    assert_eq!(max.steps[6], Outcome::Ok(Observed::Nothing), "the refused import changed nothing");
+    let or = outcomes("or-remove-canonical-value");
+    assert!(matches!(&or.steps[1], Outcome::Ok(Observed::Tags(t)) if t.len() == 1), "{:?}", or.steps[1]);
+    assert!(err(&or.steps[2], "NaN"), "{:?}", or.steps[2]);
+    assert_eq!(or.steps[4], Outcome::Ok(Observed::Tags(vec![])), "2^60 as a float is not the integer 2^60");
+    assert_eq!(or.steps[5], Outcome::Ok(Observed::Values(vec![Value::Int(1 << 60)])));
+    assert!(matches!(&or.steps[6], Outcome::Ok(Observed::Tags(t)) if t.len() == 1));
+    let reserved = outcomes("reserved-key-reads");
+    assert!(reserved.steps[2..].iter().all(|o| err(o, "is reserved")), "{:?}", reserved.steps);
+    let order = outcomes("or-merge-oldest-first");
+    assert_eq!(order.steps[7], Outcome::Ok(Observed::Tag("500:7:y".into())), "the clock after the merge");
+    let text = outcomes("awkward-text");
+    assert_eq!(text.steps[5], Outcome::Ok(Observed::Value(Some(Value::from("\u{feff}abc")))));
+    assert_eq!(text.steps[7], Outcome::Ok(Observed::Values(vec![Value::from("\u{feff}")])));
 }

@@ -104,8 +104,13 @@ export class Grid {
   flush(): Promise<void>;
   /** Names of this grid's maps, sorted. */
   mapNames(): string[];
-  /** A snapshot of every record, tombstones included (versioned bytes); throws for a map this grid never had. */
+  /** A snapshot of every record, tombstones included (versioned bytes); throws for a map this grid
+   * never had, and for a map still loading that nothing was written to (await `getMapAsync`). */
   exportMap(name: string): Uint8Array;
+  /** The writes held aside after map `name`'s load found it stored as the other kind (every
+   * `flush()` fails while they are held), as a snapshot of their kind; `null` when none are held.
+   * Taken back, they are forgotten by the grid, and flushes succeed again. */
+  takeEarlyWrites(name: string): Uint8Array | null;
   /** Merges a snapshot by the CRDT rules; returns records added or replaced plus new tombstones. */
   importMap(name: string, bytes: Uint8Array): number;
 }

@@ -366,6 +366,15 @@ export class Grid {
     await core.driver.flush();
   }
 
+  /** The writes made to map `name` while it loaded, held aside because storage holds it as the
+   * other kind (its load failed with `kind mismatch`, and every `flush()` fails while they are
+   * held), as a snapshot of their kind; `null` when none are held. Once taken, they are forgotten
+   * here and flushes succeed again: re-apply them where they belong. */
+  takeEarlyWrites(name) {
+    checkText(name, 'the map name');
+    return this.#core.raw.takeEarlyWrites(name) ?? null;
+  }
+
   /** A snapshot of every record of map `name`, tombstones included (versioned bytes; LWW maps
    * column by column, 3.5-4 bytes a record for small objects). */
   exportMap(name) {

@@ -77,6 +77,14 @@ pub(crate) fn key_arg(input: &[u8], len: u32) -> Result<&str, Failure> {
     decode_exact(args(input, len)?, "key")
 }
 
+/// Decodes a key argument to read: the reserved keys are refused (SPEC section 3), as writes
+/// refuse them.
+fn read_key_arg(input: &[u8], len: u32) -> Result<&str, Failure> {
+    let key = key_arg(input, len)?;
+    onegrid_core::check_key(key)?;
+    Ok(key)
+}
+
 /// Decodes a `(key, value)` argument, the value in canonical form.
 fn pair_arg(input: &[u8], len: u32) -> Result<(&str, Value), Failure> {
     // The tuple's fields one after the other, as postcard decodes a tuple, the value by the core's
@@ -234,7 +242,7 @@ impl RawGrid {
     #[wasm_bindgen(js_name = lwwGet)]
     pub fn lww_get(&mut self, map: u32, now: f64, len: u32) -> i32 {
         let result = (|| {
-            let key = key_arg(&self.input, len)?;
+            let key = read_key_arg(&self.input, len)?;
             let m = lww_read(&self.grid, map)?;
             Ok(match m.get_encoded(key, wall(now)) {
                 Some(v) => {
@@ -260,7 +268,7 @@ impl RawGrid {
     /// True when `get` would return a value; input: `key`.
     #[wasm_bindgen(js_name = lwwHas)]
     pub fn lww_has(&mut self, map: u32, now: f64, len: u32) -> Result<bool, JsError> {
-        let key = key_arg(&self.input, len)?;
+        let key = read_key_arg(&self.input, len)?;
         Ok(lww_read(&self.grid, map)?.get(key, wall(now)).is_some())
     }
 
@@ -294,7 +302,7 @@ impl RawGrid {
     /// length, or -1 when there is none.
     #[wasm_bindgen(js_name = lwwRecord)]
     pub fn lww_record(&mut self, map: u32, len: u32) -> Result<i32, JsError> {
-        let key = key_arg(&self.input, len)?;
+        let key = read_key_arg(&self.input, len)?;
         let Some(r) = lww_read(&self.grid, map)?.get_record(key) else { return Ok(-1) };
         let out = &mut self.output;
         out.clear();
@@ -336,7 +344,7 @@ impl RawGrid {
     /// OR `get`; input: `key`. Output: the values, oldest first (shape: values); returns the length.
     #[wasm_bindgen(js_name = orGet)]
     pub fn or_get(&mut self, map: u32, now: f64, len: u32) -> Result<u32, JsError> {
-        let key = key_arg(&self.input, len)?;
+        let key = read_key_arg(&self.input, len)?;
         let values = or_read(&self.grid, map)?.get(key, wall(now));
         self.output.clear();
         put_values(&mut self.output, values.into_iter());
@@ -394,6 +402,13 @@ impl RawGrid {
     #[wasm_bindgen(js_name = exportMap)]
     pub fn export_map(&self, name: &str) -> Result<Vec<u8>, JsError> {
         self.grid.export_map(name).map_err(js_error)
+    }
+
+    /// The writes held aside after a load found map `name` stored as the other kind, as a
+    /// snapshot of their kind, now forgotten here (so flushes succeed again); `None` when none are.
+    #[wasm_bindgen(js_name = takeEarlyWrites)]
+    pub fn take_early_writes(&mut self, name: &str) -> Option<Vec<u8>> {
+        self.grid.storage_mut().take_early_map(name).map(|m| m.export())
     }
 
     /// Merges a snapshot; returns records added or replaced plus new tombstones. Drift reports
