@@ -127,10 +127,12 @@ const ODD_KEYS = [
   '', ' ', 'a', 'A', 'a"b', "it's", 'back\\slash', '😀', '👩‍👩‍👧', '𝄞', '\uffff', '\ue000', 'é', 'e\u0301',
   'a\u0000', 'a\u0000b', '\u0000', 'null', 'undefined', '[]', '__proto__', 'constructor', 'toString',
   'hasOwnProperty', '0', '00', '-1', 'line\nbreak', 'tab\t', 'x'.repeat(2000),
+  // A leading U+FEFF is a character, not a byte-order mark to drop when decoding.
+  '\ufeff', '\ufeffk', '\ufeff\ufeff', '\ufeff😀', '\ufeff' + 'y'.repeat(2000),
 ];
 
 /** Map names that are prefixes of each other or differ only after a zero. */
-const ODD_MAPS = ['a', 'ab', 'a\u0000', 'a\u0000b', 'a\u0001', '', '😀', 'a b', 'A'];
+const ODD_MAPS = ['a', 'ab', 'a\u0000', 'a\u0000b', 'a\u0001', '', '😀', 'a b', 'A', '\ufeff', '\ufeffa'];
 
 // ---- the cases ---------------------------------------------------------------------------------
 

@@ -18,11 +18,49 @@ function sync(from, to, name) {
   return to.importMap(name, from.exportMap(name));
 }
 
+/** Writes `key` = `key` into map "m" of `grid`, of `kind` "lww" (set) or "or" (add). */
+function write(grid, kind, key) {
+  if (kind === 'lww') grid.getMap('m').set(key, key);
+  else grid.getORMap('m').add(key, key);
+}
+
 /** Records every change a map reports. */
 function recorder(map) {
   const changes = [];
   const unsubscribe = map.subscribe((change) => changes.push(change));
   return { changes, unsubscribe };
+}
+
+/** The unsigned LEB128 varint of a BigInt (postcard's integers). */
+function varintOf(n) {
+  const out = [];
+  for (; n >= 0x80n; n >>= 7n) out.push(Number(n & 0x7fn) | 0x80);
+  out.push(Number(n));
+  return out;
+}
+
+/** A column of one number in an LWW snapshot: its length, then one run of one zigzag difference. */
+function oneNumberColumn(n) {
+  const signed = BigInt.asIntN(64, BigInt(n));
+  const run = [1, ...varintOf(signed >= 0n ? signed << 1n : ((-signed) << 1n) - 1n)];
+  return [run.length, ...run];
+}
+
+/**
+ * The snapshot of one LWW record `"k": "v"` by node "a" stamped `millis` with TTL `ttlMs` (u64
+ * BigInts). A JS clock and TTL stop at 2^53, a peer's do not: an exported snapshot has its millis
+ * column and TTL column (with the counter and node columns between them) rewritten.
+ */
+function lwwSnapshotAt(millis, ttlMs) {
+  const { grid } = makeGrid('a');
+  grid.getMap('m').set('k', 'v', { ttlMs: 500 });
+  const bytes = [...grid.exportMap('m')];
+  const columns = (m, t) => [...oneNumberColumn(m), 2, 1, 0, 2, 1, 0, ...oneNumberColumn(t)];
+  const from = columns(T0, 500);
+  const at = bytes.findIndex((_, i) => from.every((b, j) => bytes[i + j] === b));
+  assert.ok(at > 0, 'the columns are in the snapshot');
+  bytes.splice(at, from.length, ...columns(millis, ttlMs));
+  return Uint8Array.from(bytes);
 }
 
 /** A 32-bit unsigned integer. */
@@ -342,6 +380,26 @@ describe('LWW map', () => {
     assert.deepEqual(map.getRecord('b'), { value: 2, deleted: false, timestamp: { millis: T0, counter: 1, nodeId: 'writer-1' }, ttlMs: 500 });
     assert.deepEqual(map.getRecord('c').timestamp, { millis: T0 + 7, counter: 0, nodeId: 'writer-1' });
     assert.deepEqual(map.getRecord('d').timestamp, { millis: T0 + 7, counter: 1, nodeId: 'writer-1' });
+  });
+
+  test('getRecord: millis and TTL beyond 2^53 are BigInt, never rounded; a Number up to 2^53 - 1', () => {
+    const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+    const U64_MAX = 2n ** 64n - 1n;
+    /** What the API must return for the u64 `n`. */
+    const asJs = (n) => (n <= SAFE ? Number(n) : n);
+    const cases = [[SAFE, SAFE], [SAFE + 1n, SAFE + 1n], [2n ** 60n + 3n, 2n ** 55n + 1n], [U64_MAX, U64_MAX]];
+    for (const [millis, ttlMs] of cases) {
+      const reports = [];
+      const { grid } = makeGrid('b', { onDrift: (d) => reports.push(d) });
+      const map = grid.getMap('m');
+      assert.equal(grid.importMap('m', lwwSnapshotAt(millis, ttlMs)), 1);
+      const record = map.getRecord('k');
+      assert.deepEqual(record, { value: 'v', deleted: false, timestamp: { millis: asJs(millis), counter: 0, nodeId: 'a' }, ttlMs: asJs(ttlMs) });
+      assert.deepEqual(reports.map((d) => d.aheadMs), [asJs(millis - BigInt(T0))]);
+      // The clock moved to the remote's millis: the next local write is stamped there too.
+      map.set('after', 1);
+      assert.deepEqual(map.getRecord('after').timestamp.millis, asJs(millis));
+    }
   });
 
   test('a fractional wall time is truncated to whole milliseconds', () => {
@@ -1218,6 +1276,57 @@ describe('clock drift', () => {
     assert.equal(reports[0].aheadMs, 101);
     const strict = makeGrid('strict', { maxDriftMs: 100, strictDrift: true });
     assert.equal(sync(remoteAhead(100), strict.grid, 'm'), 1);
+  });
+
+  test('a throwing onDrift: every drift is reported, every subscriber hears the import, then its first error is rethrown', () => {
+    for (const kind of ['lww', 'or']) {
+      const reports = [];
+      const thrown = [];
+      const onDrift = (d) => {
+        reports.push(d);
+        thrown.push(new Error(`onDrift threw at report ${reports.length}`));
+        throw thrown.at(-1);
+      };
+      const { grid } = makeGrid('local', { maxDriftMs: 10, onDrift });
+      const map = kind === 'lww' ? grid.getMap('m') : grid.getORMap('m');
+      const first = recorder(map);
+      const second = recorder(map);
+      const remote = makeGrid('remote');
+      remote.clock.now = T0 + 3_600_000;
+      for (const key of ['k1', 'k2']) write(remote.grid, kind, key);
+      const e = throwsError(() => sync(remote.grid, grid, 'm'), /onDrift threw at report 1/);
+      assert.equal(e, thrown[0], kind);
+      assert.deepEqual(reports.map((d) => d.remote), [`${T0 + 3_600_000}:0:remote`, `${T0 + 3_600_000}:1:remote`], kind);
+      assert.deepEqual(first.changes.map((c) => c.key), ['k1', 'k2'], kind);
+      assert.deepEqual(second.changes, first.changes, kind);
+      assert.deepEqual(map.keys(), ['k1', 'k2'], kind);
+      // Nothing of the import is left over for the next write to deliver.
+      write(grid, kind, 'later');
+      assert.deepEqual(first.changes.map((c) => c.key), ['k1', 'k2', 'later'], kind);
+    }
+  });
+
+  test('onDrift and a subscriber both throw during importMap: all run, the first error is rethrown', () => {
+    const reports = [];
+    const { grid } = makeGrid('local', { maxDriftMs: 10, onDrift: (d) => { reports.push(d); throw new Error('from onDrift'); } });
+    const map = grid.getMap('m');
+    map.subscribe(() => {
+      throw new Error('from a subscriber');
+    });
+    const heard = recorder(map);
+    const remote = makeGrid('remote');
+    remote.clock.now = T0 + 3_600_000;
+    write(remote.grid, 'lww', 'k1');
+    write(remote.grid, 'lww', 'k2');
+    throwsError(() => sync(remote.grid, grid, 'm'), /^from onDrift$/);
+    assert.equal(reports.length, 2);
+    assert.deepEqual(heard.changes.map((c) => c.key), ['k1', 'k2']);
+    // Without drift, the subscriber's error is the one rethrown, after every subscriber heard.
+    const calm = makeGrid('calm');
+    write(calm.grid, 'lww', 'k3');
+    throwsError(() => sync(calm.grid, grid, 'm'), /^from a subscriber$/);
+    assert.deepEqual(heard.changes.map((c) => c.key), ['k1', 'k2', 'k3']);
+    assert.equal(reports.length, 2);
   });
 
   test('a remote behind the wall clock is never drift', () => {

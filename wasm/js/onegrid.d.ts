@@ -24,7 +24,9 @@ export interface GridOptions {
   maxDriftMs?: number;
   /** Throw on drift, changing nothing, instead of accepting and reporting it; default false. */
   strictDrift?: boolean;
-  /** Called for each remote timestamp found too far ahead of the wall clock (lenient mode). */
+  /** Called for each remote timestamp found too far ahead of the wall clock (lenient mode). If it
+   * throws, the import stays applied, the other reports and the change events still go out, and
+   * then `importMap` rethrows the first error. */
   onDrift?: (drift: DriftReport) => void;
   /** Where the grid's maps load from and flush to (`MemoryStorage`, `IndexedDbStorage`, or any
    * object with these async functions); without it, maps live in memory only. */
@@ -39,12 +41,14 @@ export interface GridOptions {
 export interface DriftReport {
   /** The remote timestamp, `"<millis>:<counter>:<nodeId>"`. */
   remote: string;
-  aheadMs: number;
+  /** A BigInt beyond `Number.MAX_SAFE_INTEGER` (a peer's clock may be anywhere in 64 bits). */
+  aheadMs: number | bigint;
   maxDriftMs: number;
 }
 
 export interface Timestamp {
-  millis: number;
+  /** A BigInt beyond `Number.MAX_SAFE_INTEGER` (a peer's clock may be anywhere in 64 bits). */
+  millis: number | bigint;
   counter: number;
   nodeId: string;
 }
@@ -54,7 +58,8 @@ export interface LwwRecordView {
   value: Value;
   deleted: boolean;
   timestamp: Timestamp;
-  ttlMs?: number;
+  /** Absent without a TTL; a BigInt beyond `Number.MAX_SAFE_INTEGER` (a peer's TTL may be). */
+  ttlMs?: number | bigint;
 }
 
 export interface WriteOptions {
@@ -132,6 +137,7 @@ export class LwwMap {
   keys(): string[];
   /** The 32-bit Merkle root. */
   rootHash(): number;
+  /** The stored record of `key`, tombstones included. */
   getRecord(key: string): LwwRecordView | undefined;
   /** Drops tombstones older than `olderThanMillis`; returns how many. */
   prune(olderThanMillis: number): number;

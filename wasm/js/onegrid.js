@@ -94,6 +94,22 @@ function checkMillis(value, what) {
   return value;
 }
 
+/** Calls the app's `fn(arg)`; what it throws is kept, not thrown, so no other callback is skipped.
+ * Returns `failure`, the first error kept so far (`{ e }` or undefined), or this one if it is the first. */
+function guarded(fn, arg, failure) {
+  try {
+    fn(arg);
+  } catch (e) {
+    return failure ?? { e };
+  }
+  return failure;
+}
+
+/** Throws the error `guarded` kept, if any. */
+function rethrow(failure) {
+  if (failure !== undefined) throw failure.e;
+}
+
 /** The TTL of a write's options, or -1 for none. */
 function ttlOf(options) {
   if (options === undefined || options === null) return -1;
@@ -158,12 +174,19 @@ class GridCore {
     if (this.driver !== null) this.driver.poke();
   }
 
-  /** Delivers pending change events of map `id` to its subscribers. */
+  /** Delivers pending change events of map `id` to its subscribers, then rethrows the first
+   * error one threw. */
   dispatch(id, now, kind) {
+    rethrow(this.deliver(id, now, kind));
+  }
+
+  /** Delivers pending change events of map `id` to its subscribers; returns the first error one
+   * threw (as `{ e }`), or undefined. */
+  deliver(id, now, kind) {
     const subs = this.subscribers.get(id);
-    if (subs === undefined) return;
+    if (subs === undefined) return undefined;
     const len = this.raw.takeEvents(id, now);
-    if (len === 0) return;
+    if (len === 0) return undefined;
     const r = this.output(len);
     const changes = r.vec(function () {
       const key = this.str();
@@ -173,34 +196,32 @@ class GridCore {
         : { key, values: this.vec(this.value), origin };
     });
     // A throwing subscriber neither undoes the write nor keeps the others from hearing of it:
-    // every change reaches every subscriber, then the first error is rethrown.
+    // every change reaches every subscriber, and the caller rethrows the first error.
     let failure;
     for (const change of changes) {
-      for (const fn of [...subs]) {
-        try {
-          fn(change);
-        } catch (e) {
-          failure ??= { e };
-        }
-      }
+      for (const fn of [...subs]) failure = guarded(fn, change, failure);
     }
-    if (failure) throw failure.e;
+    return failure;
   }
 
-  /** `dispatch` for map `name` of `kind` ("lww" or "or"), found by name. */
-  dispatchMap(name, kind, now) {
+  /** `deliver` for map `name` of `kind` ("lww" or "or"), found by name. */
+  deliverMap(name, kind, now) {
     const id = kind === 'lww' ? this.raw.openLww(now, this.text(name)) : this.raw.openOr(now, this.text(name));
-    this.dispatch(id, now, kind);
+    return this.deliver(id, now, kind);
   }
 
-  reportDrift() {
+  /** Hands each pending drift report to `onDrift`, every one even if a call throws; returns the
+   * first error thrown (as `{ e }`), or undefined. */
+  reportDrifts() {
     const len = this.raw.takeDrifts();
-    if (len === 0 || this.onDrift === undefined) return;
+    if (len === 0 || this.onDrift === undefined) return undefined;
     const r = this.output(len);
     const drifts = r.vec(function () {
-      return { remote: this.str(), aheadMs: this.varint(), maxDriftMs: this.varint() };
+      return { remote: this.str(), aheadMs: this.u64(), maxDriftMs: this.varint() };
     });
-    for (const d of drifts) this.onDrift(d);
+    let failure;
+    for (const d of drifts) failure = guarded(this.onDrift, d, failure);
+    return failure;
   }
 
   subscribe(id, fn) {
@@ -272,7 +293,7 @@ export class Grid {
         onReady: (name, kind) => {
           if (core.subscribers.size === 0) return;
           const now = core.now();
-          core.dispatchMap(name, kind, now);
+          rethrow(core.deliverMap(name, kind, now));
         },
       });
     }
@@ -390,10 +411,11 @@ export class Grid {
     const now = core.now();
     const changed = core.raw.importMap(name, now, bytes);
     core.wrote();
-    core.reportDrift();
-    if (core.subscribers.size > 0) {
-      core.dispatchMap(name, core.raw.mapKind(name), now);
-    }
+    // The import stays applied whatever a callback throws: every drift is reported and every
+    // change delivered first, then the first error (in that order) is rethrown.
+    const drifted = core.reportDrifts();
+    const heard = core.subscribers.size > 0 ? core.deliverMap(name, core.raw.mapKind(name), now) : undefined;
+    rethrow(drifted ?? heard);
     return changed;
   }
 }
@@ -495,7 +517,8 @@ export class LwwMap {
     return this.#core.raw.root(this.#id);
   }
 
-  /** The stored record of `key`, tombstones included: `{ value, deleted, timestamp, ttlMs? }`. */
+  /** The stored record of `key`, tombstones included: `{ value, deleted, timestamp, ttlMs? }`;
+   * `timestamp.millis` and `ttlMs` are BigInt beyond 2^53 - 1. */
   getRecord(key) {
     checkText(key, 'the key');
     const core = this.#core;
@@ -503,8 +526,9 @@ export class LwwMap {
     if (len < 0) return undefined;
     const r = core.output(len);
     const value = r.option(r.value);
-    const timestamp = { millis: r.varint(), counter: r.varint(), nodeId: r.str() };
-    const ttlMs = r.option(r.varint);
+    // Millis and TTL are u64: a peer's may pass 2^53, and those come back as BigInt.
+    const timestamp = { millis: r.u64(), counter: r.varint(), nodeId: r.str() };
+    const ttlMs = r.option(r.u64);
     const record = { value: value === undefined ? null : value, deleted: value === undefined, timestamp };
     if (ttlMs !== undefined) record.ttlMs = ttlMs;
     return record;

@@ -151,7 +151,8 @@ const BUCKETS_STORE = 'buckets';
 const BUCKETS = 1024;
 
 const utf8 = new TextEncoder();
-const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+// `ignoreBOM`: a bucket's keys start with its first key, whose leading U+FEFF is part of it.
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** The bucket of `key`: FNV-1a over its UTF-16 code units, then MurmurHash3's fmix32 to spread the low bits. */
 function bucketOf(key) {

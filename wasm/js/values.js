@@ -16,7 +16,8 @@ const LONE_IN_KEY = 'an object key contains a lone surrogate (not valid Unicode)
 const TAG = { NULL: 0, BOOL: 1, INT: 2, FLOAT: 3, STRING: 4, BYTES: 5, LIST: 6, MAP: 7 };
 
 const utf8 = new TextEncoder();
-const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+// `ignoreBOM`: a leading U+FEFF is part of the string, not a byte-order mark to drop.
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** True when `s` has no lone surrogate (so it has a UTF-8 form). */
@@ -340,20 +341,35 @@ export class Reader {
     }
   }
 
+  /** An unsigned varint as a BigInt (exact at any size). */
+  varintBig() {
+    let big = 0n;
+    let shift = 0n;
+    for (;;) {
+      const b = this.u8();
+      big |= BigInt(b & 0x7f) << shift;
+      if (b < 0x80) return big;
+      shift += 7n;
+    }
+  }
+
+  /** A u64 (millis, a TTL): a Number when it is a safe integer, else a BigInt, never a rounded
+   * Number. (A Number sum that passes 2^53 stays at or above it, so the check cannot miss.) */
+  u64() {
+    const start = this.pos;
+    const n = this.varint();
+    if (n <= Number.MAX_SAFE_INTEGER) return n;
+    this.pos = start;
+    return this.varintBig();
+  }
+
   /** A zigzag i64: a Number when it is a safe integer, else a BigInt. */
   int() {
     const start = this.pos;
     let z = this.varint();
     if (z <= Number.MAX_SAFE_INTEGER) return z % 2 === 0 ? z / 2 : -(z + 1) / 2;
     this.pos = start;
-    let big = 0n;
-    let shift = 0n;
-    for (;;) {
-      const b = this.u8();
-      big |= BigInt(b & 0x7f) << shift;
-      if (b < 0x80) break;
-      shift += 7n;
-    }
+    const big = this.varintBig();
     const n = (big >> 1n) ^ -(big & 1n);
     return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
   }
