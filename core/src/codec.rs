@@ -392,12 +392,7 @@ pub fn encode_stored(value: &StoredValue) -> Vec<u8> {
         StoredValue::OrTombstones(tags) => {
             return encode_stored_tombstones(&tags.iter().map(Timestamp::to_text).collect::<Vec<_>>());
         }
-        StoredValue::Mark(mark) => {
-            put_varint(o, 3);
-            put_kind(o, mark.kind);
-            put_varint(o, mark.millis);
-            put_varint(o, u64::from(mark.counter));
-        }
+        StoredValue::Mark(mark) => return encode_stored_mark(mark),
     }
     out
 }
@@ -429,6 +424,15 @@ pub(crate) fn encode_stored_or(records: &[OrRecord]) -> Vec<u8> {
         put_str(&mut out, &r.tag());
         put_option_u64(&mut out, r.ttl_ms);
     }
+    out
+}
+
+/// [`encode_stored`] of a map's mark.
+pub(crate) fn encode_stored_mark(mark: &MapMark) -> Vec<u8> {
+    let mut out = alloc::vec![FORMAT_VERSION, 3];
+    put_kind(&mut out, mark.kind);
+    put_varint(&mut out, mark.millis);
+    put_varint(&mut out, u64::from(mark.counter));
     out
 }
 

@@ -376,6 +376,7 @@ impl LwwMap {
     /// Gives the record of `key` a new timestamp, keeping its value and TTL (no change event: the
     /// value is the same). The storage manager re-stamps writes made while a map loaded when their
     /// timestamps are not later than what storage holds (SPEC section 1).
+    #[inline(never)]
     pub(crate) fn restamp(&mut self, key: &str, ts: Timestamp) {
         let Some(slot) = self.slots.get_mut(key) else { return };
         let (key_hash, item_hash) = hashes(key, &ts);

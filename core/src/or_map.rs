@@ -228,21 +228,21 @@ impl OrMap {
         // Records are applied oldest first, whatever order they came in, so the clock ends the
         // same (SPEC section 4); tombstoned ones (here or in the batch) are never observed.
         let incoming: HashSet<&Timestamp, Hasher> = tombstones.iter().collect();
-        let mut order: Vec<(usize, usize)> = Vec::new();
+        let mut order: Vec<(Timestamp, usize, usize)> = Vec::new();
         for (k, (_, records)) in keys.iter().enumerate() {
             for (r, record) in records.iter().enumerate() {
                 if !self.tombstones.contains(&record.timestamp) && !incoming.contains(&record.timestamp) {
-                    order.push((k, r));
+                    order.push((record.timestamp.clone(), k, r));
                 }
             }
         }
-        order.sort_by(|a, b| keys[a.0].1[a.1].timestamp.cmp(&keys[b.0].1[b.1].timestamp));
-        let drifts = clock.check_all(order.iter().map(|&(k, r)| &keys[k].1[r].timestamp), wall)?;
+        crate::sort::by_timestamp(&mut order, |(t, _, _)| t);
+        let drifts = clock.check_all(order.iter().map(|(t, _, _)| t), wall)?;
         let new_tombstones = tombstones.iter().filter(|t| self.apply_tombstone(t)).count();
         let mut slots: Vec<(Box<str>, Vec<Option<OrRecord>>)> =
             keys.into_iter().map(|(key, records)| (key, records.into_iter().map(Some).collect())).collect();
         let mut added = 0;
-        for (k, r) in order {
+        for (_, k, r) in order {
             let Some(record) = slots[k].1[r].take() else { continue };
             clock.observe(&record.timestamp, wall);
             added += usize::from(self.apply_observed(&slots[k].0, record));
@@ -367,6 +367,7 @@ impl OrMap {
     /// Gives the live record `old` of `key` the timestamp (and so the tag) `new`, keeping its value
     /// and TTL (no change event). See [`crate::LwwMap`]'s `restamp`: the storage manager re-stamps
     /// adds made while a map loaded whose tags storage may already hold for other records.
+    #[inline(never)]
     pub(crate) fn restamp(&mut self, key: &str, old: &Timestamp, new: Timestamp) {
         let Some(entry) = self.keys.get_mut(key) else { return };
         let Some(at) = entry.records.iter().position(|r| r.timestamp == *old) else { return };

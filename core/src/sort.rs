@@ -32,6 +32,24 @@ pub(crate) fn sorted_copy<T: Copy>(items: &[T], key: impl Fn(&T) -> &[u8]) -> Ve
     keyed.into_iter().map(|(_, at)| items[at]).collect()
 }
 
+/// Sorts `items` by a timestamp of each, in the timestamps' order (millis, counter, node id
+/// bytes), through the one sort: the keys are those three as big-endian bytes.
+pub(crate) fn by_timestamp<T>(items: &mut [T], ts: impl Fn(&T) -> &crate::hlc::Timestamp) {
+    let keys: Vec<Vec<u8>> = items
+        .iter()
+        .map(|item| {
+            let t = ts(item);
+            let mut key = Vec::with_capacity(12 + t.node_id.as_str().len());
+            key.extend_from_slice(&t.millis.to_be_bytes());
+            key.extend_from_slice(&t.counter.to_be_bytes());
+            key.extend_from_slice(t.node_id.as_str().as_bytes());
+            key
+        })
+        .collect();
+    let order = order(keys.iter().map(Vec::as_slice));
+    permute(items, order);
+}
+
 /// Sorts strings (`String`, `&str`, `Box<str>`) by their bytes.
 pub(crate) fn strs<T: AsRef<str>>(items: &mut [T]) {
     by_key(items, |s| s.as_ref().as_bytes());

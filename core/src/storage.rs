@@ -67,7 +67,7 @@ use hashbrown::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{
-    MapMark, StoredLww, StoredValue, decode_stored, decode_stored_lww_raw, encode_stored, encode_stored_lww,
+    MapMark, StoredLww, StoredValue, decode_stored, decode_stored_lww_raw, encode_stored_lww, encode_stored_mark,
     encode_stored_or, encode_stored_tombstones,
 };
 use crate::error::{Error, excerpt};
@@ -346,11 +346,17 @@ impl Loaded {
     /// The greatest `(millis, counter)` storage holds for the map: of its records, tombstones and
     /// mark (whatever node wrote them).
     fn high_water(&self) -> Option<(u64, u32)> {
-        let lww = self.lww.iter().map(|(_, r)| &r.timestamp);
-        let or = self.or.iter().flat_map(|(_, rs)| rs.iter().map(|r| &r.timestamp));
-        let tombstones = self.tombstones.iter().flatten();
-        let stamps = lww.chain(or).chain(tombstones).map(|t| (t.millis, t.counter));
-        stamps.chain(self.mark.map(|m| (m.millis, m.counter))).max()
+        let mut high = self.mark.map(|m| (m.millis, m.counter));
+        let mut see = |t: &Timestamp| high = high.max(Some((t.millis, t.counter)));
+        self.lww.iter().for_each(|(_, r)| see(&r.timestamp));
+        self.or.iter().for_each(|(_, rs)| rs.iter().for_each(|r| see(&r.timestamp)));
+        self.tombstones.iter().flatten().for_each(see);
+        high
+    }
+
+    /// True when a loaded OR record has the tag `tag`.
+    fn holds_tag(&self, tag: &Timestamp) -> bool {
+        self.or.iter().any(|(_, rs)| rs.iter().any(|r| r.timestamp == *tag))
     }
 }
 
@@ -817,7 +823,7 @@ impl StorageManager {
         let writes = !entries.is_empty() || !deletes.is_empty();
         let mark = (writes && slot.mark < Some((millis, counter))).then_some((millis, counter));
         if mark.is_some() {
-            let bytes = encode_stored(&StoredValue::Mark(MapMark { kind: map.kind(), millis, counter }));
+            let bytes = encode_stored_mark(&MapMark { kind: map.kind(), millis, counter });
             let at = entries.partition_point(|(k, _)| k.as_str() < MARK_KEY);
             entries.insert(at, (String::from(MARK_KEY), bytes));
         }
@@ -1200,6 +1206,7 @@ impl StorageManager {
     /// this node's own earlier record, merged while the map loads, is re-stamped like a local
     /// write (for LWW the same value, newer; for OR a second record of it), so sync holds a
     /// map's incoming records until it has loaded.
+    #[inline(never)]
     fn restamp_early(&mut self, id: MapId, loaded: &Loaded) {
         let Some(high) = loaded.high_water() else { return };
         let slot = &mut self.slots[id.0 as usize];
@@ -1218,17 +1225,20 @@ impl StorageManager {
                         early.push((ts, String::from(r.key)));
                     }
                 }
-                early.sort();
+                crate::sort::by_timestamp(&mut early, |(ts, _)| ts);
                 for (_, key) in early {
                     let Ok(now) = clock.now(wall) else { break };
                     m.restamp(&key, now);
                 }
             }
             AnyMap::Or(m) => {
-                let stored_tags: HashSet<&Timestamp, Hasher> =
-                    loaded.or.iter().flat_map(|(_, rs)| rs.iter().map(|r| &r.timestamp)).collect();
-                let removed: Vec<Timestamp> =
-                    m.tombstone_tags().filter(|t| stale(t) && stored_tags.contains(t)).cloned().collect();
+                // Few: this node's own removes, made while the map loaded, of stale tags.
+                let mut removed: Vec<Timestamp> = Vec::new();
+                for tag in m.tombstone_tags() {
+                    if stale(tag) && loaded.holds_tag(tag) {
+                        removed.push(tag.clone());
+                    }
+                }
                 for tag in &removed {
                     m.forget_tombstone(tag);
                 }
@@ -1238,7 +1248,7 @@ impl StorageManager {
                         early.push((r.timestamp.clone(), String::from(key)));
                     }
                 }
-                early.sort();
+                crate::sort::by_timestamp(&mut early, |(ts, _)| ts);
                 for (old, key) in early {
                     let Ok(now) = clock.now(wall) else { break };
                     m.restamp(&key, &old, now);

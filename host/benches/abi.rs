@@ -42,7 +42,11 @@ fn main() -> Result<(), HostError> {
             None => client.call(&request)?,
         };
         let elapsed = started.elapsed();
-        assert_eq!(reply, Reply::Count(RECORDS as u64), "every record should merge into the empty grid");
+        assert_eq!(
+            reply,
+            Reply::Imported { changed: RECORDS as u64, drifts: vec![] },
+            "every record should merge into the empty grid"
+        );
         close(client, grid)?;
         Ok(elapsed)
     };

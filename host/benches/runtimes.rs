@@ -296,7 +296,7 @@ fn root_of(reply: &Reply) -> u32 {
 fn api_check(workload: &str, replies: &[Reply]) -> String {
     match workload {
         "import" => match replies {
-            [Reply::Count(n)] => format!("{n} merged"),
+            [Reply::Imported { changed: n, .. }] => format!("{n} merged"),
             other => panic!("Import answered {other:?}"),
         },
         "gets" => {

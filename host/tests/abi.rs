@@ -31,7 +31,7 @@ fn set_get_export_import_between_two_grids() {
         panic!("Export answers Bytes")
     };
     let import = Command::Import { map: "todos".into(), snapshot: snapshot.clone() };
-    assert_eq!(client.call(&request(b, import)).unwrap(), Reply::Count(4));
+    assert_eq!(client.call(&request(b, import)).unwrap(), Reply::Imported { changed: 4, drifts: vec![] });
     let root = |client: &mut Client, grid| client.call(&request(grid, Command::Root { map: "todos".into() })).unwrap();
     let root_a = root(&mut client, a);
     assert!(matches!(root_a, Reply::Root(_)));
@@ -40,7 +40,7 @@ fn set_get_export_import_between_two_grids() {
 
     // Importing the same snapshot again changes nothing.
     let again = Command::Import { map: "todos".into(), snapshot };
-    assert_eq!(client.call(&request(b, again)).unwrap(), Reply::Count(0));
+    assert_eq!(client.call(&request(b, again)).unwrap(), Reply::Imported { changed: 0, drifts: vec![] });
 
     // The same commands run natively give the same root: one engine, two runtimes.
     let mut native = onegrid_core::Grid::new(onegrid_core::NodeId::new("node-a").unwrap(), Default::default());
