@@ -19,13 +19,13 @@ use alloc::vec::Vec;
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, Reply, Request, WireEvent};
+use crate::command::{Command, Reply, Request, WireDrift, WireEvent};
 use crate::error::{Error, excerpt};
 use crate::hlc::{NodeId, Timestamp};
 use crate::lww::{LwwMap, LwwRecord, RecordRef};
 use crate::map_common::{Hasher, MapKind};
 use crate::or_map::{OrMap, OrRecord};
-use crate::storage::{MapStatus, StorageOp, StorageResult};
+use crate::storage::{MapStatus, StorageOp, StorageRequest, StorageResult};
 use crate::value::{Encoded, MAX_DEPTH, Value};
 
 /// The first byte of every encoding this module writes.
@@ -463,7 +463,8 @@ fn put_option_u64(out: &mut Vec<u8>, n: Option<u64>) {
 
 // ---- decoding ----------------------------------------------------------------------------------
 
-/// Decodes `[FORMAT_VERSION] postcard(T)` with nothing trailing.
+/// Decodes `[FORMAT_VERSION] postcard(T)` with nothing trailing, through serde: the tests' reference.
+#[cfg(test)]
 fn read_versioned<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &'static str) -> Result<T, Error> {
     read_versioned_with(bytes, what, Reader::serde)
 }
@@ -503,16 +504,37 @@ fn trailing(rest: usize, what: &'static str) -> Result<(), Error> {
     Err(Error::Decode { what, reason: alloc::format!("{rest} unexpected bytes after the end") })
 }
 
+/// The most memory a decoder reserves at once for a count the input claims: past it, a vector
+/// grows as its items really arrive. Without it, nested lists (a value's, 64 deep) could each
+/// reserve for every byte left, and an item of one byte on the wire can take 24 to 88 in memory.
+const MAX_RESERVE_BYTES: usize = 64 << 10;
+
+/// How many items of `size` bytes in memory to reserve for `count` claimed ones that take at
+/// least `min_bytes` each on the wire, with `remaining` bytes of input left: no more than those
+/// bytes can hold, nor than [`MAX_RESERVE_BYTES`]. Every reservation from a decoded count goes
+/// through here (by [`Reader::capacity_for`] or [`Scan::capacity_for`]).
+#[inline(never)]
+fn capacity_for(count: usize, remaining: usize, min_bytes: usize, size: usize) -> usize {
+    count.min(remaining / min_bytes.max(1)).min(MAX_RESERVE_BYTES / size.max(1))
+}
+
 /// Reads postcard as its serde deserializer does, giving the same error for the same bytes.
-/// Values, stored values, requests and OR snapshot bodies are read by hand with it: serde's
-/// deserializers for them would be a second decoder in the wasm module. The unit tests at the end
-/// check each against serde on valid and damaged bytes.
+/// Values, stored values, requests, replies and OR snapshot bodies are read by hand with it:
+/// serde's deserializers for them would be a second decoder in the wasm module, and serde's `Vec`
+/// reserves up to 1 MiB for any count no larger than the bytes left (postcard 1.2 hints it). The
+/// unit tests at the end check each against serde on valid and damaged bytes.
 struct Reader<'a> {
     bytes: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
+    /// How many `T`s to reserve for `count` claimed items of at least `min_bytes` bytes each.
+    fn capacity_for<T>(&self, count: usize, min_bytes: usize) -> usize {
+        capacity_for(count, self.bytes.len(), min_bytes, core::mem::size_of::<T>())
+    }
+
     /// A `T` through serde.
+    #[cfg(test)]
     fn serde<T: Deserialize<'a>>(&mut self) -> postcard::Result<T> {
         let (value, rest) = postcard::take_from_bytes::<T>(self.bytes)?;
         self.bytes = rest;
@@ -652,17 +674,22 @@ impl<'a> Reader<'a> {
                 Value::Bytes(Box::from(self.take(n)?))
             }
             6 | 7 if depth >= MAX_DEPTH => return Err(postcard::Error::SerdeDeCustom),
-            6 => Value::List(self.list(|r| r.value_at(depth + 1))?.into_boxed_slice()),
-            7 => Value::Map(self.list(|r| Ok((Box::from(r.str()?), r.value_at(depth + 1)?)))?.into_boxed_slice()),
+            // An item is a tag at least; an entry a key's length and a tag.
+            6 => Value::List(self.list(1, |r| r.value_at(depth + 1))?.into_boxed_slice()),
+            7 => Value::Map(self.list(2, |r| Ok((Box::from(r.str()?), r.value_at(depth + 1)?)))?.into_boxed_slice()),
             _ => return Err(postcard::Error::SerdeDeCustom),
         })
     }
 
-    /// A sequence: a length, then the items.
-    fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> postcard::Result<T>) -> postcard::Result<Vec<T>> {
+    /// A sequence: a length, then the items, each at least `min_bytes` long on the wire (the
+    /// length is not trusted beyond what the bytes left can hold).
+    fn list<T>(
+        &mut self,
+        min_bytes: usize,
+        mut item: impl FnMut(&mut Self) -> postcard::Result<T>,
+    ) -> postcard::Result<Vec<T>> {
         let n = self.len()?;
-        // Every item takes a byte at least: the length is not trusted beyond that.
-        let mut items = Vec::with_capacity(n.min(self.bytes.len()));
+        let mut items = Vec::with_capacity(self.capacity_for::<T>(n, min_bytes));
         for _ in 0..n {
             items.push(item(self)?);
         }
@@ -680,7 +707,8 @@ impl<'a> Reader<'a> {
                 timestamp: self.timestamp()?,
                 ttl_ms: self.option_u64()?,
             },
-            1 => StoredWire::Or(self.list(|r| {
+            // A record: a value's tag, millis, counter, node id, tag and TTL, a byte each at least.
+            1 => StoredWire::Or(self.list(6, |r| {
                 Ok(StoredOrWire {
                     value: r.value()?,
                     timestamp: r.timestamp()?,
@@ -688,18 +716,20 @@ impl<'a> Reader<'a> {
                     ttl_ms: r.option_u64()?,
                 })
             })?),
-            2 => StoredWire::OrTombstones(self.list(Self::str)?),
+            2 => StoredWire::OrTombstones(self.list(1, Self::str)?),
             _ => StoredWire::Mark { kind: self.kind()?, millis: self.u64()?, counter: self.u32()? },
         })
     }
 
     fn or_snapshot(&mut self) -> postcard::Result<OrSnapshotWire<'a>> {
+        // The fewest bytes each item takes: a string's length; a key's length and record count; a
+        // record's value tag, millis, counter, node index, tag length and TTL tag.
         Ok(OrSnapshotWire {
-            nodes: self.list(Self::str)?,
-            keys: self.list(|r| {
+            nodes: self.list(1, Self::str)?,
+            keys: self.list(2, |r| {
                 Ok(OrKeyWire {
                     key: r.str()?,
-                    records: r.list(|r| {
+                    records: r.list(6, |r| {
                         Ok(OrWire {
                             value: r.value()?,
                             millis: r.u64()?,
@@ -711,7 +741,7 @@ impl<'a> Reader<'a> {
                     })?,
                 })
             })?,
-            tombstones: self.list(Self::str)?,
+            tombstones: self.list(1, Self::str)?,
         })
     }
 
@@ -733,7 +763,7 @@ impl<'a> Reader<'a> {
                 value: self.value()?,
                 ttl_ms: self.option_u64()?,
             },
-            3 => Command::SetMany { map: self.string()?, entries: self.list(|r| Ok((r.string()?, r.value()?)))? },
+            3 => Command::SetMany { map: self.string()?, entries: self.list(2, |r| Ok((r.string()?, r.value()?)))? },
             4 => Command::Remove { map: self.string()?, key: self.string()? },
             5 => Command::Get { map: self.string()?, key: self.string()? },
             6 => Command::Add {
@@ -751,17 +781,67 @@ impl<'a> Reader<'a> {
             13 => Command::OpenPersistent { node_id: self.string()?, max_drift_ms: self.u64()?, strict: self.bool()? },
             14 => Command::GetMap { map: self.string()?, kind: if self.some()? { Some(self.kind()?) } else { None } },
             15 => Command::Flush,
-            16 => Command::Storage { answers: self.list(|r| Ok((r.u64()?, r.storage_result()?)))? },
+            16 => Command::Storage { answers: self.list(2, |r| Ok((r.u64()?, r.storage_result()?)))? },
             _ => Command::TakeEarlyWrites { map: self.string()? },
         })
     }
 
     fn storage_result(&mut self) -> postcard::Result<StorageResult> {
         Ok(match self.variant(4)? {
-            0 => StorageResult::Keys(self.list(Self::string)?),
-            1 => StorageResult::Values(self.list(|r| Ok((r.string()?, r.byte_vec()?)))?),
+            0 => StorageResult::Keys(self.list(1, Self::string)?),
+            1 => StorageResult::Values(self.list(2, |r| Ok((r.string()?, r.byte_vec()?)))?),
             2 => StorageResult::Done,
             _ => StorageResult::Failed(self.string()?),
+        })
+    }
+
+    fn reply(&mut self) -> postcard::Result<Reply> {
+        Ok(match self.variant(12)? {
+            0 => Reply::Done,
+            1 => Reply::Opened(self.u32()?),
+            2 => Reply::Value(if self.some()? { Some(self.value()?) } else { None }),
+            3 => Reply::Values(self.list(1, Self::value)?),
+            4 => Reply::Tags(self.list(1, Self::string)?),
+            5 => Reply::Root(self.u32()?),
+            6 => Reply::Bytes(self.byte_vec()?),
+            7 => Reply::Count(self.u64()?),
+            8 => Reply::Error(self.string()?),
+            9 => {
+                Reply::Status(if self.variant(2)? == 0 { MapStatus::Loading } else { MapStatus::Loaded(self.kind()?) })
+            }
+            // A request: an id, a call's variant and a map name, a byte each at least; an event:
+            // a variant and a field.
+            10 => Reply::Storage { requests: self.list(3, Self::storage_request)?, events: self.list(2, Self::event)? },
+            // A drift: a remote timestamp's length and three numbers.
+            _ => Reply::Imported { changed: self.u64()?, drifts: self.list(4, Self::drift)? },
+        })
+    }
+
+    fn drift(&mut self) -> postcard::Result<WireDrift> {
+        Ok(WireDrift { remote: self.string()?, wall: self.u64()?, ahead_ms: self.u64()?, max_drift_ms: self.u64()? })
+    }
+
+    fn storage_request(&mut self) -> postcard::Result<StorageRequest> {
+        let id = self.u64()?;
+        let op = match self.variant(4)? {
+            0 => StorageOp::LoadAllKeys { map: self.string()? },
+            1 => StorageOp::LoadAll { map: self.string()?, keys: self.list(1, Self::string)? },
+            2 => StorageOp::StoreAll {
+                map: self.string()?,
+                entries: self.list(2, |r| Ok((r.string()?, r.byte_vec()?)))?,
+            },
+            _ => StorageOp::DeleteAll { map: self.string()?, keys: self.list(1, Self::string)? },
+        };
+        Ok(StorageRequest { id, op })
+    }
+
+    fn event(&mut self) -> postcard::Result<WireEvent> {
+        Ok(match self.variant(5)? {
+            0 => WireEvent::MapLoaded { map: self.string()?, count: self.u64()? },
+            1 => WireEvent::Ready { map: self.string()?, kind: self.kind()? },
+            2 => WireEvent::LoadFailed { map: self.string()?, error: self.string()? },
+            3 => WireEvent::Flushed { flush_id: self.u64()? },
+            _ => WireEvent::FlushFailed { flush_id: self.u64()?, error: self.string()? },
         })
     }
 }
@@ -1241,7 +1321,7 @@ fn put_kind(out: &mut Vec<u8>, kind: MapKind) {
 /// Decodes a byte-ABI reply.
 pub fn decode_reply(bytes: &[u8]) -> Result<Reply, Error> {
     check_size(bytes, "reply")?;
-    read_versioned(bytes, "reply")
+    read_versioned_with(bytes, "reply", Reader::reply)
 }
 
 // ---- values as bytes ----------------------------------------------------------------------------
@@ -1288,7 +1368,8 @@ fn canonicalize(scan: &mut Scan<'_>, out: &mut Vec<u8>) -> Result<(), String> {
             out.extend_from_slice(&scan.bytes[start..scan.at]);
             // (key, its encoded form with the length prefix, the value: a span of the input when it
             // is already canonical, which is the common case, else rewritten)
-            let mut entries: Vec<MapEntry<'_>> = Vec::with_capacity(count);
+            // An entry is a key's length and a value's tag at least.
+            let mut entries: Vec<MapEntry<'_>> = Vec::with_capacity(scan.capacity_for::<MapEntry<'_>>(count, 2));
             for _ in 0..count {
                 let key_at = scan.at;
                 let key = scan.text()?;
@@ -1334,6 +1415,11 @@ struct Scan<'a> {
 }
 
 impl<'a> Scan<'a> {
+    /// How many `T`s to reserve for `count` claimed items of at least `min_bytes` bytes each.
+    fn capacity_for<T>(&self, count: usize, min_bytes: usize) -> usize {
+        capacity_for(count, self.bytes.len() - self.at, min_bytes, core::mem::size_of::<T>())
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
         let end = self.at.checked_add(n).filter(|&end| end <= self.bytes.len()).ok_or("it is truncated")?;
         let taken = &self.bytes[self.at..end];
@@ -1671,6 +1757,11 @@ mod reader_tests {
         same(bytes, decode_request(bytes), serde);
     }
 
+    fn check_reply(bytes: &[u8]) {
+        let serde = check_size(bytes, "reply").and_then(|()| read_versioned::<Reply>(bytes, "reply"));
+        same(bytes, decode_reply(bytes), serde);
+    }
+
     fn check_or_snapshot(bytes: &[u8]) {
         if let [FORMAT_VERSION, OR_SNAPSHOT_TAG, ..] = bytes {
             // The tag and the body through serde, as one postcard tuple.
@@ -1792,6 +1883,67 @@ mod reader_tests {
         for bytes in &all {
             check_request(bytes);
         }
+    }
+
+    #[test]
+    fn replies_read_as_serde_reads_them() {
+        let request = |id, op| StorageRequest { id, op };
+        let replies = vec![
+            Reply::Done,
+            Reply::Opened(u32::MAX),
+            Reply::Value(None),
+            Reply::Value(super::tests::values().pop()),
+            Reply::Values(super::tests::values()),
+            Reply::Tags(vec!["1:0:a".into(), "".into()]),
+            Reply::Root(0xdead_beef),
+            Reply::Bytes((0..=255).collect()),
+            Reply::Count(u64::MAX),
+            Reply::Error("no".into()),
+            Reply::Status(MapStatus::Loading),
+            Reply::Status(MapStatus::Loaded(MapKind::Or)),
+            Reply::Storage {
+                requests: vec![
+                    request(1, StorageOp::LoadAllKeys { map: "m".into() }),
+                    request(2, StorageOp::LoadAll { map: "m".into(), keys: vec!["a".into(), "b".into()] }),
+                    request(3, StorageOp::StoreAll { map: "m".into(), entries: vec![("a".into(), vec![1, 2])] }),
+                    request(u64::MAX, StorageOp::DeleteAll { map: "m".into(), keys: vec!["x".into()] }),
+                ],
+                events: vec![
+                    WireEvent::MapLoaded { map: "m".into(), count: 3 },
+                    WireEvent::Ready { map: "m".into(), kind: MapKind::Lww },
+                    WireEvent::LoadFailed { map: "m".into(), error: "e".into() },
+                    WireEvent::Flushed { flush_id: 7 },
+                    WireEvent::FlushFailed { flush_id: 8, error: "e".into() },
+                ],
+            },
+        ];
+        let mut all = Vec::new();
+        for reply in &replies {
+            let bytes = encode_reply(reply);
+            all.extend(damaged(&bytes));
+            all.push(bytes);
+        }
+        all.extend(random(&[1], 10_000, 0x6a09_e667_f3bc_c908));
+        for tag in 0..12 {
+            all.extend(random(&[1, tag], 2_000, 0xbb67_ae85_84ca_a73b + u64::from(tag)));
+        }
+        for op in 0..5 {
+            all.extend(random(&[1, 10, 1, 0, op], 2_000, 0x3c6e_f372_fe94_f82b + u64::from(op)));
+        }
+        all.push(Vec::new());
+        for bytes in &all {
+            check_reply(bytes);
+        }
+    }
+
+    #[test]
+    fn reservations_are_bounded_by_the_bytes_left_and_a_cap() {
+        // 600 bytes hold at most 100 items of 6 bytes, whatever the count claims.
+        assert_eq!(capacity_for(usize::MAX, 600, 6, 80), 100);
+        assert_eq!(capacity_for(10, 600, 6, 80), 10);
+        assert_eq!(capacity_for(1_000_000, 1 << 30, 1, 24), MAX_RESERVE_BYTES / 24);
+        assert_eq!(capacity_for(5, 0, 1, 24), 0);
+        assert_eq!(capacity_for(5, 10, 0, 0), 5);
     }
 
     #[test]

@@ -486,8 +486,10 @@ pub(crate) fn decode(scan: &mut Scan<'_>) -> Result<RawLwwSnapshot, Error> {
 
 fn decode_columns<'a>(scan: &mut Scan<'a>) -> Result<RawLwwSnapshot, Bad> {
     let in_snapshot = |e: Error| Bad(super::in_decode("snapshot")(e));
+    // The tables' counts are checked against the bytes left, and reserve no more than those hold:
+    // a node id or a key is a length at least, a shape its key count.
     let node_count = scan.len()?;
-    let mut nodes = Vec::with_capacity(node_count);
+    let mut nodes = Vec::with_capacity(scan.capacity_for::<NodeId>(node_count, 1));
     for _ in 0..node_count {
         nodes.push(NodeId::new(scan.text()?).map_err(in_snapshot)?);
     }
@@ -507,10 +509,10 @@ fn decode_columns<'a>(scan: &mut Scan<'a>) -> Result<RawLwwSnapshot, Bad> {
     let mut ttls = RunsReader::new(part(scan)?);
     let mut shape_ids = RunsReader::new(part(scan)?);
     let shape_count = scan.len()?;
-    let mut shapes: Vec<Vec<&'a str>> = Vec::with_capacity(shape_count);
+    let mut shapes: Vec<Vec<&'a str>> = Vec::with_capacity(scan.capacity_for::<Vec<&str>>(shape_count, 1));
     for _ in 0..shape_count {
         let key_count = scan.len()?;
-        let mut keys: Vec<&str> = Vec::with_capacity(key_count);
+        let mut keys: Vec<&str> = Vec::with_capacity(scan.capacity_for::<&str>(key_count, 1));
         for _ in 0..key_count {
             let key = scan.text()?;
             if keys.last().is_some_and(|&last| last >= key) {
@@ -521,13 +523,15 @@ fn decode_columns<'a>(scan: &mut Scan<'a>) -> Result<RawLwwSnapshot, Bad> {
         shapes.push(keys);
     }
     let mut plain = ValueReader::new(scan, 0)?;
-    let mut fields: Vec<Vec<ValueReader<'a>>> = Vec::with_capacity(shape_count);
+    // One per shape read (not per shape claimed).
+    let mut fields: Vec<Vec<ValueReader<'a>>> = Vec::with_capacity(shapes.len());
     for keys in &shapes {
         fields.push(keys.iter().map(|_| ValueReader::new(scan, 1)).collect::<Result<_, _>>()?);
     }
 
     // Every column's extent is known now: trailing bytes are refused before any record is built.
     super::trailing(scan.bytes.len() - scan.at, "snapshot").map_err(Bad)?;
+    // Bytes, not records: the suffixes plus a byte a record (at most twice the suffixes' part).
     let mut keys: Vec<u8> = Vec::with_capacity(suffixes.bytes.len() + count);
     // The record count is bounded by the input, but a record takes far more room than a byte of
     // it: the vector grows as records are read instead of being reserved from the count.
