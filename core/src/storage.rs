@@ -731,7 +731,7 @@ impl StorageManager {
                 // durable), until the embedder takes them back with `take_early_map`.
                 (Phase::Failed, Some(error @ Error::LoadKindMismatch { .. })) => held.push(alloc::format!(
                     "map {}: {} write(s) are held aside and can never be stored: {error}; take them back \
-                     with take_early_map (JavaScript: takeEarlyWrites)",
+                     (grid.takeEarlyWrites in JavaScript, TakeEarlyWrites in the byte ABI)",
                     crate::error::Quoted(&slot.name),
                     slot.pending_writes(),
                 )),

@@ -587,14 +587,18 @@ describe('LWW map', () => {
     assert.equal(map.getRecord('probe').timestamp.counter, 0);
   });
 
-  test('the reserved key "__tombstones__" is refused by every write', () => {
+  test('the reserved keys "__tombstones__" and "__mark__" are refused by every write and read', () => {
     const { grid } = makeGrid();
     const map = grid.getMap('m');
-    assertRefused(grid, map, () => map.set('__tombstones__', 1), /the key "__tombstones__" is reserved/);
-    assertRefused(grid, map, () => map.remove('__tombstones__'), /the key "__tombstones__" is reserved/);
-    assertRefused(grid, map, () => map.setMany([['__tombstones__', 1]]), /the key "__tombstones__" is reserved/);
-    assert.equal(map.get('__tombstones__'), undefined);
-    assert.equal(map.has('__tombstones__'), false);
+    for (const key of ['__tombstones__', '__mark__']) {
+      const reserved = new RegExp(`the key "${key}" is reserved`);
+      assertRefused(grid, map, () => map.set(key, 1), reserved);
+      assertRefused(grid, map, () => map.remove(key), reserved);
+      assertRefused(grid, map, () => map.setMany([[key, 1]]), reserved);
+      assertRefused(grid, map, () => map.get(key), reserved);
+      assertRefused(grid, map, () => map.has(key), reserved);
+      assertRefused(grid, map, () => map.getRecord(key), reserved);
+    }
   });
 
   test('keys must be strings without lone surrogates', () => {
@@ -824,7 +828,8 @@ describe('OR map', () => {
     map.add('k', 1);
     assertRefused(grid, map, () => map.add('__tombstones__', 1), /the key "__tombstones__" is reserved/);
     assertRefused(grid, map, () => map.remove('__tombstones__', 1), /the key "__tombstones__" is reserved/);
-    assert.deepEqual(map.get('__tombstones__'), []);
+    assertRefused(grid, map, () => map.get('__tombstones__'), /the key "__tombstones__" is reserved/);
+    assertRefused(grid, map, () => map.has('__mark__'), /the key "__mark__" is reserved/);
     for (const call of [(k) => map.add(k, 1), (k) => map.remove(k, 1), (k) => map.get(k), (k) => map.has(k)]) {
       assertRefused(grid, map, () => call(7), /the key must be a string/);
       assertRefused(grid, map, () => call(undefined), /the key must be a string/);
