@@ -182,3 +182,78 @@ fn observe_never_fails_for_the_nodes_own_past() {
     assert_eq!(c.last(), (1_000_000, 5));
     assert!(c.now(0).expect("the clock has room") > ts(1_000_000, 4, "a"));
 }
+
+// ---- the end of time: millis u64::MAX (SPEC section 1) ------------------------------------------
+
+#[test]
+fn at_millis_u64_max_the_counter_advances_and_an_exhausted_clock_fails_without_going_back() {
+    let mut c = lenient("a");
+    c.observe(&ts(u64::MAX, u32::MAX - 3, "b"), 0);
+    assert_eq!(c.last(), (u64::MAX, u32::MAX - 2));
+    assert_eq!(c.now(5).expect("room"), ts(u64::MAX, u32::MAX - 1, "a"));
+    assert_eq!(c.now(5).expect("room"), ts(u64::MAX, u32::MAX, "a"));
+    let err = c.now(5).expect_err("exhausted");
+    assert!(matches!(err, Error::ClockExhausted { .. }), "{err}");
+    assert!(err.to_string().contains("clock exhausted") && err.to_string().contains("\"a\""), "{err}");
+    assert_eq!(c.last(), (u64::MAX, u32::MAX), "a refused now() changes nothing");
+}
+
+#[test]
+fn a_remote_timestamp_the_clock_cannot_get_past_is_refused_in_both_modes() {
+    let end = ts(u64::MAX, u32::MAX, "b");
+    let mut lenient_clock = lenient("a");
+    assert!(matches!(lenient_clock.update(&end, 0), Err(Error::ClockExhausted { .. })));
+    assert_eq!(lenient_clock.last(), (0, 0), "nothing changed");
+    // Strict mode refuses a timestamp at u64::MAX as drift first.
+    let mut strict_clock = strict("a", 1_000);
+    assert!(matches!(strict_clock.update(&ts(u64::MAX, 0, "b"), 0), Err(Error::ClockDrift(_))));
+    assert_eq!(strict_clock.last(), (0, 0));
+}
+
+#[test]
+fn lenient_mode_never_issues_a_timestamp_older_than_one_it_observed_at_u64_max() {
+    let mut c = lenient("a");
+    let far = ts(u64::MAX, 7, "z");
+    let drift = c.update(&far, 1_000).expect("lenient").expect("reported as drift");
+    assert_eq!(drift.remote, far);
+    let next = c.now(1_000).expect("room");
+    assert!(next > far, "{next} must be later than {far}");
+    // The old defect: a saturating add kept the millis and reset the counter to 0.
+    assert_eq!(next, ts(u64::MAX, 9, "a"));
+}
+
+#[test]
+fn a_batch_the_clock_cannot_absorb_is_refused_whole_before_any_change() {
+    let c = lenient("a");
+    // Each fits alone; together they would take the clock past (u64::MAX, u32::MAX).
+    let batch = [ts(u64::MAX, u32::MAX - 1, "b"), ts(u64::MAX, 0, "c")];
+    assert!(c.check(&batch[0], 0).is_ok() && c.check(&batch[1], 0).is_ok());
+    assert!(matches!(c.check_all(&batch, 0), Err(Error::ClockExhausted { .. })));
+    // Through a map: nothing is applied and the clock stands.
+    let mut c = lenient("a");
+    let mut map = onegrid_core::LwwMap::new();
+    let records = batch
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let record = onegrid_core::LwwRecord { value: None, timestamp: t.clone(), ttl_ms: None };
+            (format!("k{i}").into_boxed_str(), record)
+        })
+        .collect();
+    assert!(matches!(map.merge_all(&mut c, 0, records), Err(Error::ClockExhausted { .. })));
+    assert_eq!(map.records().len(), 0);
+    assert_eq!(c.last(), (0, 0));
+}
+
+#[test]
+fn set_many_past_the_end_of_the_clock_is_refused_whole() {
+    let mut c = lenient("a");
+    c.observe(&ts(u64::MAX, u32::MAX - 3, "b"), 0);
+    let mut map = onegrid_core::LwwMap::new();
+    let entries: Vec<(&str, onegrid_core::Value)> = (0..3).map(|i| ("k", onegrid_core::Value::from(i))).collect();
+    assert!(matches!(map.set_many(&mut c, 0, entries), Err(Error::ClockExhausted { .. })));
+    assert_eq!(map.records().len(), 0, "none of the batch was written");
+    assert_eq!(c.last(), (u64::MAX, u32::MAX - 2));
+    let two: Vec<(&str, onegrid_core::Value)> = (0..2).map(|i| ("k", onegrid_core::Value::from(i))).collect();
+    assert_eq!(map.set_many(&mut c, 0, two), Ok(2), "exactly the room left");
+}
