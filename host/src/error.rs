@@ -6,9 +6,10 @@
 //! and mean the module cannot be used at all. Call errors that [lose the
 //! instance](HostError::instance_lost) mean the guest misbehaved (trapped, ran past its deadline,
 //! hit its memory limit, broke the ABI): the host dropped that instance, and **every grid opened on
-//! it is gone**; the next call runs on a fresh instance, so the caller reopens its grids (and,
-//! later, reloads them from storage). A command the module refuses is not an error here: it comes
-//! back as `Ok(Reply::Error(message))` and changes nothing.
+//! it is gone**; the next call runs on a fresh instance, so the caller reopens its grids
+//! ([`crate::PersistentGrid`] does that itself, reloads its maps from storage and replays its
+//! unflushed writes). A command the module refuses is not an error here: it comes back as
+//! `Ok(Reply::Error(message))` and changes nothing.
 
 use core::fmt;
 use std::time::Duration;

@@ -60,7 +60,7 @@ pub mod storage;
 pub use cache::{CodeCache, CodeSource};
 pub use client::Client;
 pub use error::HostError;
-pub use persistent::{GridError, PersistentGrid};
+pub use persistent::{GridError, PersistentGrid, Recovery};
 pub use runtime::{Runtime, RuntimeConfig};
 
 /// Lowercase hex of `bytes`.

@@ -6,10 +6,44 @@
 //! and repeats until the module asks for nothing more. Storage here is blocking (SQLite, or the
 //! PostgreSQL client's own runtime), so a load or a flush a command starts has finished when
 //! [`PersistentGrid::call`] returns.
+//!
+//! ## A lost instance
+//! A call that loses the module instance (a trap, the deadline, the memory limit) loses the grid
+//! with it, and the writes it had not flushed. So the driver keeps a replay log: every write
+//! (`Set`, `SetMany`, `Remove`, `Add`, `OrRemove`, `Import`, `Prune`) whose call succeeded since the
+//! last successful flush. After a loss it reopens the grid on a fresh instance (`OpenPersistent`,
+//! same node id and clock settings) and runs the logged writes again, in order, each with its
+//! original wall time; the call that lost the instance is not among them (its caller got
+//! [`GridError::InstanceLost`], and it would likely lose the next instance too). Maps load from
+//! storage again as they are touched. [`PersistentGrid::take_recoveries`] says what was replayed and
+//! hands back, with why, any write that could not be.
+//!
+//! - **Timestamps.** A replayed write gets a new timestamp from the reopened grid's clock. A write
+//!   loads its map first and loading advances the clock past every stored record, so a replayed
+//!   write (and any later one) is newer than everything stored in its map. An OR `Add` gets a new
+//!   tag. Timestamps the lost clock gave to unflushed records that left the grid anyway (an `Export`
+//!   of them) are unknown to the new clock: a peer holding such a record converges with the replayed
+//!   one by the CRDT rules.
+//! - **What a flush forgets.** A successful flush forgets the whole log (the host's flush runs to
+//!   its end before the next write, so the log holds only writes made before it began). A flush that
+//!   failed or lost the instance forgets the writes of the maps whose every write request succeeded:
+//!   the flush stored those maps whole, and replaying an OR `Add` over its stored record would add
+//!   its value twice. A map whose `StoreAll` succeeded but whose `DeleteAll` failed is not forgotten;
+//!   if the instance is then lost its writes are replayed over what was stored (an `Add` twice).
+//! - **Bound.** The log holds at most [`PersistentGrid::with_replay_limit`] bytes of encoded writes
+//!   ([`DEFAULT_REPLAY_LIMIT`]); once a write does not fit, it and later ones are only counted until
+//!   the next flush, and a recovery reports them lost ([`Recovery::unlogged`]). Flush to keep it small.
 
-use onegrid_core::storage::MapStatus;
+mod replay;
+
+use std::collections::BTreeMap;
+
+use onegrid_core::codec::encode_request;
+use onegrid_core::storage::{MapStatus, StorageOp, StorageResult};
 use onegrid_core::{Command, MapKind, Reply, Request, WireEvent};
 
+pub use self::replay::{DEFAULT_REPLAY_LIMIT, NotReplayed, Recovery};
+use self::replay::{Entry, ReplayLog, changes_state};
 use crate::client::Client;
 use crate::error::HostError;
 use crate::runtime::Runtime;
@@ -18,8 +52,18 @@ use crate::storage::{self, Storage};
 /// What can go wrong with a persistent grid: the module, or the storage behind it.
 #[derive(Debug)]
 pub enum GridError {
-    /// The host/module boundary failed (a trap, a deadline, a bad reply).
+    /// The host/module boundary failed without losing the instance (a request too large, an
+    /// instance that could not be built).
     Host(HostError),
+    /// The call lost the module instance (see [`HostError::instance_lost`]) and did not happen. The
+    /// grid was reopened on a fresh instance and its unflushed writes replayed, or not yet.
+    InstanceLost {
+        /// What lost the instance.
+        cause: HostError,
+        /// What the recovery did (also in [`PersistentGrid::take_recoveries`]), or why the grid
+        /// could not be reopened: the next call tries again.
+        recovery: Result<Box<Recovery>, String>,
+    },
     /// The module refused the command; it changed nothing. The message says why.
     Refused(String),
     /// A map's load failed (storage error, corrupt stored value, `kind mismatch`); the next touch
@@ -38,6 +82,12 @@ impl std::fmt::Display for GridError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Host(e) => write!(f, "{e}"),
+            Self::InstanceLost { cause, recovery: Ok(recovery) } => {
+                write!(f, "{cause}; the persistent grid was reopened on a fresh instance: {recovery}")
+            }
+            Self::InstanceLost { cause, recovery: Err(why) } => {
+                write!(f, "{cause}; reopening the persistent grid failed ({why}), the next call tries again")
+            }
             Self::Refused(message) => write!(f, "the module refused the command: {message}"),
             Self::LoadFailed { map, reason } => write!(f, "loading map {map:?} failed: {reason}"),
             Self::FlushFailed(reason) => write!(f, "flush failed: {reason}"),
@@ -48,7 +98,7 @@ impl std::fmt::Display for GridError {
 impl std::error::Error for GridError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Host(e) => Some(e),
+            Self::Host(e) | Self::InstanceLost { cause: e, .. } => Some(e),
             _ => None,
         }
     }
@@ -60,23 +110,48 @@ impl From<HostError> for GridError {
     }
 }
 
+impl GridError {
+    /// True for a host error that lost the instance (before [`PersistentGrid`] recovered from it).
+    fn lost_instance(&self) -> bool {
+        matches!(self, Self::Host(e) if e.instance_lost())
+    }
+}
+
 /// Storage events kept for [`PersistentGrid::take_events`]; older ones are dropped.
 pub const MAX_EVENTS: usize = 4096;
+
+/// Recovery reports kept for [`PersistentGrid::take_recoveries`]; older ones are dropped.
+pub const MAX_RECOVERIES: usize = 64;
 
 /// One grid in its own module instance, its maps loaded from and flushed to `storage`.
 pub struct PersistentGrid {
     client: Client,
-    grid: u32,
+    /// The grid's handle; `None` from the loss of its instance until it is reopened.
+    grid: Option<u32>,
+    /// The `OpenPersistent` the grid was opened with, to reopen it alike.
+    open: Command,
     storage: Box<dyn Storage>,
     /// Storage events not yet taken (`on_map_loaded` and friends).
     events: Vec<WireEvent>,
     /// The wall clock: milliseconds since the Unix epoch (a test may fix it).
     clock: fn() -> u64,
+    /// The writes since the last successful flush, to replay after a lost instance.
+    log: ReplayLog,
+    /// Per map, whether every write request of the flush in progress succeeded so far.
+    flush_writes: BTreeMap<String, bool>,
+    /// The report of a loss whose grid is not reopened yet.
+    recovering: Option<Recovery>,
+    /// Recoveries not yet taken.
+    recoveries: Vec<Recovery>,
 }
 
 impl std::fmt::Debug for PersistentGrid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PersistentGrid").field("grid", &self.grid).field("events", &self.events.len()).finish()
+        f.debug_struct("PersistentGrid")
+            .field("grid", &self.grid)
+            .field("events", &self.events.len())
+            .field("logged_writes", &self.log.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -86,17 +161,32 @@ pub fn system_clock() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// A command after its call, handed back (a successful write goes into the replay log).
+struct Called {
+    command: Command,
+    /// Its encoded size (0 if it was not sent).
+    bytes: usize,
+    result: Result<Reply, GridError>,
+}
+
 impl PersistentGrid {
     /// Opens a grid for `node_id` on a new instance of `runtime`, backed by `storage`.
     pub fn open(runtime: &Runtime, node_id: &str, storage: Box<dyn Storage>) -> Result<Self, GridError> {
         let mut client = Client::new(runtime)?;
-        let command = Command::OpenPersistent { node_id: node_id.into(), max_drift_ms: 60_000, strict: false };
-        let grid = match client.call(&Request { grid: 0, wall: system_clock(), command })? {
-            Reply::Opened(grid) => grid,
-            Reply::Error(message) => return Err(GridError::Refused(message)),
-            other => return Err(GridError::Refused(format!("OpenPersistent answered {other:?}"))),
-        };
-        Ok(Self { client, grid, storage, events: Vec::new(), clock: system_clock })
+        let open = Command::OpenPersistent { node_id: node_id.into(), max_drift_ms: 60_000, strict: false };
+        let grid = open_grid(&mut client, open.clone(), system_clock())?;
+        Ok(Self {
+            client,
+            grid: Some(grid),
+            open,
+            storage,
+            events: Vec::new(),
+            clock: system_clock,
+            log: ReplayLog::new(DEFAULT_REPLAY_LIMIT),
+            flush_writes: BTreeMap::new(),
+            recovering: None,
+            recoveries: Vec::new(),
+        })
     }
 
     /// Uses `clock` for the wall time of every later command.
@@ -105,40 +195,206 @@ impl PersistentGrid {
         self
     }
 
+    /// Bounds the replay log to `bytes` of encoded writes (see the [module docs](self)).
+    pub fn with_replay_limit(mut self, bytes: usize) -> Self {
+        self.log.set_limit(bytes);
+        self
+    }
+
     /// Runs a command on a loaded map. A command of one map kind (`Set`, `Get`, `Add`, `Import` of
     /// a snapshot, ...) loads its map first, so a read sees what is stored and a map whose load
     /// fails (or is stored as the other kind) refuses the command with that error. `Root`, `Export`
     /// and `Prune` work on a map already loaded ([`PersistentGrid::get_map`] loads one). A refusal
-    /// is an error; nothing was changed.
+    /// is an error; nothing was changed. `Flush` works as [`PersistentGrid::flush`] but answers
+    /// with its flush id and leaves its event for [`PersistentGrid::take_events`].
     pub fn call(&mut self, command: Command) -> Result<Reply, GridError> {
-        if let (Some(map), Some(kind)) = (command.map(), command.kind())
-            && !matches!(command, Command::GetMap { .. })
-        {
-            self.get_map(map, Some(kind))?;
-        }
-        self.run(command)
-    }
-
-    /// Runs a command, then any storage work it started.
-    fn run(&mut self, command: Command) -> Result<Reply, GridError> {
-        let reply = self.send(command);
-        self.drive()?;
-        reply
-    }
-
-    /// Runs a command alone (no storage work after it).
-    fn send(&mut self, command: Command) -> Result<Reply, GridError> {
-        match self.client.call(&Request { grid: self.grid, wall: (self.clock)(), command })? {
-            Reply::Error(message) => Err(GridError::Refused(message)),
-            reply => Ok(reply),
-        }
+        self.guarded(|g| {
+            if matches!(command, Command::Flush) {
+                return g.run_flush().map(Reply::Count);
+            }
+            let wall = (g.clock)();
+            let Called { command, bytes, result } = g.call_at(command, wall);
+            if result.is_ok() && changes_state(&command) {
+                g.log.push(Entry { command, wall, bytes });
+            }
+            result
+        })
     }
 
     /// Loads map `name` (if it is not loaded) and returns its kind: the stored kind, or `kind` for
     /// a map with nothing stored (LWW without a hint). `kind mismatch` if it is stored as the other.
     pub fn get_map(&mut self, name: &str, kind: Option<MapKind>) -> Result<MapKind, GridError> {
+        self.guarded(|g| g.get_map_at(name, kind, (g.clock)()))
+    }
+
+    /// Writes every change so far to storage: one atomic `store_all` (and one `delete_all`) per map.
+    /// If the storage fails, the writes stay pending and the next flush retries them.
+    pub fn flush(&mut self) -> Result<(), GridError> {
+        self.guarded(|g| {
+            let flush_id = g.run_flush()?;
+            let ended = |e: &WireEvent| matches!(e, WireEvent::Flushed { flush_id: id } | WireEvent::FlushFailed { flush_id: id, .. } if *id == flush_id);
+            match g.take_event(ended) {
+                Some(WireEvent::Flushed { .. }) => Ok(()),
+                Some(WireEvent::FlushFailed { error, .. }) => Err(GridError::FlushFailed(error)),
+                _ => Err(GridError::FlushFailed(format!("flush {flush_id} did not finish"))),
+            }
+        })
+    }
+
+    /// Storage events since the last call (map loaded, load failed, flushed), oldest first; at
+    /// most the latest [`MAX_EVENTS`].
+    pub fn take_events(&mut self) -> Vec<WireEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// What each recovery from a lost instance since the last call did, oldest first; at most the
+    /// latest [`MAX_RECOVERIES`].
+    pub fn take_recoveries(&mut self) -> Vec<Recovery> {
+        std::mem::take(&mut self.recoveries)
+    }
+
+    /// Writes in the replay log: those run since the last successful flush that fit in it.
+    pub fn logged_writes(&self) -> usize {
+        self.log.len()
+    }
+
+    // ---- a lost instance ------------------------------------------------------------------------
+
+    /// Runs `f`, reopening the grid first if its instance was lost; if `f` loses the instance,
+    /// reopens the grid at once and says so in the error.
+    fn guarded<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R, GridError>) -> Result<R, GridError> {
+        if let Some(report) = self.recovering.take() {
+            self.recover(report)?;
+        }
+        match f(self) {
+            Err(GridError::Host(cause)) if cause.instance_lost() => Err(self.after_loss(cause)),
+            other => other,
+        }
+    }
+
+    /// The instance (and the grid on it) is gone: reopen the grid and replay what it had not flushed.
+    fn after_loss(&mut self, cause: HostError) -> GridError {
+        let mut report = Recovery::new(cause.to_string());
+        report.already_stored = self.forget_stored(false);
+        let recovery = self.recover(report).map(Box::new).map_err(|e| e.to_string());
+        GridError::InstanceLost { cause, recovery }
+    }
+
+    /// Reopens the grid on a fresh instance and replays the log there. A replayed write that loses
+    /// that instance too is left out and the rest replayed on the next one (each round leaves one
+    /// out, so this ends). If the grid cannot be reopened, the report waits for the next call.
+    fn recover(&mut self, mut report: Recovery) -> Result<Recovery, GridError> {
+        loop {
+            match open_grid(&mut self.client, self.open.clone(), (self.clock)()) {
+                Ok(grid) => self.grid = Some(grid),
+                Err(e) => {
+                    report.instances_lost += usize::from(e.lost_instance());
+                    self.recovering = Some(report);
+                    return Err(e);
+                }
+            }
+            if self.replay(&mut report) {
+                break;
+            }
+            report.instances_lost += 1;
+        }
+        report.unlogged += self.log.take_unlogged();
+        let excess = (self.recoveries.len() + 1).saturating_sub(MAX_RECOVERIES);
+        self.recoveries.drain(..excess);
+        self.recoveries.push(report.clone());
+        Ok(report)
+    }
+
+    /// Runs the logged writes on the reopened grid, each at its own wall time; those that run stay
+    /// logged (they are unflushed still), the others go into `report`. False when one lost the
+    /// instance: it goes into `report`, and the writes before and after it stay logged for the
+    /// next round.
+    fn replay(&mut self, report: &mut Recovery) -> bool {
+        let mut entries = self.log.take().into_iter();
+        let mut ran = Vec::with_capacity(entries.len());
+        while let Some(Entry { command, wall, bytes }) = entries.next() {
+            let called = self.call_at(command, wall);
+            let lost = called.result.as_ref().is_err_and(GridError::lost_instance);
+            match called.result {
+                Ok(_) => ran.push(Entry { command: called.command, wall, bytes }),
+                Err(e) => {
+                    report.not_replayed.push(NotReplayed { command: called.command, wall, reason: e.to_string() })
+                }
+            }
+            if lost {
+                ran.extend(entries);
+                self.log.restore(ran);
+                return false;
+            }
+        }
+        report.replayed = ran.len();
+        self.log.restore(ran);
+        true
+    }
+
+    /// Forgets the logged writes a flush made durable: all of them after a flush that succeeded,
+    /// else those of the maps whose every write request succeeded. Returns how many it forgot.
+    fn forget_stored(&mut self, flushed: bool) -> usize {
+        let written = std::mem::take(&mut self.flush_writes);
+        if flushed {
+            let all = self.log.len();
+            self.log.forget_all();
+            return all;
+        }
+        self.log.forget_maps(|map| written.get(map) == Some(&true))
+    }
+
+    // ---- commands -------------------------------------------------------------------------------
+
+    /// Runs `command` at `wall`, its map loaded first (see [`PersistentGrid::call`]).
+    fn call_at(&mut self, command: Command, wall: u64) -> Called {
+        if let (Some(map), Some(kind)) = (command.map(), command.kind())
+            && !matches!(command, Command::GetMap { .. })
+            && let Err(e) = self.get_map_at(map, Some(kind), wall)
+        {
+            return Called { command, bytes: 0, result: Err(e) };
+        }
+        self.run(command, wall)
+    }
+
+    /// Runs a command, then any storage work it started.
+    fn run(&mut self, command: Command, wall: u64) -> Called {
+        let mut called = self.send(command, wall);
+        // A host error means nothing ran, or the instance (and its storage work) is gone.
+        if !matches!(called.result, Err(GridError::Host(_)))
+            && let Err(e) = self.drive()
+        {
+            called.result = Err(e);
+        }
+        called
+    }
+
+    /// Runs a command alone (no storage work after it). A call that loses the instance forgets the
+    /// grid's handle: the grid went with the instance.
+    fn send(&mut self, command: Command, wall: u64) -> Called {
+        let Some(grid) = self.grid else {
+            let result = Err(GridError::Refused("the grid is not open: its instance was lost".into()));
+            return Called { command, bytes: 0, result };
+        };
+        let request = Request { grid, wall, command };
+        let bytes = encode_request(&request);
+        let result = match self.client.call_bytes(&bytes) {
+            Ok(Reply::Error(message)) => Err(GridError::Refused(message)),
+            Ok(reply) => Ok(reply),
+            Err(e) => {
+                if e.instance_lost() {
+                    self.grid = None;
+                }
+                Err(GridError::Host(e))
+            }
+        };
+        Called { command: request.command, bytes: bytes.len(), result }
+    }
+
+    /// [`PersistentGrid::get_map`] with the wall time given.
+    fn get_map_at(&mut self, name: &str, kind: Option<MapKind>, wall: u64) -> Result<MapKind, GridError> {
         let get = || Command::GetMap { map: name.into(), kind };
-        if let Reply::Status(MapStatus::Loaded(loaded)) = self.send(get())? {
+        if let Reply::Status(MapStatus::Loaded(loaded)) = self.send(get(), wall).result? {
             return Ok(loaded);
         }
         self.drive()?;
@@ -148,24 +404,27 @@ impl PersistentGrid {
         }
         // Loaded now. A hint binds no load, so ask again: the module answers with the kind, or
         // refuses a hint that disagrees with what is stored (`kind mismatch`).
-        match self.send(get())? {
+        match self.send(get(), wall).result? {
             Reply::Status(MapStatus::Loaded(loaded)) => Ok(loaded),
             other => Err(GridError::Refused(format!("map {name:?} did not finish loading: {other:?}"))),
         }
     }
 
-    /// Writes every change so far to storage: one atomic `store_all` (and one `delete_all`) per map.
-    /// If the storage fails, the writes stay pending and the next flush retries them.
-    pub fn flush(&mut self) -> Result<(), GridError> {
-        let Reply::Count(flush_id) = self.run(Command::Flush)? else {
-            return Err(GridError::Refused("Flush did not answer with a flush id".into()));
+    /// Runs `Flush` and the storage work it starts; returns its flush id. The replay log forgets
+    /// what the flush made durable (after a lost instance, [`PersistentGrid::after_loss`] does).
+    fn run_flush(&mut self) -> Result<u64, GridError> {
+        self.flush_writes.clear();
+        let result = self.run(Command::Flush, (self.clock)()).result;
+        let flush_id = match result {
+            Ok(Reply::Count(flush_id)) => Ok(flush_id),
+            Ok(other) => Err(GridError::Refused(format!("Flush answered {other:?}, not a flush id"))),
+            Err(e) => Err(e),
         };
-        let ended = |e: &WireEvent| matches!(e, WireEvent::Flushed { flush_id: id } | WireEvent::FlushFailed { flush_id: id, .. } if *id == flush_id);
-        match self.take_event(ended) {
-            Some(WireEvent::Flushed { .. }) => Ok(()),
-            Some(WireEvent::FlushFailed { error, .. }) => Err(GridError::FlushFailed(error)),
-            _ => Err(GridError::FlushFailed(format!("flush {flush_id} did not finish"))),
+        if !flush_id.as_ref().is_err_and(GridError::lost_instance) {
+            let flushed = flush_id.as_ref().is_ok_and(|id| self.events.contains(&WireEvent::Flushed { flush_id: *id }));
+            self.forget_stored(flushed);
         }
+        flush_id
     }
 
     /// Removes and returns the last event that `wanted` picks.
@@ -174,18 +433,12 @@ impl PersistentGrid {
         Some(self.events.remove(at))
     }
 
-    /// Storage events since the last call (map loaded, load failed, flushed), oldest first; at
-    /// most the latest [`MAX_EVENTS`].
-    pub fn take_events(&mut self) -> Vec<WireEvent> {
-        std::mem::take(&mut self.events)
-    }
-
     /// Polls the module for storage work and runs it until there is none.
     fn drive(&mut self) -> Result<(), GridError> {
         let mut answers = Vec::new();
         loop {
             let command = Command::Storage { answers: std::mem::take(&mut answers) };
-            match self.client.call(&Request { grid: self.grid, wall: (self.clock)(), command })? {
+            match self.send(command, (self.clock)()).result? {
                 Reply::Storage { requests, events } => {
                     self.events.extend(events);
                     // Events nobody takes must not grow without bound: keep the latest.
@@ -195,11 +448,29 @@ impl PersistentGrid {
                         return Ok(());
                     }
                     // In the order given: a later batch may hold a newer value of the same key.
-                    answers = requests.iter().map(|r| (r.id, storage::execute(&mut *self.storage, &r.op))).collect();
+                    answers = requests.iter().map(|r| (r.id, self.execute(&r.op))).collect();
                 }
-                Reply::Error(message) => return Err(GridError::Refused(message)),
                 other => return Err(GridError::Refused(format!("Storage answered {other:?}"))),
             }
         }
+    }
+
+    /// Runs one storage request, noting per map whether a flush's writes succeeded.
+    fn execute(&mut self, op: &StorageOp) -> StorageResult {
+        let result = storage::execute(&mut *self.storage, op);
+        if let StorageOp::StoreAll { map, .. } | StorageOp::DeleteAll { map, .. } = op {
+            let done = matches!(result, StorageResult::Done);
+            *self.flush_writes.entry(map.clone()).or_insert(true) &= done;
+        }
+        result
+    }
+}
+
+/// Opens a grid with `open` (an `OpenPersistent`) on `client`'s instance; returns its handle.
+fn open_grid(client: &mut Client, open: Command, wall: u64) -> Result<u32, GridError> {
+    match client.call(&Request { grid: 0, wall, command: open })? {
+        Reply::Opened(grid) => Ok(grid),
+        Reply::Error(message) => Err(GridError::Refused(message)),
+        other => Err(GridError::Refused(format!("OpenPersistent answered {other:?}"))),
     }
 }
