@@ -34,6 +34,9 @@ pub(crate) fn changes_state(command: &Command) -> bool {
         | Command::Open { .. }
         | Command::OpenPersistent { .. }
         | Command::Close => false,
+        // It takes writes that could never be stored out of the grid: a lost instance lost them
+        // anyway, and the host never writes into a map while it loads, so it never holds any.
+        Command::TakeEarlyWrites { .. } => false,
     }
 }
 
