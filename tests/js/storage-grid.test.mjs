@@ -503,6 +503,25 @@ describe('flush() and maps still loading', () => {
   });
 });
 
+describe('exportMap while a map loads', () => {
+  test('a map still loading with nothing written says so; with early writes it exports them', async () => {
+    const storage = await seeded('m', (m) => m.set('stored', 1));
+    const release = storage.hold();
+    const g = grid(storage);
+    const loading = g.getMapAsync('m');
+    assert.equal(g.hasMap('m'), true);
+    assert.throws(() => g.exportMap('m'), /map "m" is still loading/);
+    assert.throws(() => g.exportMap('never'), /no map named "never"/);
+    g.getMap('m').set('early', 2);
+    const early = new Grid({ nodeId: 'peer' });
+    early.importMap('m', g.exportMap('m'));
+    assert.deepEqual(early.getMap('m').entries(), [['early', 2]], 'what was written meanwhile');
+    release();
+    await loading;
+    assert.equal(g.exportMap('m').length > 0, true);
+  });
+});
+
 describe('callers, subscribers and filters while a map loads', () => {
   test('a caller without a kind gets the stored kind, whatever another caller asked for', async () => {
     const storage = await seeded('m', (m) => m.set('k', 1));
