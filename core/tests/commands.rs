@@ -89,8 +89,7 @@ fn import_replies_carry_the_lenient_drift_reports() {
         .expect("set");
     let Ok(Reply::Bytes(snapshot)) = peer.execute(far, Command::Export { map: "m".into() }) else { panic!("export") };
     let mut g = grid();
-    let Ok(Reply::Imported { changed, drifts }) = g.execute(WALL, Command::Import { map: "m".into(), snapshot })
-    else {
+    let Ok(Reply::Imported { changed, drifts }) = g.execute(WALL, Command::Import { map: "m".into(), snapshot }) else {
         panic!("an Imported reply")
     };
     assert_eq!(changed, 1);
