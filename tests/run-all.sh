@@ -22,11 +22,12 @@ if [ -z "${ONEGRID_TEST_POSTGRES:-}" ]; then
 fi
 export ONEGRID_TEST_POSTGRES
 
-echo "== Rust tests: core, host (wasmtime, SQLite, PostgreSQL), conformance on four engines"
-cargo test --workspace
-
-echo "== Chromium and playwright-core for the browser tests (Debian's chromium, or \$CHROMIUM_PATH)"
+# Before the Rust tests: the conformance test runs workerd from tests/js/node_modules.
+echo "== Chromium, and tests/js/node_modules (playwright-core, workerd) from the lock file"
 bash tests/ci/chromium.sh
+
+echo "== Rust tests: core, host (wasmtime, SQLite, PostgreSQL), conformance on six engines (Node, workerd)"
+cargo test --workspace
 
 echo "== JavaScript tests of the package the host embeds (Node, and IndexedDB in headless Chromium)"
 pkg="$target/pkg"

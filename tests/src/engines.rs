@@ -4,7 +4,9 @@
 //! - native: `onegrid_core::Grid::execute`, compiled for this machine;
 //! - wasmtime: the module in the `onegrid` host's runtime;
 //! - node-abi: the module's raw exports in Node (imports defined as traps, like the host);
-//! - node-api: the JavaScript API (`Grid`, `LwwMap`, `OrMap`) in Node.
+//! - node-api: the JavaScript API (`Grid`, `LwwMap`, `OrMap`) in Node;
+//! - workerd-abi, workerd-api: the same two, by the same code (`js/scenario-runner.mjs`), in a
+//!   Worker in workerd ([`crate::workerd`]).
 
 use std::path::Path;
 use std::process::Command as Process;
@@ -15,6 +17,7 @@ use onegrid_host::{Client, Runtime};
 use serde_json::Value as Json;
 
 use crate::scenario::{Compiled, Op, Scenario, untagged};
+use crate::workerd::Workerd;
 
 /// What one step observed.
 #[derive(Clone, Debug, PartialEq)]
@@ -178,6 +181,15 @@ pub fn run_node(pkg: &Path, scenario: &Scenario, compiled: &Compiled, work: &Pat
         String::from_utf8_lossy(&output.stderr)
     );
     let result: Json = serde_json::from_slice(&output.stdout).expect("the runner prints JSON");
+    (abi_transcript(scenario, compiled, &result["abi"]), api_transcript(scenario, &result["api"]))
+}
+
+/// Both engines (raw exports and JS API) in the Worker that `workerd` serves; returns (abi, api).
+pub fn run_workerd(workerd: &mut Workerd, scenario: &Scenario, compiled: &Compiled) -> (Transcript, Transcript) {
+    let body = serde_json::json!({ "scenario": scenario.to_json(compiled), "abiVersion": onegrid_core::ABI_VERSION });
+    let reply = workerd.post(&body.to_string());
+    let result: Json = serde_json::from_str(&reply).expect("the Worker answers JSON");
+    assert_eq!(result["engine"], "Cloudflare-Workers", "{}: not our Worker in workerd answered", scenario.name);
     (abi_transcript(scenario, compiled, &result["abi"]), api_transcript(scenario, &result["api"]))
 }
 

@@ -1,11 +1,13 @@
 //! Every scenario on every engine: byte-identical snapshots, equal roots, equal outcomes.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use onegrid_host::{Runtime, RuntimeConfig, pkg};
-use onegrid_tests::engines::{Outcome, Transcript, run_native, run_node, run_wasmtime};
+use onegrid_tests::engines::{Outcome, Transcript, run_native, run_node, run_wasmtime, run_workerd};
 use onegrid_tests::generate::{edge_cases, random};
 use onegrid_tests::scenario::Scenario;
+use onegrid_tests::workerd::Workerd;
 
 /// A folder for this run: the JavaScript package (the bytes the host runs) and scenario files.
 fn workdir() -> PathBuf {
@@ -23,13 +25,16 @@ fn same_outcome(a: &Outcome, b: &Outcome) -> bool {
     }
 }
 
-fn check(scenario: &Scenario, runtime: &Runtime, work: &std::path::Path) {
+fn check(scenario: &Scenario, runtime: &Runtime, workerd: &mut Workerd, work: &std::path::Path) -> Duration {
     let compiled = scenario.compile();
     let native = run_native(scenario, &compiled);
     let wasmtime = run_wasmtime(runtime, scenario, &compiled);
     let (node_abi, node_api) = run_node(&work.join("pkg"), scenario, &compiled, work);
+    let started = Instant::now();
+    let (workerd_abi, workerd_api) = run_workerd(workerd, scenario, &compiled);
+    let in_workerd = started.elapsed();
     let name = &scenario.name;
-    for (engine, other) in [("wasmtime", &wasmtime), ("node-abi", &node_abi)] {
+    for (engine, other) in [("wasmtime", &wasmtime), ("node-abi", &node_abi), ("workerd-abi", &workerd_abi)] {
         assert_eq!(
             native.replies.len(),
             other.replies.len(),
@@ -40,27 +45,43 @@ fn check(scenario: &Scenario, runtime: &Runtime, work: &std::path::Path) {
         }
         assert_eq!(native, *other, "{name}: {engine} transcript differs");
     }
-    compare_api(name, &native, &node_api);
+    compare_api(name, "node-api", &native, &node_api);
+    compare_api(name, "workerd-api", &native, &workerd_api);
+    // One runner, two engines: where the API's own checks answer, their words must agree too.
+    assert_eq!(node_api, workerd_api, "{name}: workerd-api and node-api differ");
     assert!(native.finals.iter().any(|f| f.snapshot.is_some()), "{name}: the scenario left no map to compare");
+    in_workerd
 }
 
-fn compare_api(name: &str, native: &Transcript, api: &Transcript) {
-    assert_eq!(native.steps.len(), api.steps.len(), "{name}: node-api ran a different number of steps");
+fn compare_api(name: &str, engine: &str, native: &Transcript, api: &Transcript) {
+    assert_eq!(native.steps.len(), api.steps.len(), "{name}: {engine} ran a different number of steps");
     for (i, (a, b)) in native.steps.iter().zip(&api.steps).enumerate() {
-        assert!(same_outcome(a, b), "{name}: step {i} differs: native {a:?}, node-api {b:?}");
+        assert!(same_outcome(a, b), "{name}: step {i} differs: native {a:?}, {engine} {b:?}");
     }
-    assert_eq!(native.finals, api.finals, "{name}: node-api final snapshots or roots differ");
+    assert_eq!(native.finals, api.finals, "{name}: {engine} final snapshots or roots differ");
 }
 
 #[test]
 fn every_engine_agrees_on_every_scenario() {
     let work = workdir();
     let runtime = Runtime::new(pkg::WASM, RuntimeConfig::default()).expect("load the module");
+    // One workerd for the whole run (killed when dropped, also when a check fails).
+    let started = Instant::now();
+    let mut workerd = Workerd::start(&work.join("pkg"), &work);
+    let mut in_workerd = started.elapsed();
     let mut scenarios = edge_cases();
     scenarios.extend([1, 2, 3].map(|seed| random(seed, 2_000)));
     for scenario in &scenarios {
-        check(scenario, &runtime, &work);
+        in_workerd += check(scenario, &runtime, &mut workerd, &work);
     }
+    eprintln!(
+        "conformance: {} scenarios agree on native, wasmtime, node-abi, node-api, workerd-abi and workerd-api \
+         ({}: {} ms)",
+        scenarios.len(),
+        workerd.version,
+        in_workerd.as_millis()
+    );
+    drop(workerd);
     let _ = std::fs::remove_dir_all(&work);
 }
 
