@@ -9,9 +9,7 @@
 // The scenario is the JSON that tests/src/scenario.rs writes; the Rust test compares the results.
 
 import { abiCaller, trapImports } from './byte-abi.mjs';
-
-const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
-const unhex = (s) => Uint8Array.from(s.match(/../g) ?? [], (p) => parseInt(p, 16));
+import { fromTagged, hex, toTagged, unhex } from './tagged.mjs';
 
 // ---- the byte ABI ----------------------------------------------------------------------------
 
@@ -81,37 +79,6 @@ function concat(...parts) {
 }
 
 // ---- the JavaScript API ----------------------------------------------------------------------
-
-function fromTagged([tag, arg]) {
-  switch (tag) {
-    case 'null': return null;
-    case 'bool': return arg;
-    case 'int': {
-      const n = BigInt(arg);
-      return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
-    }
-    case 'float': return Number(arg);
-    case 'str': return arg;
-    case 'bytes': return Uint8Array.from(arg);
-    case 'list': return arg.map(fromTagged);
-    case 'map': return Object.fromEntries(arg.map(([k, v]) => [k, fromTagged(v)]));
-    default: throw new Error(`unknown tag ${tag}`);
-  }
-}
-
-function toTagged(v) {
-  if (v === null) return ['null'];
-  switch (typeof v) {
-    case 'boolean': return ['bool', v];
-    case 'number': return Number.isSafeInteger(v) ? ['int', String(v)] : ['float', String(v)];
-    case 'bigint': return ['int', v.toString()];
-    case 'string': return ['str', v];
-    default:
-      if (v instanceof Uint8Array) return ['bytes', Array.from(v)];
-      if (Array.isArray(v)) return ['list', v.map(toTagged)];
-      return ['map', Object.keys(v).map((k) => [k, toTagged(v[k])])];
-  }
-}
 
 /**
  * The JavaScript API: `api` is the package's `onegrid.js` (its `Grid`), already initialised with

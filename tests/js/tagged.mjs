@@ -34,5 +34,6 @@ export function toTagged(v) {
   }
 }
 
-export const hex = (b) => Buffer.from(b).toString('hex');
-export const unhex = (s) => new Uint8Array(Buffer.from(s, 'hex'));
+// Hex without Node's Buffer, so the workerd runner can import this module too.
+export const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+export const unhex = (s) => Uint8Array.from(s.match(/../g) ?? [], (p) => parseInt(p, 16));

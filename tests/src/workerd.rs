@@ -21,7 +21,7 @@ use std::time::Duration;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The Worker's files from `js/`, beside the package's.
-const WORKER_FILES: [&str; 3] = ["workerd-worker.mjs", "scenario-runner.mjs", "byte-abi.mjs"];
+const WORKER_FILES: [&str; 4] = ["workerd-worker.mjs", "scenario-runner.mjs", "byte-abi.mjs", "tagged.mjs"];
 
 /// A running workerd serving the conformance Worker; killed on drop.
 #[derive(Debug)]
