@@ -19,7 +19,7 @@ use alloc::vec::Vec;
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, Reply, Request, WireDrift, WireEvent};
+use crate::abi::{Command, Reply, Request, WireDrift, WireEvent};
 use crate::error::{Error, excerpt};
 use crate::hlc::{NodeId, Timestamp};
 use crate::lww::{LwwMap, LwwRecord, RecordRef};

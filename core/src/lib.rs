@@ -59,8 +59,8 @@
 
 extern crate alloc;
 
+pub mod abi;
 pub mod codec;
-pub mod command;
 mod dirty;
 mod error;
 mod event;
@@ -75,8 +75,12 @@ mod sort;
 pub mod storage;
 pub mod value;
 
+/// The byte ABI's old path (`onegrid_core::command`), kept so callers compile unchanged.
+#[doc(hidden)]
+pub use abi as command;
+
+pub use abi::{ABI_VERSION, Command, Reply, Request, WireDrift, WireEvent};
 pub use codec::{MapMark, Snapshot, StoredValue};
-pub use command::{ABI_VERSION, Command, Reply, Request, WireDrift, WireEvent};
 pub use error::Error;
 pub use event::{ChangeEvent, Origin};
 pub use grid::{AnyMap, Grid, Imported, MapId};
