@@ -7,7 +7,9 @@
 
 use alloc::vec::Vec;
 
-use crate::codec::{self, Snapshot};
+use crate::codec::snapshot::{
+    Snapshot, decode_lww_snapshot_raw, decode_or_snapshot, encode_lww_snapshot, encode_or_snapshot,
+};
 use crate::dirty::Dirty;
 use crate::error::{Error, excerpt};
 use crate::hlc::{ClockConfig, Drift, Hlc, NodeId};
@@ -48,8 +50,8 @@ impl AnyMap {
     /// A snapshot of all its records.
     pub fn export(&self) -> Vec<u8> {
         match self {
-            Self::Lww(m) => codec::encode_lww_snapshot(m),
-            Self::Or(m) => codec::encode_or_snapshot(m),
+            Self::Lww(m) => encode_lww_snapshot(m),
+            Self::Or(m) => encode_or_snapshot(m),
         }
     }
 
@@ -213,13 +215,13 @@ impl Grid {
 
     fn merge_snapshot(&mut self, name: &str, bytes: &[u8], wall: u64) -> Result<Imported, Error> {
         // LWW snapshots keep their values encoded all the way into the map.
-        if let Some(records) = codec::decode_lww_snapshot_raw(bytes)? {
+        if let Some(records) = decode_lww_snapshot_raw(bytes)? {
             self.check_kind(name, MapKind::Lww)?;
             let (map, clock) = self.lww(name, wall)?;
             let (changed, drifts) = map.merge_all_raw(clock, wall, records)?;
             return Ok(Imported { changed, drifts });
         }
-        match codec::decode_or_snapshot(bytes)? {
+        match decode_or_snapshot(bytes)? {
             Snapshot::Or { keys, tombstones } => {
                 self.check_kind(name, MapKind::Or)?;
                 let (map, clock) = self.or(name, wall)?;

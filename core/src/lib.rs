@@ -80,7 +80,7 @@ pub mod value;
 pub use abi as command;
 
 pub use abi::{ABI_VERSION, Command, Reply, Request, WireDrift, WireEvent};
-pub use codec::{MapMark, Snapshot, StoredValue};
+pub use codec::{Encoded, MapMark, Snapshot, StoredValue};
 pub use error::Error;
 pub use event::{ChangeEvent, Origin};
 pub use grid::{AnyMap, Grid, Imported, MapId};
@@ -91,4 +91,4 @@ pub use map_common::{MARK_KEY, MapKind, Merged, RESERVED_KEY, check_key};
 pub use merkle::MerkleTree;
 pub use or_map::{KeyMerge, OrMap, OrRecord};
 pub use storage::{MapStatus, StorageConfig, StorageEvent, StorageManager, StorageOp, StorageRequest, StorageResult};
-pub use value::{Encoded, Value};
+pub use value::Value;

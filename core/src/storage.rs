@@ -66,17 +66,17 @@ use core::fmt;
 use hashbrown::HashSet;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{
-    MapMark, StoredLww, StoredValue, decode_stored, decode_stored_lww_raw, encode_stored_lww, encode_stored_mark,
+use crate::codec::stored::{
+    MapMark, StoredValue, decode_stored, decode_stored_lww_raw, encode_stored_lww, encode_stored_mark,
     encode_stored_or, encode_stored_tombstones,
 };
+use crate::codec::value::Encoded;
 use crate::error::{Error, excerpt};
 use crate::grid::{AnyMap, MapId, check_name, mismatch};
 use crate::hlc::{ClockConfig, Hlc, NodeId, Timestamp};
-use crate::lww::{LwwMap, LwwRecord};
+use crate::lww::{LwwMap, LwwRecord, StoredLww};
 use crate::map_common::{Hasher, MARK_KEY, MapKind, RESERVED_KEY, check_key};
 use crate::or_map::{OrMap, OrRecord};
-use crate::value::Encoded;
 
 /// Decides whether this node loads `key` of `map` (in a cluster: keys of partitions it owns or backs up).
 pub type RelatedKey = Box<dyn Fn(&str, &str) -> bool>;

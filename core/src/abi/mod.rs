@@ -1,5 +1,6 @@
 //! The byte ABI: what a native host (or any caller without JavaScript) sends to the module, and what
-//! comes back. Both sides share these types; [`crate::codec`] turns them into bytes.
+//! comes back. Both sides share these types; `codec.rs` turns them into bytes (by hand, in the layout
+//! serde derives for them; re-exported at [`crate::codec`]).
 //!
 //! A request names a grid handle, carries the wall clock, and holds one command. `Open` creates a
 //! grid and answers with its handle; every other command runs on an open grid through
@@ -9,13 +10,17 @@
 //! This is the top of the core: it uses the grid, the storage manager and the codec; nothing below
 //! imports it.
 
+pub(crate) mod codec;
 mod execute;
+#[cfg(test)]
+mod tests;
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
+use crate::codec::snapshot::snapshot_kind;
 use crate::hlc::Drift;
 use crate::map_common::MapKind;
 use crate::storage::{MapStatus, StorageEvent, StorageRequest, StorageResult};
@@ -196,7 +201,7 @@ impl Command {
             Self::Set { .. } | Self::SetMany { .. } | Self::Remove { .. } | Self::Get { .. } => Some(MapKind::Lww),
             Self::Add { .. } | Self::OrRemove { .. } | Self::OrGet { .. } => Some(MapKind::Or),
             Self::GetMap { kind, .. } => *kind,
-            Self::Import { snapshot, .. } => crate::codec::snapshot_kind(snapshot),
+            Self::Import { snapshot, .. } => snapshot_kind(snapshot),
             _ => None,
         }
     }
