@@ -83,12 +83,14 @@ pub use abi::{ABI_VERSION, Command, Reply, Request, WireDrift, WireEvent};
 pub use codec::{Encoded, MapMark, Snapshot, StoredValue};
 pub use error::Error;
 pub use event::{ChangeEvent, Origin};
-pub use grid::{AnyMap, Grid, Imported, MapId};
+pub use grid::{Grid, Imported};
 pub use hash::{combine, fnv1a, mix, partition_of};
 pub use hlc::{ClockConfig, Drift, Hlc, NodeId, Timestamp};
 pub use lww::{LwwMap, LwwRecord};
 pub use map_common::{MARK_KEY, MapKind, Merged, RESERVED_KEY, check_key};
 pub use merkle::MerkleTree;
 pub use or_map::{KeyMerge, OrMap, OrRecord};
-pub use storage::{MapStatus, StorageConfig, StorageEvent, StorageManager, StorageOp, StorageRequest, StorageResult};
+pub use storage::{
+    AnyMap, MapId, MapStatus, StorageConfig, StorageEvent, StorageManager, StorageOp, StorageRequest, StorageResult,
+};
 pub use value::Value;

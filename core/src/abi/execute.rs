@@ -4,8 +4,9 @@ use alloc::string::String;
 
 use super::{Command, Reply, WireDrift, WireEvent};
 use crate::error::{Error, excerpt};
-use crate::grid::{AnyMap, Grid};
+use crate::grid::Grid;
 use crate::map_common::check_key;
+use crate::storage::maps::AnyMap;
 
 impl Grid {
     /// Runs one command on this grid. `Open` and `Close` belong to whoever keeps the grid handles
