@@ -1,9 +1,9 @@
 //! The last-writer-wins map of SPEC section 3.
 //!
 //! Records live in one hash table; each slot keeps its timestamp flattened next to its Merkle item
-//! hash so a record costs about 100 bytes beyond its key and value (see the benchmark). Reads that
-//! list keys (`entries`, `live_keys`, `leaf_keys`, `records`) return them sorted by key bytes, so every
-//! runtime sees the same order.
+//! hash, so a record costs little beyond its key and value (BENCHMARKS.md has the figure). Reads
+//! that list keys (`entries`, `live_keys`, `leaf_keys`, `records`) return them sorted by key bytes,
+//! so every runtime sees the same order.
 
 use alloc::boxed::Box;
 use alloc::string::String;

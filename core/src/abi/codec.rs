@@ -39,8 +39,8 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, Error> {
 }
 
 /// Encodes a byte-ABI reply. Written by hand in the layout serde gives [`Reply`] (which
-/// [`decode_reply`] reads): the derived serializer of the reply types costs the module three times
-/// as much code.
+/// [`decode_reply`] reads): the derived serializer of the reply types costs the module far more
+/// code.
 pub fn encode_reply(reply: &Reply) -> Vec<u8> {
     let mut out = alloc::vec![FORMAT_VERSION];
     let o = &mut out;

@@ -30,7 +30,7 @@ use crate::value::Value;
 pub const ABI_VERSION: u32 = 3;
 
 /// Serializes bytes in one piece. Postcard writes them as it writes a `Vec<u8>` (a length, then
-/// the bytes), but not byte by byte: encoding a 10 000-record `Import` took a third of a millisecond.
+/// the bytes), but not byte by byte, which is slow for a big snapshot (see BENCHMARKS.md).
 fn serialize_bytes<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_bytes(bytes)
 }

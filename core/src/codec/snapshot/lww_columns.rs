@@ -5,8 +5,8 @@
 //! run: keys are front-coded against the previous key; numbers are stored as runs of equal
 //! differences (a counter that goes up by one is a single run); objects are grouped by shape (their
 //! key list, written once) into one column per field; and a field's values are split by type, with
-//! booleans packed as bits and each string written once per column. A map of 100 000
-//! `{ n, name, done }` objects takes about 3 bytes a record instead of 48.
+//! booleans packed as bits and each string written once per column; a map of many small objects
+//! takes a few bytes a record (BENCHMARKS.md has the figures).
 //!
 //! After `[FORMAT_VERSION, LWW_COLUMNS_TAG]`: the writers' node ids (count, then ids), the record
 //! count, then length-prefixed columns, one value per record each: key prefix lengths, key suffix
