@@ -18,10 +18,11 @@ use crate::hlc::{ClockConfig, Drift, Hlc, NodeId};
 use crate::lww::LwwMap;
 use crate::map_common::MapKind;
 use crate::or_map::OrMap;
+use crate::storage::StorageConfig;
+use crate::storage::manager::StorageManager;
 use crate::storage::maps::{check_name, mismatch};
-use crate::storage::{StorageConfig, StorageManager};
 
-pub use crate::storage::{AnyMap, MAX_MAP_NAME_LEN, MapId};
+pub use crate::storage::maps::{AnyMap, MAX_MAP_NAME_LEN, MapId};
 
 /// What [`Grid::import_map`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

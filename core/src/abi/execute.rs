@@ -2,7 +2,7 @@
 
 use alloc::string::String;
 
-use super::{Command, Reply, WireDrift, WireEvent};
+use crate::abi::{Command, Reply, WireDrift, WireEvent};
 use crate::error::{Error, excerpt};
 use crate::grid::Grid;
 use crate::map_common::check_key;

@@ -72,7 +72,7 @@ pub(crate) fn read_versioned<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &'st
     read_versioned_with(bytes, what, Reader::serde)
 }
 
-/// [`read_versioned`] with `read` reading the body.
+/// `read_versioned` (the tests' serde reference) with `read` reading the body.
 pub(crate) fn read_versioned_with<'a, T>(
     bytes: &'a [u8],
     what: &'static str,

@@ -1,7 +1,7 @@
 //! The hand-written encoders and readers of the codec against serde's derives of the wire structs
-//! they mirror: the same bytes; and on valid encodings, damaged copies of them and random bytes, the
-//! same result or the same error. The byte ABI's requests and replies have theirs in `abi/tests.rs`,
-//! which shares the helpers here.
+//! they mirror: the same bytes; and on valid encodings, damaged copies of them and random bytes,
+//! the same result or the same error. The byte ABI's requests and replies have theirs in
+//! `abi/tests.rs`, which shares the helpers here.
 
 use alloc::format;
 use alloc::string::String;

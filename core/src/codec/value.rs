@@ -1,8 +1,8 @@
 //! A value's bytes: its postcard encoding, written and read by hand ([`put_value`],
 //! [`take_value`]: the module's one value encoder and one value decoder), checked without being
 //! built ([`scan_value`]), made canonical ([`canonicalize_value`]), and kept as [`Encoded`], the
-//! form an LWW map holds. This file sits below the maps (`lww.rs` stores `Encoded`), so it uses only
-//! the writer, the reader cursors and the value tree.
+//! form an LWW map holds. This file sits below the maps (`lww.rs` stores `Encoded`), so it uses
+//! only the writer, the reader cursors and the value tree.
 
 use alloc::boxed::Box;
 use alloc::string::String;

@@ -49,7 +49,8 @@ pub(super) struct Slot {
     pub(super) unloaded_keys: Vec<String>,
     /// A fill (loading some of `unloaded_keys` before a flush) is running.
     pub(super) filling: bool,
-    /// The clock's `(millis, counter)` in the map's stored [`MapMark`], once loaded or written.
+    /// The clock's `(millis, counter)` in the map's stored [`crate::codec::MapMark`], once loaded
+    /// or written.
     pub(super) mark: Option<(u64, u32)>,
 }
 

@@ -22,7 +22,7 @@
 //! - **Writes touch.** A write by name on a map not yet touched starts its load with the write's
 //!   kind as the hint. Writes are allowed while the map loads: they go into an *early map* that the
 //!   load then merges the stored records into, by the CRDT rules (stored records go through
-//!   [`LwwMap::load`] / [`OrMap::load`], which advance the clock without a drift check).
+//!   [`crate::LwwMap::load`] / [`crate::OrMap::load`], which advance the clock without a drift check).
 //! - **Early writes are flushed after their load.** Writing them before the stored records are
 //!   known could overwrite a newer stored record, or write one kind's records into a map stored as
 //!   the other kind; so a flush that finds a map loading waits for its load and then writes what the
@@ -72,7 +72,7 @@
 
 mod flush;
 mod load;
-mod manager;
+pub(crate) mod manager;
 pub(crate) mod maps;
 
 use alloc::boxed::Box;
