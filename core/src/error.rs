@@ -5,6 +5,7 @@ use alloc::string::String;
 use core::fmt;
 
 use crate::hlc::Drift;
+use crate::map_common::MapKind;
 
 /// Everything the core can refuse. No operation that returns an error has changed any state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,9 +82,9 @@ pub enum Error {
         /// The name of the map.
         map: String,
         /// The kind the map has.
-        existing: crate::MapKind,
+        existing: MapKind,
         /// The kind that was asked for or offered.
-        requested: crate::MapKind,
+        requested: MapKind,
     },
     /// Loading a map found it stored as the other kind than the one asked for (the hint, or the
     /// kind of the writes made while it loaded). The early writes are kept, not dropped (see
@@ -92,9 +93,9 @@ pub enum Error {
         /// The name of the map.
         map: String,
         /// The kind found in storage.
-        stored: crate::MapKind,
+        stored: MapKind,
         /// The kind that was asked for.
-        requested: crate::MapKind,
+        requested: MapKind,
         /// Writes made on the map while it loaded.
         early_writes: usize,
     },

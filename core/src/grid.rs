@@ -1,80 +1,28 @@
-//! `Grid`: one node's clock and its named maps, the unit every runtime drives.
+//! [`Grid`]: one node, the façade every runtime drives.
 //!
-//! The JavaScript API, the byte ABI and native callers all go through this type, so map creation,
-//! kind checks and snapshot import behave the same everywhere. Its maps and clock are owned by a
-//! [`StorageManager`] (SPEC section 6): with storage, maps load lazily and writes are flushed back;
-//! without, maps live in memory only.
+//! A grid is its [`StorageManager`] (which owns the clock and the maps, SPEC section 6) behind the
+//! calls every runtime shares: touch a map by name and kind, read and write it, export and import
+//! snapshots. The JavaScript API, the byte ABI ([`Grid::execute`], in [`crate::abi`]) and native
+//! callers all go through it, so map creation, kind checks and snapshot import behave the same
+//! everywhere. It keeps no state of its own: with storage, maps load lazily and writes are flushed
+//! back (drive it through [`Grid::storage_mut`]); without, maps live in memory only.
+//!
+//! [`AnyMap`], [`MapId`] and [`MAX_MAP_NAME_LEN`] live beside their owner, in [`crate::storage`];
+//! they are re-exported here at their old paths.
 
 use alloc::vec::Vec;
 
-use crate::codec::{self, Snapshot};
-use crate::dirty::Dirty;
+use crate::codec::snapshot::{Snapshot, decode_lww_snapshot_raw, decode_or_snapshot};
 use crate::error::{Error, excerpt};
 use crate::hlc::{ClockConfig, Drift, Hlc, NodeId};
 use crate::lww::LwwMap;
 use crate::map_common::MapKind;
 use crate::or_map::OrMap;
-use crate::storage::{StorageConfig, StorageManager};
+use crate::storage::StorageConfig;
+use crate::storage::manager::StorageManager;
+use crate::storage::maps::{check_name, mismatch};
 
-/// Longest map name, in bytes.
-pub const MAX_MAP_NAME_LEN: usize = 256;
-
-/// A map of either kind.
-#[derive(Clone, Debug)]
-pub enum AnyMap {
-    /// A last-writer-wins map.
-    Lww(LwwMap),
-    /// An observed-remove map.
-    Or(OrMap),
-}
-
-impl AnyMap {
-    /// Its kind.
-    pub fn kind(&self) -> MapKind {
-        match self {
-            Self::Lww(_) => MapKind::Lww,
-            Self::Or(_) => MapKind::Or,
-        }
-    }
-
-    /// Its Merkle root.
-    pub fn root(&self) -> u32 {
-        match self {
-            Self::Lww(m) => m.root(),
-            Self::Or(m) => m.root(),
-        }
-    }
-
-    /// A snapshot of all its records.
-    pub fn export(&self) -> Vec<u8> {
-        match self {
-            Self::Lww(m) => codec::encode_lww_snapshot(m),
-            Self::Or(m) => codec::encode_or_snapshot(m),
-        }
-    }
-
-    /// Turns change events on or off.
-    pub fn record_events(&mut self, on: bool) {
-        match self {
-            Self::Lww(m) => m.record_events(on),
-            Self::Or(m) => m.record_events(on),
-        }
-    }
-
-    pub(crate) fn dirty(&self) -> &Dirty {
-        match self {
-            Self::Lww(m) => m.dirty(),
-            Self::Or(m) => m.dirty(),
-        }
-    }
-
-    pub(crate) fn dirty_mut(&mut self) -> &mut Dirty {
-        match self {
-            Self::Lww(m) => m.dirty_mut(),
-            Self::Or(m) => m.dirty_mut(),
-        }
-    }
-}
+pub use crate::storage::maps::{AnyMap, MAX_MAP_NAME_LEN, MapId};
 
 /// What [`Grid::import_map`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -85,31 +33,12 @@ pub struct Imported {
     pub drifts: Vec<Drift>,
 }
 
-/// A map's position in its grid: a handle that skips the name lookup on hot paths (the
-/// JavaScript wrapper keeps one per map handle). Ids are never reused within a grid.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MapId(pub u32);
-
-/// One node: its clock and its maps by name, owned by its storage manager.
+/// One node: a façade over its [`StorageManager`], which owns the node's clock and its maps by
+/// name. Every method forwards to the manager, except snapshot import and export, which decode
+/// and encode around it.
 #[derive(Debug)]
 pub struct Grid {
     store: StorageManager,
-}
-
-/// Map names are 1 to [`MAX_MAP_NAME_LEN`] bytes.
-pub(crate) fn check_name(name: &str) -> Result<(), Error> {
-    let reason = if name.is_empty() {
-        "it is empty"
-    } else if name.len() > MAX_MAP_NAME_LEN {
-        "it is longer than 256 bytes"
-    } else {
-        return Ok(());
-    };
-    Err(Error::InvalidMapName { name: excerpt(name), reason })
-}
-
-pub(crate) fn mismatch(name: &str, existing: MapKind, requested: MapKind) -> Error {
-    Error::KindMismatch { map: excerpt(name), existing, requested }
 }
 
 impl Grid {
@@ -213,13 +142,13 @@ impl Grid {
 
     fn merge_snapshot(&mut self, name: &str, bytes: &[u8], wall: u64) -> Result<Imported, Error> {
         // LWW snapshots keep their values encoded all the way into the map.
-        if let Some(records) = codec::decode_lww_snapshot_raw(bytes)? {
+        if let Some(records) = decode_lww_snapshot_raw(bytes)? {
             self.check_kind(name, MapKind::Lww)?;
             let (map, clock) = self.lww(name, wall)?;
             let (changed, drifts) = map.merge_all_raw(clock, wall, records)?;
             return Ok(Imported { changed, drifts });
         }
-        match codec::decode_or_snapshot(bytes)? {
+        match decode_or_snapshot(bytes)? {
             Snapshot::Or { keys, tombstones } => {
                 self.check_kind(name, MapKind::Or)?;
                 let (map, clock) = self.or(name, wall)?;

@@ -1,10 +1,11 @@
 //! # onegrid-core
 //!
 //! The CRDT engine of onegrid, the offline-first data grid: a hybrid logical clock, last-writer-wins
-//! maps, observed-remove maps, their Merkle trees, and the postcard codec for snapshots and stored
-//! values. The semantics are the contract in `SPEC.md`: every runtime that runs this code (natively,
-//! or as the one WebAssembly module in browsers, Node, edge workers and the wasmtime host) reaches
-//! the same state and the same hashes from the same inputs.
+//! maps, observed-remove maps, their Merkle trees, the postcard codec for snapshots and stored
+//! values, the sans-IO storage manager, and the byte ABI that hosts drive it through. The semantics
+//! are the contract in `SPEC.md`: every runtime that runs this code (natively, or as the one
+//! WebAssembly module in browsers, Node, edge workers and the wasmtime host) reaches the same state
+//! and the same hashes from the same inputs.
 //!
 //! ## What it does not do
 //! No I/O, no clock, no randomness, no threads. Wall time is an argument (`wall`, milliseconds since
@@ -38,17 +39,29 @@
 //! # Ok::<(), onegrid_core::Error>(())
 //! ```
 //!
-//! ## Modules
-//! - [`hlc`]: [`NodeId`], [`Timestamp`] and its one text form, the clock [`Hlc`] with drift detection.
-//! - [`hash`]: FNV-1a over UTF-16 code units, `mix`, `combine`, [`partition_of`].
-//! - [`value`]: [`Value`] and its canonical JSON.
-//! - [`lww`] and [`or_map`]: the two map kinds, each with an incremental [`MerkleTree`].
-//! - [`codec`]: snapshots (LWW ones column by column), stored values and byte-ABI messages in
-//!   postcard, decoded defensively.
-//! - [`grid`]: [`Grid`], one node's clock and named maps, with snapshot export and import.
+//! ## Modules, bottom up
+//! Each layer uses only those below it (`ARCHITECTURE.md` draws them; a test in `layers.rs` checks
+//! every reference between modules against that order, so there is no import cycle).
+//! - The vocabulary: [`hlc`] ([`NodeId`], [`Timestamp`] and its one text form, the clock [`Hlc`]
+//!   with drift detection), [`hash`] (FNV-1a over UTF-16 code units, `mix`, `combine`,
+//!   [`partition_of`]), [`value`] ([`Value`] and its canonical JSON), the one [`Error`], and the
+//!   private `map_common` (key and TTL rules, [`MapKind`]), `dirty`, `event`, `sort`.
+//! - [`codec`]'s primitives: the writer, the reader cursors, and a value's bytes ([`Encoded`]: an
+//!   LWW map holds its values encoded, so these sit below the maps).
+//! - The CRDT: [`lww`] and [`or_map`], the two map kinds, each with an incremental [`MerkleTree`]
+//!   ([`merkle`]).
+//! - [`codec`]'s records: snapshots (LWW ones column by column) and stored values
+//!   ([`StoredValue`], [`MapMark`]), decoded defensively.
 //! - [`storage`]: [`StorageManager`], the sans-IO storage manager of SPEC section 6: it owns the
-//!   maps and the clock, hands out [`StorageRequest`]s and takes their [`StorageResult`]s.
-//! - [`command`]: the byte ABI's [`Request`], [`Command`] and [`Reply`], run by [`Grid::execute`].
+//!   maps ([`AnyMap`], [`MapId`]) and the clock, hands out [`StorageRequest`]s and takes their
+//!   [`StorageResult`]s.
+//! - [`grid`]: [`Grid`], one node: the façade every runtime drives (maps by name, snapshot export
+//!   and import), over its storage manager.
+//! - [`abi`]: the byte ABI's [`Request`], [`Command`] and [`Reply`], their bytes, and
+//!   [`Grid::execute`] (`onegrid_core::command` is its old name).
+//! - Coming next: `sync`, the connection between two grids (SPEC section 8: frames, handshake,
+//!   Merkle catch-up, acknowledgements), beside `abi` over the grid; nothing below it will import
+//!   it.
 //!
 //! ## Features
 //! - `std` (off): nothing yet beyond what `core::error::Error` already gives; reserved for
@@ -59,14 +72,16 @@
 
 extern crate alloc;
 
+pub mod abi;
 pub mod codec;
-pub mod command;
 mod dirty;
 mod error;
 mod event;
 pub mod grid;
 pub mod hash;
 pub mod hlc;
+#[cfg(test)]
+mod layers;
 pub mod lww;
 mod map_common;
 pub mod merkle;
@@ -75,16 +90,22 @@ mod sort;
 pub mod storage;
 pub mod value;
 
-pub use codec::{MapMark, Snapshot, StoredValue};
-pub use command::{ABI_VERSION, Command, Reply, Request, WireDrift, WireEvent};
+/// The byte ABI's old path (`onegrid_core::command`), kept so callers compile unchanged.
+#[doc(hidden)]
+pub use abi as command;
+
+pub use abi::{ABI_VERSION, Command, Reply, Request, WireDrift, WireEvent};
+pub use codec::{Encoded, MapMark, Snapshot, StoredValue};
 pub use error::Error;
 pub use event::{ChangeEvent, Origin};
-pub use grid::{AnyMap, Grid, Imported, MapId};
+pub use grid::{Grid, Imported};
 pub use hash::{combine, fnv1a, mix, partition_of};
 pub use hlc::{ClockConfig, Drift, Hlc, NodeId, Timestamp};
 pub use lww::{LwwMap, LwwRecord};
 pub use map_common::{MARK_KEY, MapKind, Merged, RESERVED_KEY, check_key};
 pub use merkle::MerkleTree;
 pub use or_map::{KeyMerge, OrMap, OrRecord};
-pub use storage::{MapStatus, StorageConfig, StorageEvent, StorageManager, StorageOp, StorageRequest, StorageResult};
-pub use value::{Encoded, Value};
+pub use storage::{
+    AnyMap, MapId, MapStatus, StorageConfig, StorageEvent, StorageManager, StorageOp, StorageRequest, StorageResult,
+};
+pub use value::Value;

@@ -1,17 +1,19 @@
 //! The last-writer-wins map of SPEC section 3.
 //!
 //! Records live in one hash table; each slot keeps its timestamp flattened next to its Merkle item
-//! hash so a record costs about 100 bytes beyond its key and value (see the benchmark). Reads that
-//! list keys (`entries`, `live_keys`, `leaf_keys`, `records`) return them sorted by key bytes, so every
-//! runtime sees the same order.
+//! hash, so a record costs little beyond its key and value (BENCHMARKS.md has the figure). Reads
+//! that list keys (`entries`, `live_keys`, `leaf_keys`, `records`) return them sorted by key bytes,
+//! so every runtime sees the same order.
 
 use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::num::NonZeroU64;
 
 use hashbrown::HashMap;
 use hashbrown::hash_map::EntryRef;
 
+use crate::codec::value::Encoded;
 use crate::dirty::Dirty;
 use crate::error::Error;
 use crate::event::{ChangeEvent, EventQueue, Origin};
@@ -19,7 +21,7 @@ use crate::hash::Fnv1a;
 use crate::hlc::{Drift, Hlc, NodeId, Timestamp};
 use crate::map_common::{Hasher, Merged, check_key, check_ttl, is_expired};
 use crate::merkle::MerkleTree;
-use crate::value::{Encoded, Value};
+use crate::value::Value;
 
 /// One LWW record: a value (or a tombstone), the timestamp of its write, and an optional TTL.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,6 +60,59 @@ pub struct RecordRef<'a> {
     pub counter: u32,
     /// Timestamp node.
     pub node_id: &'a NodeId,
+    /// TTL, if any.
+    pub ttl_ms: Option<u64>,
+}
+
+// ---- records with their values still encoded, as the codec's decoders hand them over ----------
+//
+// Defined here, with the map that takes them ([`LwwMap::merge_all_raw`], [`LwwMap::load_encoded`]),
+// so the map needs nothing from the decoders above it; `crate::codec` re-exports them.
+
+/// An LWW snapshot decoded with its values still encoded (by
+/// [`crate::codec::decode_lww_snapshot_raw`]): every key back to back, and the records in key
+/// order. Only the decoder makes one, so its keys are checked, unique and sorted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawLwwSnapshot {
+    /// The keys of all records, one after another.
+    pub(crate) keys: String,
+    /// The records, sorted by key.
+    pub(crate) records: Vec<RawLwwRecord>,
+}
+
+impl RawLwwSnapshot {
+    /// The records, sorted by key.
+    pub fn records(&self) -> &[RawLwwRecord] {
+        &self.records
+    }
+
+    /// The key of `record` (one of [`RawLwwSnapshot::records`]).
+    pub fn key(&self, record: &RawLwwRecord) -> &str {
+        self.keys.get(record.key.clone()).unwrap_or_default()
+    }
+}
+
+/// A record of an LWW snapshot with its value still encoded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawLwwRecord {
+    /// Where its key lies in the snapshot's keys (see [`RawLwwSnapshot::key`]).
+    pub(crate) key: core::ops::Range<usize>,
+    /// The value, `None` for a tombstone.
+    pub value: Option<Encoded>,
+    /// When and by whom it was written.
+    pub timestamp: Timestamp,
+    /// TTL, if any.
+    pub ttl_ms: Option<u64>,
+}
+
+/// An LWW record read back from storage with its value still encoded (see
+/// [`crate::codec::decode_stored_lww_raw`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredLww {
+    /// The value, `None` for a tombstone.
+    pub value: Option<Encoded>,
+    /// When and by whom it was written.
+    pub timestamp: Timestamp,
     /// TTL, if any.
     pub ttl_ms: Option<u64>,
 }
@@ -288,7 +343,7 @@ impl LwwMap {
         &mut self,
         clock: &mut Hlc,
         wall: u64,
-        mut snapshot: crate::codec::RawLwwSnapshot,
+        mut snapshot: RawLwwSnapshot,
     ) -> Result<(usize, Vec<Drift>), Error> {
         let drifts = clock.check_all(snapshot.records.iter().map(|r| &r.timestamp), wall)?;
         // Snapshot keys are unique, so at least this many are new: reserving them up front spares
@@ -315,13 +370,7 @@ impl LwwMap {
     }
 
     /// [`LwwMap::load`] of a record whose value is still encoded (the storage manager's fast path).
-    pub fn load_encoded(
-        &mut self,
-        clock: &mut Hlc,
-        wall: u64,
-        key: &str,
-        record: crate::codec::StoredLww,
-    ) -> Result<bool, Error> {
+    pub fn load_encoded(&mut self, clock: &mut Hlc, wall: u64, key: &str, record: StoredLww) -> Result<bool, Error> {
         check_key(key)?;
         check_ttl(record.ttl_ms)?;
         clock.observe(&record.timestamp, wall);

@@ -1,5 +1,5 @@
 //! One sort for the whole crate. Every `sort`/`sort_by` call site over its own element type costs the
-//! wasm module a copy of the standard library's sort (3 to 13 KB each, stable sorts the most), so
+//! wasm module a copy of the standard library's sort (kilobytes each; see BENCHMARKS.md), so
 //! every sort by key goes through [`by_key`], [`sorted_copy`] or [`order`]: they sort
 //! `(key bytes, position)` pairs with the one instance of `sort_unstable` in [`sort_keyed`], then
 //! move the items into that order. The position breaks ties, so the result is that of a stable sort.

@@ -16,6 +16,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Quoted, excerpt};
 
+/// [`Encoded`] is a value's bytes, so it lives in [`crate::codec`]; its old path stays.
+pub use crate::codec::value::Encoded;
+
 /// Deepest nesting of lists and maps a value may have (a scalar is depth 0).
 pub const MAX_DEPTH: usize = 64;
 
@@ -586,87 +589,5 @@ impl<'de> Visitor<'de> for EntrySeed {
         let key: String = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
         let value = seq.next_element_seed(self.0)?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
         Ok((key.into_boxed_str(), value))
-    }
-}
-
-// ---- encoded values ----------------------------------------------------------------------------
-
-/// A valid value in its one canonical postcard encoding: what an LWW map stores. Keeping the bytes
-/// (not the tree) makes a write from JavaScript or a snapshot one allocation, reads a copy, and a
-/// record smaller; [`Encoded::decode`] gives the [`Value`] back.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Encoded(Box<[u8]>);
-
-impl Encoded {
-    /// Encodes a value (it must be valid: see [`Value::validate`]).
-    pub fn new(value: &Value) -> Self {
-        // One allocation, at the exact size.
-        let mut out = Vec::with_capacity(crate::codec::value_len(value));
-        crate::codec::put_value(&mut out, value);
-        Self(out.into_boxed_slice())
-    }
-
-    /// Checks and adopts bytes of one value, making them canonical if a map's keys are out of order.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        let (value, rest) = Self::take(bytes)?;
-        if !rest.is_empty() {
-            return Err(Error::Decode {
-                what: "value",
-                reason: alloc::format!("{} unexpected bytes after the end", rest.len()),
-            });
-        }
-        Ok(value)
-    }
-
-    /// Like [`Encoded::from_bytes`] for the value at the front of `bytes`; returns the rest.
-    pub fn take(bytes: &[u8]) -> Result<(Self, &[u8]), Error> {
-        let (len, canonical) = crate::codec::scan_value(bytes)?;
-        let (head, rest) = bytes.split_at(len);
-        if canonical {
-            return Ok((Self(head.into()), rest));
-        }
-        let mut sorted = Vec::with_capacity(head.len());
-        crate::codec::canonicalize_value(head, &mut sorted)?;
-        Ok((Self(sorted.into_boxed_slice()), rest))
-    }
-
-    /// Like [`Encoded::take`], but a value that is not already canonical is an error: for encodings
-    /// this crate wrote (snapshots), where anything else is malformed.
-    pub fn take_canonical(bytes: &[u8]) -> Result<(Self, &[u8]), Error> {
-        let (len, canonical) = crate::codec::scan_value(bytes)?;
-        if !canonical {
-            return Err(Error::Decode { what: "value", reason: "map keys must be unique and sorted".into() });
-        }
-        let (head, rest) = bytes.split_at(len);
-        Ok((Self(head.into()), rest))
-    }
-
-    /// Adopts bytes the caller has already checked to be one canonical value (the column-wise
-    /// snapshot decoder checks each part as it reads it).
-    pub(crate) fn from_checked(bytes: &[u8]) -> Self {
-        Self(bytes.into())
-    }
-
-    /// The canonical bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// The value.
-    pub fn decode(&self) -> Value {
-        // The bytes were checked (or written by `new`) when this was built, so decoding succeeds.
-        crate::codec::take_value(&self.0).map_or(Value::Null, |(value, _)| value)
-    }
-}
-
-impl core::fmt::Debug for Encoded {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Encoded({} bytes)", self.0.len())
-    }
-}
-
-impl From<&Value> for Encoded {
-    fn from(value: &Value) -> Self {
-        Self::new(value)
     }
 }

@@ -1,18 +1,28 @@
-//! The commands of the byte ABI: what a native host (or any caller without JavaScript) sends to the
-//! module, and what comes back. Both sides share these types; [`crate::codec`] encodes them.
+//! The byte ABI: what a native host (or any caller without JavaScript) sends to the module, and what
+//! comes back. Both sides share these types; `codec.rs` turns them into bytes (by hand, in the layout
+//! serde derives for them; re-exported at [`crate::codec`]).
 //!
 //! A request names a grid handle, carries the wall clock, and holds one command. `Open` creates a
 //! grid and answers with its handle; every other command runs on an open grid through
-//! [`Grid::execute`], so the native core and the module run the very same code for each command.
+//! [`Grid::execute`](crate::Grid::execute) (in `execute.rs`), so the native core and the module run
+//! the very same code for each command.
+//!
+//! This is the top of the core: it uses the grid, the storage manager and the codec; nothing below
+//! imports it.
+
+pub(crate) mod codec;
+mod execute;
+#[cfg(test)]
+mod tests;
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
-use crate::grid::{AnyMap, Grid};
-use crate::map_common::{MapKind, check_key};
+use crate::codec::snapshot::snapshot_kind;
+use crate::hlc::Drift;
+use crate::map_common::MapKind;
 use crate::storage::{MapStatus, StorageEvent, StorageRequest, StorageResult};
 use crate::value::Value;
 
@@ -20,7 +30,7 @@ use crate::value::Value;
 pub const ABI_VERSION: u32 = 3;
 
 /// Serializes bytes in one piece. Postcard writes them as it writes a `Vec<u8>` (a length, then
-/// the bytes), but not byte by byte: encoding a 10 000-record `Import` took a third of a millisecond.
+/// the bytes), but not byte by byte, which is slow for a big snapshot (see BENCHMARKS.md).
 fn serialize_bytes<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_bytes(bytes)
 }
@@ -191,7 +201,7 @@ impl Command {
             Self::Set { .. } | Self::SetMany { .. } | Self::Remove { .. } | Self::Get { .. } => Some(MapKind::Lww),
             Self::Add { .. } | Self::OrRemove { .. } | Self::OrGet { .. } => Some(MapKind::Or),
             Self::GetMap { kind, .. } => *kind,
-            Self::Import { snapshot, .. } => crate::codec::snapshot_kind(snapshot),
+            Self::Import { snapshot, .. } => snapshot_kind(snapshot),
             _ => None,
         }
     }
@@ -247,7 +257,7 @@ impl From<StorageEvent> for WireEvent {
     }
 }
 
-/// A lenient-mode drift report on the wire (see [`crate::Drift`]).
+/// A lenient-mode drift report on the wire (see [`Drift`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireDrift {
     /// The remote timestamp, in text form.
@@ -260,8 +270,8 @@ pub struct WireDrift {
     pub max_drift_ms: u64,
 }
 
-impl From<&crate::Drift> for WireDrift {
-    fn from(d: &crate::Drift) -> Self {
+impl From<&Drift> for WireDrift {
+    fn from(d: &Drift) -> Self {
         Self { remote: d.remote.to_text(), wall: d.wall, ahead_ms: d.ahead_ms, max_drift_ms: d.max_drift_ms }
     }
 }
@@ -304,103 +314,4 @@ pub enum Reply {
         /// API reports them to `onDrift`.
         drifts: Vec<WireDrift>,
     },
-}
-
-impl Grid {
-    /// Runs one command on this grid. `Open` and `Close` belong to whoever keeps the grid handles
-    /// and are refused here. A command that fails changes nothing: a map it would have created
-    /// (map commands create their map on first use) is not left behind.
-    pub fn execute(&mut self, wall: u64, command: Command) -> Result<Reply, Error> {
-        let new_map = command.map().filter(|m| !self.storage().has_map(m)).map(String::from);
-        let result = self.run(wall, command);
-        if result.is_err()
-            && let Some(id) = new_map.and_then(|m| self.id_of(&m))
-        {
-            self.storage_mut().forget(id);
-        }
-        result
-    }
-
-    fn run(&mut self, wall: u64, command: Command) -> Result<Reply, Error> {
-        Ok(match command {
-            Command::Open { .. } | Command::OpenPersistent { .. } | Command::Close => {
-                return Err(Error::Decode { what: "request", reason: "Open and Close are not grid commands".into() });
-            }
-            Command::Set { map, key, value, ttl_ms } => {
-                let (m, clock) = self.lww(&map, wall)?;
-                m.set(clock, wall, &key, value, ttl_ms)?;
-                Reply::Done
-            }
-            Command::SetMany { map, entries } => {
-                let (m, clock) = self.lww(&map, wall)?;
-                m.set_many(clock, wall, entries)?;
-                Reply::Done
-            }
-            Command::Remove { map, key } => {
-                let (m, clock) = self.lww(&map, wall)?;
-                m.remove(clock, wall, &key)?;
-                Reply::Done
-            }
-            Command::Get { map, key } => {
-                check_key(&key)?;
-                Reply::Value(self.lww(&map, wall)?.0.get(&key, wall))
-            }
-            Command::Add { map, key, value, ttl_ms } => {
-                let (m, clock) = self.or(&map, wall)?;
-                Reply::Tags(alloc::vec![m.add(clock, wall, &key, value, ttl_ms)?.tag()])
-            }
-            Command::OrRemove { map, key, value } => Reply::Tags(self.or(&map, wall)?.0.remove(&key, &value)?),
-            Command::OrGet { map, key } => {
-                check_key(&key)?;
-                Reply::Values(self.or(&map, wall)?.0.get(&key, wall).into_iter().cloned().collect())
-            }
-            Command::Root { map } => Reply::Root(self.existing(&map)?.root()),
-            Command::Export { map } => Reply::Bytes(self.export_map(&map)?),
-            Command::Import { map, snapshot } => {
-                let imported = self.import_map(&map, &snapshot, wall)?;
-                let drifts = imported.drifts.iter().map(WireDrift::from).collect();
-                Reply::Imported { changed: imported.changed as u64, drifts }
-            }
-            Command::Prune { map, older_than } => {
-                let kind = self.existing(&map)?.kind();
-                let id = self.id_of(&map).ok_or_else(|| unknown(&map))?;
-                let pruned = match self.write_at(id, kind, wall)?.0 {
-                    AnyMap::Lww(m) => m.prune(older_than),
-                    AnyMap::Or(m) => m.prune(older_than),
-                };
-                Reply::Count(pruned as u64)
-            }
-            Command::GetMap { map, kind } => Reply::Status(self.storage_mut().get_map(&map, kind, wall)?),
-            Command::Flush => Reply::Count(self.storage_mut().flush()),
-            Command::TakeEarlyWrites { map } => match self.storage_mut().take_early_map(&map) {
-                Some(early) => Reply::Bytes(early.export()),
-                None => return Err(Error::NothingHeld { map: crate::error::excerpt(&map) }),
-            },
-            Command::Storage { answers } => {
-                let store = self.storage_mut();
-                // Every answer is taken even if one names no pending request; the first such
-                // error is reported after.
-                let mut unknown = None;
-                for (id, result) in answers {
-                    if let Err(e) = store.handle_storage(id, result) {
-                        unknown.get_or_insert(e);
-                    }
-                }
-                if let Some(e) = unknown {
-                    return Err(e);
-                }
-                let requests = core::iter::from_fn(|| store.poll_storage()).collect();
-                let events = core::iter::from_fn(|| store.poll_event()).map(WireEvent::from).collect();
-                Reply::Storage { requests, events }
-            }
-        })
-    }
-
-    fn existing(&self, name: &str) -> Result<&AnyMap, Error> {
-        self.map(name).ok_or_else(|| unknown(name))
-    }
-}
-
-fn unknown(name: &str) -> Error {
-    Error::UnknownMap { name: crate::error::excerpt(name) }
 }

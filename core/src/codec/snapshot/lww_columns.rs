@@ -5,8 +5,8 @@
 //! run: keys are front-coded against the previous key; numbers are stored as runs of equal
 //! differences (a counter that goes up by one is a single run); objects are grouped by shape (their
 //! key list, written once) into one column per field; and a field's values are split by type, with
-//! booleans packed as bits and each string written once per column. A map of 100 000
-//! `{ n, name, done }` objects takes about 3 bytes a record instead of 48.
+//! booleans packed as bits and each string written once per column; a map of many small objects
+//! takes a few bytes a record (BENCHMARKS.md has the figures).
 //!
 //! After `[FORMAT_VERSION, LWW_COLUMNS_TAG]`: the writers' node ids (count, then ids), the record
 //! count, then length-prefixed columns, one value per record each: key prefix lengths, key suffix
@@ -30,14 +30,14 @@ use alloc::vec::Vec;
 
 use hashbrown::HashMap;
 
-use super::{
-    FORMAT_VERSION, MAX_MESSAGE_BYTES, RawLwwRecord, RawLwwSnapshot, Scan, put_bytes, put_str, put_strs, put_varint,
-    scan_value,
-};
+use crate::codec::read::{Scan, unzigzag};
+use crate::codec::value::{Encoded, scan_value};
+use crate::codec::write::{put_bytes, put_str, put_strs, put_varint, varint_len, zigzag};
+use crate::codec::{FORMAT_VERSION, MAX_MESSAGE_BYTES, in_decode, node_at, out_of_order, trailing};
 use crate::error::Error;
 use crate::hlc::{NodeId, Timestamp};
+use crate::lww::{RawLwwRecord, RawLwwSnapshot};
 use crate::map_common::Hasher;
-use crate::value::Encoded;
 
 /// The variant tag of a column-wise LWW snapshot (after the OR snapshot's 1).
 pub(crate) const LWW_COLUMNS_TAG: u8 = 2;
@@ -74,7 +74,7 @@ struct Runs {
 impl Runs {
     #[inline(never)]
     fn push(&mut self, n: u64) {
-        let delta = super::zigzag(n.wrapping_sub(self.previous) as i64);
+        let delta = zigzag(n.wrapping_sub(self.previous) as i64);
         self.previous = n;
         if self.run > 0 && delta == self.delta {
             self.run += 1;
@@ -97,7 +97,7 @@ impl Runs {
     /// run (every column of a one-record snapshot) never allocates a buffer of its own.
     #[inline(never)]
     fn finish_into(self, out: &mut Vec<u8>) {
-        let last = if self.run > 0 { super::varint_len(self.run) + super::varint_len(self.delta) } else { 0 };
+        let last = if self.run > 0 { varint_len(self.run) + varint_len(self.delta) } else { 0 };
         put_varint(out, (self.out.len() + last) as u64);
         out.extend_from_slice(&self.out);
         if self.run > 0 {
@@ -350,7 +350,7 @@ impl<'a> RunsReader<'a> {
         if self.left == 0 {
             return Err("a column has a run of no numbers");
         }
-        self.delta = super::unzigzag(self.scan.varint()?) as u64;
+        self.delta = unzigzag(self.scan.varint()?) as u64;
         Ok(())
     }
 
@@ -485,7 +485,7 @@ pub(crate) fn decode(scan: &mut Scan<'_>) -> Result<RawLwwSnapshot, Error> {
 }
 
 fn decode_columns<'a>(scan: &mut Scan<'a>) -> Result<RawLwwSnapshot, Bad> {
-    let in_snapshot = |e: Error| Bad(super::in_decode("snapshot")(e));
+    let in_snapshot = |e: Error| Bad(in_decode("snapshot")(e));
     // The tables' counts are checked against the bytes left, and reserve no more than those hold:
     // a node id or a key is a length at least, a shape its key count.
     let node_count = scan.len()?;
@@ -530,7 +530,7 @@ fn decode_columns<'a>(scan: &mut Scan<'a>) -> Result<RawLwwSnapshot, Bad> {
     }
 
     // Every column's extent is known now: trailing bytes are refused before any record is built.
-    super::trailing(scan.bytes.len() - scan.at, "snapshot").map_err(Bad)?;
+    trailing(scan.bytes.len() - scan.at, "snapshot").map_err(Bad)?;
     // Bytes, not records: the suffixes plus a byte a record (at most twice the suffixes' part).
     let mut keys: Vec<u8> = Vec::with_capacity(suffixes.bytes.len() + count);
     // The record count is bounded by the input, but a record takes far more room than a byte of
@@ -559,14 +559,14 @@ fn decode_columns<'a>(scan: &mut Scan<'a>) -> Result<RawLwwSnapshot, Bad> {
         let text = core::str::from_utf8(key).map_err(|_| "a key is not valid UTF-8")?;
         crate::map_common::check_key(text).map_err(in_snapshot)?;
         if !rows.is_empty() && keys[previous.clone()] >= *key {
-            return Err(Bad(super::out_of_order(text)));
+            return Err(Bad(out_of_order(text)));
         }
         previous = start..keys.len();
 
         let millis = millis.next()?;
         let counter = u32::try_from(counters.next()?).map_err(|_| "a counter is out of range")?;
         let node = u32::try_from(node_ids.next()?).unwrap_or(u32::MAX);
-        let timestamp = Timestamp::new(millis, counter, super::node_at(&nodes, node).map_err(Bad)?);
+        let timestamp = Timestamp::new(millis, counter, node_at(&nodes, node).map_err(Bad)?);
         let ttl_ms = Some(ttls.next()?).filter(|&t| t != 0); // so never the invalid `Some(0)`
         let value = match shape_ids.next()? {
             0 => None,
