@@ -87,6 +87,23 @@ pub enum MapKind {
 }
 
 impl MapKind {
+    /// The kinds in the order of their one numbering ([`MapKind::code`]).
+    pub const ALL: [MapKind; 2] = [MapKind::Lww, MapKind::Or];
+
+    /// The kind's number, the one numbering every boundary uses: postcard's variant index (0 LWW,
+    /// 1 OR), and in the JavaScript glue, where "no kind" is 0, the number plus one.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Lww => 0,
+            Self::Or => 1,
+        }
+    }
+
+    /// The kind numbered `code`, if any.
+    pub fn from_code(code: u32) -> Option<Self> {
+        Self::ALL.get(code as usize).copied()
+    }
+
     /// `"lww"` or `"or"`, as the JavaScript API spells it.
     pub fn as_str(self) -> &'static str {
         match self {

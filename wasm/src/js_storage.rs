@@ -18,20 +18,13 @@ use wasm_bindgen::prelude::*;
 use crate::interop::{decode_exact, js_error};
 use crate::js_api::{RawGrid, args, key_arg, wall};
 
-/// A kind hint from JavaScript: 0 none, 1 LWW, 2 OR.
+/// A kind hint from JavaScript: 0 none, else the kind's [`MapKind::code`] plus one.
 fn hint_arg(hint: u32) -> Result<Option<MapKind>, JsError> {
-    match hint {
-        0 => Ok(None),
-        1 => Ok(Some(MapKind::Lww)),
-        2 => Ok(Some(MapKind::Or)),
-        _ => Err(JsError::new("onegrid: kind must be \"lww\" or \"or\"")),
-    }
-}
-
-fn kind_byte(kind: MapKind) -> u8 {
-    match kind {
-        MapKind::Lww => 0,
-        MapKind::Or => 1,
+    match hint.checked_sub(1) {
+        None => Ok(None),
+        Some(code) => {
+            MapKind::from_code(code).map(Some).ok_or_else(|| JsError::new("onegrid: kind must be \"lww\" or \"or\""))
+        }
     }
 }
 
@@ -42,16 +35,16 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 
 #[wasm_bindgen]
 impl RawGrid {
-    /// Touches the map named by the input with a kind hint (0 none, 1 LWW, 2 OR): starts its load on
-    /// the first touch. Returns 0 while it loads, 1 when loaded as LWW, 2 when loaded as OR.
+    /// Touches the map named by the input with a kind hint (0 none, else the kind's code plus one):
+    /// starts its load on the first touch. Returns 0 while it loads, else the loaded kind's code
+    /// plus one.
     #[wasm_bindgen(js_name = getMap)]
     pub fn get_map(&mut self, now: f64, name_len: u32, hint: u32) -> Result<u32, JsError> {
         let name = key_arg(&self.input, name_len)?;
         let status = self.grid.storage_mut().get_map(name, hint_arg(hint)?, wall(now)).map_err(js_error)?;
         Ok(match status {
             MapStatus::Loading => 0,
-            MapStatus::Loaded(MapKind::Lww) => 1,
-            MapStatus::Loaded(MapKind::Or) => 2,
+            MapStatus::Loaded(kind) => u32::from(kind.code()) + 1,
         })
     }
 
@@ -159,7 +152,7 @@ impl RawGrid {
             StorageEvent::Ready { map, kind } => {
                 out.push(1);
                 put_str(out, &map);
-                out.push(kind_byte(kind));
+                out.push(kind.code());
             }
             StorageEvent::LoadFailed { map, error } => {
                 out.push(2);

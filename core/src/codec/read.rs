@@ -180,7 +180,8 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn kind(&mut self) -> postcard::Result<MapKind> {
-        Ok(if self.variant(2)? == 0 { MapKind::Lww } else { MapKind::Or })
+        // `variant` refused a number past the last kind.
+        Ok(MapKind::from_code(self.variant(MapKind::ALL.len() as u32)?).unwrap_or(MapKind::Lww))
     }
 }
 

@@ -65,15 +65,9 @@ pub(crate) fn put_option_u64(out: &mut Vec<u8>, n: Option<u64>) {
     }
 }
 
-/// A [`MapKind`] as serde writes it: the variant index.
+/// A [`MapKind`] as serde writes it: the variant index, which is [`MapKind::code`].
 pub(crate) fn put_kind(out: &mut Vec<u8>, kind: MapKind) {
-    put_varint(
-        out,
-        match kind {
-            MapKind::Lww => 0,
-            MapKind::Or => 1,
-        },
-    );
+    put_varint(out, u64::from(kind.code()));
 }
 
 /// Postcard's signed integers: zigzag, so small magnitudes of either sign are short varints.
