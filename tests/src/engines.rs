@@ -199,7 +199,7 @@ pub fn run_node(pkg: &Path, scenario: &Scenario, compiled: &Compiled, work: &Pat
 
 /// Bytes from the runner's hex (which it writes itself: anything else is a failure).
 fn unhex(text: &str) -> Vec<u8> {
-    assert!(text.len() % 2 == 0, "odd-length hex from the runner");
+    assert!(text.len().is_multiple_of(2), "odd-length hex from the runner");
     (0..text.len() / 2)
         .map(|i| text.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()).expect("hex from the runner"))
         .collect()
