@@ -72,6 +72,20 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     /// Maps compared at the end, with their kinds.
     pub maps: Vec<(String, Kind)>,
+    /// The scenario ends with syncs both ways: every replica must end with the same snapshot and
+    /// root of every map.
+    pub converges: bool,
+    /// Outcomes known in advance (by step index), checked on top of the engines' agreement.
+    pub pins: Vec<(usize, Pin)>,
+}
+
+/// An outcome a generated step must have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pin {
+    /// An LWW get that finds a value (at exactly `millis + ttl`: still alive).
+    Live,
+    /// An LWW get that finds nothing (one millisecond later: expired).
+    Gone,
 }
 
 /// Requests of one step, or of the final observation of one (replica, map).
