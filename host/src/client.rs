@@ -47,35 +47,42 @@ impl Client {
     /// Runs one already encoded request, e.g. bytes that came from elsewhere. The module decodes
     /// (and so validates) them; bad bytes come back as `Ok(Reply::Error(message))`.
     pub fn call_bytes(&mut self, request: &[u8]) -> Result<Reply, HostError> {
-        let result = self.exchange(request).and_then(|reply| {
+        self.exchange(request, |reply| {
             decode_reply(reply)
                 .map_err(|e| HostError::AbiViolation { reason: format!("the reply does not decode: {e}") })
-        });
-        if self.reply.capacity() > KEEP_BUFFER_BYTES {
-            self.reply = Vec::new();
-        }
-        result
+        })
     }
 
-    /// Like [`Client::call_bytes`], but returns the reply's bytes exactly as the module wrote them,
-    /// undecoded (to compare engines byte for byte).
+    /// Like [`Client::call_bytes`], but returns the reply's bytes exactly as the module wrote them
+    /// (to compare engines byte for byte); a reply that does not decode is still an error.
     pub fn call_raw(&mut self, request: &[u8]) -> Result<Vec<u8>, HostError> {
-        let result = self.exchange(request).map(|reply| reply.to_vec());
-        if self.reply.capacity() > KEEP_BUFFER_BYTES {
-            self.reply = Vec::new();
-        }
-        result
+        self.exchange(request, |reply| {
+            decode_reply(reply)
+                .map(|_| reply.to_vec())
+                .map_err(|e| HostError::AbiViolation { reason: format!("the reply does not decode: {e}") })
+        })
     }
 
-    /// One exchange; the reply's bytes are in `self.reply`.
-    fn exchange(&mut self, request: &[u8]) -> Result<&[u8], HostError> {
+    /// One exchange, whose reply's bytes `finish` reads; an error of `finish` that loses the
+    /// instance (a reply that does not decode) drops it like a failed call.
+    fn exchange<R>(
+        &mut self,
+        request: &[u8],
+        finish: impl FnOnce(&[u8]) -> Result<R, HostError>,
+    ) -> Result<R, HostError> {
         let len = match u32::try_from(request.len()) {
             Ok(len) if request.len() <= MAX_MESSAGE_BYTES => len,
             _ => return Err(HostError::RequestTooLarge { len: request.len() }),
         };
         let (reply, timeout) = (&mut self.reply, self.timeout);
-        Self::guarded(&mut self.guest, &self.runtime, timeout, |guest| exchange(guest, request, len, reply, timeout))?;
-        Ok(&self.reply)
+        let result = Self::guarded(&mut self.guest, &self.runtime, timeout, |guest| {
+            exchange(guest, request, len, reply, timeout)?;
+            finish(reply)
+        });
+        if self.reply.capacity() > KEEP_BUFFER_BYTES {
+            self.reply = Vec::new();
+        }
+        result
     }
 
     /// Calls `onegrid_call(ptr, len)` directly and returns its raw result, without allocating,
