@@ -202,3 +202,31 @@ fn the_tree_matches_a_recomputation_as_it_grows_past_sparse_and_shrinks_to_empty
     assert_matches_scratch(&tree, &items);
     assert_eq!(tree, MerkleTree::new(), "an emptied tree equals a new one, dense levels or not");
 }
+
+#[test]
+fn removing_a_key_and_adding_it_back_gives_the_earlier_tree_again() {
+    // SPEC 5: a removed key leaves no trace, so re-adding the same item gives the earlier root
+    // again, with the tree's levels sparse (few keys) or dense (hundreds).
+    for size in [1_u32, 20, 600] {
+        let mut state = 0x9e37_79b9_u32 ^ size;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        let items: Vec<(u32, u32)> = (0..size).map(|_| (next(), next() | 1)).collect();
+        let mut tree = MerkleTree::new();
+        for (key_hash, item) in &items {
+            tree.update(*key_hash, None, Some(*item));
+        }
+        let before = tree.clone();
+        for (key_hash, item) in items.iter().step_by(7) {
+            tree.update(*key_hash, Some(*item), None);
+            assert_ne!(tree.root(), before.root(), "{size} keys: the removal shows");
+            tree.update(*key_hash, None, Some(*item));
+            assert_eq!(tree.root(), before.root(), "{size} keys: the earlier root again");
+            assert!(tree == before, "{size} keys: the earlier tree again");
+        }
+    }
+}

@@ -8,10 +8,15 @@
 //! - The incrementally maintained Merkle tree always equals a tree computed from scratch from the
 //!   SPEC's definitions (section 5), and a map rebuilt from its records has the same root.
 //! - Snapshots round-trip and import into an empty map with the same root.
-//! - The clock follows SPEC section 1 exactly, and after any merge `now()` is newer than everything seen.
+//! - The clock follows SPEC section 1 exactly, and after any merge `now()` is newer than everything seen;
+//!   drift is reported (lenient) or refused before any change (strict) exactly when a remote is
+//!   more than the limit ahead of the wall clock.
+//! - Reads at a record's last live millisecond (`millis + ttl`) see it, one later they do not.
 //!
-//! Records are drawn from writers `n0`..`n4`, millis `0..20` and counters `0..3`, so timestamps tie
-//! on millis and counter often. A clock issues a timestamp once, so within one scenario a timestamp
+//! Records are drawn from five writers whose node ids differ in length (1 to 64 bytes, some
+//! prefixes of others), millis `0..20` and counters `0..3`, so timestamps tie on millis and counter
+//! often and are then ordered by node id bytes. Keys are few, so writes collide; one property uses
+//! hundreds, so the Merkle tree's levels turn dense. A clock issues a timestamp once, so within one scenario a timestamp
 //! identifies one write (one key, one value): generated pools are deduplicated by timestamp.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,7 +30,8 @@ use proptest::test_runner::TestCaseError;
 
 /// Wall clock for merges: ahead of every generated millis, so no drift is ever reported.
 const WALL: u64 = 1_000;
-const WRITERS: [&str; 5] = ["n0", "n1", "n2", "n3", "n4"];
+/// Node ids of 1 to 64 bytes; "n" is a prefix of "n0" and "n0" of "n0a", and "N" sorts before all.
+const WRITERS: [&str; 5] = ["n0", "n", "n0a", "N", "n123456789.abcdefghijklmnopqrstuvwxyz_ABCDEFGHIJKLMNOPQRSTUVWXYZ"];
 /// Few keys, so writes collide; some non-ASCII (UTF-16 hashing), one empty, one with the separators.
 const KEYS: [&str; 9] = ["a", "b", "c", "key-1", "", "é", "日本", "😀", "x:y|z"];
 
@@ -55,14 +61,19 @@ fn ttl() -> impl Strategy<Value = Option<u64>> {
     prop::option::weighted(0.3, 1u64..100)
 }
 
-/// Finite, non-integral floats (integral ones are `Int` in the data model).
+/// Finite floats as JavaScript numbers: fractions, subnormals, whole numbers and `-0.0` (which
+/// `Value::from` makes `Int`, as in the data model), and whole numbers beyond 2^53 (which stay floats).
 fn float() -> impl Strategy<Value = f64> {
     prop_oneof![
         (-1000i32..1000, 1u32..1024).prop_map(|(i, d)| f64::from(i) + f64::from(d) / 1024.0),
         (any::<i64>(), 1i32..70).prop_map(|(n, s)| n as f64 / 2f64.powi(s)),
         prop::num::f64::SUBNORMAL,
+        (-1000i32..1000).prop_map(f64::from),
+        Just(-0.0),
+        (any::<bool>(), 53i32..1000, 0u32..1024)
+            .prop_map(|(neg, e, m)| if neg { -1.0 } else { 1.0 } * 2f64.powi(e) * (1.0 + f64::from(m) / 1024.0)),
     ]
-    .prop_filter("finite and non-integral", |f| f.is_finite() && f.fract() != 0.0)
+    .prop_filter("finite", |f| f.is_finite())
 }
 
 fn value() -> impl Strategy<Value = Value> {
@@ -70,7 +81,7 @@ fn value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         prop_oneof![-3i64..3, any::<i64>()].prop_map(Value::Int),
-        float().prop_map(Value::Float),
+        float().prop_map(Value::from),
         "[ab\"\\\\\n\u{e9}\u{1F600}]{0,3}".prop_map(Value::from),
         prop::collection::vec(any::<u8>(), 0..3).prop_map(Value::from),
     ];
@@ -262,6 +273,17 @@ fn check_lww(map: &LwwMap, model: &LwwState, what: &str) -> Result<(), TestCaseE
         let expected = visible_count(model.values().map(|r| (&r.value, r.timestamp.millis, r.ttl_ms)), wall);
         prop_assert_eq!(map.len(wall), expected, "{}: len at {}", what, wall);
     }
+    // Every TTL's boundary: alive at exactly millis + ttl, expired one millisecond later.
+    for (k, r) in model {
+        let Some(ttl) = r.ttl_ms else { continue };
+        let last = r.timestamp.millis + ttl;
+        prop_assert_eq!(map.get(k, last), r.value.clone(), "{}: {:?} at its last live millisecond", what, k);
+        prop_assert_eq!(map.get(k, last + 1), None, "{}: {:?} one millisecond later", what, k);
+        for wall in [last, last + 1] {
+            let expected = visible_count(model.values().map(|r| (&r.value, r.timestamp.millis, r.ttl_ms)), wall);
+            prop_assert_eq!(map.len(wall), expected, "{}: len at {}", what, wall);
+        }
+    }
     Ok(())
 }
 
@@ -330,9 +352,24 @@ fn or_tombs(map: &OrMap) -> Vec<Timestamp> {
 }
 
 fn check_or(map: &OrMap, model: &OrModel, what: &str) -> Result<(), TestCaseError> {
-    prop_assert_eq!(or_owned(map), model.records(), "{}: records", what);
+    let records = model.records();
+    prop_assert_eq!(or_owned(map), records.clone(), "{}: records", what);
     prop_assert_eq!(map.tombstones(), model.tombstones(), "{}: tombstones", what);
     check_tree(map.tree(), &or_items(map), what)?;
+    // Reads at every TTL's boundary (alive at exactly millis + ttl) and long after.
+    for (k, rs) in &records {
+        let mut walls: Vec<u64> = rs.iter().filter_map(|r| r.ttl_ms.map(|t| r.timestamp.millis + t)).collect();
+        walls.extend(walls.clone().iter().map(|w| w + 1));
+        walls.push(10_000);
+        for wall in walls {
+            let expected: Vec<&Value> = rs
+                .iter()
+                .filter(|r| r.ttl_ms.is_none_or(|t| r.timestamp.millis + t >= wall))
+                .map(|r| &r.value)
+                .collect();
+            prop_assert_eq!(map.get(k, wall), expected, "{}: {:?} at {}", what, k, wall);
+        }
+    }
     Ok(())
 }
 
@@ -961,5 +998,124 @@ proptest! {
             }
             see(&now, &mut newest);
         }
+    }
+
+    /// Law 6: a remote timestamp more than `max_drift_ms` ahead of the wall clock is drift (one
+    /// behind never is). Lenient mode merges it and reports it, one report per record; strict mode
+    /// refuses it, for a batch before any record is applied, and changes nothing, the clock
+    /// included. Loads from the node's own storage are never refused.
+    #[test]
+    fn drift_is_reported_or_refused_exactly_when_a_remote_is_too_far_ahead(
+        max_drift_ms in 0u64..8,
+        strict in any::<bool>(),
+        ops in prop::collection::vec(clock_op(), 1..40),
+    ) {
+        let mut c = Hlc::new(node("x"), ClockConfig { max_drift_ms, strict });
+        let (mut model, mut lww, mut or) = (ClockModel::default(), LwwMap::new(), OrMap::new());
+        let drifts = |t: &Timestamp, wall: u64| t.millis > wall + max_drift_ms;
+        for (n, op) in ops.into_iter().enumerate() {
+            let what = format!("op {n}: {op:?}");
+            let (clock_before, lww_before, or_before) = (c.last(), lww.clone(), or.clone());
+            let (stamps, wall, result): (Vec<Timestamp>, u64, Result<usize, onegrid_core::Error>) = match op {
+                ClockOp::Now(wall) => {
+                    c.now(wall).expect("the clock has room");
+                    model.now(wall);
+                    continue;
+                }
+                ClockOp::LwwLoad(k, r, wall) => {
+                    lww.load(&mut c, wall, &k, r.clone()).expect("a load is never refused for drift");
+                    model.update(&r.timestamp, wall);
+                    continue;
+                }
+                ClockOp::LwwMerge(k, r, wall) => {
+                    let t = r.timestamp.clone();
+                    (vec![t], wall, lww.merge(&mut c, wall, &k, r).map(|m| usize::from(m.drift.is_some())))
+                }
+                ClockOp::LwwBatch(rs, wall) => {
+                    let stamps = rs.iter().map(|(_, r)| r.timestamp.clone()).collect();
+                    let batch = rs.into_iter().map(|(k, r)| (k.into_boxed_str(), r)).collect();
+                    (stamps, wall, lww.merge_all(&mut c, wall, batch).map(|(_, d)| d.len()))
+                }
+                ClockOp::OrApply(k, r, wall) => {
+                    let t = r.timestamp.clone();
+                    (vec![t], wall, or.apply(&mut c, wall, &k, r).map(|m| usize::from(m.drift.is_some())))
+                }
+                // Its tombstones decide which records are observed: law 5 covers its clock.
+                ClockOp::OrMergeKey(..) => continue,
+            };
+            let ahead = stamps.iter().filter(|t| drifts(t, wall)).count();
+            match result {
+                Ok(reported) => {
+                    prop_assert!(!strict || ahead == 0, "{}: strict mode took {} records ahead", what, ahead);
+                    prop_assert_eq!(reported, ahead, "{}: drift reports", what);
+                    for t in &stamps {
+                        model.update(t, wall);
+                    }
+                }
+                Err(e) => {
+                    prop_assert!(strict && ahead > 0, "{}: refused: {}", what, e);
+                    prop_assert!(matches!(e, onegrid_core::Error::ClockDrift(_)), "{}: {}", what, e);
+                    prop_assert_eq!(c.last(), clock_before, "{}: the clock moved", what);
+                    prop_assert_eq!(lww_owned(&lww), lww_owned(&lww_before), "{}: LWW records changed", what);
+                    prop_assert_eq!(or_owned(&or), or_owned(&or_before), "{}: OR records changed", what);
+                }
+            }
+            prop_assert_eq!(c.last(), (model.millis, model.counter), "{}: clock", what);
+        }
+    }
+}
+
+proptest! {
+    // Hundreds of keys per case: fewer cases.
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Law 3 at scale: with hundreds of keys the tree's levels turn dense (more than 16 of 256 inner
+    /// nodes, more than 256 of 4096 leaves used), and as removes and prunes empty nodes again it
+    /// still equals the SPEC's tree, for both kinds; a map rebuilt from what is left has its root.
+    #[test]
+    fn trees_of_hundreds_of_keys_match_a_rebuild(
+        writes in prop::collection::vec((stamp(), any::<bool>()), 400..900),
+    ) {
+        let keys: Vec<String> = (0..writes.len()).map(|i| format!("k{i}")).collect();
+        let leaves: BTreeSet<u32> = keys.iter().map(|k| fnv1a(k) >> 20).collect();
+        prop_assert!(leaves.len() > 256, "only {} leaves used", leaves.len());
+
+        let (mut lww, mut c) = (LwwMap::new(), clock());
+        for (i, ((millis, counter, writer), _)) in writes.iter().enumerate() {
+            let record = LwwRecord { value: Some(Value::Int(i as i64)), timestamp: ts((*millis, *counter, *writer)), ttl_ms: None };
+            lww.merge(&mut c, WALL, &keys[i], record).expect("valid record");
+        }
+        check_tree(lww.tree(), &lww_items(&lww), "LWW grown")?;
+        for (i, ((_, counter, writer), gone)) in writes.iter().enumerate() {
+            if *gone {
+                let record = LwwRecord { value: None, timestamp: ts((30, *counter, *writer)), ttl_ms: None };
+                lww.merge(&mut c, WALL, &keys[i], record).expect("valid record");
+            }
+        }
+        check_tree(lww.tree(), &lww_items(&lww), "LWW with tombstones")?;
+        lww.prune(u64::MAX);
+        check_tree(lww.tree(), &lww_items(&lww), "LWW pruned")?;
+        let left = lww_owned(&lww);
+        same_lww(&lww, &lww_replica(left.iter().map(|(k, r)| (k, r))), "LWW pruned vs rebuilt")?;
+
+        let (mut or, mut c) = (OrMap::new(), clock());
+        for (i, ((millis, counter, writer), _)) in writes.iter().enumerate() {
+            // A tag names one add: counters made unique.
+            let timestamp = ts((*millis, *counter + 3 * i as u32, *writer));
+            let record = OrRecord { value: Value::Int(i as i64), timestamp, ttl_ms: None };
+            or.apply(&mut c, WALL, &keys[i], record).expect("valid record");
+        }
+        check_tree(or.tree(), &or_items(&or), "OR grown")?;
+        for (i, (_, gone)) in writes.iter().enumerate() {
+            if *gone {
+                for v in or.get(&keys[i], WALL).into_iter().cloned().collect::<Vec<_>>() {
+                    or.remove(&keys[i], &v).expect("valid remove");
+                }
+            }
+        }
+        check_tree(or.tree(), &or_items(&or), "OR with removes")?;
+        let mut rebuilt = OrMap::new();
+        rebuilt.merge_all(&mut clock(), WALL, or_boxed(&or), &or_tombs(&or)).expect("valid state");
+        same_or(&rebuilt, &or, "OR rebuilt")?;
     }
 }

@@ -195,9 +195,12 @@ fn removing_then_rewriting_the_same_records_restores_the_root() {
     m.merge(&mut c, 0, "a", rec(Some(Value::from(1)), 1, 0, "b")).expect("merge");
     let before = m.root();
     m.merge(&mut c, 0, "b", rec(Some(Value::from(2)), 1, 0, "b")).expect("merge");
+    let with_b = m.root();
     m.merge(&mut c, 0, "b", rec(None, 2, 0, "b")).expect("merge");
     assert_eq!(m.prune(3), 1);
-    assert_eq!(m.root(), before);
+    assert_eq!(m.root(), before, "the pruned key leaves no trace");
+    assert!(m.merge(&mut c, 0, "b", rec(Some(Value::from(2)), 1, 0, "b")).expect("merge").accepted);
+    assert_eq!(m.root(), with_b, "rewriting the record gives the earlier root again");
 }
 
 #[test]

@@ -169,9 +169,15 @@ fn remove_then_readd_of_the_same_record_set_restores_the_root() {
     let before = m.root();
     m.apply(&mut c, 0, "b", rec(Value::from(2), 2, 0, "b")).expect("apply");
     assert_ne!(m.root(), before);
+    let with_b = m.root();
     m.remove("b", &Value::from(2)).expect("remove");
     assert_eq!(m.root(), before, "a key with no live records has no entry");
     assert!(m.leaf_keys("").contains(&"a") && !m.leaf_keys("").contains(&"b"));
+    // The same record set again: the same tag, so its tombstone must be forgotten first.
+    assert!(!m.apply(&mut c, 0, "b", rec(Value::from(2), 2, 0, "b")).expect("apply").accepted, "tombstoned");
+    assert_eq!(m.prune(3), 1);
+    assert!(m.apply(&mut c, 0, "b", rec(Value::from(2), 2, 0, "b")).expect("apply").accepted);
+    assert_eq!(m.root(), with_b, "re-adding the record gives the earlier root again");
 }
 
 #[test]

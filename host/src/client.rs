@@ -47,13 +47,37 @@ impl Client {
     /// Runs one already encoded request, e.g. bytes that came from elsewhere. The module decodes
     /// (and so validates) them; bad bytes come back as `Ok(Reply::Error(message))`.
     pub fn call_bytes(&mut self, request: &[u8]) -> Result<Reply, HostError> {
+        self.exchange(request, |reply| {
+            decode_reply(reply)
+                .map_err(|e| HostError::AbiViolation { reason: format!("the reply does not decode: {e}") })
+        })
+    }
+
+    /// Like [`Client::call_bytes`], but returns the reply's bytes exactly as the module wrote them
+    /// (to compare engines byte for byte); a reply that does not decode is still an error.
+    pub fn call_raw(&mut self, request: &[u8]) -> Result<Vec<u8>, HostError> {
+        self.exchange(request, |reply| {
+            decode_reply(reply)
+                .map(|_| reply.to_vec())
+                .map_err(|e| HostError::AbiViolation { reason: format!("the reply does not decode: {e}") })
+        })
+    }
+
+    /// One exchange, whose reply's bytes `finish` reads; an error of `finish` that loses the
+    /// instance (a reply that does not decode) drops it like a failed call.
+    fn exchange<R>(
+        &mut self,
+        request: &[u8],
+        finish: impl FnOnce(&[u8]) -> Result<R, HostError>,
+    ) -> Result<R, HostError> {
         let len = match u32::try_from(request.len()) {
             Ok(len) if request.len() <= MAX_MESSAGE_BYTES => len,
             _ => return Err(HostError::RequestTooLarge { len: request.len() }),
         };
         let (reply, timeout) = (&mut self.reply, self.timeout);
         let result = Self::guarded(&mut self.guest, &self.runtime, timeout, |guest| {
-            exchange(guest, request, len, reply, timeout)
+            exchange(guest, request, len, reply, timeout)?;
+            finish(reply)
         });
         if self.reply.capacity() > KEEP_BUFFER_BYTES {
             self.reply = Vec::new();
@@ -113,14 +137,14 @@ impl core::fmt::Debug for Client {
     }
 }
 
-/// One request/reply exchange through guest memory.
+/// One request/reply exchange through guest memory; leaves the reply's bytes in `reply`.
 fn exchange(
     guest: &mut Guest,
     request: &[u8],
     len: u32,
     reply: &mut Vec<u8>,
     timeout: Duration,
-) -> Result<Reply, HostError> {
+) -> Result<(), HostError> {
     let trap = |e| from_guest(e, timeout);
     let ptr = guest.alloc.call(&mut guest.store, len).map_err(trap)?;
     if ptr == 0 && len > 0 {
@@ -145,6 +169,5 @@ fn exchange(
             guest.memory.data_size(&guest.store)
         ),
     })?;
-    guest.free.call(&mut guest.store, (reply_ptr, reply_len)).map_err(trap)?;
-    decode_reply(reply).map_err(|e| HostError::AbiViolation { reason: format!("the reply does not decode: {e}") })
+    guest.free.call(&mut guest.store, (reply_ptr, reply_len)).map_err(trap)
 }

@@ -105,6 +105,26 @@ fn bad_requests_are_refused_and_the_instance_keeps_working() {
 }
 
 #[test]
+fn a_closed_handle_never_reaches_a_grid_opened_after_it() {
+    let mut client = Client::new(runtime()).unwrap();
+    let old = open(&mut client, "node-old");
+    client.call(&request(old, set("m", "k", "old"))).unwrap();
+    assert_eq!(client.call(&request(old, Command::Close)).unwrap(), Reply::Done);
+    let new = open(&mut client, "node-new");
+    assert_ne!(new, old, "the new grid has another handle");
+
+    let unknown = |reply: Reply| matches!(reply, Reply::Error(m) if m == format!("no grid is open with handle {old}"));
+    for command in [set("m", "k", "stale"), get("m", "k"), Command::Export { map: "m".into() }, Command::Close] {
+        assert!(unknown(client.call(&request(old, command.clone())).unwrap()), "{command:?}");
+    }
+    // The new grid saw none of it and is still open.
+    assert_eq!(client.call(&request(new, get("m", "k"))).unwrap(), Reply::Value(None));
+    client.call(&request(new, set("m", "k", "new"))).unwrap();
+    assert_eq!(client.call(&request(new, get("m", "k"))).unwrap(), Reply::Value(Some(Value::from("new"))));
+    assert!(unknown(client.call(&request(old, get("m", "k"))).unwrap()));
+}
+
+#[test]
 fn clients_and_errors_can_move_between_threads() {
     fn send<T: Send>() {}
     fn send_sync<T: Send + Sync>() {}

@@ -55,6 +55,57 @@ fn pkg_writes_the_module_that_info_hashes() {
 }
 
 #[test]
+fn pkg_replaces_an_earlier_package_and_keeps_other_files() {
+    let dir = fresh_dir("pkg-rewrite");
+    let out = dir.to_str().unwrap();
+    stdout(&onegrid(&["pkg", "--out", out]));
+    // An earlier package that shipped `gone.js`, since removed from wasm/js, beside a user's files.
+    let manifest = dir.join("package.json");
+    let text = std::fs::read_to_string(&manifest).unwrap().replace(r#""files": ["#, r#""files": ["gone.js", "#);
+    std::fs::write(&manifest, text).unwrap();
+    std::fs::write(dir.join("gone.js"), "export {};").unwrap();
+    std::fs::write(dir.join("onegrid.js"), "stale").unwrap();
+    std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+    std::fs::create_dir(dir.join("src")).unwrap();
+
+    stdout(&onegrid(&["pkg", "--out", out]));
+    assert!(!dir.join("gone.js").exists(), "a file the package no longer has lives on");
+    assert_eq!(std::fs::read_to_string(dir.join("notes.txt")).unwrap(), "mine");
+    assert!(dir.join("src").is_dir());
+    let mut names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    let mut expected: Vec<&str> = onegrid_host::pkg::FILES.map(|(name, _)| name).to_vec();
+    expected.extend(["notes.txt", "package.json", "src"]);
+    expected.sort();
+    assert_eq!(names, expected);
+    for (name, bytes) in onegrid_host::pkg::FILES {
+        assert_eq!(std::fs::read(dir.join(name)).unwrap(), bytes, "{name}");
+    }
+    let _ = std::fs::remove_dir_all(dir); // best effort
+}
+
+#[test]
+fn pkg_refuses_to_overwrite_files_of_no_onegrid_package() {
+    // A file the package would write, in a folder with no package.json or another package's.
+    for manifest in [None, Some(r#"{ "name": "other", "files": ["onegrid.js"] }"#), Some("not json")] {
+        let dir = fresh_dir("pkg-foreign");
+        std::fs::write(dir.join("onegrid.js"), "mine").unwrap();
+        if let Some(text) = manifest {
+            std::fs::write(dir.join("package.json"), text).unwrap();
+        }
+        let refused = onegrid(&["pkg", "--out", dir.to_str().unwrap()]);
+        assert_eq!(refused.status.code(), Some(1), "{manifest:?}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("onegrid.js is there but is not part of an onegrid package"), "{stderr}");
+        assert_eq!(std::fs::read_to_string(dir.join("onegrid.js")).unwrap(), "mine");
+        let left = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(left, 1 + usize::from(manifest.is_some()), "nothing written");
+        let _ = std::fs::remove_dir_all(dir); // best effort
+    }
+}
+
+#[test]
 fn run_is_the_default_and_passes() {
     for args in [&[][..], &["run"]] {
         let out = stdout(&onegrid(args));

@@ -243,6 +243,12 @@ fn an_import_of_the_other_kind_is_refused_and_later_flushes_still_work() {
     assert!(err.to_string().contains("kind mismatch"), "{err}");
     other.call(set("todos", "t", Value::from(1), None)).unwrap();
     other.flush().unwrap();
+    // Read back from storage: the later flush stored its write, and the refused import nothing.
+    let mut reader = grid(storage::open(file.to_str().unwrap()).unwrap(), "reader");
+    assert_eq!(get(&mut reader, "todos", "t"), Some(Value::from(1)));
+    let tags = reader.call(Command::OrGet { map: "tags".into(), key: "k".into() }).unwrap();
+    assert_eq!(tags, Reply::Values(vec![Value::from("x")]));
+    assert_eq!(reader.get_map("tags", None).unwrap(), MapKind::Or);
 }
 
 #[test]

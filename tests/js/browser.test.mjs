@@ -3,22 +3,37 @@
 // A static server on 127.0.0.1 serves the package ($ONEGRID_PKG, see load.mjs) under /pkg/ and
 // tests/js/ under /tests/; playwright-core starts the system's Chromium ($CHROMIUM_PATH, default
 // /usr/bin/chromium) on a fresh profile and opens tests/js/browser/index.html, which runs every
-// case and a timing, then leaves its results in `window.onegridResults`. Each case becomes one
-// test here, so a failure names its case. A missing browser or playwright-core fails, never
+// case and a timing, then leaves its results in `window.onegridResults`; then it reloads the page,
+// which checks what the first run stored. Each case becomes one test here, so a failure names its
+// case, and the cases that ran must be exactly the expected ones. A missing browser or playwright-core fails, never
 // skips: `bash tests/ci/chromium.sh` installs both.
 
 import { test } from 'node:test';
+import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { createServer } from 'node:http';
-import { dirname, extname, join, resolve, sep } from 'node:path';
+import { dirname, extname, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { pkgDir } from './load.mjs';
+import { adapterSuite } from './adapter-suite.mjs';
 
 const testsDir = dirname(fileURLToPath(import.meta.url));
-const storageFallback = resolve(testsDir, '..', '..', 'wasm', 'js', 'storage.js');
 const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+/** The adapter suite's cases, as the page registers them (it can reopen: all of them). */
+const ADAPTER_CASES = [];
+adapterSuite((name) => ADAPTER_CASES.push(name), { fresh: null, reopen: () => null });
+/** The page's own cases, after the suite's, in order. */
+const PAGE_CASES = [
+  'IndexedDbStorage: schema version 1 with one object store',
+  'IndexedDbStorage: a database of a newer schema is refused, naming the call and map',
+  'IndexedDbStorage: a corrupt bucket fails the load, naming the call and map',
+  'Grid on IndexedDbStorage: TTLs, LWW tombstones and OR tombstones are flushed before a reload',
+  'Grid on IndexedDbStorage: writes made while a map loads are merged and flushed',
+];
+/** What the page runs once reloaded. */
+const AFTER_RELOAD_CASES = ['Grid on IndexedDbStorage: TTLs, LWW tombstones and OR tombstones survive a reload'];
 /** How long the page may take for the whole suite and the timing. */
 const PAGE_TIMEOUT_MS = 240_000;
 
@@ -40,8 +55,6 @@ function fileFor(urlPath) {
   const file = resolve(root, `.${sep}${match[2]}`);
   // Nothing outside the two roots, and nothing installed (node_modules) is served.
   if (!file.startsWith(root + sep) || file.includes(`${sep}node_modules${sep}`)) return null;
-  // A package built before storage.js shipped: serve the source's (storage-adapters.test.mjs does the same).
-  if (match[1] === 'pkg' && match[2] === 'storage.js' && !existsSync(file)) return storageFallback;
   return file;
 }
 
@@ -105,19 +118,25 @@ async function runPage() {
     page.on('response', (r) => {
       if (r.status() >= 400) log.push(`HTTP ${r.status()} for ${r.url()}`);
     });
+    const resultsOf = async (what) => {
+      try {
+        await Promise.race([
+          page.waitForFunction(() => window.onegridResults !== undefined, null, { timeout: PAGE_TIMEOUT_MS, polling: 250 }),
+          failure,
+        ]);
+        const results = await page.evaluate(() => window.onegridResults);
+        if (results.loadError) throw new Error(results.loadError);
+        return results;
+      } catch (e) {
+        throw new Error(`the test page reported no results ${what}: ${e.message.split('\n')[0]}\n${log.join('\n') || '(the page logged nothing)'}`);
+      }
+    };
     await page.goto(`${origin}/tests/browser/index.html`);
-    let results;
-    try {
-      await Promise.race([
-        page.waitForFunction(() => window.onegridResults !== undefined, null, { timeout: PAGE_TIMEOUT_MS, polling: 250 }),
-        failure,
-      ]);
-      results = await page.evaluate(() => window.onegridResults);
-      if (results.loadError) throw new Error(results.loadError);
-    } catch (e) {
-      throw new Error(`the test page reported no results: ${e.message.split('\n')[0]}\n${log.join('\n') || '(the page logged nothing)'}`);
-    }
-    return { results, version: browser.version(), log };
+    const results = await resultsOf('');
+    // The page left a check for after a reload: reload it, as a user would.
+    await page.reload();
+    const reloaded = await resultsOf('after the reload');
+    return { results, reloaded, version: browser.version(), log };
   } finally {
     await browser?.close();
     await new Promise((ok) => server.close(ok));
@@ -136,12 +155,17 @@ if (run.error) {
     throw run.error;
   });
 } else {
-  const { results, version } = run;
+  const { results, reloaded, version } = run;
   console.log(`Chromium ${version}: ${results.cases.length} cases of the adapter suite on IndexedDbStorage`);
-  test('IndexedDbStorage in Chromium: the page ran the suite', () => {
-    if (results.cases.length === 0) throw new Error('the page registered no cases');
+  test('IndexedDbStorage in Chromium: the page ran every case of the suite and its own, once each', () => {
+    assert.equal(results.phase, 'first');
+    assert.deepEqual(results.cases.map((c) => c.name), [...ADAPTER_CASES, ...PAGE_CASES]);
   });
-  for (const c of results.cases) {
+  test('IndexedDbStorage in Chromium: the reloaded page ran the check after the reload, and only it', () => {
+    assert.equal(reloaded.phase, 'after-reload');
+    assert.deepEqual(reloaded.cases.map((c) => c.name), AFTER_RELOAD_CASES);
+  });
+  for (const c of [...results.cases, ...reloaded.cases]) {
     test(`IndexedDbStorage in Chromium: ${c.name}`, () => {
       if (!c.ok) throw new Error(c.error);
     });

@@ -3,7 +3,7 @@
 // item hashes and OR entry hashes with canonical JSON). Roots must match TopGun peers, so any
 // difference is a bug on one side or the other.
 //
-// Run: ONEGRID_PKG=/path/to/pkg node --test tests/js/
+// Run: ONEGRID_PKG=/path/to/pkg node --test tests/js/*.test.mjs
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';

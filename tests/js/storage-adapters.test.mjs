@@ -2,22 +2,20 @@
 // runs the same suite in Chromium: browser.test.mjs.
 //
 // storage.js is taken from the package ($ONEGRID_PKG, see load.mjs), which is what users get; a
-// package built before storage.js shipped falls back to wasm/js/storage.js, and says so.
+// package without it fails these tests (never the sources in its place).
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 import { pkgDir } from './load.mjs';
 import { LARGE, adapterSuite, timeLoad } from './adapter-suite.mjs';
 
-const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-let storagePath = join(pkgDir, 'storage.js');
+const storagePath = join(pkgDir, 'storage.js');
 if (!existsSync(storagePath)) {
-  storagePath = join(repo, 'wasm', 'js', 'storage.js');
-  console.log(`the package in ${pkgDir} has no storage.js: testing ${storagePath}`);
+  throw new Error(`the package in ${pkgDir} has no storage.js: write a fresh one (cargo run -p onegrid-host -- pkg --out DIR)`);
 }
 const { MemoryStorage } = await import(pathToFileURL(storagePath).href);
 

@@ -1,7 +1,7 @@
 // Values between JavaScript and onegrid (SPEC section 7): what round-trips exactly, through every
 // read path, and what is refused, with an Error that says what was wrong and no change to the map.
 //
-// Run: ONEGRID_PKG=/path/to/pkg node --test tests/js/
+// Run: ONEGRID_PKG=/path/to/pkg node --test tests/js/*.test.mjs
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::process::Command as Process;
 
-use onegrid_core::codec::{decode_reply, encode_reply};
+use onegrid_core::codec::{decode_reply, encode_reply, encode_request};
 use onegrid_core::{ClockConfig, Command, Grid, NodeId, Reply, Request, Value};
 use onegrid_host::{Client, Runtime};
 use serde_json::Value as Json;
@@ -68,35 +68,44 @@ pub struct Transcript {
     pub steps: Vec<Outcome>,
     /// Final state per (replica, map), in [`Compiled::finals`] order.
     pub finals: Vec<Final>,
-    /// Encoded replies of every request, in order (empty for the JS API engine).
+    /// Encoded replies of every request, in order, as the engine wrote them (empty for the JS API
+    /// engine).
     pub replies: Vec<Vec<u8>>,
 }
 
-/// Runs a compiled scenario through any byte-ABI `call`, filling each sync's import with the
-/// snapshot its export returned.
-pub fn run_abi(scenario: &Scenario, compiled: &Compiled, mut call: impl FnMut(&Request) -> Reply) -> Transcript {
+/// Runs a compiled scenario through any byte-ABI `call`, which returns the encoded reply exactly as
+/// the engine wrote it (recorded as is, so engines are compared byte for byte; decoded here for
+/// the outcomes), filling each sync's import with the snapshot its export returned.
+pub fn run_abi(scenario: &Scenario, compiled: &Compiled, mut call: impl FnMut(&Request) -> Vec<u8>) -> Transcript {
     let mut replies = Vec::new();
-    let record = |reply: Reply, replies: &mut Vec<Vec<u8>>| {
-        replies.push(encode_reply(&reply));
+    let mut call = |request: &Request| {
+        let bytes = call(request);
+        let reply = decode_reply(&bytes).unwrap_or_else(|e| Reply::Error(format!("undecodable reply: {e}")));
+        replies.push(bytes);
         reply
     };
     for open in &compiled.open {
-        record(call(open), &mut replies);
+        call(open);
     }
     let mut steps = Vec::new();
     for (step, requests) in scenario.steps.iter().zip(&compiled.steps) {
         let outcome = match (&step.op, requests.as_slice()) {
-            (Op::Sync { .. }, [export, import]) => match record(call(export), &mut replies) {
+            (Op::Sync { .. }, [export, import]) => match call(export) {
                 Reply::Bytes(snapshot) => {
                     let mut import = import.clone();
                     if let Command::Import { snapshot: s, .. } = &mut import.command {
                         *s = snapshot;
                     }
-                    outcome_of(&step.op, record(call(&import), &mut replies))
+                    outcome_of(&step.op, call(&import))
                 }
                 other => outcome_of(&step.op, other),
             },
-            (op, [request]) => outcome_of(op, record(call(request), &mut replies)),
+            // A prune first touches its map as the JavaScript API does (`getMap` / `getORMap`).
+            (Op::Prune { .. }, [touch, prune]) => match call(touch) {
+                Reply::Error(message) => Outcome::Err(message),
+                _ => outcome_of(&step.op, call(prune)),
+            },
+            (op, [request]) => outcome_of(op, call(request)),
             _ => Outcome::Err("scenario compiled wrongly".into()),
         };
         steps.push(outcome);
@@ -105,11 +114,11 @@ pub fn run_abi(scenario: &Scenario, compiled: &Compiled, mut call: impl FnMut(&R
         .finals
         .iter()
         .map(|(_, _, [export, root])| {
-            let snapshot = match record(call(export), &mut replies) {
+            let snapshot = match call(export) {
                 Reply::Bytes(b) => Some(b),
                 _ => None,
             };
-            let root = match record(call(root), &mut replies) {
+            let root = match call(root) {
                 Reply::Root(r) => Some(r),
                 _ => None,
             };
@@ -139,18 +148,23 @@ fn outcome_of(op: &Op, reply: Reply) -> Outcome {
 /// The native core: grids in a table, as the module's byte ABI keeps them.
 pub fn run_native(scenario: &Scenario, compiled: &Compiled) -> Transcript {
     let mut grids: Vec<Grid> = Vec::new();
-    run_abi(scenario, compiled, |request| match &request.command {
-        Command::Open { node_id, max_drift_ms, strict } => match NodeId::new(node_id) {
-            Ok(id) => {
-                grids.push(Grid::new(id, ClockConfig { max_drift_ms: *max_drift_ms, strict: *strict }));
-                Reply::Opened(u32::try_from(grids.len()).unwrap_or(u32::MAX))
-            }
-            Err(e) => Reply::Error(e.to_string()),
-        },
-        command => match grids.get_mut((request.grid as usize).wrapping_sub(1)) {
-            Some(grid) => grid.execute(request.wall, command.clone()).unwrap_or_else(|e| Reply::Error(e.to_string())),
-            None => Reply::Error(format!("no grid is open with handle {}", request.grid)),
-        },
+    run_abi(scenario, compiled, |request| {
+        let reply = match &request.command {
+            Command::Open { node_id, max_drift_ms, strict } => match NodeId::new(node_id) {
+                Ok(id) => {
+                    grids.push(Grid::new(id, ClockConfig { max_drift_ms: *max_drift_ms, strict: *strict }));
+                    Reply::Opened(u32::try_from(grids.len()).unwrap_or(u32::MAX))
+                }
+                Err(e) => Reply::Error(e.to_string()),
+            },
+            command => match grids.get_mut((request.grid as usize).wrapping_sub(1)) {
+                Some(grid) => {
+                    grid.execute(request.wall, command.clone()).unwrap_or_else(|e| Reply::Error(e.to_string()))
+                }
+                None => Reply::Error(format!("no grid is open with handle {}", request.grid)),
+            },
+        };
+        encode_reply(&reply)
     })
 }
 
@@ -158,7 +172,9 @@ pub fn run_native(scenario: &Scenario, compiled: &Compiled) -> Transcript {
 pub fn run_wasmtime(runtime: &Runtime, scenario: &Scenario, compiled: &Compiled) -> Transcript {
     let mut client = Client::new(runtime).expect("instantiate the module");
     run_abi(scenario, compiled, |request| {
-        client.call(request).unwrap_or_else(|e| Reply::Error(format!("host error: {e}")))
+        client
+            .call_raw(&encode_request(request))
+            .unwrap_or_else(|e| encode_reply(&Reply::Error(format!("host error: {e}"))))
     })
 }
 
@@ -193,17 +209,33 @@ pub fn run_workerd(workerd: &mut Workerd, scenario: &Scenario, compiled: &Compil
     (abi_transcript(scenario, compiled, &result["abi"]), api_transcript(scenario, &result["api"]))
 }
 
+/// Bytes from the runner's hex (which it writes itself: anything else is a failure).
 fn unhex(text: &str) -> Vec<u8> {
-    (0..text.len() / 2).filter_map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()).collect()
+    assert!(text.len().is_multiple_of(2), "odd-length hex from the runner");
+    (0..text.len() / 2)
+        .map(|i| text.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()).expect("hex from the runner"))
+        .collect()
 }
 
-/// Replays the Node runner's raw replies through the same bookkeeping as the Rust ABI engines.
+/// Replays the Node runner's raw replies through the same bookkeeping as the Rust ABI engines:
+/// each request takes the next reply as Node's module wrote it. Fewer replies than requests, or
+/// more, fail the run.
 fn abi_transcript(scenario: &Scenario, compiled: &Compiled, replies: &Json) -> Transcript {
-    let mut queue = replies.as_array().expect("abi replies").iter().map(|r| unhex(r.as_str().unwrap_or_default()));
-    run_abi(scenario, compiled, |_| {
-        let bytes = queue.next().unwrap_or_default();
-        decode_reply(&bytes).unwrap_or_else(|e| Reply::Error(format!("undecodable reply: {e}")))
-    })
+    let replies = replies.as_array().expect("abi replies");
+    let mut queue = replies.iter().map(|r| unhex(r.as_str().expect("a reply in hex")));
+    let mut taken = 0;
+    let transcript = run_abi(scenario, compiled, |_| {
+        taken += 1;
+        queue.next().unwrap_or_else(|| panic!("{}: the JS engine sent fewer replies than requests", scenario.name))
+    });
+    assert_eq!(
+        replies.len(),
+        taken,
+        "{}: the JS engine sent {} replies for {taken} requests",
+        scenario.name,
+        replies.len()
+    );
+    transcript
 }
 
 fn api_transcript(scenario: &Scenario, api: &Json) -> Transcript {

@@ -2,7 +2,7 @@
 
 use onegrid_core::Value;
 
-use crate::scenario::{Kind, Op, Replica, Scenario, Step};
+use crate::scenario::{Kind, Op, Pin, Replica, Scenario, Step};
 
 /// A small deterministic generator (xorshift64*), so every engine and every run sees the same ops.
 pub struct Rng(u64);
@@ -61,7 +61,13 @@ fn sync(map: &str, from: usize) -> Op {
 }
 
 fn scenario(name: &str, replicas: Vec<Replica>, maps: &[(&str, Kind)], steps: Vec<Step>) -> Scenario {
-    Scenario { name: name.into(), replicas, steps, maps: maps.iter().map(|(m, k)| ((*m).to_owned(), *k)).collect() }
+    let maps = maps.iter().map(|(m, k)| ((*m).to_owned(), *k)).collect();
+    Scenario { name: name.into(), replicas, steps, maps, converges: false, pins: Vec::new() }
+}
+
+/// `scenario` for a case that ends with syncs both ways: its replicas must end equal.
+fn converging(name: &str, replicas: Vec<Replica>, maps: &[(&str, Kind)], steps: Vec<Step>) -> Scenario {
+    Scenario { converges: true, ..scenario(name, replicas, maps, steps) }
 }
 
 fn object(pairs: &[(&str, Value)]) -> Value {
@@ -75,7 +81,7 @@ pub fn edge_cases() -> Vec<Scenario> {
     let or = &[("o", Kind::Or)][..];
     vec![
         // Same millisecond, same counter: the greater node id wins, on both sides.
-        scenario(
+        converging(
             "tie-by-node-id",
             ab(),
             lww,
@@ -88,12 +94,25 @@ pub fn edge_cases() -> Vec<Scenario> {
                 step(1, 102, get("m", "k")),
             ],
         ),
-        // Merging the same snapshot twice changes nothing the second time.
+        // Merging the same snapshot twice changes nothing the second time, and a record with the
+        // same timestamp but another value (hand-built: no live replica issues it) is refused too:
+        // whichever arrived first stays, the value never breaks the tie.
         scenario(
             "equal-timestamps-rejected",
-            ab(),
+            vec![replica("a"), replica("b"), replica("c")],
             lww,
-            vec![step(0, 100, set("m", "k", Value::from(1))), step(1, 100, sync("m", 0)), step(1, 100, sync("m", 0))],
+            vec![
+                step(0, 100, set("m", "k", Value::from(1))),
+                step(1, 100, sync("m", 0)),
+                step(1, 100, sync("m", 0)),
+                step(1, 100, import("m", lww_snapshot("k", Value::from(2), 100, 0, "a"))),
+                step(1, 100, get("m", "k")),
+                step(2, 100, import("m", lww_snapshot("k", Value::from(2), 100, 0, "a"))),
+                step(2, 100, sync("m", 0)),
+                step(2, 100, get("m", "k")),
+                step(0, 100, import("m", lww_snapshot("k", Value::from(2), 100, 0, "a"))),
+                step(0, 100, get("m", "k")),
+            ],
         ),
         // Alive at exactly millis + ttl, gone one millisecond later; still synced and hashed.
         scenario(
@@ -113,7 +132,7 @@ pub fn edge_cases() -> Vec<Scenario> {
             ],
         ),
         // A tombstone beats older writes and loses to newer ones.
-        scenario(
+        converging(
             "tombstone-resurrection",
             ab(),
             lww,
@@ -145,7 +164,7 @@ pub fn edge_cases() -> Vec<Scenario> {
             ],
         ),
         // Concurrent add and remove of the same value: the unobserved add survives.
-        scenario(
+        converging(
             "concurrent-add-remove",
             ab(),
             or,
@@ -180,16 +199,24 @@ pub fn edge_cases() -> Vec<Scenario> {
                 step(0, 102, or_get("o", "k")),
             ],
         ),
-        // Removing every record of a key and adding the same records back restores the root.
+        // SPEC 5: a removed key leaves no trace, and re-adding it gives the earlier root again. The
+        // same record set needs the same tags: a removes k's record, forgets the tombstone (prune),
+        // and gets the very record back from b, which never saw the remove. Replica b keeps the
+        // root from before the remove, c the one after it, d the one from before the add.
         scenario(
             "remove-readd-root",
-            ab(),
+            vec![replica("a"), replica("b"), replica("c"), replica("d")],
             or,
             vec![
-                step(0, 100, add("o", "a", Value::from(1))),
-                step(1, 100, sync("o", 0)),
-                step(0, 101, add("o", "b", Value::from(2))),
-                step(0, 102, Op::OrRemove { map: "o".into(), key: "b".into(), value: Value::from(2) }),
+                step(0, 100, add("o", "base", Value::from(0))),
+                step(3, 101, sync("o", 0)),
+                step(0, 102, add("o", "k", Value::from("v"))),
+                step(1, 103, sync("o", 0)),
+                step(0, 104, or_remove("o", "k", Value::from("v"))),
+                step(2, 105, sync("o", 0)),
+                step(0, 106, Op::Prune { map: "o".into(), kind: Kind::Or, older_than: 200 }),
+                step(0, 107, sync("o", 1)),
+                step(0, 108, or_get("o", "k")),
             ],
         ),
         // Strict drift: a snapshot from a clock far ahead is refused whole.
@@ -259,15 +286,17 @@ pub fn edge_cases() -> Vec<Scenario> {
 /// An LWW snapshot of one record at `(millis, counter)` by node "x", which no clock in a
 /// scenario could write (it is loaded, so the builder's clock saturates instead of refusing).
 fn far_snapshot(millis: u64, counter: u32) -> Vec<u8> {
-    let x = onegrid_core::NodeId::new("x").expect("node id");
-    let mut clock = onegrid_core::Hlc::new(x.clone(), onegrid_core::ClockConfig::default());
+    lww_snapshot("far", Value::from("far"), millis, counter, "x")
+}
+
+/// A hand-built LWW snapshot of one record `key = value` stamped `(millis, counter, node)`.
+fn lww_snapshot(key: &str, value: Value, millis: u64, counter: u32, node: &str) -> Vec<u8> {
+    let node = onegrid_core::NodeId::new(node).expect("node id");
+    let mut clock = onegrid_core::Hlc::new(node.clone(), onegrid_core::ClockConfig::default());
     let mut map = onegrid_core::LwwMap::new();
-    let record = onegrid_core::LwwRecord {
-        value: Some(Value::from("far")),
-        timestamp: onegrid_core::Timestamp::new(millis, counter, x),
-        ttl_ms: None,
-    };
-    map.load(&mut clock, 0, "far", record).expect("a valid record");
+    let timestamp = onegrid_core::Timestamp::new(millis, counter, node);
+    let record = onegrid_core::LwwRecord { value: Some(value), timestamp, ttl_ms: None };
+    map.load(&mut clock, 0, key, record).expect("a valid record");
     onegrid_core::codec::encode_lww_snapshot(&map)
 }
 
@@ -383,11 +412,7 @@ pub fn random_value(rng: &mut Rng, depth: u32) -> Value {
         1 => Value::Bool(rng.below(2) == 1),
         2 => Value::Int(rng.below(2000) as i64 - 1000),
         3 => Value::Int(rng.bits() as i64),
-        4 => {
-            // Any finite double, subnormals and huge ones included.
-            let f = f64::from_bits(rng.bits());
-            Value::from(if f.is_finite() { f } else { 0.25 })
-        }
+        4 => Value::from(random_float(rng)),
         5 => Value::from(*rng.pick(&["", "a", "héllo", "😀", "\u{ff5e}", "line\nbreak \"quoted\""])),
         6 => Value::from((0..rng.below(4)).map(|_| rng.below(256) as u8).collect::<Vec<u8>>()),
         7 => Value::list((0..rng.below(4)).map(|_| random_value(rng, depth + 1))),
@@ -399,44 +424,119 @@ pub fn random_value(rng: &mut Rng, depth: u32) -> Value {
     }
 }
 
-/// A random scenario of `ops` steps over three replicas, two LWW maps and one OR map.
+/// A finite double as a JavaScript number could be (through `Value::from`, so whole numbers of safe
+/// magnitude become integers): any bits (subnormals and huge ones included), whole numbers, `-0.0`,
+/// and whole numbers beyond 2^53, which stay floats.
+fn random_float(rng: &mut Rng) -> f64 {
+    let sign = if rng.below(2) == 0 { 1.0 } else { -1.0 };
+    match rng.below(5) {
+        0 | 1 => {
+            let f = f64::from_bits(rng.bits());
+            if f.is_finite() { f } else { 0.25 }
+        }
+        2 => sign * (rng.below(2000) as f64),
+        3 => *rng.pick(&[-0.0, 0.0, 9_007_199_254_740_991.0, -9_007_199_254_740_991.0, 0.5, -1.5e-7]),
+        _ => sign * 2f64.powi(53 + rng.below(960) as i32) * (1.0 + rng.below(1 << 20) as f64 / f64::from(1 << 20)),
+    }
+}
+
+/// A 64-byte node id, the longest allowed.
+const LONGEST_NODE_ID: &str = "Z0123456789.abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJKLMNOPQRSTUVWXY";
+
+/// A random scenario of about `ops` steps (`ops` plus TTL probes) over three replicas, two LWW maps
+/// and one OR map, on a few keys, so writes collide.
 pub fn random(seed: u64, ops: usize) -> Scenario {
+    generated(format!("random-{seed}"), seed, ops, &[])
+}
+
+/// Like [`random`] with hundreds of keys more and big batches, so the Merkle trees fill their
+/// levels until they turn dense (more than 16 of 256 inner nodes, more than 256 of 4096 leaves).
+pub fn random_many_keys(seed: u64, ops: usize) -> Scenario {
+    let keys: Vec<String> = (0..800).map(|i| format!("w{i}")).collect();
+    generated(format!("random-many-keys-{seed}"), seed, ops, &keys)
+}
+
+fn generated(name: String, seed: u64, ops: usize, more_keys: &[String]) -> Scenario {
     let mut rng = Rng::new(seed);
-    let replicas = vec![replica("alpha"), replica("beta"), replica("gamma-2")];
-    let keys = ["k0", "k1", "k2", "k3", "k4", "😀", ""];
-    let mut wall = 1_700_000_000_000u64;
-    let mut steps = Vec::with_capacity(ops);
-    for _ in 0..ops {
+    // Node ids of 1, 6 and 64 bytes. Small drift limits and clocks set apart make drift happen:
+    // "beta-2" runs 30 ms behind and refuses (strict) what is more than 40 ms ahead of it; "a"
+    // reports (lenient) what is more than 25 ms ahead; now and then a clock jumps ahead.
+    let replicas = vec![
+        Replica { node_id: "a".into(), max_drift_ms: 25, strict: false },
+        Replica { node_id: "beta-2".into(), max_drift_ms: 40, strict: true },
+        Replica { node_id: LONGEST_NODE_ID.into(), max_drift_ms: 60_000, strict: false },
+    ];
+    let offsets: [i64; 3] = [0, -30, 15];
+    let mut keys: Vec<String> = ["k0", "k1", "k2", "k3", "k4", "😀", ""].map(String::from).to_vec();
+    keys.extend_from_slice(more_keys);
+    let batch = if more_keys.is_empty() { 4 } else { 60 };
+    let mut base = 1_700_000_000_000u64;
+    // Above every replica's clock millis: a write at a wall beyond it is stamped (wall, 0).
+    let mut clock_bound = [0u64; 3];
+    let (mut steps, mut pins) = (Vec::with_capacity(ops), Vec::new());
+    while steps.len() < ops {
         // Mostly forward, sometimes the same millisecond, sometimes backwards (clock skew).
-        wall = match rng.below(10) {
-            0..=3 => wall,
-            4 => wall - rng.below(50),
-            _ => wall + rng.below(20),
+        base = match rng.below(10) {
+            0..=3 => base,
+            4 => base - rng.below(50),
+            _ => base + rng.below(20),
         };
         let r = rng.below(3) as usize;
-        let key = (*rng.pick(&keys)).to_owned();
+        let jump = if rng.below(40) == 0 { 50 + rng.below(200) } else { 0 };
+        let wall = base.saturating_add_signed(offsets[r]) + jump;
+        let key = rng.pick(&keys).clone();
         let lww_map = (*rng.pick(&["m1", "m2"])).to_owned();
         let ttl_ms = (rng.below(8) == 0).then(|| 1 + rng.below(40));
-        let op = match rng.below(100) {
+        // With many keys, more OR adds, so the OR map grows as big as the LWW maps.
+        let roll = if !more_keys.is_empty() && rng.below(5) == 0 { 50 } else { rng.below(100) };
+        let op = match roll {
             0..=29 => Op::Set { map: lww_map, key, value: random_value(&mut rng, 0), ttl_ms },
             30..=37 => Op::Remove { map: lww_map, key },
             38..=45 => Op::Get { map: lww_map, key },
             46..=59 => Op::Add { map: "o".into(), key, value: random_value(&mut rng, 2), ttl_ms },
             60..=67 => Op::OrRemove { map: "o".into(), key, value: random_value(&mut rng, 2) },
             68..=73 => Op::OrGet { map: "o".into(), key },
-            74..=76 => Op::SetMany {
-                map: lww_map,
-                entries: (0..rng.below(4)).map(|i| (format!("batch{i}"), random_value(&mut rng, 1))).collect(),
-            },
-            77..=95 => Op::Sync { map: (*rng.pick(&["m1", "m2", "o"])).to_owned(), from: rng.below(3) as usize },
+            74..=76 => {
+                let mut names: Vec<String> = (0..rng.below(batch)).map(|_| rng.pick(&keys).clone()).collect();
+                names.sort();
+                names.dedup();
+                Op::SetMany {
+                    map: lww_map,
+                    entries: names.into_iter().map(|k| (k, random_value(&mut rng, 1))).collect(),
+                }
+            }
+            77..=95 => {
+                let from = rng.below(3) as usize;
+                clock_bound[r] = clock_bound[r].max(clock_bound[from]);
+                Op::Sync { map: (*rng.pick(&["m1", "m2", "o"])).to_owned(), from }
+            }
             _ => {
                 let (map, kind) = *rng.pick(&[("m1", Kind::Lww), ("m2", Kind::Lww), ("o", Kind::Or)]);
                 Op::Prune { map: map.into(), kind, older_than: wall - rng.below(100) }
             }
         };
+        let exact = wall > clock_bound[r];
+        clock_bound[r] = clock_bound[r].max(wall);
+        // A TTL write stamped exactly at `wall` is read back at its last live millisecond and at
+        // the first expired one.
+        let probes = match (&op, exact) {
+            (Op::Set { map, key, ttl_ms: Some(ttl), .. }, true) => {
+                let read = || Op::Get { map: map.clone(), key: key.clone() };
+                pins.extend([(steps.len() + 1, Pin::Live), (steps.len() + 2, Pin::Gone)]);
+                vec![(wall + ttl, read()), (wall + ttl + 1, read())]
+            }
+            (Op::Add { map, key, ttl_ms: Some(ttl), .. }, true) => {
+                let read = || Op::OrGet { map: map.clone(), key: key.clone() };
+                vec![(wall + ttl, read()), (wall + ttl + 1, read())]
+            }
+            _ => vec![],
+        };
         steps.push(Step { replica: r, wall, op });
+        steps.extend(probes.into_iter().map(|(wall, op)| Step { replica: r, wall, op }));
     }
-    // End with every replica pulling every map from every other, so they converge.
+    // End with every replica pulling every map from every other, so they converge, at a wall past
+    // every clock (no drift refuses them).
+    let wall = clock_bound.iter().max().copied().unwrap_or(base) + 1_000;
     for map in ["m1", "m2", "o"] {
         for to in 0..3 {
             for from in 0..3 {
@@ -447,9 +547,11 @@ pub fn random(seed: u64, ops: usize) -> Scenario {
         }
     }
     Scenario {
-        name: format!("random-{seed}"),
+        name,
         replicas,
         steps,
         maps: vec![("m1".into(), Kind::Lww), ("m2".into(), Kind::Lww), ("o".into(), Kind::Or)],
+        converges: true,
+        pins,
     }
 }

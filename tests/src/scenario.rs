@@ -44,7 +44,7 @@ pub enum Op {
     OrGet { map: String, key: String },
     /// Export `map` from replica `from` and import it into the step's replica.
     Sync { map: String, from: usize },
-    /// Prune tombstones.
+    /// Prune tombstones (of a map of `kind`, made if missing, as the JavaScript API does).
     Prune { map: String, kind: Kind, older_than: u64 },
     /// Import a snapshot made outside the scenario (records no replica's clock could write).
     Import { map: String, snapshot: Vec<u8> },
@@ -72,6 +72,20 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     /// Maps compared at the end, with their kinds.
     pub maps: Vec<(String, Kind)>,
+    /// The scenario ends with syncs both ways: every replica must end with the same snapshot and
+    /// root of every map.
+    pub converges: bool,
+    /// Outcomes known in advance (by step index), checked on top of the engines' agreement.
+    pub pins: Vec<(usize, Pin)>,
+}
+
+/// An outcome a generated step must have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pin {
+    /// An LWW get that finds a value (at exactly `millis + ttl`: still alive).
+    Live,
+    /// An LWW get that finds nothing (one millisecond later: expired).
+    Gone,
 }
 
 /// Requests of one step, or of the final observation of one (replica, map).
@@ -79,7 +93,7 @@ pub struct Scenario {
 pub struct Compiled {
     /// Requests to open the replicas (handles 1..=n in order).
     pub open: Vec<Request>,
-    /// Requests per step (a sync is an export then an import).
+    /// Requests per step (a sync is an export then an import; a prune touches its map, then prunes).
     pub steps: Vec<Vec<Request>>,
     /// Per (replica, map): an export then a root request.
     pub finals: Vec<(usize, String, [Request; 2])>,
@@ -156,8 +170,14 @@ fn compile_step(step: &Step) -> Vec<Request> {
             on(handle(*from), Command::Export { map: map.clone() }),
             on(here, Command::Import { map: map.clone(), snapshot: Vec::new() }),
         ],
-        Op::Prune { map, older_than, .. } => {
-            vec![on(here, Command::Prune { map: map.clone(), older_than: *older_than })]
+        // The JavaScript API prunes through `getMap` / `getORMap`, which make the map if it is
+        // missing and refuse the other kind: the byte ABI touches the map the same way first.
+        Op::Prune { map, kind, older_than } => {
+            let touch = match kind {
+                Kind::Lww => Command::Get { map: map.clone(), key: String::new() },
+                Kind::Or => Command::OrGet { map: map.clone(), key: String::new() },
+            };
+            vec![on(here, touch), on(here, Command::Prune { map: map.clone(), older_than: *older_than })]
         }
         Op::Import { map, snapshot } => {
             vec![on(here, Command::Import { map: map.clone(), snapshot: snapshot.clone() })]

@@ -3,7 +3,8 @@
 //! A host calls `onegrid_alloc(len)`, writes an encoded [`Request`] there, calls
 //! `onegrid_call(ptr, len)`, which frees the request buffer and returns `(reply_ptr << 32) | reply_len`,
 //! reads the encoded [`Reply`] and frees it with `onegrid_free(reply_ptr, reply_len)`. Grids opened
-//! through the ABI live in a table of handles inside the module. Nothing here calls an import.
+//! through the ABI live in a table inside the module under handles that are never reused, so the
+//! handle of a closed grid never reaches a later grid. Nothing here calls an import.
 
 use std::alloc::{Layout, alloc, dealloc};
 use std::cell::RefCell;
@@ -12,8 +13,34 @@ use onegrid_core::codec::{decode_request, encode_reply};
 use onegrid_core::{ABI_VERSION, ClockConfig, Command, Error, Grid, NodeId, Reply, Request, StorageConfig};
 
 thread_local! {
-    /// Open grids by handle (index + 1; 0 is never a handle).
-    static GRIDS: RefCell<Vec<Option<Grid>>> = const { RefCell::new(Vec::new()) };
+    /// The open grids by handle.
+    static GRIDS: RefCell<Table> = const { RefCell::new(Table { last: 0, grids: Vec::new() }) };
+}
+
+/// Open grids with their handles. Handles count up from 1 and are never reused: the handle of a
+/// closed grid never names a later grid.
+struct Table {
+    /// The last handle issued (0 before the first Open).
+    last: u32,
+    grids: Vec<(u32, Grid)>,
+}
+
+impl Table {
+    fn open(&mut self, grid: Grid) -> Reply {
+        match self.last.checked_add(1) {
+            Some(handle) => {
+                self.last = handle;
+                self.grids.push((handle, grid));
+                Reply::Opened(handle)
+            }
+            None => Reply::Error("every grid handle has been used".into()),
+        }
+    }
+
+    /// Where the grid of `handle` is (a scan: hosts open few grids).
+    fn index(&self, handle: u32) -> Result<usize, Error> {
+        self.grids.iter().position(|(h, _)| *h == handle).ok_or(Error::UnknownGrid { handle })
+    }
 }
 
 /// The version of the request/reply layout.
@@ -77,42 +104,51 @@ pub unsafe extern "C" fn onegrid_call(ptr: u32, len: u32) -> u64 {
 
 /// Runs a decoded request against the grid table.
 fn run(request: Request) -> Result<Reply, Error> {
-    GRIDS.with_borrow_mut(|grids| match request.command {
+    GRIDS.with_borrow_mut(|table| match request.command {
         Command::Open { node_id, max_drift_ms, strict } => {
-            let grid = Grid::new(NodeId::new(&node_id)?, ClockConfig { max_drift_ms, strict });
-            Ok(Reply::Opened(open(grids, grid)))
+            Ok(table.open(Grid::new(NodeId::new(&node_id)?, ClockConfig { max_drift_ms, strict })))
         }
         Command::OpenPersistent { node_id, max_drift_ms, strict } => {
             let config = ClockConfig { max_drift_ms, strict };
-            let grid = Grid::with_storage(NodeId::new(&node_id)?, config, StorageConfig::default());
-            Ok(Reply::Opened(open(grids, grid)))
+            Ok(table.open(Grid::with_storage(NodeId::new(&node_id)?, config, StorageConfig::default())))
         }
         Command::Close => {
-            let slot = slot_of(grids, request.grid)?;
-            *slot = None;
+            let at = table.index(request.grid)?;
+            table.grids.swap_remove(at);
             Ok(Reply::Done)
         }
         command => {
-            let grid = slot_of(grids, request.grid)?.as_mut().ok_or(Error::UnknownGrid { handle: request.grid })?;
-            grid.execute(request.wall, command)
+            let at = table.index(request.grid)?;
+            table.grids[at].1.execute(request.wall, command)
         }
     })
 }
 
-/// Puts `grid` in the first free slot; returns its handle (slot + 1, so 0 is never a handle).
-fn open(grids: &mut Vec<Option<Grid>>, grid: Grid) -> u32 {
-    let slot = grids.iter().position(Option::is_none).unwrap_or(grids.len());
-    if slot == grids.len() {
-        grids.push(None);
-    }
-    grids[slot] = Some(grid);
-    slot as u32 + 1
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn slot_of(grids: &mut [Option<Grid>], handle: u32) -> Result<&mut Option<Grid>, Error> {
-    let index = (handle as usize).checked_sub(1).ok_or(Error::UnknownGrid { handle })?;
-    match grids.get_mut(index) {
-        Some(slot @ Some(_)) => Ok(slot),
-        _ => Err(Error::UnknownGrid { handle }),
+    fn call(grid: u32, command: Command) -> Reply {
+        run(Request { grid, wall: 1, command }).unwrap_or_else(|e| Reply::Error(e.to_string()))
+    }
+
+    #[test]
+    fn no_handle_is_issued_twice() {
+        // (host/tests/abi.rs checks a stale handle against the module in wasmtime; this runs many
+        // opens natively, where they are fast.)
+        let mut seen = std::collections::HashSet::new();
+        let kept = call(0, Command::Open { node_id: "kept".into(), max_drift_ms: 1, strict: false });
+        for _ in 0..70_000 {
+            let Reply::Opened(handle) = call(0, Command::Open { node_id: "n".into(), max_drift_ms: 1, strict: false })
+            else {
+                panic!("Open answers Opened")
+            };
+            assert!(seen.insert(handle), "handle {handle:#x} issued twice");
+            assert_eq!(call(handle, Command::Close), Reply::Done);
+            assert_eq!(call(handle, Command::Close), Reply::Error(format!("no grid is open with handle {handle}")));
+        }
+        // A grid opened before them all is still there under its handle.
+        assert_eq!(kept, Reply::Opened(1));
+        assert_eq!(call(1, Command::Root { map: "m".into() }), Reply::Error("this grid has no map named \"m\"".into()));
     }
 }

@@ -11,7 +11,8 @@
 //! Build it with `cargo run -p onegrid-host -- pkg --out DIR` (see the README): the host embeds the
 //! module built from this crate and writes the JavaScript package next to it.
 
-#[cfg(target_arch = "wasm32")]
+// Also natively under test: its handle table is plain Rust.
+#[cfg(any(target_arch = "wasm32", test))]
 pub mod abi;
 #[cfg(target_arch = "wasm32")]
 pub mod interop;

@@ -1,6 +1,7 @@
 // Runs the adapter suite on IndexedDbStorage in this page, then times a load of LARGE records.
 // browser.test.mjs waits for `window.onegridResults`:
-//   { cases: [{ name, ok, error?, ms }], timing: { ... } | null, timingError?: string }
+//   { phase: 'first', cases: [{ name, ok, error?, ms }], timing: { ... } | null, timingError?: string }
+// then reloads the page, which runs only the check after a reload: { phase: 'after-reload', cases }.
 // Every case gets its own database, deleted afterwards.
 
 import init, { Grid } from '/pkg/onegrid.js';
@@ -114,14 +115,17 @@ function assertEqual(actual, expected, what) {
   if (a !== b) throw new Error(`${what}: got ${a}, expected ${b}`);
 }
 
+// Survives a reload: the page writes and flushes, and browser.test.mjs reloads it once the suite
+// is done; the reloaded page finds what to check in sessionStorage and runs only that check.
+const RELOAD_CHECK = 'onegrid-reload-check';
+
 cases.push({
-  name: 'Grid on IndexedDbStorage: TTLs, LWW tombstones and OR tombstones survive a reload',
+  name: 'Grid on IndexedDbStorage: TTLs, LWW tombstones and OR tombstones are flushed before a reload',
   fn: async () => {
     const name = `${run}-grid`;
-    let now = 1_000_000;
-    const clock = () => now;
+    const now = 1_000_000;
     const storage = new IndexedDbStorage({ name });
-    const g = new Grid({ nodeId: 'browser', clock, storage });
+    const g = new Grid({ nodeId: 'browser', clock: () => now, storage });
     const l = await g.getMapAsync('todos', 'lww');
     l.set('ttl', { title: 'soon gone' }, { ttlMs: 500 });
     l.set('kept', { title: 'kept', done: false });
@@ -132,27 +136,39 @@ cases.push({
     o.add('removed', 'y');
     o.remove('removed', 'y');
     await g.flush();
-    const roots = [l.rootHash(), o.rootHash()];
-    g.free();
-    await storage.close();
-    // A new page: a new connection, a new grid.
-    const storage2 = new IndexedDbStorage({ name });
-    const loads = [];
-    const g2 = new Grid({ nodeId: 'browser-2', clock, storage: storage2, onMapLoaded: (m, n) => loads.push([m, n]) });
-    const [l2, o2] = await Promise.all([g2.getMapAsync('todos'), g2.getMapAsync('tags')]);
-    assertEqual([l2.kind, o2.kind], ['lww', 'or'], 'detected kinds');
-    assertEqual([l2.rootHash(), o2.rootHash()], roots, 'roots after the reload');
-    assertEqual(l2.get('kept'), { done: false, title: 'kept' }, 'a value (keys come back sorted)');
-    assertEqual(l2.getRecord('gone').deleted, true, 'an LWW tombstone');
-    assertEqual(o2.tombstones().length, 1, 'the OR tombstones');
-    assertEqual(loads.sort(), [['tags', 1], ['todos', 3]], 'onMapLoaded (keys other than __tombstones__)');
-    now += 600;
-    assertEqual(l2.get('ttl'), undefined, 'an expired TTL');
-    g2.free();
-    await storage2.close();
-    await IndexedDbStorage.delete(name);
+    // Nothing is freed or closed: the reload ends this page as a user's reload would.
+    sessionStorage.setItem(RELOAD_CHECK, JSON.stringify({ name, now, roots: [l.rootHash(), o.rootHash()] }));
   },
 });
+
+/** The check the reloaded page runs, on what the page before it wrote. */
+function afterReload({ name, now, roots }) {
+  return {
+    name: 'Grid on IndexedDbStorage: TTLs, LWW tombstones and OR tombstones survive a reload',
+    fn: async () => {
+      const navigation = performance.getEntriesByType('navigation')[0]?.type;
+      if (navigation !== 'reload') throw new Error(`this page was not reloaded (navigation: ${navigation})`);
+      const clock = () => now;
+      const storage = new IndexedDbStorage({ name });
+      const loads = [];
+      const g = new Grid({ nodeId: 'browser-2', clock, storage, onMapLoaded: (m, n) => loads.push([m, n]) });
+      const [l, o] = await Promise.all([g.getMapAsync('todos'), g.getMapAsync('tags')]);
+      assertEqual([l.kind, o.kind], ['lww', 'or'], 'detected kinds');
+      assertEqual([l.rootHash(), o.rootHash()], roots, 'roots after the reload');
+      assertEqual(l.get('kept'), { done: false, title: 'kept' }, 'a value (keys come back sorted)');
+      assertEqual(l.get('ttl'), { title: 'soon gone' }, 'a TTL not yet expired');
+      assertEqual(l.getRecord('gone').deleted, true, 'an LWW tombstone');
+      assertEqual(o.get('k'), ['x'], 'an OR value');
+      assertEqual(o.tombstones().length, 1, 'the OR tombstones');
+      assertEqual(loads.sort(), [['tags', 1], ['todos', 3]], 'onMapLoaded (keys other than __tombstones__)');
+      now += 600;
+      assertEqual(l.get('ttl'), undefined, 'an expired TTL');
+      g.free();
+      await storage.close();
+      await IndexedDbStorage.delete(name);
+    },
+  };
+}
 
 cases.push({
   name: 'Grid on IndexedDbStorage: writes made while a map loads are merged and flushed',
@@ -209,7 +225,7 @@ function describe(e) {
   return e instanceof Error ? `${e.message}\n${e.stack ?? ''}` : String(e);
 }
 
-async function runCases() {
+async function runCases(cases) {
   const results = [];
   for (const { name, fn } of cases) {
     const t = performance.now();
@@ -245,12 +261,19 @@ async function runTiming() {
   return timing;
 }
 
-const results = { cases: await runCases(), timing: null };
-try {
-  results.timing = await runTiming();
-  results.timing.grid = await timeGridLoad();
-} catch (e) {
-  results.timingError = describe(e);
+const check = sessionStorage.getItem(RELOAD_CHECK);
+let results;
+if (check === null) {
+  results = { phase: 'first', cases: await runCases(cases), timing: null };
+  try {
+    results.timing = await runTiming();
+    results.timing.grid = await timeGridLoad();
+  } catch (e) {
+    results.timingError = describe(e);
+  }
+} else {
+  sessionStorage.removeItem(RELOAD_CHECK);
+  results = { phase: 'after-reload', cases: await runCases([afterReload(JSON.parse(check))]), timing: null };
 }
 window.onegridResults = results;
 document.getElementById('status').textContent = 'done';
