@@ -1,0 +1,64 @@
+// onegrid: MemoryStorage, the storage adapter in this process's memory (see storage.js).
+
+import { checkEntries, checkKey, checkKeys, checkMap, copyBytes } from './storage-checks.js';
+
+/** Storage in this process's memory: for tests, and for grids that need no persistence. */
+export class MemoryStorage {
+  /** map name -> Map(key -> bytes); a map whose last key is deleted is dropped. */
+  #maps = new Map();
+
+  async loadAllKeys(map) {
+    checkMap('loadAllKeys', map);
+    const records = this.#maps.get(map);
+    return records === undefined ? [] : [...records.keys()];
+  }
+
+  async loadAll(map, keys) {
+    checkMap('loadAll', map);
+    const wanted = checkKeys('loadAll', map, keys);
+    const records = this.#maps.get(map);
+    const out = [];
+    if (records === undefined) return out;
+    for (const key of wanted) {
+      const bytes = records.get(key);
+      if (bytes !== undefined) out.push([key, new Uint8Array(bytes)]);
+    }
+    return out;
+  }
+
+  async store(map, key, bytes) {
+    checkMap('store', map);
+    checkKey('store', map, key);
+    this.#put(map, [[key, copyBytes('store', map, bytes)]]);
+  }
+
+  async storeAll(map, entries) {
+    checkMap('storeAll', map);
+    this.#put(map, checkEntries('storeAll', map, entries));
+  }
+
+  async delete(map, key) {
+    checkMap('delete', map);
+    checkKey('delete', map, key);
+    this.#remove(map, [key]);
+  }
+
+  async deleteAll(map, keys) {
+    checkMap('deleteAll', map);
+    this.#remove(map, checkKeys('deleteAll', map, keys));
+  }
+
+  #put(map, entries) {
+    if (entries.length === 0) return;
+    let records = this.#maps.get(map);
+    if (records === undefined) this.#maps.set(map, (records = new Map()));
+    for (const [key, bytes] of entries) records.set(key, bytes);
+  }
+
+  #remove(map, keys) {
+    const records = this.#maps.get(map);
+    if (records === undefined) return;
+    for (const key of keys) records.delete(key);
+    if (records.size === 0) this.#maps.delete(map);
+  }
+}
