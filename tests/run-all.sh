@@ -9,11 +9,15 @@ target="${CARGO_TARGET_DIR:-target}"
 rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
 rustup target add wasm32-unknown-unknown wasm32v1-none >/dev/null
 
+echo "== formatting (rustfmt)"
+cargo fmt --all -- --check
+
 echo "== core builds for wasm32v1-none (no std at all)"
 cargo build -p onegrid-core --target wasm32v1-none
 
-echo "== lints"
+echo "== lints (the wasm crate's code is all wasm32-only, so it is linted for that target too)"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p onegrid-wasm --all-targets --target wasm32-unknown-unknown -- -D warnings
 
 echo "== a throwaway PostgreSQL on loopback for the storage tests (Debian's packages)"
 if [ -z "${ONEGRID_TEST_POSTGRES:-}" ]; then
