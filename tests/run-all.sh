@@ -29,10 +29,15 @@ export ONEGRID_TEST_POSTGRES
 echo "== Rust tests: core, host (wasmtime, SQLite, PostgreSQL), conformance on four engines"
 cargo test --workspace
 
-echo "== Chromium and playwright-core for the browser tests (Debian's chromium, or \$CHROMIUM_PATH)"
+echo "== Chromium (Debian's, or \$CHROMIUM_PATH) and tests/js's tools (playwright-core, typescript)"
 bash tests/ci/chromium.sh
 
-echo "== JavaScript tests of the package the host embeds (Node, and IndexedDB in headless Chromium)"
+echo "== the package the host embeds, for the JavaScript checks"
 pkg="$target/pkg"
 cargo run --quiet -p onegrid-host -- pkg --out "$pkg"
+
+echo "== types: the package's JavaScript against its .d.ts (tsc, pinned in tests/js)"
+bash tests/ci/types.sh "$pkg"
+
+echo "== JavaScript tests (Node, and IndexedDB in headless Chromium)"
 ONEGRID_PKG="$(cd "$pkg" && pwd)" node --test tests/js/

@@ -1,7 +1,18 @@
+// @ts-check
 // onegrid: IndexedDbStorage, the storage adapter over a browser's IndexedDB (see storage.js).
 
 import { typeName } from './values.js';
 import { checkEntries, checkKey, checkKeys, checkMap, copyBytes, isBytes, where } from './storage-checks.js';
+
+/** @typedef {import('./storage.js').StorageAdapter} StorageAdapter */
+/** @typedef {import('./storage.js').IndexedDbStorageOptions} IndexedDbStorageOptions */
+/** @typedef {Map<string, Uint8Array | undefined>} Group keys of one bucket, with their bytes when storing */
+/**
+ * What `#run` hands its body: `done(value)` sets what the call resolves to; `guard(fn)` wraps a
+ * request callback so that what it throws aborts the transaction.
+ * @template T
+ * @typedef {{ done: (value: T) => void, guard: (fn: () => void) => () => void }} RunControl
+ */
 
 // Chromium spends microseconds on every IndexedDB record it reads or writes, so one record per key
 // made a 100 000-key map take over a second to load and five to store. Instead each map's keys are
@@ -27,6 +38,7 @@ const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** The bucket of `key`: FNV-1a over its UTF-16 code units, then MurmurHash3's fmix32 to spread the low bits. */
+/** @param {string} key */
 function bucketOf(key) {
   let h = 0x811c9dc5;
   for (let i = 0; i < key.length; i++) {
@@ -41,6 +53,7 @@ function bucketOf(key) {
   return h & (BUCKETS - 1);
 }
 
+/** @param {number} n */
 function varintSize(n) {
   let size = 1;
   while (n >= 0x80) {
@@ -50,6 +63,11 @@ function varintSize(n) {
   return size;
 }
 
+/**
+ * @param {Uint8Array} buf
+ * @param {number} at
+ * @param {number} n
+ */
 function writeVarint(buf, at, n) {
   while (n >= 0x80) {
     buf[at++] = (n & 0x7f) | 0x80;
@@ -59,7 +77,10 @@ function writeVarint(buf, at, n) {
   return at;
 }
 
-/** Packs a bucket's entries (a Map of key -> bytes) into one tight Uint8Array. */
+/**
+ * Packs a bucket's entries (a Map of key -> bytes) into one tight Uint8Array.
+ * @param {Map<string, Uint8Array>} entries
+ */
 function packBucket(entries) {
   const keys = [...entries.keys()];
   const values = [...entries.values()];
@@ -78,7 +99,10 @@ function packBucket(entries) {
   return buf;
 }
 
-/** A bucket record that is not what packBucket wrote. */
+/**
+ * A bucket record that is not what packBucket wrote.
+ * @param {string} why
+ */
 function corrupt(why) {
   return new Error(`a stored bucket is corrupt (${why})`);
 }
@@ -86,6 +110,8 @@ function corrupt(why) {
 /**
  * Unpacks a bucket: calls `visit(key, bytes, at, end)` for each entry, where the entry's value is
  * `bytes.subarray(at, end)` (a view into the record: copy what is kept).
+ * @param {unknown} bytes a record as IndexedDB gives it back
+ * @param {(key: string, bytes: Uint8Array, at: number, end: number) => void} visit
  */
 function unpackBucket(bytes, visit) {
   if (!isBytes(bytes)) throw corrupt(`${typeName(bytes)}, not bytes`);
@@ -103,7 +129,9 @@ function unpackBucket(bytes, visit) {
     }
   };
   const n = varint();
+  /** @type {number[]} */
   const keyLengths = new Array(n);
+  /** @type {number[]} */
   const valueLengths = new Array(n);
   for (let i = 0; i < n; i++) keyLengths[i] = varint();
   let valuesEnd = 0;
@@ -119,15 +147,23 @@ function unpackBucket(bytes, visit) {
   if (keyAt !== keys.length) throw corrupt('its keys do not add up');
 }
 
-/** A bucket's entries as a Map of key -> bytes (views into `bytes`). */
+/**
+ * A bucket's entries as a Map of key -> bytes (views into `bytes`).
+ * @param {unknown} bytes a record as IndexedDB gives it back, or undefined for none
+ */
 function bucketEntries(bytes) {
+  /** @type {Map<string, Uint8Array>} */
   const entries = new Map();
   if (bytes !== undefined) unpackBucket(bytes, (key, b, at, end) => entries.set(key, b.subarray(at, end)));
   return entries;
 }
 
-/** `[key, bytes]` pairs grouped by bucket: Map of bucket -> Map of key -> bytes. */
+/**
+ * `[key, bytes]` pairs grouped by bucket: Map of bucket -> Map of key -> bytes.
+ * @param {Iterable<[string, Uint8Array?]>} pairs
+ */
 function byBucket(pairs) {
+  /** @type {Map<number, Group>} */
   const groups = new Map();
   for (const [key, bytes] of pairs) {
     const b = bucketOf(key);
@@ -138,7 +174,13 @@ function byBucket(pairs) {
   return groups;
 }
 
-/** The error a request or transaction failed with, wrapped so its message names the call. */
+/**
+ * The error a request or transaction failed with, wrapped so its message names the call.
+ * @param {string} op
+ * @param {unknown} map
+ * @param {any} cause whatever failed it, read as an Error: IndexedDB's (a DOMException), one a
+ *   callback threw, or null for a plain abort
+ */
 function failed(op, map, cause) {
   const reason = cause ? `${cause.name === 'Error' ? '' : `${cause.name}: `}${cause.message}` : 'the transaction was aborted';
   return new Error(`IndexedDbStorage.${where(op, map)} failed: ${reason}`, { cause });
@@ -149,15 +191,24 @@ function failed(op, map, cause) {
  * the first call. Writes commit with `durability: 'strict'` by default, so a write resolves only
  * once it is on disk (SPEC 6: a writer is acknowledged after its write is durable); pass
  * `durability: 'relaxed'` to trade that for speed.
+ * @implements {StorageAdapter}
  */
 export class IndexedDbStorage {
+  /** @type {string} */
   #name;
+  /** @type {IDBFactory} */
   #idb;
+  /** @type {IDBTransactionDurability} */
   #durability;
+  /** @type {typeof IDBKeyRange} */
   #keyRange;
-  /** The open connection's promise, or null until the next call opens one. */
+  /**
+   * The open connection's promise, or null until the next call opens one.
+   * @type {Promise<IDBDatabase> | null}
+   */
   #db = null;
 
+  /** @param {IndexedDbStorageOptions} [options] */
   constructor({ name = 'onegrid', indexedDB = globalThis.indexedDB, IDBKeyRange = globalThis.IDBKeyRange, durability = 'strict' } = {}) {
     if (typeof name !== 'string' || name === '') throw new Error(`IndexedDbStorage: name must be a non-empty string, not ${typeName(name)}`);
     if (indexedDB == null || IDBKeyRange == null) {
@@ -177,7 +228,12 @@ export class IndexedDbStorage {
     return this.#name;
   }
 
-  /** Deletes database `name` (e.g. between tests); close every adapter on it first. */
+  /**
+   * Deletes database `name` (e.g. between tests); close every adapter on it first.
+   * @param {string} name
+   * @param {IDBFactory} [indexedDB]
+   * @returns {Promise<void>}
+   */
   static delete(name, indexedDB = globalThis.indexedDB) {
     return new Promise((resolve, reject) => {
       const req = indexedDB.deleteDatabase(name);
@@ -187,6 +243,7 @@ export class IndexedDbStorage {
   }
 
   /** Every bucket of `map`: `[map]` sorts before any `[map, n]`, and `[map, []]` after (arrays sort after numbers). */
+  /** @param {string} map */
   #range(map) {
     return this.#keyRange.bound([map], [map, []]);
   }
@@ -203,11 +260,16 @@ export class IndexedDbStorage {
     }
   }
 
+  /**
+   * @param {unknown} map
+   * @returns {Promise<string[]>}
+   */
   async loadAllKeys(map) {
     checkMap('loadAllKeys', map);
     return this.#run('loadAllKeys', map, 'readonly', (store, { done, guard }) => {
       const req = store.getAll(this.#range(map));
       req.onsuccess = guard(() => {
+        /** @type {string[]} */
         const keys = [];
         for (const bytes of req.result) unpackBucket(bytes, (key) => keys.push(key));
         done(keys);
@@ -215,16 +277,24 @@ export class IndexedDbStorage {
     });
   }
 
+  /**
+   * @param {unknown} map
+   * @param {unknown} keys
+   * @returns {Promise<Array<[string, Uint8Array]>>}
+   */
   async loadAll(map, keys) {
     checkMap('loadAll', map);
     const wanted = checkKeys('loadAll', map, keys);
     if (wanted.size === 0) return [];
+    /** @type {Set<number>} */
     const buckets = new Set();
     for (const key of wanted) buckets.add(bucketOf(key));
     return this.#run('loadAll', map, 'readonly', (store, { done, guard }) => {
+      /** @type {Array<[string, Uint8Array]>} */
       const out = [];
       // Each value is a view into its bucket's record, which IndexedDB made afresh for this read:
       // already private to the caller, and a copy per value would double the time of a load.
+      /** @param {unknown} bytes */
       const take = (bytes) => {
         unpackBucket(bytes, (key, b, at, end) => {
           if (wanted.has(key)) out.push([key, b.subarray(at, end)]);
@@ -246,13 +316,25 @@ export class IndexedDbStorage {
     });
   }
 
+  /**
+   * @param {unknown} map
+   * @param {unknown} key
+   * @param {unknown} bytes
+   * @returns {Promise<void>}
+   */
   async store(map, key, bytes) {
     checkMap('store', map);
     checkKey('store', map, key);
+    /** @type {Array<[string, Uint8Array]>} */
     const entries = [[key, copyBytes('store', map, bytes)]];
     await this.#update('store', map, byBucket(entries), false);
   }
 
+  /**
+   * @param {unknown} map
+   * @param {unknown} entries
+   * @returns {Promise<void>}
+   */
   async storeAll(map, entries) {
     checkMap('storeAll', map);
     const checked = checkEntries('storeAll', map, entries);
@@ -260,12 +342,22 @@ export class IndexedDbStorage {
     await this.#update('storeAll', map, byBucket(checked), false);
   }
 
+  /**
+   * @param {unknown} map
+   * @param {unknown} key
+   * @returns {Promise<void>}
+   */
   async delete(map, key) {
     checkMap('delete', map);
     checkKey('delete', map, key);
     await this.#update('delete', map, byBucket([[key]]), true);
   }
 
+  /**
+   * @param {unknown} map
+   * @param {unknown} keys
+   * @returns {Promise<void>}
+   */
   async deleteAll(map, keys) {
     checkMap('deleteAll', map);
     const gone = checkKeys('deleteAll', map, keys);
@@ -276,6 +368,10 @@ export class IndexedDbStorage {
   /**
    * Stores (or, with `deleting`, deletes) the keys of `groups` (bucket -> Map of key -> bytes),
    * rewriting each bucket they fall in, all in ONE readwrite transaction: the call is atomic.
+   * @param {string} op
+   * @param {string} map
+   * @param {Map<number, Group>} groups
+   * @param {boolean} deleting
    */
   #update(op, map, groups, deleting) {
     return this.#run(op, map, 'readwrite', (store, { guard }) => {
@@ -288,7 +384,7 @@ export class IndexedDbStorage {
             for (const key of group.keys()) entries.delete(key);
             if (entries.size === before) return; // none of them was stored
           } else {
-            for (const [key, bytes] of group) entries.set(key, bytes);
+            for (const [key, bytes] of group) entries.set(key, /** @type {Uint8Array} */ (bytes)); // stored: bytes given
           }
           if (entries.size > 0) store.put(packBucket(entries), [map, b]);
           else store.delete([map, b]);
@@ -297,9 +393,13 @@ export class IndexedDbStorage {
     });
   }
 
-  /** The open database, opening (and if need be creating or upgrading) it on first use. */
+  /**
+   * The open database, opening (and if need be creating or upgrading) it on first use.
+   * @returns {Promise<IDBDatabase>}
+   */
   #open() {
     if (this.#db !== null) return this.#db;
+    /** @type {Promise<IDBDatabase>} */
     const opening = new Promise((resolve, reject) => {
       const req = this.#idb.open(this.#name, SCHEMA_VERSION);
       req.onupgradeneeded = (event) => {
@@ -335,6 +435,12 @@ export class IndexedDbStorage {
    * with what it passed to `done` once the transaction has committed. Request callbacks go
    * through `guard`, so one that throws aborts the transaction with that error. Any failure
    * rejects, naming the call and the map.
+   * @template T
+   * @param {string} op
+   * @param {string} map
+   * @param {IDBTransactionMode} mode
+   * @param {(store: IDBObjectStore, control: RunControl<T>) => void} body
+   * @returns {Promise<T>}
    */
   async #run(op, map, mode, body) {
     let db;
@@ -344,9 +450,13 @@ export class IndexedDbStorage {
       throw failed(op, map, e);
     }
     return new Promise((resolve, reject) => {
+      /** @type {T | undefined} */
       let result;
+      /** @type {unknown} */
       let error = null;
+      /** @type {IDBTransaction | undefined} */
       let tx;
+      /** @param {unknown} e */
       const abort = (e) => {
         error ??= e;
         try {
@@ -355,6 +465,7 @@ export class IndexedDbStorage {
           // It has finished already.
         }
       };
+      /** @param {() => void} fn */
       const guard = (fn) => () => {
         try {
           fn();
@@ -366,9 +477,9 @@ export class IndexedDbStorage {
         tx = mode === 'readwrite'
           ? db.transaction(BUCKETS_STORE, mode, { durability: this.#durability })
           : db.transaction(BUCKETS_STORE, mode);
-        tx.oncomplete = () => resolve(result);
+        tx.oncomplete = () => resolve(/** @type {T} */ (result)); // what `done` was given
         // A failed request aborts the transaction and is its error; a guarded throw is ours.
-        tx.onabort = () => reject(failed(op, map, error ?? tx.error));
+        tx.onabort = () => reject(failed(op, map, error ?? /** @type {IDBTransaction} */ (tx).error));
         body(tx.objectStore(BUCKETS_STORE), { done: (value) => (result = value), guard });
       } catch (e) {
         // e.g. InvalidStateError on a connection closed under us.

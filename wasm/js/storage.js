@@ -1,3 +1,4 @@
+// @ts-check
 // onegrid: storage adapters, the persistence a grid's storage manager writes through (SPEC 6).
 //
 // An adapter is a plain object of async functions over opaque bytes (each stored value is the
