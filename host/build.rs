@@ -21,6 +21,7 @@ fn main() {
         println!("cargo:rerun-if-changed=../{watched}");
     }
 
+    ensure_wasm_target();
     let module_target = module_target_dir(&out_dir, &workspace);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
@@ -78,6 +79,66 @@ fn main() {
     );
     std::fs::write(out_dir.join("pkg_files.rs"), generated).expect("write pkg_files.rs");
     println!("cargo:rustc-env=ONEGRID_PKG_DIR={}", pkg.display());
+}
+
+/// The target the module is built for.
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// Makes sure the toolchain building us has the standard library for [`WASM_TARGET`].
+///
+/// rust-toolchain.toml lists the target, but rustup adds a toolchain file's targets only when it
+/// installs the toolchain itself: with the toolchain already there (or `RUSTUP_AUTO_INSTALL=0`)
+/// the nested build would stop at `can't find crate for core`. So ask the compiler in use where
+/// the target's libraries live; if they are missing, add them with rustup for this very toolchain
+/// (`RUSTUP_TOOLCHAIN`, which rustup's proxies set), or say what to run.
+fn ensure_wasm_target() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let printed = Command::new(&rustc).args(["--print", "target-libdir", "--target", WASM_TARGET]).output();
+    let dir = match printed {
+        Ok(out) if out.status.success() => PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
+        _ => panic!("could not ask `{rustc} --print target-libdir --target {WASM_TARGET}` where the target lives"),
+    };
+    let installed = || {
+        std::fs::read_dir(&dir).is_ok_and(|entries| {
+            entries.flatten().any(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("libcore-")))
+        })
+    };
+    if installed() {
+        return;
+    }
+    let toolchain = std::env::var("RUSTUP_TOOLCHAIN").ok().filter(|t| !t.is_empty());
+    let mut add = Command::new("rustup");
+    add.args(["target", "add", WASM_TARGET]);
+    add.args(toolchain.iter().flat_map(|t| ["--toolchain", t.as_str()]));
+    // Its stdout would be read by cargo as this script's instructions.
+    add.stdout(std::io::stderr());
+    let shown = match &toolchain {
+        Some(t) => format!("rustup target add {WASM_TARGET} --toolchain {t}"),
+        None => format!("rustup target add {WASM_TARGET}"),
+    };
+    println!(
+        "cargo:warning=the Rust toolchain lacks the {WASM_TARGET} target (no {}): running `{shown}`",
+        dir.display()
+    );
+    let failed = match add.status() {
+        Ok(status) if status.success() => None,
+        Ok(status) => Some(format!("`{shown}` failed ({status})")),
+        Err(e) => Some(format!("rustup could not be run ({e})")),
+    };
+    if failed.is_none() && installed() {
+        return;
+    }
+    let why = failed.unwrap_or_else(|| format!("`{shown}` ran, but the folder still has no libcore"));
+    // Not a panic: a backtrace would bury what to run.
+    eprintln!(
+        "error: the module needs the {WASM_TARGET} target, and the Rust toolchain of `{rustc}` does not have it \
+         (its libraries would be in {}): {why}.\n\
+         With rustup, run:  {shown}\n\
+         Without rustup, install your Rust distribution's standard library for {WASM_TARGET} (e.g. Debian's \
+         `libstd-rust-dev-wasm32`), so that the folder above holds libcore-*.rlib.",
+        dir.display()
+    );
+    std::process::exit(1);
 }
 
 /// A target folder for the nested module build: beside the outer build's target folder.

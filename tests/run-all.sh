@@ -9,11 +9,15 @@ target="${CARGO_TARGET_DIR:-target}"
 rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
 rustup target add wasm32-unknown-unknown wasm32v1-none >/dev/null
 
+echo "== formatting (rustfmt)"
+cargo fmt --all -- --check
+
 echo "== core builds for wasm32v1-none (no std at all)"
 cargo build -p onegrid-core --target wasm32v1-none
 
-echo "== lints"
+echo "== lints (the wasm crate's code is all wasm32-only, so it is linted for that target too)"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p onegrid-wasm --all-targets --target wasm32-unknown-unknown -- -D warnings
 
 echo "== a throwaway PostgreSQL on loopback for the storage tests (Debian's packages)"
 if [ -z "${ONEGRID_TEST_POSTGRES:-}" ]; then
@@ -23,14 +27,19 @@ fi
 export ONEGRID_TEST_POSTGRES
 
 # Before the Rust tests: the conformance test runs workerd from tests/js/node_modules.
-echo "== Chromium, and tests/js/node_modules (playwright-core, workerd) from the lock file"
+echo "== Chromium (Debian's, or \$CHROMIUM_PATH), and tests/js's tools (playwright-core, workerd, typescript)"
 bash tests/ci/chromium.sh
 
 echo "== Rust tests: core, host (wasmtime, SQLite, PostgreSQL), conformance on six engines (Node, workerd)"
 cargo test --workspace
 
-echo "== JavaScript tests of the package the host embeds (Node, and IndexedDB in headless Chromium)"
+echo "== the package the host embeds, for the JavaScript checks"
 pkg="$target/pkg"
 cargo run --quiet -p onegrid-host -- pkg --out "$pkg"
+
+echo "== types: the package's JavaScript against its .d.ts (tsc, pinned in tests/js)"
+bash tests/ci/types.sh "$pkg"
+
+echo "== JavaScript tests (Node, and IndexedDB in headless Chromium)"
 # The files by name: Node 21+ takes a folder given to --test as a file to run, Node 20 as a folder.
 ONEGRID_PKG="$(cd "$pkg" && pwd)" node --test tests/js/*.test.mjs

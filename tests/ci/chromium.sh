@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Makes the browser and workerd tests runnable: Debian's Chromium (unless $CHROMIUM_PATH or
+# Makes the browser, workerd and type tests runnable: Debian's Chromium (unless $CHROMIUM_PATH or
 # /usr/bin/chromium already has one) and tests/js/node_modules from the lock file (playwright-core,
-# and workerd, whose binary comes inside its npm package). playwright-core only drives the browser
-# it is given; nothing here downloads a browser build.
+# workerd, whose binary comes inside its npm package, and the TypeScript that tests/ci/types.sh
+# runs). playwright-core only drives the browser it is given; nothing here downloads a browser build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -20,7 +20,7 @@ if [ ! -x "$chromium" ]; then
 fi
 "$chromium" --version
 
-echo "== tests/js dependencies (playwright-core, workerd)"
+echo "== tests/js dependencies (playwright-core, workerd, typescript)"
 # The lock file records no download addresses: npm takes them from its configured registry.
 cd tests/js
 if [ -f package-lock.json ]; then

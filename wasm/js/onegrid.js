@@ -1,3 +1,4 @@
+// @ts-check
 // onegrid: the JavaScript API over the one onegrid WebAssembly module.
 //
 // `Grid`, `LwwMap` and `OrMap` read the embedder's clock, check and encode arguments here (see
@@ -10,15 +11,43 @@ import { ADAPTER_METHODS, StorageDriver } from './storage-driver.js';
 
 export { MemoryStorage, IndexedDbStorage } from './storage.js';
 
-/** The module's exports, once loaded. */
+// Types: the public ones are onegrid.d.ts's (`import('./onegrid.js')` names that file); the
+// module's own come from wasm-bindgen's onegrid_glue.d.ts, which sits beside onegrid.js in the
+// package. The end of this file checks the exports against onegrid.d.ts.
+/** @typedef {import('./onegrid_glue.js').InitOutput} InitOutput */
+/** @typedef {import('./onegrid.js').Value} Value */
+/** @typedef {import('./onegrid.js').GridOptions} GridOptions */
+/** @typedef {import('./onegrid.js').DriftReport} DriftReport */
+/** @typedef {import('./onegrid.js').WriteOptions} WriteOptions */
+/** @typedef {import('./onegrid.js').LwwRecordView} LwwRecordView */
+/** @typedef {import('./onegrid.js').LwwChange} LwwChange */
+/** @typedef {import('./onegrid.js').OrChange} OrChange */
+/** @typedef {LwwChange | OrChange} Change */
+/** @typedef {'lww' | 'or'} Kind */
+/** @typedef {import('./onegrid.js').Grid} DeclaredGrid */
+/** @typedef {import('./onegrid.js').LwwMap} DeclaredLwwMap */
+/** @typedef {import('./onegrid.js').OrMap} DeclaredOrMap */
+/** @typedef {{ e: unknown }} Failure the first error a callback threw, kept to be rethrown */
+
+/**
+ * The module's exports, once loaded.
+ * @type {InitOutput | null}
+ */
 let wasm = null;
+/** @type {Uint8Array | null} */
 let memoryView = null;
-/** An `init()` still loading the module. */
+/**
+ * An `init()` still loading the module.
+ * @type {Promise<InitOutput> | null}
+ */
 let loading = null;
 
 /** Loads the module asynchronously: fetches `onegrid_bg.wasm` next to this file, or takes
  * `{ module_or_path }` (a URL, a `Response`, bytes or a compiled `WebAssembly.Module`). Once the
- * module is loaded, by either call, later calls return it. */
+ * module is loaded, by either call, later calls return it.
+ * @param {Parameters<typeof initGlue>[0]} [input] what the glue takes (onegrid.d.ts promises less)
+ * @returns {Promise<InitOutput>}
+ */
 export default async function init(input) {
   if (wasm !== null) return wasm;
   loading ??= initGlue(input ?? { module_or_path: new URL('./onegrid_bg.wasm', import.meta.url) })
@@ -29,7 +58,11 @@ export default async function init(input) {
   return loading;
 }
 
-/** Loads the module from bytes or a compiled `WebAssembly.Module`: `initSync({ module })`. */
+/**
+ * Loads the module from bytes or a compiled `WebAssembly.Module`: `initSync({ module })`.
+ * @param {Parameters<typeof initSyncGlue>[0]} input what the glue takes (onegrid.d.ts promises less)
+ * @returns {InitOutput}
+ */
 export function initSync(input) {
   if (wasm !== null) return wasm;
   // The glue would finish that load later and swap in a second instance under every grid.
@@ -37,13 +70,17 @@ export function initSync(input) {
   return loaded(initSyncGlue(input));
 }
 
+/** @param {InitOutput} exports */
 function loaded(exports) {
   wasm = exports;
   keepShapes();
   return wasm;
 }
 
-/** A grid that is never freed, with a map of each kind; see `keepShapes`. */
+/**
+ * A grid that is never freed, with a map of each kind; see `keepShapes`.
+ * @type {{ grid: Grid, lww: LwwMap, or: OrMap } | undefined}
+ */
 let dormant;
 
 /**
@@ -64,29 +101,44 @@ function keepShapes() {
 
 /** The module's memory as bytes (a new view once growth detached the old one). */
 function memory() {
-  if (memoryView === null || memoryView.length === 0) memoryView = new Uint8Array(wasm.memory.buffer);
+  // (Only reached once the module is loaded.)
+  if (memoryView === null || memoryView.length === 0) memoryView = new Uint8Array(/** @type {InitOutput} */ (wasm).memory.buffer);
   return memoryView;
 }
 
 const DEFAULT_MAX_DRIFT_MS = 60000;
 const EMPTY = new Uint8Array(0);
 
-/** What a freed grid's handles call: every method throws. */
-const FREED = new Proxy({}, {
+/**
+ * What a freed grid's handles call: every method throws.
+ * @type {RawGrid}
+ */
+const FREED = /** @type {RawGrid} */ (/** @type {unknown} */ (new Proxy({}, {
   get: () => () => {
     throw new Error('this grid was freed (grid.free())');
   },
-});
+})));
 
+/** @param {string} message */
 function fail(message) {
   return new Error(message);
 }
 
+/**
+ * @param {unknown} value
+ * @param {string} what
+ * @returns {asserts value is string}
+ */
 function checkText(value, what) {
   if (typeof value !== 'string') throw fail(`${what} must be a string, not ${typeName(value)}`);
   if (!isWellFormed(value)) throw fail(`${what} contains a lone surrogate (not valid Unicode)`);
 }
 
+/**
+ * @param {unknown} value
+ * @param {string} what
+ * @returns {number}
+ */
 function checkMillis(value, what) {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
     throw fail(`${what} must be a whole number of milliseconds >= 0, not ${typeof value === 'number' ? value : typeName(value)}`);
@@ -95,7 +147,13 @@ function checkMillis(value, what) {
 }
 
 /** Calls the app's `fn(arg)`; what it throws is kept, not thrown, so no other callback is skipped.
- * Returns `failure`, the first error kept so far (`{ e }` or undefined), or this one if it is the first. */
+ * Returns `failure`, the first error kept so far (`{ e }` or undefined), or this one if it is the first.
+ * @template A
+ * @param {(arg: A) => void} fn
+ * @param {A} arg
+ * @param {Failure | undefined} failure
+ * @returns {Failure | undefined}
+ */
 function guarded(fn, arg, failure) {
   try {
     fn(arg);
@@ -105,12 +163,18 @@ function guarded(fn, arg, failure) {
   return failure;
 }
 
-/** Throws the error `guarded` kept, if any. */
+/**
+ * Throws the error `guarded` kept, if any.
+ * @param {Failure | undefined} failure
+ */
 function rethrow(failure) {
   if (failure !== undefined) throw failure.e;
 }
 
-/** The TTL of a write's options, or -1 for none. */
+/**
+ * The TTL of a write's options, or -1 for none.
+ * @param {WriteOptions | null | undefined} options
+ */
 function ttlOf(options) {
   if (options === undefined || options === null) return -1;
   if (typeof options !== 'object') throw fail(`options must be an object, not ${typeName(options)}`);
@@ -120,11 +184,18 @@ function ttlOf(options) {
 
 /** What a map handle needs from its grid; kept off the public objects. */
 class GridCore {
+  /**
+   * @param {RawGrid} raw
+   * @param {() => number} clock
+   * @param {((drift: DriftReport) => void) | undefined} onDrift
+   */
   constructor(raw, clock, onDrift) {
     this.raw = raw;
     this.clock = clock;
     this.onDrift = onDrift;
+    /** @type {StorageDriver | null} */
     this.driver = null; // a StorageDriver when the grid has storage
+    /** @type {Map<number, Set<(change: Change) => void>>} */
     this.subscribers = new Map(); // map id -> Set of callbacks
     this.reader = new Reader(EMPTY); // re-pointed at each reply by `output`
     // Arguments are written straight into the module's input buffer (see RawGrid::input).
@@ -140,22 +211,35 @@ class GridCore {
     return new Error(this.raw.takeError());
   }
 
-  /** Writes a checked string as the call's arguments; returns their length. */
+  /**
+   * Writes a checked string as the call's arguments; returns their length.
+   * @param {string} s
+   */
   text(s) {
     return writeText(this.writer, s).length;
   }
 
-  /** Writes `(key, value)` as the call's arguments; returns their length. */
+  /**
+   * Writes `(key, value)` as the call's arguments; returns their length.
+   * @param {string} key
+   * @param {unknown} value
+   */
   pair(key, value) {
     return writePair(this.writer, key, value).length;
   }
 
-  /** Writes a `[key, value]` batch as the call's arguments; returns its length. */
+  /**
+   * Writes a `[key, value]` batch as the call's arguments; returns its length.
+   * @param {unknown[]} entries
+   */
   batch(entries) {
     return writeEntries(this.writer, entries, checkText).length;
   }
 
-  /** A reader over the first `len` bytes of the module's output (use it before the next call). */
+  /**
+   * A reader over the first `len` bytes of the module's output (use it before the next call).
+   * @param {number} len
+   */
   output(len) {
     const at = this.raw.output();
     return this.reader.at(memory(), at, at + len);
@@ -175,20 +259,29 @@ class GridCore {
   }
 
   /** Delivers pending change events of map `id` to its subscribers, then rethrows the first
-   * error one threw. */
+   * error one threw.
+   * @param {number} id
+   * @param {number} now
+   * @param {Kind} kind
+   */
   dispatch(id, now, kind) {
     rethrow(this.deliver(id, now, kind));
   }
 
   /** Delivers pending change events of map `id` to its subscribers; returns the first error one
-   * threw (as `{ e }`), or undefined. */
+   * threw (as `{ e }`), or undefined.
+   * @param {number} id
+   * @param {number} now
+   * @param {Kind} kind
+   * @returns {Failure | undefined}
+   */
   deliver(id, now, kind) {
     const subs = this.subscribers.get(id);
     if (subs === undefined) return undefined;
     const len = this.raw.takeEvents(id, now);
     if (len === 0) return undefined;
     const r = this.output(len);
-    const changes = r.vec(function () {
+    const changes = r.vec(/** @returns {Change} */ function () {
       const key = this.str();
       const origin = this.u8() === 0 ? 'local' : 'remote';
       return kind === 'lww'
@@ -204,19 +297,26 @@ class GridCore {
     return failure;
   }
 
-  /** `deliver` for map `name` of `kind` ("lww" or "or"), found by name. */
+  /**
+   * `deliver` for map `name` of `kind` ("lww" or "or"), found by name.
+   * @param {string} name
+   * @param {Kind} kind
+   * @param {number} now
+   */
   deliverMap(name, kind, now) {
     const id = kind === 'lww' ? this.raw.openLww(now, this.text(name)) : this.raw.openOr(now, this.text(name));
     return this.deliver(id, now, kind);
   }
 
   /** Hands each pending drift report to `onDrift`, every one even if a call throws; returns the
-   * first error thrown (as `{ e }`), or undefined. */
+   * first error thrown (as `{ e }`), or undefined.
+   * @returns {Failure | undefined}
+   */
   reportDrifts() {
     const len = this.raw.takeDrifts();
     if (len === 0 || this.onDrift === undefined) return undefined;
     const r = this.output(len);
-    const drifts = r.vec(function () {
+    const drifts = r.vec(/** @returns {DriftReport} */ function () {
       return { remote: this.str(), aheadMs: this.u64(), maxDriftMs: this.varint() };
     });
     let failure;
@@ -224,6 +324,11 @@ class GridCore {
     return failure;
   }
 
+  /**
+   * @param {number} id
+   * @param {unknown} fn the app's callback, checked here
+   * @returns {() => void}
+   */
   subscribe(id, fn) {
     if (typeof fn !== 'function') throw fail(`subscribe() takes a function, not ${typeName(fn)}`);
     let subs = this.subscribers.get(id);
@@ -232,6 +337,7 @@ class GridCore {
       this.subscribers.set(id, subs);
       this.raw.recordEvents(id, true);
     }
+    /** @param {Change} change */
     const entry = (change) => fn(change); // one entry per call, so the same fn can subscribe twice
     subs.add(entry);
     return () => {
@@ -247,22 +353,30 @@ class GridCore {
 /** Kind hints as the module takes them. */
 const HINTS = { lww: 1, or: 2 };
 
+/**
+ * @param {unknown} storage
+ * @returns {asserts storage is import('./storage.js').StorageAdapter}
+ */
 function checkStorage(storage) {
   if (storage === null || typeof storage !== 'object') {
     throw fail(`options.storage must be a storage adapter object, not ${typeName(storage)}`);
   }
   for (const method of ADAPTER_METHODS) {
-    if (typeof storage[method] !== 'function') {
+    if (typeof /** @type {Record<string, unknown>} */ (storage)[method] !== 'function') {
       throw fail(`options.storage must have a ${method}() method (see StorageAdapter in onegrid.d.ts)`);
     }
   }
 }
 
 /** One node of the data grid: its clock and its named maps, loaded from and flushed to
- * `options.storage` when it has one (SPEC section 6). */
+ * `options.storage` when it has one (SPEC section 6).
+ * @implements {DeclaredGrid}
+ */
 export class Grid {
+  /** @type {GridCore} */
   #core;
 
+  /** @param {GridOptions} options */
   constructor(options) {
     if (options === null || typeof options !== 'object') {
       throw fail('new Grid() takes an options object with a nodeId');
@@ -322,7 +436,10 @@ export class Grid {
 
   /** The LWW map `name`, at once. With storage, the first touch starts its load: reads see what
    * is loaded so far, writes are merged with what the load brings. Throws `kind mismatch` for an
-   * OR map. */
+   * OR map.
+   * @param {string} name
+   * @returns {LwwMap}
+   */
   getMap(name) {
     checkText(name, 'the map name');
     const core = this.#core;
@@ -331,7 +448,11 @@ export class Grid {
     return handle;
   }
 
-  /** The OR map `name`, at once (see `getMap`). Throws `kind mismatch` for an LWW map. */
+  /**
+   * The OR map `name`, at once (see `getMap`). Throws `kind mismatch` for an LWW map.
+   * @param {string} name
+   * @returns {OrMap}
+   */
   getORMap(name) {
     checkText(name, 'the map name');
     const core = this.#core;
@@ -342,7 +463,29 @@ export class Grid {
 
   /** Resolves to map `name` once it is loaded, as an `LwwMap` or `OrMap` of the kind it is stored
    * as (`kind` "lww" or "or" asks for one: `kind mismatch` if it is stored as the other). Rejects
-   * with the adapter's error (as `cause`) if the load fails; the next call tries again. */
+   * with the adapter's error (as `cause`) if the load fails; the next call tries again.
+   * @overload
+   * @param {string} name
+   * @param {'lww'} kind
+   * @returns {Promise<LwwMap>}
+   */
+  /**
+   * @overload
+   * @param {string} name
+   * @param {'or'} kind
+   * @returns {Promise<OrMap>}
+   */
+  /**
+   * @overload
+   * @param {string} name
+   * @param {Kind} [kind]
+   * @returns {Promise<LwwMap | OrMap>}
+   */
+  /**
+   * @param {string} name
+   * @param {Kind} [kind]
+   * @returns {Promise<LwwMap | OrMap>}
+   */
   async getMapAsync(name, kind) {
     checkText(name, 'the map name');
     if (kind !== undefined && !(kind in HINTS && Object.hasOwn(HINTS, kind))) {
@@ -352,7 +495,7 @@ export class Grid {
     const hint = kind === undefined ? 0 : HINTS[kind];
     let status = core.raw.getMap(core.now(), core.text(name), hint);
     if (status === 0) {
-      await core.driver.whenLoaded(name);
+      await /** @type {StorageDriver} */ (core.driver).whenLoaded(name); // only a grid with storage loads
       // A hint binds no load: asked again, the module answers with the kind, or throws
       // `kind mismatch` for a hint that disagrees with what is stored.
       status = core.raw.getMap(core.now(), core.text(name), hint);
@@ -360,13 +503,19 @@ export class Grid {
     return status === 1 ? this.getMap(name) : this.getORMap(name);
   }
 
-  /** True while map `name` is loading from storage. */
+  /**
+   * True while map `name` is loading from storage.
+   * @param {string} name
+   */
   isMapLoading(name) {
     checkText(name, 'the map name');
     return this.#core.raw.isMapLoading(name);
   }
 
-  /** True when this grid has the map `name` (loaded, loading, or its load failed). */
+  /**
+   * True when this grid has the map `name` (loaded, loading, or its load failed).
+   * @param {string} name
+   */
   hasMap(name) {
     checkText(name, 'the map name');
     return this.#core.raw.hasMap(name);
@@ -379,7 +528,9 @@ export class Grid {
 
   /** Resolves when every write made so far is durable in storage (at once without storage). If
    * the adapter fails, rejects with its error as `cause`; the writes stay pending for the next
-   * flush. Each map's changes go in one `storeAll` (and one `deleteAll`), not one call per write. */
+   * flush. Each map's changes go in one `storeAll` (and one `deleteAll`), not one call per write.
+   * @returns {Promise<void>}
+   */
   async flush() {
     const core = this.#core;
     if (core.raw === FREED) core.raw.flush(); // throws: the grid was freed
@@ -390,20 +541,28 @@ export class Grid {
   /** The writes made to map `name` while it loaded, held aside because storage holds it as the
    * other kind (its load failed with `kind mismatch`, and every `flush()` fails while they are
    * held), as a snapshot of their kind; `null` when none are held. Once taken, they are forgotten
-   * here and flushes succeed again: re-apply them where they belong. */
+   * here and flushes succeed again: re-apply them where they belong.
+   * @param {string} name
+   */
   takeEarlyWrites(name) {
     checkText(name, 'the map name');
     return this.#core.raw.takeEarlyWrites(name) ?? null;
   }
 
   /** A snapshot of every record of map `name`, tombstones included (versioned bytes; LWW maps
-   * column by column, 3.5-4 bytes a record for small objects). */
+   * column by column, 3.5-4 bytes a record for small objects).
+   * @param {string} name
+   */
   exportMap(name) {
     checkText(name, 'the map name');
     return this.#core.raw.exportMap(name);
   }
 
-  /** Merges a snapshot into map `name`; returns records added or replaced plus new tombstones. */
+  /**
+   * Merges a snapshot into map `name`; returns records added or replaced plus new tombstones.
+   * @param {string} name
+   * @param {Uint8Array} bytes
+   */
   importMap(name, bytes) {
     checkText(name, 'the map name');
     if (!(bytes instanceof Uint8Array)) throw fail(`importMap() takes a Uint8Array, not ${typeName(bytes)}`);
@@ -414,18 +573,30 @@ export class Grid {
     // The import stays applied whatever a callback throws: every drift is reported and every
     // change delivered first, then the first error (in that order) is rethrown.
     const drifted = core.reportDrifts();
-    const heard = core.subscribers.size > 0 ? core.deliverMap(name, core.raw.mapKind(name), now) : undefined;
+    // (The map exists now, so it has a kind.)
+    const heard = core.subscribers.size > 0 ? core.deliverMap(name, /** @type {Kind} */ (core.raw.mapKind(name)), now) : undefined;
     rethrow(drifted ?? heard);
     return changed;
   }
 }
 
-/** A last-writer-wins map. Get it with `grid.getMap(name)`. */
+/**
+ * A last-writer-wins map. Get it with `grid.getMap(name)`.
+ * @implements {DeclaredLwwMap}
+ */
 export class LwwMap {
+  /** @type {GridCore} */
   #core;
+  /** @type {string} */
   #name;
+  /** @type {number} */
   #id;
 
+  /**
+   * @param {GridCore} core
+   * @param {string} name
+   * @param {number} id
+   */
   constructor(core, name, id) {
     if (!(core instanceof GridCore)) throw fail('use grid.getMap(name) to get an LwwMap');
     this.#core = core;
@@ -433,6 +604,7 @@ export class LwwMap {
     this.#id = id;
   }
 
+  /** @returns {'lww'} */
   get kind() {
     return 'lww';
   }
@@ -441,7 +613,12 @@ export class LwwMap {
     return this.#name;
   }
 
-  /** Stores `value` under `key`; `options.ttlMs` makes reads stop seeing it after that long. */
+  /**
+   * Stores `value` under `key`; `options.ttlMs` makes reads stop seeing it after that long.
+   * @param {string} key
+   * @param {Value} value
+   * @param {WriteOptions} [options]
+   */
   set(key, value, options) {
     checkText(key, 'the key');
     const ttl = ttlOf(options);
@@ -453,7 +630,10 @@ export class LwwMap {
     core.dispatch(this.#id, now, 'lww');
   }
 
-  /** Sets many `[key, value]` pairs in one call into the module, all or nothing. */
+  /**
+   * Sets many `[key, value]` pairs in one call into the module, all or nothing.
+   * @param {Array<[string, Value]>} entries
+   */
   setMany(entries) {
     if (!Array.isArray(entries)) throw fail(`setMany() takes an array of [key, value] pairs, not ${typeName(entries)}`);
     const core = this.#core;
@@ -464,7 +644,11 @@ export class LwwMap {
     core.dispatch(this.#id, now, 'lww');
   }
 
-  /** The value of `key`, or `undefined` if missing, removed or expired. */
+  /**
+   * The value of `key`, or `undefined` if missing, removed or expired.
+   * @param {string} key
+   * @returns {Value | undefined}
+   */
   get(key) {
     checkText(key, 'the key');
     const core = this.#core;
@@ -475,7 +659,10 @@ export class LwwMap {
     throw core.failure();
   }
 
-  /** True when `get(key)` would return a value. */
+  /**
+   * True when `get(key)` would return a value.
+   * @param {string} key
+   */
   has(key) {
     checkText(key, 'the key');
     const core = this.#core;
@@ -483,7 +670,10 @@ export class LwwMap {
     return core.raw.lwwHas(this.#id, now, core.text(key));
   }
 
-  /** Removes `key` (stores a tombstone, also for a key never seen). */
+  /**
+   * Removes `key` (stores a tombstone, also for a key never seen).
+   * @param {string} key
+   */
   remove(key) {
     checkText(key, 'the key');
     const core = this.#core;
@@ -497,7 +687,7 @@ export class LwwMap {
   /** `[key, value]` pairs of the visible entries, sorted by key. */
   entries() {
     const core = this.#core;
-    return core.output(core.raw.lwwEntries(this.#id, core.now())).vec(function () {
+    return core.output(core.raw.lwwEntries(this.#id, core.now())).vec(/** @returns {[string, Value]} */ function () {
       return [this.str(), this.value()];
     });
   }
@@ -518,7 +708,10 @@ export class LwwMap {
   }
 
   /** The stored record of `key`, tombstones included: `{ value, deleted, timestamp, ttlMs? }`;
-   * `timestamp.millis` and `ttlMs` are BigInt beyond 2^53 - 1. */
+   * `timestamp.millis` and `ttlMs` are BigInt beyond 2^53 - 1.
+   * @param {string} key
+   * @returns {LwwRecordView | undefined}
+   */
   getRecord(key) {
     checkText(key, 'the key');
     const core = this.#core;
@@ -529,12 +722,16 @@ export class LwwMap {
     // Millis and TTL are u64: a peer's may pass 2^53, and those come back as BigInt.
     const timestamp = { millis: r.u64(), counter: r.varint(), nodeId: r.str() };
     const ttlMs = r.option(r.u64);
+    /** @type {LwwRecordView} */
     const record = { value: value === undefined ? null : value, deleted: value === undefined, timestamp };
     if (ttlMs !== undefined) record.ttlMs = ttlMs;
     return record;
   }
 
-  /** Drops tombstones older than `olderThanMillis`; returns how many. */
+  /**
+   * Drops tombstones older than `olderThanMillis`; returns how many.
+   * @param {number} olderThanMillis
+   */
   prune(olderThanMillis) {
     const core = this.#core;
     const pruned = core.raw.prune(this.#id, core.now(), checkMillis(olderThanMillis, 'olderThanMillis'));
@@ -542,18 +739,32 @@ export class LwwMap {
     return pruned;
   }
 
-  /** Calls `callback({ key, value, origin })` after each change; returns the unsubscribe function. */
+  /**
+   * Calls `callback({ key, value, origin })` after each change; returns the unsubscribe function.
+   * @param {(change: LwwChange) => void} callback
+   */
   subscribe(callback) {
     return this.#core.subscribe(this.#id, callback);
   }
 }
 
-/** An observed-remove multimap. Get it with `grid.getORMap(name)`. */
+/**
+ * An observed-remove multimap. Get it with `grid.getORMap(name)`.
+ * @implements {DeclaredOrMap}
+ */
 export class OrMap {
+  /** @type {GridCore} */
   #core;
+  /** @type {string} */
   #name;
+  /** @type {number} */
   #id;
 
+  /**
+   * @param {GridCore} core
+   * @param {string} name
+   * @param {number} id
+   */
   constructor(core, name, id) {
     if (!(core instanceof GridCore)) throw fail('use grid.getORMap(name) to get an OrMap');
     this.#core = core;
@@ -561,6 +772,7 @@ export class OrMap {
     this.#id = id;
   }
 
+  /** @returns {'or'} */
   get kind() {
     return 'or';
   }
@@ -569,7 +781,12 @@ export class OrMap {
     return this.#name;
   }
 
-  /** Adds `value` under `key` (a new record even if an equal value is there); returns its tag. */
+  /**
+   * Adds `value` under `key` (a new record even if an equal value is there); returns its tag.
+   * @param {string} key
+   * @param {Value} value
+   * @param {WriteOptions} [options]
+   */
   add(key, value, options) {
     checkText(key, 'the key');
     const ttl = ttlOf(options);
@@ -582,7 +799,11 @@ export class OrMap {
     return tag;
   }
 
-  /** Removes every observed record under `key` whose value equals `value`; returns their tags. */
+  /**
+   * Removes every observed record under `key` whose value equals `value`; returns their tags.
+   * @param {string} key
+   * @param {Value} value
+   */
   remove(key, value) {
     checkText(key, 'the key');
     const core = this.#core;
@@ -593,7 +814,10 @@ export class OrMap {
     return tags;
   }
 
-  /** The values under `key`, oldest first. */
+  /**
+   * The values under `key`, oldest first.
+   * @param {string} key
+   */
   get(key) {
     checkText(key, 'the key');
     const core = this.#core;
@@ -601,7 +825,10 @@ export class OrMap {
     return core.output(core.raw.orGet(this.#id, now, core.text(key))).vec(Reader.prototype.value);
   }
 
-  /** True when `key` has a visible value. */
+  /**
+   * True when `key` has a visible value.
+   * @param {string} key
+   */
   has(key) {
     return this.get(key).length > 0;
   }
@@ -609,7 +836,7 @@ export class OrMap {
   /** `[key, values]` pairs, sorted by key. */
   entries() {
     const core = this.#core;
-    return core.output(core.raw.orEntries(this.#id, core.now())).vec(function () {
+    return core.output(core.raw.orEntries(this.#id, core.now())).vec(/** @returns {[string, Value[]]} */ function () {
       return [this.str(), this.vec(this.value)];
     });
   }
@@ -634,7 +861,10 @@ export class OrMap {
     return this.#core.raw.orTombstones(this.#id);
   }
 
-  /** Forgets tombstones older than `olderThanMillis`; returns how many. */
+  /**
+   * Forgets tombstones older than `olderThanMillis`; returns how many.
+   * @param {number} olderThanMillis
+   */
   prune(olderThanMillis) {
     const core = this.#core;
     const pruned = core.raw.prune(this.#id, core.now(), checkMillis(olderThanMillis, 'olderThanMillis'));
@@ -642,8 +872,30 @@ export class OrMap {
     return pruned;
   }
 
-  /** Calls `callback({ key, values, origin })` after each change; returns the unsubscribe function. */
+  /**
+   * Calls `callback({ key, values, origin })` after each change; returns the unsubscribe function.
+   * @param {(change: OrChange) => void} callback
+   */
   subscribe(callback) {
     return this.#core.subscribe(this.#id, callback);
   }
 }
+
+// The exports against onegrid.d.ts, the public contract: for tsc only (these are comments).
+/**
+ * `Actual`, if it can stand where `Declared` is expected (else tsc reports the difference).
+ * @template {Declared} Actual
+ * @template Declared
+ * @typedef {Actual} Conforms
+ */
+/**
+ * The classes' instances are checked by their `@implements`; the map classes' constructors are
+ * private in onegrid.d.ts (maps come from `grid.getMap`).
+ * @typedef {[
+ *   Conforms<typeof init, typeof import('./onegrid.js').default>,
+ *   Conforms<typeof initSync, typeof import('./onegrid.js').initSync>,
+ *   Conforms<typeof Grid, typeof import('./onegrid.js').Grid>,
+ *   Conforms<typeof import('./memory-storage.js').MemoryStorage, typeof import('./onegrid.js').MemoryStorage>,
+ *   Conforms<typeof import('./indexeddb-storage.js').IndexedDbStorage, typeof import('./onegrid.js').IndexedDbStorage>,
+ * ]} Contract
+ */

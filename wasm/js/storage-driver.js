@@ -1,3 +1,4 @@
+// @ts-check
 // The storage driver: the loop between the module's storage manager (SPEC section 6, in Rust) and
 // the app's storage adapter (a plain object of async functions over opaque bytes).
 //
@@ -8,26 +9,76 @@
 
 import { isWellFormed } from './values.js';
 
+/** @typedef {import('./onegrid_glue.js').RawGrid} RawGrid */
+/** @typedef {import('./storage.js').StorageAdapter} StorageAdapter */
+/** @typedef {import('./values.js').Reader} Reader */
+/** @typedef {import('./values.js').Writer} Writer */
+/** @typedef {'lww' | 'or'} Kind */
+/** @typedef {{ resolve: (kind: Kind) => void, reject: (e: Error) => void }} Waiter */
+/** @typedef {'loadAllKeys' | 'loadAll' | 'storeAll' | 'deleteAll'} Op */
+/**
+ * What the driver needs of its grid (onegrid.js's GridCore): the module, the argument writer, the
+ * module's output and the clock.
+ * @typedef {object} DriverCore
+ * @property {RawGrid} raw
+ * @property {Writer} writer
+ * @property {(len: number) => Reader} output
+ * @property {() => number} now
+ */
+/**
+ * @typedef {object} DriverHooks
+ * @property {((map: string, key: string) => boolean) | undefined} isRelatedKey
+ * @property {((map: string, count: number) => void) | undefined} onMapLoaded
+ * @property {(map: string, kind: Kind) => void} onReady
+ */
+/**
+ * A request the module polled.
+ * @typedef {{ id: number, op: 'loadAllKeys', map: string, payload: undefined }
+ *   | { id: number, op: 'loadAll' | 'deleteAll', map: string, payload: string[] }
+ *   | { id: number, op: 'storeAll', map: string, payload: Array<[string, Uint8Array]> }} Request
+ */
+/**
+ * An event the module polled.
+ * @typedef {{ type: 'loaded', map: string, count: number }
+ *   | { type: 'ready', map: string, kind: Kind }
+ *   | { type: 'failed', map: string, error: string }
+ *   | { type: 'flushed', flush: number }
+ *   | { type: 'flushFailed', flush: number, error: string }} StorageEvent
+ */
+
+/** @type {Op[]} */
 const OP = ['loadAllKeys', 'loadAll', 'storeAll', 'deleteAll'];
+/** @type {Kind[]} */
 const KINDS = ['lww', 'or'];
 const TOMBSTONES_KEY = '__tombstones__';
 
-/** The adapter methods the driver calls; `store` and `delete` complete the contract for other users. */
+/**
+ * The adapter methods the driver calls; `store` and `delete` complete the contract for other users.
+ * @type {Op[]}
+ */
 export const ADAPTER_METHODS = ['loadAllKeys', 'loadAll', 'storeAll', 'deleteAll'];
 
+/** @param {unknown} v */
 function describe(v) {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
   return typeof v;
 }
 
-/** An Error for a failed adapter call that keeps the adapter's own error as its `cause`. */
+/**
+ * An Error for a failed adapter call that keeps the adapter's own error as its `cause`.
+ * @param {string} message
+ * @param {unknown} cause
+ */
 function withCause(message, cause) {
   return cause === undefined ? new Error(message) : new Error(message, { cause });
 }
 
 /** Runs an app callback about a load that succeeded: one that throws must neither undo the load
- * nor stop the driver, so its error is reported, not thrown. */
+ * nor stop the driver, so its error is reported, not thrown.
+ * @param {string} who
+ * @param {() => void} fn
+ */
 function listen(who, fn) {
   try {
     fn();
@@ -36,6 +87,7 @@ function listen(who, fn) {
   }
 }
 
+/** @param {unknown} e */
 function messageOf(e) {
   return e instanceof Error ? e.message : String(e);
 }
@@ -45,14 +97,21 @@ export class StorageDriver {
    * `core` gives the module (`raw`), the argument writer, `output(len)` and `now()`;
    * `hooks.isRelatedKey(map, key)` filters what loads, `hooks.onMapLoaded(map, count)` hears of
    * loads, `hooks.onReady(map, kind)` runs when a map finished loading (change events).
+   * @param {DriverCore} core
+   * @param {StorageAdapter} adapter
+   * @param {DriverHooks} hooks
    */
   constructor(core, adapter, hooks) {
     this.core = core;
     this.adapter = adapter;
     this.hooks = hooks;
+    /** @type {Map<string, Waiter[]>} */
     this.waiters = new Map(); // map name -> [{ resolve, reject }]
+    /** @type {Map<number, { resolve: () => void, reject: (e: Error) => void }>} */
     this.flushes = new Map(); // flush id -> { resolve, reject }
+    /** @type {Map<string, unknown>} */
     this.loadCauses = new Map(); // map name -> the adapter's error that failed its load
+    /** @type {unknown} */
     this.writeCause = undefined; // the adapter's error behind the next `flush failed`
     this.writes = Promise.resolve(); // writes run one after another, in the order polled
     this.pumping = false;
@@ -61,7 +120,11 @@ export class StorageDriver {
     this.closed = false;
   }
 
-  /** Waits for map `name` to be loaded; resolves to its kind. */
+  /**
+   * Waits for map `name` to be loaded; resolves to its kind.
+   * @param {string} name
+   * @returns {Promise<Kind>}
+   */
   whenLoaded(name) {
     return new Promise((resolve, reject) => {
       let list = this.waiters.get(name);
@@ -71,7 +134,10 @@ export class StorageDriver {
     });
   }
 
-  /** Starts a flush; resolves once every write so far is durable. */
+  /**
+   * Starts a flush; resolves once every write so far is durable.
+   * @returns {Promise<void>}
+   */
   flush() {
     const id = this.core.raw.flush();
     return new Promise((resolve, reject) => {
@@ -121,6 +187,10 @@ export class StorageDriver {
     }
   }
 
+  /**
+   * @param {number} len
+   * @returns {Request}
+   */
   readRequest(len) {
     const r = this.core.output(len);
     const id = r.varint();
@@ -128,10 +198,14 @@ export class StorageDriver {
     const map = r.str();
     let payload;
     if (op === 'loadAll' || op === 'deleteAll') payload = r.vec(r.str);
-    else if (op === 'storeAll') payload = r.vec(function () { return [this.str(), this.bytes()]; });
-    return { id, op, map, payload };
+    else if (op === 'storeAll') payload = r.vec(/** @returns {[string, Uint8Array]} */ function () { return [this.str(), this.bytes()]; });
+    return /** @type {Request} */ ({ id, op, map, payload }); // the payload goes with the op
   }
 
+  /**
+   * @param {number} len
+   * @returns {StorageEvent}
+   */
   readEvent(len) {
     const r = this.core.output(len);
     const tag = r.u8();
@@ -150,10 +224,13 @@ export class StorageDriver {
 
   /** Runs one request on the adapter; its answer goes back to the module when it settles. Only
    * the adapter's own failure (or a bad answer from it) fails the request: an error while the
-   * module takes the answer is not the adapter's. */
+   * module takes the answer is not the adapter's.
+   * @param {Request} request
+   */
   start({ id, op, map, payload }) {
     const adapter = this.adapter;
     const raw = () => this.core.raw;
+    /** @type {Promise<() => void>} */
     let call; // resolves to a function that hands the answer to the module
     if (op === 'loadAllKeys') {
       call = Promise.resolve().then(() => adapter.loadAllKeys(map)).then((keys) => this.keysAnswer(id, map, keys));
@@ -161,7 +238,8 @@ export class StorageDriver {
       call = Promise.resolve().then(() => adapter.loadAll(map, payload)).then((values) => this.valuesAnswer(id, map, values));
     } else {
       // Writes go one after another: a later batch may hold a newer value of the same key.
-      call = this.writes.then(() => adapter[op](map, payload)).then(() => () => raw().handleDone(id));
+      // (`op` and `payload` agree; the parentheses of the cast keep `adapter` as `this`.)
+      call = this.writes.then(() => /** @type {(map: string, payload: unknown) => Promise<void>} */ (adapter[op])(map, payload)).then(() => () => raw().handleDone(id));
       this.writes = call.then(() => {}, () => {});
     }
     call.then(
@@ -174,14 +252,23 @@ export class StorageDriver {
     );
   }
 
-  /** Hands an answer to the module (unless the grid was freed meanwhile), then pumps. */
+  /**
+   * Hands an answer to the module (unless the grid was freed meanwhile), then pumps.
+   * @param {() => void} give
+   */
   answer(give) {
     if (this.closed) return;
     give();
     this.pump();
   }
 
-  /** Checks and filters a `loadAllKeys` answer; returns how to hand it to the module. */
+  /**
+   * Checks and filters a `loadAllKeys` answer; returns how to hand it to the module.
+   * @param {number} id
+   * @param {string} map
+   * @param {unknown} keys what the adapter resolved to
+   * @returns {() => void}
+   */
   keysAnswer(id, map, keys) {
     if (!Array.isArray(keys)) {
       throw new Error(`storage adapter: loadAllKeys must resolve to an array of strings, not ${describe(keys)}`);
@@ -203,7 +290,13 @@ export class StorageDriver {
     };
   }
 
-  /** Checks a `loadAll` answer; returns how to hand it to the module. */
+  /**
+   * Checks a `loadAll` answer; returns how to hand it to the module.
+   * @param {number} id
+   * @param {string} map
+   * @param {unknown} values what the adapter resolved to
+   * @returns {() => void}
+   */
   valuesAnswer(id, map, values) {
     if (!Array.isArray(values)) {
       throw new Error(`storage adapter: loadAll must resolve to an array of [key, Uint8Array] pairs, not ${describe(values)}`);
@@ -225,10 +318,13 @@ export class StorageDriver {
     };
   }
 
+  /** @param {StorageEvent} event */
   deliver(event) {
     switch (event.type) {
       case 'loaded':
-        if (this.hooks.onMapLoaded !== undefined) listen('onMapLoaded', () => this.hooks.onMapLoaded(event.map, event.count));
+        if (this.hooks.onMapLoaded !== undefined) {
+          listen('onMapLoaded', () => /** @type {NonNullable<DriverHooks['onMapLoaded']>} */ (this.hooks.onMapLoaded)(event.map, event.count));
+        }
         break;
       case 'ready': {
         this.loadCauses.delete(event.map);
@@ -256,6 +352,10 @@ export class StorageDriver {
     }
   }
 
+  /**
+   * @param {string} map
+   * @param {(waiter: Waiter) => void} fn
+   */
   settle(map, fn) {
     const list = this.waiters.get(map);
     if (list === undefined) return;

@@ -1,9 +1,17 @@
+// @ts-check
 // Values between JavaScript and the module, as postcard bytes (the layout of onegrid-core's
 // `Value`, and the reply shapes listed in wasm/src/interop.rs).
 //
 // Walking a JS value here, in JS, costs one call into wasm per write instead of one per property,
 // which is what makes `set` and `setMany` fast. Every refusal names where the bad part was:
 // `invalid value at $.items[3]: a function is not a value`.
+
+/** @typedef {import('./onegrid.js').Value} Value */
+/** @typedef {Array<string | number>} Path where a value's bad part is: keys and list indexes */
+/**
+ * A region to write into: a byte view, where the region starts, its size.
+ * @typedef {{ buf: Uint8Array, at: number, capacity: number }} Region
+ */
 
 const MAX_DEPTH = 64;
 const I64_MIN = -(2n ** 63n);
@@ -20,12 +28,19 @@ const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
-/** True when `s` has no lone surrogate (so it has a UTF-8 form). */
+/**
+ * True when `s` has no lone surrogate (so it has a UTF-8 form).
+ * @type {(s: string) => boolean}
+ */
 export const isWellFormed = typeof String.prototype.isWellFormed === 'function'
   ? (s) => s.isWellFormed()
   : (s) => !LONE_SURROGATE.test(s);
 
-/** A short name for the type of `v`, for error messages. */
+/**
+ * A short name for the type of `v`, for error messages.
+ * @param {unknown} v
+ * @returns {string}
+ */
 export function typeName(v) {
   if (v === null) return 'null';
   if (v === undefined) return 'undefined';
@@ -34,10 +49,12 @@ export function typeName(v) {
   return type === 'object' ? 'an object' : `a ${type}`;
 }
 
+/** @param {number} n */
 function varintSize(n) {
   return n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5;
 }
 
+/** @param {Path} path */
 function describePath(path) {
   const shown = 12; // a cyclic value would otherwise print 64 levels
   let out = '$';
@@ -45,6 +62,10 @@ function describePath(path) {
   return path.length > shown ? `${out}...` : out;
 }
 
+/**
+ * @param {Path} path
+ * @param {string} reason
+ */
 function invalid(path, reason) {
   return new Error(`invalid value at ${describePath(path)}: ${reason}`);
 }
@@ -55,15 +76,22 @@ function invalid(path, reason) {
  * memory with no copy. Positions are offsets into `buf`.
  */
 export class Writer {
-  /** `place(min)` returns `{ buf, at, capacity }`: a byte view, where the region starts, its size. */
+  /**
+   * `place(min)` returns `{ buf, at, capacity }`: a byte view, where the region starts, its size.
+   * @param {(min: number, old: Uint8Array) => Region} place
+   */
   constructor(place) {
     this.place = place;
-    this.buf = null;
+    // Null until the first `reset()` attaches it, and no other method runs before that one.
+    this.buf = /** @type {Uint8Array} */ (/** @type {unknown} */ (null));
+    /** @type {DataView | null} */
     this.view = null;
     this.start = 0;
     this.end = 0;
     this.pos = 0;
+    /** @type {Path} */
     this.path = [];
+    /** @type {string[]} */
     this.keys = []; // object keys being sorted, a stack shared by nested objects (see `container`)
     this.top = 0;
     // True while a value is written (`writeValues`): user code (getters, proxy traps) runs then,
@@ -88,6 +116,7 @@ export class Writer {
     if (this.buf.length === 0) throw new Error(GREW_IN_WRITE);
   }
 
+  /** @param {number} min */
   attach(min) {
     const { buf, at, capacity } = this.place(min, this.buf);
     if (buf !== this.buf) {
@@ -103,6 +132,7 @@ export class Writer {
     return this.pos - this.start;
   }
 
+  /** @param {number} n */
   reserve(n) {
     if (this.pos + n <= this.end) return;
     this.checkAttached(); // what was written must still be there to be copied
@@ -112,12 +142,16 @@ export class Writer {
     this.pos = this.start + written.length;
   }
 
+  /** @param {number} b */
   u8(b) {
     this.reserve(1);
     this.buf[this.pos++] = b;
   }
 
-  /** An unsigned varint of a non-negative integer below 2^53. */
+  /**
+   * An unsigned varint of a non-negative integer below 2^53.
+   * @param {number} n
+   */
   varint(n) {
     this.reserve(8);
     const buf = this.buf;
@@ -128,7 +162,10 @@ export class Writer {
     buf[this.pos++] = n;
   }
 
-  /** An unsigned varint of a BigInt in [0, 2^64). */
+  /**
+   * An unsigned varint of a BigInt in [0, 2^64).
+   * @param {bigint} n
+   */
   varintBig(n) {
     this.reserve(10);
     while (n >= 0x80n) {
@@ -138,7 +175,10 @@ export class Writer {
     this.buf[this.pos++] = Number(n);
   }
 
-  /** A signed 64-bit integer, zigzag-encoded as postcard does. */
+  /**
+   * A signed 64-bit integer, zigzag-encoded as postcard does.
+   * @param {number | bigint} n
+   */
   int(n) {
     if (typeof n === 'number' && n > -SMALL_INT && n < SMALL_INT) {
       this.varint(n >= 0 ? n * 2 : -n * 2 - 1);
@@ -148,7 +188,11 @@ export class Writer {
     }
   }
 
-  /** A byte string as varint length + the bytes, after `tag` when one is given. */
+  /**
+   * A byte string as varint length + the bytes, after `tag` when one is given.
+   * @param {Uint8Array} b
+   * @param {number} [tag]
+   */
   bytes(b, tag) {
     if (tag !== undefined) this.u8(tag);
     this.varint(b.length);
@@ -157,6 +201,7 @@ export class Writer {
     this.pos += b.length;
   }
 
+  /** @param {number} x */
   f64(x) {
     this.reserve(8);
     this.view ??= new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
@@ -164,7 +209,11 @@ export class Writer {
     this.pos += 8;
   }
 
-  /** A string as varint length + UTF-8; throws `what` (a message) if it has a lone surrogate. */
+  /**
+   * A string as varint length + UTF-8; throws `what` (a message) if it has a lone surrogate.
+   * @param {string} s
+   * @param {string | Error} what
+   */
   str(s, what) {
     const len = s.length;
     // ASCII fast path: copy code units straight in after a length prefix of known size (for
@@ -193,7 +242,12 @@ export class Writer {
     this.pos += bytes.length;
   }
 
-  /** One value (the `Value` layout). */
+  /**
+   * One value (the `Value` layout).
+   * @param {unknown} v
+   * @param {number} [depth]
+   * @returns {void}
+   */
   value(v, depth = 0) {
     switch (typeof v) {
       case 'string':
@@ -233,6 +287,10 @@ export class Writer {
     }
   }
 
+  /**
+   * @param {unknown[]} v
+   * @param {number} depth
+   */
   list(v, depth) {
     const path = this.path;
     const count = v.length; // written first, so the list must not change under the loop
@@ -247,6 +305,11 @@ export class Writer {
     }
   }
 
+  /**
+   * @param {object} v
+   * @param {number} depth
+   * @returns {void}
+   */
   container(v, depth) {
     if (depth >= MAX_DEPTH) throw invalid(this.path, `nested deeper than ${MAX_DEPTH} levels (or cyclic)`);
     const path = this.path;
@@ -294,7 +357,7 @@ export class Writer {
       const key = keys[i];
       this.str(key, LONE_IN_KEY);
       path.push(key);
-      this.value(v[key], depth + 1);
+      this.value(/** @type {Record<string, unknown>} */ (v)[key], depth + 1);
       path.pop();
     }
     if (end - base > INSERTION_SORT_MAX) keys.length = base; // do not keep a big object's keys alive
@@ -304,22 +367,39 @@ export class Writer {
 
 const KEY_CACHE_SLOTS = 256;
 const KEY_CACHE_MAX_LEN = 24;
+/** @type {Array<Uint8Array | undefined>} */
 const keyCacheBytes = new Array(KEY_CACHE_SLOTS);
+/** @type {string[]} */
 const keyCacheText = new Array(KEY_CACHE_SLOTS);
 
 /** Reads postcard written by the module: bytes `[pos, end)` of `buf`. A grid keeps one reader and
  * points it at each reply (`at`), so a read allocates no view. */
 export class Reader {
+  /**
+   * @param {Uint8Array} bytes
+   * @param {number} [pos]
+   * @param {number} [end]
+   */
   constructor(bytes, pos = 0, end = bytes.length) {
     this.at(bytes, pos, end);
+    /** @type {DataView | null} */
     this.view = null; // a DataView of `buf`, made on the first float
   }
 
-  /** Points the reader at `buf[pos..end)`; returns it. */
+  /**
+   * Points the reader at `buf[pos..end)`; returns it.
+   * @param {Uint8Array} buf
+   * @param {number} pos
+   * @param {number} end
+   * @returns {this}
+   */
   at(buf, pos, end) {
-    if (buf !== this.buf) this.view = null;
+    if (buf !== /** @type {{ buf?: Uint8Array }} */ (this).buf) this.view = null; // (unset when the constructor calls this)
+    /** @type {Uint8Array} */
     this.buf = buf;
+    /** @type {number} */
     this.pos = pos;
+    /** @type {number} */
     this.end = end;
     return this;
   }
@@ -386,7 +466,10 @@ export class Reader {
     return this.text(this.varint());
   }
 
-  /** The next `len` bytes as UTF-8 text. */
+  /**
+   * The next `len` bytes as UTF-8 text.
+   * @param {number} len
+   */
   text(len) {
     const end = this.pos + len;
     if (end > this.end) throw new Error('onegrid: truncated reply from the module');
@@ -440,6 +523,11 @@ export class Reader {
     return key;
   }
 
+  /**
+   * @template T
+   * @param {(this: Reader) => T} read
+   * @returns {T | undefined}
+   */
   option(read) {
     return this.u8() === 1 ? read.call(this) : undefined;
   }
@@ -453,13 +541,20 @@ export class Reader {
     return out;
   }
 
+  /**
+   * @template T
+   * @param {(this: Reader) => T} read
+   * @returns {T[]}
+   */
   vec(read) {
     const n = this.varint();
+    /** @type {T[]} */
     const out = new Array(n);
     for (let i = 0; i < n; i++) out[i] = read.call(this);
     return out;
   }
 
+  /** @returns {Value} */
   value() {
     switch (this.u8()) {
       case TAG.NULL: return null;
@@ -471,6 +566,7 @@ export class Reader {
       case TAG.LIST: return this.vec(this.value);
       case TAG.MAP: {
         const n = this.varint();
+        /** @type {{ [key: string]: Value }} */
         const out = {};
         for (let i = 0; i < n; i++) {
           const key = this.key();
@@ -492,13 +588,20 @@ const KEY_ERROR = new Error('a key contains a lone surrogate (not valid Unicode)
 const IN_WRITE = "a value's getter or proxy read or wrote its grid while the value was being written (values must be plain data); nothing was stored";
 const GREW_IN_WRITE = "a value's getter or proxy made the module's memory grow while the value was being written (values must be plain data); nothing was stored";
 
-/** Runs `write(w, a, b)`, which writes values (and so may run the caller's getters and proxy
+/**
+ * Runs `write(w, a, b)`, which writes values (and so may run the caller's getters and proxy
  * traps), refusing any use of the same writer from them, and checks the bytes all landed. `write`
- * is a function made once, not a closure per call: that would be garbage on every `set`. */
+ * is a function made once, not a closure per call: that would be garbage on every `set`.
+ * @template A, B
+ * @param {Writer} w
+ * @param {(w: Writer, a: A, b: B) => void} write
+ * @param {A} a
+ * @param {B} [b]
+ */
 function writeValues(w, write, a, b) {
   w.writing = true;
   try {
-    write(w, a, b);
+    write(w, a, /** @type {B} */ (b));
   } finally {
     w.writing = false;
   }
@@ -506,24 +609,42 @@ function writeValues(w, write, a, b) {
   return w;
 }
 
-/** Writes a string already checked to be well formed; returns the writer. */
+/**
+ * Writes a string already checked to be well formed; returns the writer.
+ * @param {Writer} w
+ * @param {string} text
+ */
 export function writeText(w, text) {
   w.reset().str(text, KEY_ERROR);
   return w;
 }
 
-/** Writes `(key, value)`; returns the writer. */
+/**
+ * Writes `(key, value)`; returns the writer.
+ * @param {Writer} w
+ * @param {string} key
+ * @param {unknown} value
+ */
 export function writePair(w, key, value) {
   w.reset().str(key, KEY_ERROR);
   return writeValues(w, writeValue, value);
 }
 
+/**
+ * @param {Writer} w
+ * @param {unknown} value
+ */
 function writeValue(w, value) {
   w.value(value);
 }
 
-/** Writes `[[key, value], ...]`; `checkKey(key, what)` is called for a key that is not a well-formed
- * string and throws an error naming `what`. Returns the writer. */
+/**
+ * Writes `[[key, value], ...]`; `checkKey(key, what)` is called for a key that is not a well-formed
+ * string and throws an error naming `what`. Returns the writer.
+ * @param {Writer} w
+ * @param {unknown[]} entries
+ * @param {(key: unknown, what: string) => void} checkKey
+ */
 export function writeEntries(w, entries, checkKey) {
   w.reset().reserve(entries.length * 32); // a guess that saves most regrowth copies
   w.path.push('entries', 0);
@@ -532,6 +653,11 @@ export function writeEntries(w, entries, checkKey) {
   return w;
 }
 
+/**
+ * @param {Writer} w
+ * @param {unknown[]} entries
+ * @param {(key: unknown, what: string) => void} checkKey
+ */
 function writeEntryList(w, entries, checkKey) {
   const count = entries.length; // written first, so the array must not change under the loop
   w.varint(count);
@@ -553,7 +679,10 @@ function writeEntryList(w, entries, checkKey) {
   }
 }
 
-/** Decodes one value. */
+/**
+ * Decodes one value.
+ * @param {Uint8Array} bytes
+ */
 export function decodeValue(bytes) {
   return new Reader(bytes).value();
 }
