@@ -15,6 +15,14 @@ import { fromTagged, hex, unhex } from './tagged.mjs';
 const here = dirname(fileURLToPath(import.meta.url));
 const vectors = JSON.parse(readFileSync(join(here, '..', 'vectors', 'vectors.json'), 'utf8'));
 const { decodeValue } = await import(pathToFileURL(join(pkgDir, 'values.js')).href);
+const constants = await import(pathToFileURL(join(pkgDir, 'constants.js')).href);
+
+test("the JavaScript constants are the core's", () => {
+  assert.equal(constants.MAX_DEPTH, vectors.constants.maxDepth);
+  assert.equal(constants.DEFAULT_MAX_DRIFT_MS, vectors.constants.defaultMaxDriftMs);
+  assert.deepEqual([...constants.RESERVED_KEYS], vectors.constants.reservedKeys);
+  assert.deepEqual([...constants.MAP_KINDS], vectors.constants.mapKinds);
+});
 
 test('every value vector decodes to its value', () => {
   assert.ok(vectors.values.length >= 10);

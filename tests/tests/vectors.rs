@@ -241,6 +241,12 @@ fn vectors() -> Json {
             json!({"name": m.name, "kind": m.kind.as_str(), "nodeId": m.node, "ops": m.ops, "snapshot": hex(&snapshot), "root": root})
         }).collect::<Vec<_>>(),
         "abi": {"requests": hexes(&requests), "replies": hexes(&replies)},
+        "constants": {
+            "maxDepth": onegrid_core::value::MAX_DEPTH,
+            "defaultMaxDriftMs": onegrid_core::hlc::DEFAULT_MAX_DRIFT_MS,
+            "reservedKeys": [onegrid_core::RESERVED_KEY, onegrid_core::MARK_KEY],
+            "mapKinds": MapKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+        },
     })
 }
 
@@ -256,7 +262,7 @@ fn the_formats_match_the_golden_vectors() {
     let text =
         std::fs::read_to_string(path()).expect("tests/vectors/vectors.json (write it with ONEGRID_WRITE_VECTORS=1)");
     let golden: Json = serde_json::from_str(&text).expect("valid JSON");
-    for section in ["formatVersion", "abiVersion", "values", "stored", "maps", "abi"] {
+    for section in ["formatVersion", "abiVersion", "values", "stored", "maps", "abi", "constants"] {
         let (a, b) = (&now[section], &golden[section]);
         if let (Some(a), Some(b)) = (a.as_array(), b.as_array()) {
             assert_eq!(a.len(), b.len(), "{section}: the number of vectors changed");

@@ -8,6 +8,7 @@
 import initGlue, { initSync as initSyncGlue, RawGrid } from './onegrid_glue.js';
 import { Reader, Writer, isWellFormed, typeName, writeEntries, writePair, writeText } from './values.js';
 import { ADAPTER_METHODS, StorageDriver } from './storage-driver.js';
+import { DEFAULT_MAX_DRIFT_MS, MAP_KINDS } from './constants.js';
 
 export { MemoryStorage, IndexedDbStorage } from './storage.js';
 
@@ -106,7 +107,6 @@ function memory() {
   return memoryView;
 }
 
-const DEFAULT_MAX_DRIFT_MS = 60000;
 const EMPTY = new Uint8Array(0);
 
 /**
@@ -350,8 +350,8 @@ class GridCore {
   }
 }
 
-/** Kind hints as the module takes them. */
-const HINTS = { lww: 1, or: 2 };
+/** Kind hints as the module takes them: a kind's number plus one (0: no hint). */
+const HINTS = { lww: MAP_KINDS.indexOf('lww') + 1, or: MAP_KINDS.indexOf('or') + 1 };
 
 /**
  * @param {unknown} storage
@@ -500,7 +500,8 @@ export class Grid {
       // `kind mismatch` for a hint that disagrees with what is stored.
       status = core.raw.getMap(core.now(), core.text(name), hint);
     }
-    return status === 1 ? this.getMap(name) : this.getORMap(name);
+    // A status is the loaded kind's number plus one.
+    return MAP_KINDS[status - 1] === 'lww' ? this.getMap(name) : this.getORMap(name);
   }
 
   /**

@@ -7,6 +7,7 @@
 // hands the answer back and pumps again; then it delivers the module's storage events (a map
 // loaded or failed, a flush done or failed) to whoever waits for them.
 
+import { MAP_KINDS } from './constants.js';
 import { isWellFormed } from './values.js';
 
 /** @typedef {import('./onegrid_glue.js').RawGrid} RawGrid */
@@ -49,8 +50,6 @@ import { isWellFormed } from './values.js';
 /** @type {Op[]} */
 const OP = ['loadAllKeys', 'loadAll', 'storeAll', 'deleteAll'];
 /** @type {Kind[]} */
-const KINDS = ['lww', 'or'];
-const TOMBSTONES_KEY = '__tombstones__';
 
 /**
  * The adapter methods the driver calls; `store` and `delete` complete the contract for other users.
@@ -212,7 +211,7 @@ export class StorageDriver {
     const map = r.str();
     switch (tag) {
       case 0: return { type: 'loaded', map, count: r.varint() };
-      case 1: return { type: 'ready', map, kind: KINDS[r.u8()] };
+      case 1: return { type: 'ready', map, kind: MAP_KINDS[r.u8()] };
       case 2: return { type: 'failed', map, error: r.str() };
       case 3: return { type: 'flushed', flush: r.varint() };
       default: {

@@ -6,6 +6,8 @@
 // which is what makes `set` and `setMany` fast. Every refusal names where the bad part was:
 // `invalid value at $.items[3]: a function is not a value`.
 
+import { MAX_DEPTH } from './constants.js';
+
 /** @typedef {import('./onegrid.js').Value} Value */
 /** @typedef {Array<string | number>} Path where a value's bad part is: keys and list indexes */
 /**
@@ -13,7 +15,6 @@
  * @typedef {{ buf: Uint8Array, at: number, capacity: number }} Region
  */
 
-const MAX_DEPTH = 64;
 const I64_MIN = -(2n ** 63n);
 const I64_MAX = 2n ** 63n - 1n;
 const SMALL_INT = 2 ** 52; // below this, zigzag(n) is exact as a double
