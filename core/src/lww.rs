@@ -222,12 +222,13 @@ impl LwwMap {
         clock: &mut Hlc,
         wall: u64,
         key: &str,
-        value: Value,
+        mut value: Value,
         ttl_ms: Option<u64>,
     ) -> Result<Timestamp, Error> {
         check_key(key)?;
         check_ttl(ttl_ms)?;
         value.validate()?;
+        value.whole_floats_as_ints();
         self.set_encoded(clock, wall, key, Encoded::new(&value), ttl_ms)
     }
 
@@ -255,10 +256,12 @@ impl LwwMap {
         wall: u64,
         entries: Vec<(K, Value)>,
     ) -> Result<usize, Error> {
-        for (_, value) in &entries {
+        let mut encoded = Vec::with_capacity(entries.len());
+        for (key, mut value) in entries {
             value.validate()?;
+            value.whole_floats_as_ints();
+            encoded.push((key, Encoded::new(&value)));
         }
-        let encoded = entries.into_iter().map(|(key, value)| (key, Encoded::new(&value))).collect();
         self.set_many_encoded(clock, wall, encoded)
     }
 

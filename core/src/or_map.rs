@@ -91,12 +91,13 @@ impl OrMap {
         clock: &mut Hlc,
         wall: u64,
         key: &str,
-        value: Value,
+        mut value: Value,
         ttl_ms: Option<u64>,
     ) -> Result<OrRecord, Error> {
         check_key(key)?;
         check_ttl(ttl_ms)?;
         value.validate()?;
+        value.whole_floats_as_ints();
         let record = OrRecord { value, timestamp: clock.now(wall)?, ttl_ms };
         self.insert(key, record.clone());
         self.rehash(key);

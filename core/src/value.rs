@@ -70,12 +70,26 @@ impl Value {
         }
     }
 
-    /// Sorts map entries by key bytes (recursively), so a value built in any key order gets its one
-    /// canonical form; a repeated key is an error. Then checks it like [`Value::validate`].
+    /// Puts a value in its one canonical form, recursively: map entries sorted by key bytes (a
+    /// repeated key is an error), and a whole-number float of safe magnitude (`-0.0` included)
+    /// made the integer it equals, as a JavaScript number is, so every runtime stores the same
+    /// bytes for it. Then checks it like [`Value::validate`].
     pub fn normalize(mut self) -> Result<Self, Error> {
         self.sort_maps()?;
+        self.whole_floats_as_ints();
         self.validate()?;
         Ok(self)
+    }
+
+    /// Makes each whole-number float of safe magnitude the integer it equals (see
+    /// [`Value::normalize`]); for values already checked with [`Value::validate`].
+    pub(crate) fn whole_floats_as_ints(&mut self) {
+        match self {
+            Self::Float(f) => *self = Self::from(*f),
+            Self::List(items) => items.iter_mut().for_each(Self::whole_floats_as_ints),
+            Self::Map(entries) => entries.iter_mut().for_each(|(_, v)| v.whole_floats_as_ints()),
+            _ => {}
+        }
     }
 
     fn sort_maps(&mut self) -> Result<(), Error> {

@@ -402,6 +402,29 @@ fn review_cases() -> Vec<Scenario> {
                 step(1, 103, or_get("o", "\u{feff}😀")),
             ],
         ),
+        // SPEC 7 and the README's decision: a whole-number float of safe magnitude is the integer
+        // it equals (as a JavaScript number is), so the byte ABI's `Float(3.0)` and `Float(-0.0)`
+        // are stored as the JS API stores `3` and `-0`: the same bytes on every engine.
+        scenario(
+            "whole-floats-are-integers",
+            vec![replica("a")],
+            &[("m", Kind::Lww), ("o", Kind::Or)],
+            vec![
+                step(0, 100, set("m", "three", Value::Float(3.0))),
+                step(0, 100, set("m", "minus-zero", Value::Float(-0.0))),
+                step(
+                    0,
+                    100,
+                    set("m", "nested", Value::list([Value::Float(-7.0), object(&[("x", Value::Float(2.0))])])),
+                ),
+                step(0, 100, Op::SetMany { map: "m".into(), entries: vec![("many".into(), Value::Float(1e15))] }),
+                step(0, 101, add("o", "k", Value::Float(4.0))),
+                step(0, 102, get("m", "three")),
+                step(0, 102, get("m", "minus-zero")),
+                step(0, 102, or_get("o", "k")),
+                step(0, 103, or_remove("o", "k", Value::Int(4))),
+            ],
+        ),
     ]
 }
 

@@ -253,6 +253,11 @@ fn review_cases_behave_as_the_spec_says(outcomes: &dyn Fn(&str) -> Transcript) {
     assert!(reserved.steps[2..].iter().all(|o| err(o, "is reserved")), "{:?}", reserved.steps);
     let order = outcomes("or-merge-oldest-first");
     assert_eq!(order.steps[7], Outcome::Ok(Observed::Tag("500:7:y".into())), "the clock after the merge");
+    let floats = outcomes("whole-floats-are-integers");
+    assert_eq!(floats.steps[5], Outcome::Ok(Observed::Value(Some(Value::Int(3)))));
+    assert_eq!(floats.steps[6], Outcome::Ok(Observed::Value(Some(Value::Int(0)))));
+    assert_eq!(floats.steps[7], Outcome::Ok(Observed::Values(vec![Value::Int(4)])));
+    assert!(matches!(&floats.steps[8], Outcome::Ok(Observed::Tags(t)) if t.len() == 1));
     let text = outcomes("awkward-text");
     assert_eq!(text.steps[5], Outcome::Ok(Observed::Value(Some(Value::from("\u{feff}abc")))));
     let nul = Value::map([("\u{feff}", Value::from("\u{0}😀"))]).expect("a map");
