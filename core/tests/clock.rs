@@ -1,18 +1,9 @@
 //! SPEC section 1: node ids, timestamps and their text form, and the hybrid logical clock.
 
+mod common;
+
+use common::{clock as lenient, node, ts};
 use onegrid_core::{ClockConfig, Error, Hlc, NodeId, Timestamp};
-
-fn node(id: &str) -> NodeId {
-    NodeId::new(id).expect("valid node id")
-}
-
-fn ts(millis: u64, counter: u32, id: &str) -> Timestamp {
-    Timestamp::new(millis, counter, node(id))
-}
-
-fn lenient(id: &str) -> Hlc {
-    Hlc::new(node(id), ClockConfig::default())
-}
 
 fn strict(id: &str, max_drift_ms: u64) -> Hlc {
     Hlc::new(node(id), ClockConfig { max_drift_ms, strict: true })

@@ -1,22 +1,16 @@
 //! SPEC section 7 and the codec: snapshots and stored values round-trip, and every kind of bad
 //! input is an error that says what was wrong (never a panic).
 
+mod common;
+
+use common::clock;
 use onegrid_core::codec::{
     FORMAT_VERSION, decode_snapshot, decode_stored, encode_lww_rows, encode_lww_snapshot, encode_or_snapshot,
     encode_stored,
 };
 use onegrid_core::{
-    ClockConfig, Encoded, Error, Hlc, LwwMap, LwwRecord, NodeId, OrMap, OrRecord, Snapshot, StoredValue, Timestamp,
-    Value,
+    Encoded, Error, Hlc, LwwMap, LwwRecord, NodeId, OrMap, OrRecord, Snapshot, StoredValue, Timestamp, Value,
 };
-
-fn node(id: &str) -> NodeId {
-    NodeId::new(id).expect("node")
-}
-
-fn clock(id: &str) -> Hlc {
-    Hlc::new(node(id), ClockConfig::default())
-}
 
 fn sample_value() -> Value {
     Value::map([

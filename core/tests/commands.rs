@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::*;
+use common::storage::*;
+use common::{node, ts};
 use onegrid_core::codec::decode_snapshot;
 use onegrid_core::{ClockConfig, Command, Error, Grid, MapKind, OrRecord, Reply, StorageConfig, StoredValue, Value};
 

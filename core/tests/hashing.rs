@@ -1,7 +1,10 @@
 //! SPEC sections 2 and 5: pinned hash vectors, computed independently from the SPEC's definitions
 //! (FNV-1a folding each UTF-16 code unit, fmix32, wrapping sums), not from this crate.
 
-use onegrid_core::{ClockConfig, Hlc, LwwMap, MerkleTree, NodeId, OrMap, OrRecord, Timestamp, Value};
+mod common;
+
+use common::clock;
+use onegrid_core::{LwwMap, MerkleTree, NodeId, OrMap, OrRecord, Timestamp, Value};
 use onegrid_core::{combine, fnv1a, mix, partition_of};
 
 #[test]
@@ -35,10 +38,6 @@ fn partitions_are_fnv_mod_271() {
     assert_eq!(partition_of("key-1"), 236);
     assert_eq!(partition_of("😀"), 102);
     assert!((0..10_000).all(|i| partition_of(&format!("k{i}")) < 271));
-}
-
-fn clock(id: &str) -> Hlc {
-    Hlc::new(NodeId::new(id).expect("node"), ClockConfig::default())
 }
 
 fn record(value: Option<Value>, millis: u64, counter: u32, id: &str) -> onegrid_core::LwwRecord {

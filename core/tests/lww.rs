@@ -1,10 +1,9 @@
 //! SPEC section 3: the LWW map.
 
-use onegrid_core::{ClockConfig, Error, Hlc, LwwMap, LwwRecord, NodeId, Origin, Timestamp, Value};
+mod common;
 
-fn clock(id: &str) -> Hlc {
-    Hlc::new(NodeId::new(id).expect("node"), ClockConfig::default())
-}
+use common::clock;
+use onegrid_core::{ClockConfig, Error, Hlc, LwwMap, LwwRecord, NodeId, Origin, Timestamp, Value};
 
 fn rec(value: Option<Value>, millis: u64, counter: u32, id: &str) -> LwwRecord {
     LwwRecord { value, timestamp: Timestamp::new(millis, counter, NodeId::new(id).expect("node")), ttl_ms: None }

@@ -1,14 +1,9 @@
 //! SPEC section 4: the OR map.
 
+mod common;
+
+use common::{clock, ts};
 use onegrid_core::{ClockConfig, Error, Hlc, NodeId, OrMap, OrRecord, Origin, Timestamp, Value};
-
-fn clock(id: &str) -> Hlc {
-    Hlc::new(NodeId::new(id).expect("node"), ClockConfig::default())
-}
-
-fn ts(millis: u64, counter: u32, id: &str) -> Timestamp {
-    Timestamp::new(millis, counter, NodeId::new(id).expect("node"))
-}
 
 fn rec(value: Value, millis: u64, counter: u32, id: &str) -> OrRecord {
     OrRecord { value, timestamp: ts(millis, counter, id), ttl_ms: None }

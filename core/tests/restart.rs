@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::*;
+use common::storage::*;
+use common::{node, ts};
 use onegrid_core::codec::encode_stored;
 use onegrid_core::{
     ClockConfig, Error, LwwRecord, MapKind, OrRecord, StorageConfig, StorageEvent, StorageManager, StoredValue, Value,

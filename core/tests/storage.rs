@@ -2,7 +2,8 @@
 
 mod common;
 
-use common::*;
+use common::storage::*;
+use common::{node, ts};
 use onegrid_core::{
     AnyMap, ClockConfig, Command, Error, Grid, LwwRecord, MapKind, MapStatus, OrRecord, Reply, StorageConfig,
     StorageEvent, StorageManager, StorageOp, StorageResult, StoredValue, Timestamp, Value, WireEvent,
