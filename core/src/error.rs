@@ -225,3 +225,68 @@ impl fmt::Display for Error {
 }
 
 impl core::error::Error for Error {}
+
+/// What kind of failure an [`Error`] is, for code that acts on it: a stable name that does not
+/// change when a message is reworded. The byte ABI's error replies and the JavaScript API's
+/// `OnegridError.code` are meant to carry these names; match on the kind, never on the text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A map asked for, offered or stored as the other kind.
+    KindMismatch,
+    /// A value the data model cannot hold (NaN, too deep, a lone surrogate, ...).
+    InvalidValue,
+    /// An argument out of its rules: a node id, a key, a TTL, a map name, a timestamp's text.
+    InvalidArgument,
+    /// Bytes that do not decode (snapshots, stored values, requests, frames).
+    Malformed,
+    /// Strict mode refused a timestamp too far ahead of the wall clock.
+    ClockDrift,
+    /// The clock reached `(u64::MAX, u32::MAX)`.
+    ClockExhausted,
+    /// The storage adapter failed, or what it holds is corrupt.
+    Storage,
+    /// Something named that does not exist: a map, a grid handle, held writes.
+    NotFound,
+    /// A map whose load has not finished yet.
+    Loading,
+}
+
+impl ErrorKind {
+    /// The kind's stable name, in the `SCREAMING_SNAKE_CASE` JavaScript error codes use.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::KindMismatch => "KIND_MISMATCH",
+            Self::InvalidValue => "INVALID_VALUE",
+            Self::InvalidArgument => "INVALID_ARGUMENT",
+            Self::Malformed => "MALFORMED",
+            Self::ClockDrift => "CLOCK_DRIFT",
+            Self::ClockExhausted => "CLOCK_EXHAUSTED",
+            Self::Storage => "STORAGE",
+            Self::NotFound => "NOT_FOUND",
+            Self::Loading => "LOADING",
+        }
+    }
+}
+
+impl Error {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::InvalidNodeId { .. }
+            | Self::InvalidTimestamp { .. }
+            | Self::ReservedKey { .. }
+            | Self::InvalidTtl
+            | Self::InvalidMapName { .. }
+            | Self::UnknownStorageRequest { .. } => ErrorKind::InvalidArgument,
+            Self::InvalidValue { .. } => ErrorKind::InvalidValue,
+            Self::ClockDrift(_) => ErrorKind::ClockDrift,
+            Self::ClockExhausted { .. } => ErrorKind::ClockExhausted,
+            Self::Decode { .. } | Self::MalformedOrRecord { .. } => ErrorKind::Malformed,
+            Self::UnknownMap { .. } | Self::UnknownGrid { .. } | Self::NothingHeld { .. } => ErrorKind::NotFound,
+            Self::KindMismatch { .. } | Self::LoadKindMismatch { .. } => ErrorKind::KindMismatch,
+            Self::MapLoading { .. } => ErrorKind::Loading,
+            Self::Storage { .. } | Self::CorruptStoredValue { .. } => ErrorKind::Storage,
+        }
+    }
+}

@@ -96,7 +96,7 @@ pub use abi as command;
 
 pub use abi::{ABI_VERSION, Command, Reply, Request, WireDrift, WireEvent};
 pub use codec::{Encoded, MapMark, Snapshot, StoredValue};
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 pub use event::{ChangeEvent, Origin};
 pub use grid::{Grid, Imported};
 pub use hash::{combine, fnv1a, mix, partition_of};
