@@ -250,6 +250,8 @@ pub enum ErrorKind {
     NotFound,
     /// A map whose load has not finished yet.
     Loading,
+    /// A bound was reached: too large, too many.
+    Limit,
 }
 
 impl ErrorKind {
@@ -265,6 +267,7 @@ impl ErrorKind {
             Self::Storage => "STORAGE",
             Self::NotFound => "NOT_FOUND",
             Self::Loading => "LOADING",
+            Self::Limit => "LIMIT",
         }
     }
 }

@@ -94,7 +94,7 @@ pub mod value;
 #[doc(hidden)]
 pub use abi as command;
 
-pub use abi::{ABI_VERSION, Command, Reply, Request, WireDrift, WireEvent};
+pub use abi::{ABI_VERSION, Command, Reply, Request, WireDrift, WireError, WireEvent};
 pub use codec::{Encoded, MapMark, Snapshot, StoredValue};
 pub use error::{Error, ErrorKind};
 pub use event::{ChangeEvent, Origin};

@@ -633,7 +633,7 @@ fn hand_written_reply_encoding_matches_serde() {
         Reply::Bytes((0..=255).collect()),
         Reply::Count(0),
         Reply::Count(u64::MAX),
-        Reply::Error("kind mismatch: \u{e9}".into()),
+        Reply::Error(onegrid_core::WireError::new(onegrid_core::ErrorKind::KindMismatch, "kind mismatch: \u{e9}")),
         Reply::Status(MapStatus::Loading),
         Reply::Status(MapStatus::Loaded(MapKind::Lww)),
         Reply::Status(MapStatus::Loaded(MapKind::Or)),

@@ -57,6 +57,7 @@ fn codes_are_distinct_and_in_screaming_snake_case() {
         ErrorKind::Storage,
         ErrorKind::NotFound,
         ErrorKind::Loading,
+        ErrorKind::Limit,
     ];
     let codes: std::collections::BTreeSet<&str> = kinds.iter().map(|k| k.code()).collect();
     assert_eq!(codes.len(), kinds.len());

@@ -254,7 +254,8 @@ fn run_rust(way: Way, client: &mut Client, w: &Workload) -> (f64, u32, Vec<Reply
         let commands: Vec<(u64, Command)> = w.timed.iter().map(|r| (r.wall, r.command.clone())).collect();
         let started = Instant::now();
         for (wall, command) in commands {
-            replies.push(grid.execute(wall, command).unwrap_or_else(|e| Reply::Error(e.to_string())));
+            replies
+                .push(grid.execute(wall, command).unwrap_or_else(|e| Reply::Error(onegrid_core::WireError::from(&e))));
         }
         let ms = started.elapsed().as_secs_f64() * 1e3;
         let root = grid.execute(T0, root().command).expect("a root");

@@ -185,8 +185,8 @@ fn run(module: Option<PathBuf>, storage: Option<String>) -> Result<(), Failure> 
     let mut call = |grid: u32, command: Command| -> Result<Reply, Failure> {
         calls += 1;
         match client.call(&Request { grid, wall: wall_ms(), command })? {
-            Reply::Error(message) => {
-                Err(Failure::Failed(format!("the module refused a smoke-test command: {message}")))
+            Reply::Error(error) => {
+                Err(Failure::Failed(format!("the module refused a smoke-test command: {}", error.message)))
             }
             reply => Ok(reply),
         }

@@ -379,7 +379,7 @@ impl PersistentGrid {
         let request = Request { grid, wall, command };
         let bytes = encode_request(&request);
         let result = match self.client.call_bytes(&bytes) {
-            Ok(Reply::Error(message)) => Err(GridError::Refused(message)),
+            Ok(Reply::Error(error)) => Err(GridError::Refused(error.message)),
             Ok(reply) => Ok(reply),
             Err(e) => {
                 if e.instance_lost() {
@@ -470,7 +470,7 @@ impl PersistentGrid {
 fn open_grid(client: &mut Client, open: Command, wall: u64) -> Result<u32, GridError> {
     match client.call(&Request { grid: 0, wall, command: open })? {
         Reply::Opened(grid) => Ok(grid),
-        Reply::Error(message) => Err(GridError::Refused(message)),
+        Reply::Error(error) => Err(GridError::Refused(error.message)),
         other => Err(GridError::Refused(format!("OpenPersistent answered {other:?}"))),
     }
 }

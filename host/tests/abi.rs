@@ -65,7 +65,10 @@ fn or_map_commands() {
     let or_get = Command::OrGet { map: "tags".into(), key: "k".into() };
     assert_eq!(client.call(&request(g, or_get)).unwrap(), Reply::Values(vec!["x".into(), "y".into()]));
     // A map's kind is fixed: LWW commands on it are refused with a message.
-    let Reply::Error(message) = client.call(&request(g, set("tags", "k", 1))).unwrap() else { panic!() };
+    let Reply::Error(onegrid_core::WireError { message, .. }) = client.call(&request(g, set("tags", "k", 1))).unwrap()
+    else {
+        panic!()
+    };
     assert!(!message.is_empty());
 }
 
@@ -76,7 +79,7 @@ fn bad_requests_are_refused_and_the_instance_keeps_working() {
     client.call(&request(g, set("m", "k", "kept"))).unwrap();
 
     let refused = |client: &mut Client, bytes: &[u8]| match client.call_bytes(bytes).unwrap() {
-        Reply::Error(message) => message,
+        Reply::Error(onegrid_core::WireError { message, .. }) => message,
         other => panic!("expected Reply::Error for {bytes:?}, got {other:?}"),
     };
     let garbage = refused(&mut client, b"\x01garbage bytes");
@@ -91,7 +94,10 @@ fn bad_requests_are_refused_and_the_instance_keeps_working() {
     trailing.push(0);
     let message = refused(&mut client, &trailing);
     assert!(message.contains("unexpected bytes after the end"), "{message}");
-    let Reply::Error(message) = client.call(&request(g + 100, get("m", "k"))).unwrap() else { panic!() };
+    let Reply::Error(onegrid_core::WireError { message, .. }) = client.call(&request(g + 100, get("m", "k"))).unwrap()
+    else {
+        panic!()
+    };
     assert!(message.contains(&(g + 100).to_string()), "{message}");
 
     // Too large: refused by the host before anything reaches the module.
@@ -113,7 +119,7 @@ fn a_closed_handle_never_reaches_a_grid_opened_after_it() {
     let new = open(&mut client, "node-new");
     assert_ne!(new, old, "the new grid has another handle");
 
-    let unknown = |reply: Reply| matches!(reply, Reply::Error(m) if m == format!("no grid is open with handle {old}"));
+    let unknown = |reply: Reply| matches!(reply, Reply::Error(onegrid_core::WireError { message: m, .. }) if m == format!("no grid is open with handle {old}"));
     for command in [set("m", "k", "stale"), get("m", "k"), Command::Export { map: "m".into() }, Command::Close] {
         assert!(unknown(client.call(&request(old, command.clone())).unwrap()), "{command:?}");
     }

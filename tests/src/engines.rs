@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command as Process;
 
 use onegrid_core::codec::{decode_reply, encode_reply, encode_request};
-use onegrid_core::{ClockConfig, Command, Grid, NodeId, Reply, Request, Value};
+use onegrid_core::{ClockConfig, Command, ErrorKind, Grid, NodeId, Reply, Request, Value, WireError};
 use onegrid_host::{Client, Runtime};
 use serde_json::Value as Json;
 
@@ -80,7 +80,8 @@ pub fn run_abi(scenario: &Scenario, compiled: &Compiled, mut call: impl FnMut(&R
     let mut replies = Vec::new();
     let mut call = |request: &Request| {
         let bytes = call(request);
-        let reply = decode_reply(&bytes).unwrap_or_else(|e| Reply::Error(format!("undecodable reply: {e}")));
+        let reply = decode_reply(&bytes)
+            .unwrap_or_else(|e| Reply::Error(WireError::new(ErrorKind::Malformed, format!("undecodable reply: {e}"))));
         replies.push(bytes);
         reply
     };
@@ -102,7 +103,7 @@ pub fn run_abi(scenario: &Scenario, compiled: &Compiled, mut call: impl FnMut(&R
             },
             // A prune first touches its map as the JavaScript API does (`getMap` / `getORMap`).
             (Op::Prune { .. }, [touch, prune]) => match call(touch) {
-                Reply::Error(message) => Outcome::Err(message),
+                Reply::Error(error) => Outcome::Err(error.message),
                 _ => outcome_of(&step.op, call(prune)),
             },
             (op, [request]) => outcome_of(op, call(request)),
@@ -130,7 +131,7 @@ pub fn run_abi(scenario: &Scenario, compiled: &Compiled, mut call: impl FnMut(&R
 
 fn outcome_of(op: &Op, reply: Reply) -> Outcome {
     let observed = match (op, reply) {
-        (_, Reply::Error(message)) => return Outcome::Err(message),
+        (_, Reply::Error(error)) => return Outcome::Err(error.message),
         (Op::Set { .. } | Op::SetMany { .. } | Op::Remove { .. }, Reply::Done) => Observed::Nothing,
         (Op::Get { .. }, Reply::Value(v)) => Observed::Value(v),
         (Op::Add { .. }, Reply::Tags(mut tags)) if tags.len() == 1 => Observed::Tag(tags.remove(0)),
@@ -155,13 +156,13 @@ pub fn run_native(scenario: &Scenario, compiled: &Compiled) -> Transcript {
                     grids.push(Grid::new(id, ClockConfig { max_drift_ms: *max_drift_ms, strict: *strict }));
                     Reply::Opened(u32::try_from(grids.len()).unwrap_or(u32::MAX))
                 }
-                Err(e) => Reply::Error(e.to_string()),
+                Err(e) => Reply::Error(WireError::from(&e)),
             },
             command => match grids.get_mut((request.grid as usize).wrapping_sub(1)) {
                 Some(grid) => {
-                    grid.execute(request.wall, command.clone()).unwrap_or_else(|e| Reply::Error(e.to_string()))
+                    grid.execute(request.wall, command.clone()).unwrap_or_else(|e| Reply::Error(WireError::from(&e)))
                 }
-                None => Reply::Error(format!("no grid is open with handle {}", request.grid)),
+                None => Reply::Error(WireError::from(&onegrid_core::Error::UnknownGrid { handle: request.grid })),
             },
         };
         encode_reply(&reply)
@@ -172,9 +173,9 @@ pub fn run_native(scenario: &Scenario, compiled: &Compiled) -> Transcript {
 pub fn run_wasmtime(runtime: &Runtime, scenario: &Scenario, compiled: &Compiled) -> Transcript {
     let mut client = Client::new(runtime).expect("instantiate the module");
     run_abi(scenario, compiled, |request| {
-        client
-            .call_raw(&encode_request(request))
-            .unwrap_or_else(|e| encode_reply(&Reply::Error(format!("host error: {e}"))))
+        client.call_raw(&encode_request(request)).unwrap_or_else(|e| {
+            encode_reply(&Reply::Error(WireError::new(ErrorKind::Limit, format!("host error: {e}"))))
+        })
     })
 }
 

@@ -205,10 +205,12 @@ fn run_session() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
                 Reply::Opened(grids.len() as u32)
             }
             command => match grids.get_mut((request.grid as usize).wrapping_sub(1)) {
-                Some(grid) => {
-                    grid.execute(request.wall, command.clone()).unwrap_or_else(|e| Reply::Error(e.to_string()))
-                }
-                None => Reply::Error(onegrid_core::Error::UnknownGrid { handle: request.grid }.to_string()),
+                Some(grid) => grid
+                    .execute(request.wall, command.clone())
+                    .unwrap_or_else(|e| Reply::Error(onegrid_core::WireError::from(&e))),
+                None => Reply::Error(onegrid_core::WireError::from(&onegrid_core::Error::UnknownGrid {
+                    handle: request.grid,
+                })),
             },
         };
         if let Reply::Bytes(bytes) = &reply {

@@ -10,7 +10,9 @@ use std::alloc::{Layout, alloc, dealloc};
 use std::cell::RefCell;
 
 use onegrid_core::codec::{decode_request, encode_reply};
-use onegrid_core::{ABI_VERSION, ClockConfig, Command, Error, Grid, NodeId, Reply, Request, StorageConfig};
+use onegrid_core::{
+    ABI_VERSION, ClockConfig, Command, Error, ErrorKind, Grid, NodeId, Reply, Request, StorageConfig, WireError,
+};
 
 thread_local! {
     /// The open grids by handle.
@@ -33,7 +35,7 @@ impl Table {
                 self.grids.push((handle, grid));
                 Reply::Opened(handle)
             }
-            None => Reply::Error("every grid handle has been used".into()),
+            None => Reply::Error(WireError::new(ErrorKind::Limit, "every grid handle has been used")),
         }
     }
 
@@ -90,8 +92,8 @@ pub unsafe extern "C" fn onegrid_call(ptr: u32, len: u32) -> u64 {
             unsafe { std::slice::from_raw_parts(ptr as usize as *const u8, len as usize) }
         };
         let reply = match decode_request(bytes) {
-            Ok(request) => run(request).unwrap_or_else(|e| Reply::Error(e.to_string())),
-            Err(e) => Reply::Error(e.to_string()),
+            Ok(request) => run(request).unwrap_or_else(|e| Reply::Error(WireError::from(&e))),
+            Err(e) => Reply::Error(WireError::from(&e)),
         };
         encode_reply(&reply)
     };
@@ -129,7 +131,7 @@ mod tests {
     use super::*;
 
     fn call(grid: u32, command: Command) -> Reply {
-        run(Request { grid, wall: 1, command }).unwrap_or_else(|e| Reply::Error(e.to_string()))
+        run(Request { grid, wall: 1, command }).unwrap_or_else(|e| Reply::Error(WireError::from(&e)))
     }
 
     #[test]
@@ -145,10 +147,12 @@ mod tests {
             };
             assert!(seen.insert(handle), "handle {handle:#x} issued twice");
             assert_eq!(call(handle, Command::Close), Reply::Done);
-            assert_eq!(call(handle, Command::Close), Reply::Error(format!("no grid is open with handle {handle}")));
+            let closed = Reply::Error(WireError::from(&onegrid_core::Error::UnknownGrid { handle }));
+            assert_eq!(call(handle, Command::Close), closed);
         }
         // A grid opened before them all is still there under its handle.
         assert_eq!(kept, Reply::Opened(1));
-        assert_eq!(call(1, Command::Root { map: "m".into() }), Reply::Error("this grid has no map named \"m\"".into()));
+        let no_map = WireError::from(&onegrid_core::Error::UnknownMap { name: "m".into() });
+        assert_eq!(call(1, Command::Root { map: "m".into() }), Reply::Error(no_map));
     }
 }

@@ -6,7 +6,7 @@
 
 use alloc::vec::Vec;
 
-use crate::abi::{Command, Reply, Request, WireDrift, WireEvent};
+use crate::abi::{Command, Reply, Request, WireDrift, WireError, WireEvent};
 use crate::codec::read::Reader;
 use crate::codec::value::put_value;
 use crate::codec::write::{put_bytes, put_kind, put_str, put_strs, put_varint, write_versioned};
@@ -83,9 +83,10 @@ pub fn encode_reply(reply: &Reply) -> Vec<u8> {
             put_varint(o, 7);
             put_varint(o, *count);
         }
-        Reply::Error(message) => {
+        Reply::Error(error) => {
             put_varint(o, 8);
-            put_str(o, message);
+            put_str(o, &error.code);
+            put_str(o, &error.message);
         }
         Reply::Status(status) => {
             put_varint(o, 9);
@@ -236,7 +237,7 @@ impl<'a> Reader<'a> {
             5 => Reply::Root(self.u32()?),
             6 => Reply::Bytes(self.byte_vec()?),
             7 => Reply::Count(self.u64()?),
-            8 => Reply::Error(self.string()?),
+            8 => Reply::Error(WireError { code: self.string()?, message: self.string()? }),
             9 => {
                 Reply::Status(if self.variant(2)? == 0 { MapStatus::Loading } else { MapStatus::Loaded(self.kind()?) })
             }

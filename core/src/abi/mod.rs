@@ -27,7 +27,7 @@ use crate::storage::{MapStatus, StorageEvent, StorageRequest, StorageResult};
 use crate::value::Value;
 
 /// Version of the request/reply layout; `onegrid_abi_version()` returns it.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// Serializes bytes in one piece. Postcard writes them as it writes a `Vec<u8>` (a length, then
 /// the bytes), but not byte by byte, which is slow for a big snapshot (see BENCHMARKS.md).
@@ -276,6 +276,34 @@ impl From<&Drift> for WireDrift {
     }
 }
 
+/// A refused request on the wire: the [`crate::error::ErrorKind`] code to act on, and the message to show.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireError {
+    /// The kind's stable code (`KIND_MISMATCH`, `MALFORMED`, ...; see [`crate::error::ErrorKind::code`]).
+    pub code: String,
+    /// What was wrong, for people.
+    pub message: String,
+}
+
+impl WireError {
+    /// An error of `kind` that did not come from an [`crate::error::Error`] (the grid table's own).
+    pub fn new(kind: crate::error::ErrorKind, message: impl Into<String>) -> Self {
+        Self { code: String::from(kind.code()), message: message.into() }
+    }
+}
+
+impl From<&crate::error::Error> for WireError {
+    fn from(e: &crate::error::Error) -> Self {
+        Self::new(e.kind(), e.to_string())
+    }
+}
+
+impl core::fmt::Display for WireError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// The answer to a request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
@@ -295,8 +323,8 @@ pub enum Reply {
     Bytes(Vec<u8>),
     /// A count.
     Count(u64),
-    /// The command failed and changed nothing; the message says why.
-    Error(String),
+    /// The command failed and changed nothing: its kind's code and a message that says why.
+    Error(WireError),
     /// Where a map is, after `GetMap`.
     Status(MapStatus),
     /// Storage work to run and what happened, after `Storage`.

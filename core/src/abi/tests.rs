@@ -85,7 +85,7 @@ fn replies_read_as_serde_reads_them() {
         Reply::Root(0xdead_beef),
         Reply::Bytes((0..=255).collect()),
         Reply::Count(u64::MAX),
-        Reply::Error("no".into()),
+        Reply::Error(crate::abi::WireError::new(crate::error::ErrorKind::NotFound, "no")),
         Reply::Status(MapStatus::Loading),
         Reply::Status(MapStatus::Loaded(MapKind::Or)),
         Reply::Storage {
