@@ -210,8 +210,8 @@ pub fn run_workerd(workerd: &mut Workerd, scenario: &Scenario, compiled: &Compil
     (abi_transcript(scenario, compiled, &result["abi"]), api_transcript(scenario, &result["api"]))
 }
 
-/// Bytes from the runner's hex (which it writes itself: anything else is a failure).
-fn unhex(text: &str) -> Vec<u8> {
+/// Bytes from hex our own tools wrote (the JS runners, the golden vectors): anything else fails.
+pub fn unhex(text: &str) -> Vec<u8> {
     assert!(text.len().is_multiple_of(2), "odd-length hex from the runner");
     (0..text.len() / 2)
         .map(|i| text.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()).expect("hex from the runner"))

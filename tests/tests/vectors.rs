@@ -14,15 +14,12 @@ use onegrid_core::{
     ClockConfig, Command, Grid, LwwRecord, MapKind, NodeId, OrRecord, Reply, Request, StoredValue, Timestamp, Value,
 };
 use onegrid_host::hex;
+use onegrid_tests::engines::unhex;
 use onegrid_tests::scenario::{tagged, untagged};
 use serde_json::{Value as Json, json};
 
 fn path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("vectors/vectors.json")
-}
-
-fn unhex(text: &str) -> Vec<u8> {
-    (0..text.len() / 2).map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).expect("hex")).collect()
 }
 
 fn ts(millis: u64, counter: u32, node: &str) -> Timestamp {

@@ -23,6 +23,14 @@
 //!   kind as the hint. Writes are allowed while the map loads: they go into an *early map* that the
 //!   load then merges the stored records into, by the CRDT rules (stored records go through
 //!   [`crate::LwwMap::load`] / [`crate::OrMap::load`], which advance the clock without a drift check).
+//!   Before that merge, this node's early writes not later than what storage holds (records,
+//!   tombstones, the map mark) are re-stamped past it, so they win (SPEC section 1: a restarted
+//!   node's clock may stand still or step back).
+//! - **Every map stores a mark** under [`crate::MARK_KEY`] ([`crate::MapMark`]: its kind and the
+//!   clock's high-water mark), in the same `StoreAll` as the records it covers, and every load
+//!   reads it whatever `is_related_key` says: so the kind is known when no key is loaded, and the
+//!   clock never reissues a timestamp of the node's earlier life, even for keys it does not load.
+//!   A map stored before marks, none of whose keys load, learns its kind from one probed value.
 //! - **Early writes are flushed after their load.** Writing them before the stored records are
 //!   known could overwrite a newer stored record, or write one kind's records into a map stored as
 //!   the other kind; so a flush that finds a map loading waits for its load and then writes what the
@@ -36,9 +44,10 @@
 //! - **Kind mismatch keeps the early writes aside.** When a load finds the other kind, it fails
 //!   with [`Error::LoadKindMismatch`] (its message contains `kind mismatch`, both kinds and how many
 //!   keys were written early); the early map stays in memory, readable through
-//!   [`StorageManager::map`], never flushed, until [`StorageManager::take_early_map`] hands it to
-//!   the caller (who may re-apply the values to the right kind of map). Touching the map again
-//!   retries the load, which fails the same way while the early map is there.
+//!   [`StorageManager::map`], never stored, until [`StorageManager::take_early_map`] hands it to
+//!   the caller (who may re-apply the values to the right kind of map). While it is held, every
+//!   flush fails naming the map (a flush that succeeds means every write is durable). Touching the
+//!   map again retries the load, which fails the same way while the early map is there.
 //! - **A hint binds nothing; a handle does.** Callers of one load may ask for different kinds (or
 //!   none): the load takes what is stored, a map with nothing stored takes the first hint (else
 //!   LWW). Once [`StorageEvent::Ready`] comes, each caller asks again with its hint: `get_map`
