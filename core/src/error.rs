@@ -228,7 +228,7 @@ impl core::error::Error for Error {}
 
 /// What kind of failure an [`Error`] is, for code that acts on it: a stable name that does not
 /// change when a message is reworded. The byte ABI's error replies and the JavaScript API's
-/// `OnegridError.code` are meant to carry these names; match on the kind, never on the text.
+/// `OnegridError.code` carry these names; match on the kind, never on the text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -255,6 +255,21 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, for tables generated from this one list (the golden vectors carry their codes
+    /// to the JavaScript tests).
+    pub const ALL: [ErrorKind; 10] = [
+        Self::KindMismatch,
+        Self::InvalidValue,
+        Self::InvalidArgument,
+        Self::Malformed,
+        Self::ClockDrift,
+        Self::ClockExhausted,
+        Self::Storage,
+        Self::NotFound,
+        Self::Loading,
+        Self::Limit,
+    ];
+
     /// The kind's stable name, in the `SCREAMING_SNAKE_CASE` JavaScript error codes use.
     pub fn code(self) -> &'static str {
         match self {

@@ -9,7 +9,7 @@ use onegrid_core::codec::{
     encode_stored,
 };
 use onegrid_core::{
-    Encoded, Error, Hlc, LwwMap, LwwRecord, NodeId, OrMap, OrRecord, Snapshot, StoredValue, Timestamp, Value,
+    Encoded, Error, ErrorKind, Hlc, LwwMap, LwwRecord, NodeId, OrMap, OrRecord, Snapshot, StoredValue, Timestamp, Value,
 };
 
 fn sample_value() -> Value {
@@ -48,8 +48,20 @@ fn versioned<T: serde::Serialize>(body: &T) -> Vec<u8> {
     out
 }
 
+/// The message of a refused snapshot, after checking it was refused as `MALFORMED` (tests then
+/// check the message names the defect: these errors are about the bytes, so saying which is
+/// wrong is the message's job).
 fn decode_error(bytes: &[u8]) -> String {
-    decode_snapshot(bytes).expect_err("must be rejected").to_string()
+    let err = decode_snapshot(bytes).expect_err("must be rejected");
+    assert_eq!(err.kind(), ErrorKind::Malformed, "{err}");
+    err.to_string()
+}
+
+/// The message of a value refused by `Encoded::from_bytes`, after checking its kind.
+fn value_error(bytes: &[u8], kind: ErrorKind) -> String {
+    let err = Encoded::from_bytes(bytes).expect_err("must be rejected");
+    assert_eq!(err.kind(), kind, "{err}");
+    err.to_string()
 }
 
 #[test]
@@ -528,7 +540,9 @@ fn a_kind_mismatch_is_reported_by_the_snapshot_kind() {
 }
 
 mod encoded_values {
-    use onegrid_core::Encoded;
+    use onegrid_core::{Encoded, ErrorKind};
+
+    use super::value_error;
     use onegrid_core::Value;
     use onegrid_core::codec::scan_value;
 
@@ -555,7 +569,7 @@ mod encoded_values {
         let e = Encoded::from_bytes(&b).expect("normalised");
         assert_eq!(e, Encoded::new(&Value::map([("a", Value::Int(1)), ("b", Value::Null)]).expect("map")));
         let dup = Value::Map(vec![("a".into(), Value::Null), ("a".into(), Value::Int(1))].into_boxed_slice());
-        assert!(Encoded::from_bytes(&bytes(&dup)).expect_err("duplicate").to_string().contains("appears twice"));
+        assert!(value_error(&bytes(&dup), ErrorKind::InvalidValue).contains("appears twice"));
     }
 
     #[test]
@@ -575,7 +589,7 @@ mod encoded_values {
         assert_eq!(e.as_bytes(), Encoded::new(&expected).as_bytes());
         assert_eq!(e.decode(), expected);
         let nested_dup = raw(vec![("a", raw(vec![("k", Value::Null), ("k", Value::Int(1))]))]);
-        assert!(Encoded::from_bytes(&bytes(&nested_dup)).expect_err("dup").to_string().contains("appears twice"));
+        assert!(value_error(&bytes(&nested_dup), ErrorKind::InvalidValue).contains("appears twice"));
     }
 
     #[test]
@@ -597,12 +611,12 @@ mod encoded_values {
             (vec![0, 0], "unexpected bytes after the end"),
         ];
         for (b, reason) in cases {
-            let err = Encoded::from_bytes(&b).expect_err(reason).to_string();
-            assert!(err.contains(reason), "{b:?}: {err}");
+            let err = value_error(&b, ErrorKind::Malformed);
+            assert!(err.contains(reason), "{b:?}: the message names the defect: {err}");
         }
         let mut deep = [6, 1].repeat(65);
         deep.push(0);
-        assert!(Encoded::from_bytes(&deep).expect_err("deep").to_string().contains("deeper than 64"));
+        assert!(value_error(&deep, ErrorKind::Malformed).contains("deeper than 64"));
         let mut ok = [6, 1].repeat(64);
         ok.push(0);
         assert!(Encoded::from_bytes(&ok).is_ok());
@@ -614,7 +628,7 @@ mod encoded_values {
 #[test]
 fn hand_written_reply_encoding_matches_serde() {
     use onegrid_core::codec::{decode_reply, encode_reply};
-    use onegrid_core::{MapKind, MapStatus, Reply, StorageOp, StorageRequest, WireEvent};
+    use onegrid_core::{ErrorKind, MapKind, MapStatus, Reply, StorageOp, StorageRequest, WireError, WireEvent};
 
     let long = "k".repeat(200);
     let replies = vec![
@@ -659,9 +673,9 @@ fn hand_written_reply_encoding_matches_serde() {
                 WireEvent::MapLoaded { map: "m".into(), count: 129 },
                 WireEvent::Ready { map: "m".into(), kind: MapKind::Lww },
                 WireEvent::Ready { map: "o".into(), kind: MapKind::Or },
-                WireEvent::LoadFailed { map: "m".into(), error: "storage: down".into() },
+                WireEvent::LoadFailed { map: "m".into(), error: WireError::new(ErrorKind::Storage, "down") },
                 WireEvent::Flushed { flush_id: 7 },
-                WireEvent::FlushFailed { flush_id: 1 << 40, error: long },
+                WireEvent::FlushFailed { flush_id: 1 << 40, error: WireError::new(ErrorKind::KindMismatch, long) },
             ],
         },
     ];

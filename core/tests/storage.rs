@@ -5,8 +5,8 @@ mod common;
 use common::storage::*;
 use common::{node, ts};
 use onegrid_core::{
-    AnyMap, ClockConfig, Command, Error, Grid, LwwRecord, MapKind, MapStatus, OrRecord, Reply, StorageConfig,
-    StorageEvent, StorageManager, StorageOp, StorageResult, StoredValue, Timestamp, Value, WireEvent,
+    AnyMap, ClockConfig, Command, Error, ErrorKind, Grid, LwwRecord, MapKind, MapStatus, OrRecord, Reply,
+    StorageConfig, StorageEvent, StorageManager, StorageOp, StorageResult, StoredValue, Timestamp, Value, WireEvent,
 };
 
 #[test]
@@ -80,8 +80,9 @@ fn a_hint_that_disagrees_with_the_stored_map_is_a_kind_mismatch() {
     assert_eq!(ev, loaded("m", 1, MapKind::Lww));
     // Asking a loaded map for the other kind is an error at once.
     let err = m.get_map("m", Some(MapKind::Or), WALL).expect_err("mismatch");
+    assert_eq!(err.kind(), ErrorKind::KindMismatch);
     let text = err.to_string();
-    assert!(text.contains("kind mismatch") && text.contains("LWW") && text.contains("OR"), "{text}");
+    assert!(text.contains("LWW") && text.contains("OR"), "the message names both kinds: {text}");
 }
 
 #[test]
@@ -105,7 +106,7 @@ fn an_early_handle_binds_the_load_and_finding_the_other_kind_fails_it() {
         events(&mut m)
     };
     let [StorageEvent::LoadFailed { error, .. }] = &ev[..] else { panic!("one LoadFailed expected: {ev:?}") };
-    assert!(error.to_string().contains("kind mismatch"), "{error}");
+    assert_eq!(error.kind(), ErrorKind::KindMismatch, "{error}");
     assert!(m.map("m").is_none(), "no map is served after a failed load (no early writes to keep)");
     // Without the wrong handle, the retry loads it as LWW.
     let ev = load(&mut m, &mut fake, "m", None);
@@ -161,7 +162,8 @@ fn a_failing_load_is_reported_and_the_next_touch_retries() {
     fake.run(&mut m);
     let ev = events(&mut m);
     let [StorageEvent::LoadFailed { error, .. }] = &ev[..] else { panic!("one LoadFailed expected: {ev:?}") };
-    assert!(error.to_string().contains("disk on fire"), "{error}");
+    assert_eq!(error.kind(), ErrorKind::Storage, "{error}");
+    assert!(error.to_string().contains("disk on fire"), "carries the adapter's reason: {error}");
     assert_eq!(m.load_error("m"), Some(error));
     assert!(!m.is_map_loaded("m") && !m.is_map_loading("m"));
     assert!(m.lww("m").is_none(), "no empty map is served");
@@ -209,8 +211,9 @@ fn early_writes_of_the_other_kind_fail_the_load_and_are_kept() {
     fake.run(&mut m);
     let ev = events(&mut m);
     let [StorageEvent::LoadFailed { error, .. }] = &ev[..] else { panic!("one LoadFailed expected: {ev:?}") };
+    assert_eq!(error.kind(), ErrorKind::KindMismatch);
     let text = error.to_string();
-    assert!(text.contains("kind mismatch") && text.contains("2 early write"), "{text}");
+    assert!(text.contains("2 early write"), "the message counts the held writes: {text}");
     assert!(matches!(error, Error::LoadKindMismatch { early_writes: 2, .. }));
     // Nothing of the wrong kind reaches storage, and it does not hold up flushes of other maps; but
     // while those writes are held aside, a flush cannot say every write is durable: it fails,
@@ -220,9 +223,12 @@ fn early_writes_of_the_other_kind_fail_the_load_and_are_kept() {
     fake.run(&mut m);
     assert_eq!(fake.count(|op| matches!(op, StorageOp::StoreAll { map, .. } if map == "m")), 0);
     assert!(fake.stored("other", "k").is_some());
-    let Some(StorageEvent::FlushFailed { flush_id, error }) = events(&mut m).pop() else { panic!("a failed flush") };
+    let Some(StorageEvent::FlushFailed { flush_id, kind, error }) = events(&mut m).pop() else {
+        panic!("a failed flush")
+    };
     assert_eq!(flush_id, id);
-    assert!(error.contains("\"m\"") && error.contains("kind mismatch") && error.contains("2 write"), "{error}");
+    assert_eq!(kind, ErrorKind::KindMismatch, "{error}");
+    assert!(error.contains("\"m\"") && error.contains("2 write"), "names the map and the held writes: {error}");
     let Some(AnyMap::Lww(early)) = m.take_early_map("m") else { panic!("the early map is retrievable") };
     assert_eq!(early.get("b", WALL), Some(Value::from(2)));
     // Taken back: nothing is held, so the next flush succeeds.
@@ -283,9 +289,10 @@ fn a_failed_flush_keeps_the_writes_pending_for_the_next_flush() {
     let first = m.flush();
     fake.run(&mut m);
     let ev = events(&mut m);
-    let [StorageEvent::FlushFailed { flush_id, error }] = &ev[..] else { panic!("FlushFailed expected: {ev:?}") };
+    let [StorageEvent::FlushFailed { flush_id, kind, error }] = &ev[..] else { panic!("FlushFailed expected: {ev:?}") };
     assert_eq!(*flush_id, first);
-    assert!(error.contains("disk on fire"), "{error}");
+    assert_eq!(*kind, ErrorKind::Storage);
+    assert!(error.contains("disk on fire"), "carries the adapter's reason: {error}");
     assert!(fake.stored("m", "a").is_none());
     assert_eq!(m.pending_writes("m"), 1);
     let second = m.flush();
@@ -318,8 +325,9 @@ fn a_corrupt_stored_value_fails_the_load_naming_the_key() {
     fake.put_raw("m", "bad-row", vec![1, 0xff, 0xff]);
     let ev = load(&mut m, &mut fake, "m", None);
     let [StorageEvent::LoadFailed { error, .. }] = &ev[..] else { panic!("one LoadFailed expected: {ev:?}") };
+    assert_eq!(error.kind(), ErrorKind::Storage);
     let text = error.to_string();
-    assert!(text.contains("\"bad-row\"") && text.contains("\"m\""), "{text}");
+    assert!(text.contains("\"bad-row\"") && text.contains("\"m\""), "the message names the row and the map: {text}");
     assert!(m.lww("m").is_none(), "nothing is half-applied");
     assert_eq!(m.clock().last(), (0, 0), "the clock saw nothing");
 }
@@ -393,9 +401,9 @@ fn hints_while_loading_bind_nothing_but_an_early_map_does() {
     assert_eq!(m.get_map("m", Some(MapKind::Lww), WALL), Ok(MapStatus::Loading));
     set(&mut m, "m", "k", Value::from(1), None).expect("an LWW write makes an LWW early map");
     let err = m.get_map("m", Some(MapKind::Or), WALL).expect_err("bound by the early map");
-    assert!(err.to_string().contains("kind mismatch"), "{err}");
+    assert_eq!(err.kind(), ErrorKind::KindMismatch, "{err}");
     let err = add(&mut m, "m", "k", Value::from(1), None).expect_err("OR write on an LWW-bound map");
-    assert!(err.to_string().contains("kind mismatch"), "{err}");
+    assert_eq!(err.kind(), ErrorKind::KindMismatch, "{err}");
 }
 
 #[test]
@@ -448,7 +456,7 @@ fn a_refused_import_leaves_no_map_and_the_answer_to_its_load_is_ignored() {
     map.set(clock, WALL + 60_000, "k", Value::from(1), None).expect("set");
     let snapshot = peer.export_map("m").expect("export");
     let err = grid.import_map("m", &snapshot, WALL).expect_err("too far ahead in strict mode");
-    assert!(err.to_string().contains("drift") || err.to_string().contains("ahead"), "{err}");
+    assert_eq!(err.kind(), ErrorKind::ClockDrift, "{err}");
     assert!(!grid.storage().has_map("m"));
     assert!(grid.map_names().is_empty());
     // The load the import started is answered after all: ignored, and the map stays absent.
@@ -573,11 +581,14 @@ fn a_flush_waiting_for_a_load_that_fails_fails_and_keeps_the_writes() {
     let flush_id = m.flush();
     fake.run(&mut m);
     let ev = events(&mut m);
-    let Some(StorageEvent::FlushFailed { flush_id: id, error }) = ev.last() else {
+    let Some(StorageEvent::FlushFailed { flush_id: id, kind, error }) = ev.last() else {
         panic!("FlushFailed expected: {ev:?}")
     };
-    assert_eq!(*id, flush_id);
-    assert!(error.contains("disk on fire") && error.contains("\"m\""), "{error}");
+    assert_eq!((*id, *kind), (flush_id, ErrorKind::Storage));
+    assert!(
+        error.contains("disk on fire") && error.contains("\"m\""),
+        "names the map and the adapter's reason: {error}"
+    );
     assert_eq!(m.pending_writes("m"), 1, "the early write stays pending");
     // The next flush tries the load again, and stores the write once it has loaded.
     let again = m.flush();
@@ -660,7 +671,7 @@ fn a_failed_fill_fails_the_flush_and_keeps_the_write() {
     fake.run(&mut m);
     let ev = events(&mut m);
     assert!(
-        matches!(ev.last(), Some(StorageEvent::FlushFailed { flush_id: id, error }) if *id == flush_id && error.contains("disk on fire")),
+        matches!(ev.last(), Some(StorageEvent::FlushFailed { flush_id: id, kind: ErrorKind::Storage, .. }) if *id == flush_id),
         "{ev:?}"
     );
     assert_eq!(m.pending_writes("m"), 1);

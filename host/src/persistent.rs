@@ -40,7 +40,7 @@ use std::collections::BTreeMap;
 
 use onegrid_core::codec::encode_request;
 use onegrid_core::storage::{MapStatus, StorageOp, StorageResult};
-use onegrid_core::{Command, MapKind, Reply, Request, WireEvent};
+use onegrid_core::{Command, ErrorKind, MapKind, Reply, Request, WireError, WireEvent};
 
 pub use self::replay::{DEFAULT_REPLAY_LIMIT, NotReplayed, Recovery};
 use self::replay::{Entry, ReplayLog, changes_state};
@@ -64,18 +64,18 @@ pub enum GridError {
         /// could not be reopened: the next call tries again.
         recovery: Result<Box<Recovery>, String>,
     },
-    /// The module refused the command; it changed nothing. The message says why.
-    Refused(String),
-    /// A map's load failed (storage error, corrupt stored value, `kind mismatch`); the next touch
+    /// The module refused the command, or answered it out of protocol; it changed nothing.
+    Refused(WireError),
+    /// A map's load failed (storage error, corrupt stored value, `KIND_MISMATCH`); the next touch
     /// retries it.
     LoadFailed {
         /// The map.
         map: String,
         /// Why, as the module reported it.
-        reason: String,
+        error: WireError,
     },
     /// A flush failed; what it carried stays pending for the next flush.
-    FlushFailed(String),
+    FlushFailed(WireError),
 }
 
 impl std::fmt::Display for GridError {
@@ -88,9 +88,9 @@ impl std::fmt::Display for GridError {
             Self::InstanceLost { cause, recovery: Err(why) } => {
                 write!(f, "{cause}; reopening the persistent grid failed ({why}), the next call tries again")
             }
-            Self::Refused(message) => write!(f, "the module refused the command: {message}"),
-            Self::LoadFailed { map, reason } => write!(f, "loading map {map:?} failed: {reason}"),
-            Self::FlushFailed(reason) => write!(f, "flush failed: {reason}"),
+            Self::Refused(error) => write!(f, "the module refused the command: {}", error.message),
+            Self::LoadFailed { map, error } => write!(f, "loading map {map:?} failed: {}", error.message),
+            Self::FlushFailed(error) => write!(f, "flush failed: {}", error.message),
         }
     }
 }
@@ -111,11 +111,33 @@ impl From<HostError> for GridError {
 }
 
 impl GridError {
+    /// The stable code to act on, never the message: the module's error code for a refusal, a
+    /// failed load or flush (`KIND_MISMATCH`, `STORAGE`, `LOADING`, ...; see
+    /// [`onegrid_core::ErrorKind::code`]), `LIMIT` for a request over the size limit,
+    /// `INSTANCE_LOST` for a call that lost the instance, `HOST` for any other host failure.
+    pub fn code(&self) -> &str {
+        match self {
+            Self::Host(HostError::RequestTooLarge { .. }) => ErrorKind::Limit.code(),
+            Self::Host(e) if e.instance_lost() => INSTANCE_LOST,
+            Self::Host(_) => "HOST",
+            Self::InstanceLost { .. } => INSTANCE_LOST,
+            Self::Refused(error) | Self::LoadFailed { error, .. } | Self::FlushFailed(error) => &error.code,
+        }
+    }
+
+    /// A reply the protocol does not allow at this point.
+    fn unexpected(message: String) -> Self {
+        Self::Refused(WireError::new(ErrorKind::Malformed, message))
+    }
+
     /// True for a host error that lost the instance (before [`PersistentGrid`] recovered from it).
     fn lost_instance(&self) -> bool {
         matches!(self, Self::Host(e) if e.instance_lost())
     }
 }
+
+/// The code of [`GridError::InstanceLost`] (and of a call made before the grid was reopened).
+pub const INSTANCE_LOST: &str = "INSTANCE_LOST";
 
 /// Storage events kept for [`PersistentGrid::take_events`]; older ones are dropped.
 pub const MAX_EVENTS: usize = 4096;
@@ -236,7 +258,7 @@ impl PersistentGrid {
             match g.take_event(ended) {
                 Some(WireEvent::Flushed { .. }) => Ok(()),
                 Some(WireEvent::FlushFailed { error, .. }) => Err(GridError::FlushFailed(error)),
-                _ => Err(GridError::FlushFailed(format!("flush {flush_id} did not finish"))),
+                _ => Err(GridError::unexpected(format!("flush {flush_id} did not finish"))),
             }
         })
     }
@@ -317,9 +339,12 @@ impl PersistentGrid {
             let lost = called.result.as_ref().is_err_and(GridError::lost_instance);
             match called.result {
                 Ok(_) => ran.push(Entry { command: called.command, wall, bytes }),
-                Err(e) => {
-                    report.not_replayed.push(NotReplayed { command: called.command, wall, reason: e.to_string() })
-                }
+                Err(e) => report.not_replayed.push(NotReplayed {
+                    command: called.command,
+                    wall,
+                    reason: e.to_string(),
+                    code: e.code().to_owned(),
+                }),
             }
             if lost {
                 ran.extend(entries);
@@ -373,13 +398,15 @@ impl PersistentGrid {
     /// grid's handle: the grid went with the instance.
     fn send(&mut self, command: Command, wall: u64) -> Called {
         let Some(grid) = self.grid else {
-            let result = Err(GridError::Refused("the grid is not open: its instance was lost".into()));
+            let lost =
+                WireError { code: INSTANCE_LOST.into(), message: "the grid is not open: its instance was lost".into() };
+            let result = Err(GridError::Refused(lost));
             return Called { command, bytes: 0, result };
         };
         let request = Request { grid, wall, command };
         let bytes = encode_request(&request);
         let result = match self.client.call_bytes(&bytes) {
-            Ok(Reply::Error(error)) => Err(GridError::Refused(error.message)),
+            Ok(Reply::Error(error)) => Err(GridError::Refused(error)),
             Ok(reply) => Ok(reply),
             Err(e) => {
                 if e.instance_lost() {
@@ -400,13 +427,13 @@ impl PersistentGrid {
         self.drive()?;
         let ended = |e: &WireEvent| matches!(e, WireEvent::Ready { map, .. } | WireEvent::LoadFailed { map, .. } if map == name);
         if let Some(WireEvent::LoadFailed { map, error }) = self.take_event(ended) {
-            return Err(GridError::LoadFailed { map, reason: error });
+            return Err(GridError::LoadFailed { map, error });
         }
         // Loaded now. A hint binds no load, so ask again: the module answers with the kind, or
         // refuses a hint that disagrees with what is stored (`kind mismatch`).
         match self.send(get(), wall).result? {
             Reply::Status(MapStatus::Loaded(loaded)) => Ok(loaded),
-            other => Err(GridError::Refused(format!("map {name:?} did not finish loading: {other:?}"))),
+            other => Err(GridError::unexpected(format!("map {name:?} did not finish loading: {other:?}"))),
         }
     }
 
@@ -417,7 +444,7 @@ impl PersistentGrid {
         let result = self.run(Command::Flush, (self.clock)()).result;
         let flush_id = match result {
             Ok(Reply::Count(flush_id)) => Ok(flush_id),
-            Ok(other) => Err(GridError::Refused(format!("Flush answered {other:?}, not a flush id"))),
+            Ok(other) => Err(GridError::unexpected(format!("Flush answered {other:?}, not a flush id"))),
             Err(e) => Err(e),
         };
         if !flush_id.as_ref().is_err_and(GridError::lost_instance) {
@@ -450,7 +477,7 @@ impl PersistentGrid {
                     // In the order given: a later batch may hold a newer value of the same key.
                     answers = requests.iter().map(|r| (r.id, self.execute(&r.op))).collect();
                 }
-                other => return Err(GridError::Refused(format!("Storage answered {other:?}"))),
+                other => return Err(GridError::unexpected(format!("Storage answered {other:?}"))),
             }
         }
     }
@@ -470,7 +497,7 @@ impl PersistentGrid {
 fn open_grid(client: &mut Client, open: Command, wall: u64) -> Result<u32, GridError> {
     match client.call(&Request { grid: 0, wall, command: open })? {
         Reply::Opened(grid) => Ok(grid),
-        Reply::Error(error) => Err(GridError::Refused(error.message)),
-        other => Err(GridError::Refused(format!("OpenPersistent answered {other:?}"))),
+        Reply::Error(error) => Err(GridError::Refused(error)),
+        other => Err(GridError::unexpected(format!("OpenPersistent answered {other:?}"))),
     }
 }

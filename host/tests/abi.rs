@@ -78,9 +78,10 @@ fn bad_requests_are_refused_and_the_instance_keeps_working() {
     let g = open(&mut client, "node-bad");
     client.call(&request(g, set("m", "k", "kept"))).unwrap();
 
+    // Refused as MALFORMED; the message then says which defect, which is its job.
     let refused = |client: &mut Client, bytes: &[u8]| match client.call_bytes(bytes).unwrap() {
-        Reply::Error(onegrid_core::WireError { message, .. }) => message,
-        other => panic!("expected Reply::Error for {bytes:?}, got {other:?}"),
+        Reply::Error(onegrid_core::WireError { code, message }) if code == "MALFORMED" => message,
+        other => panic!("expected a MALFORMED Reply::Error for {bytes:?}, got {other:?}"),
     };
     let garbage = refused(&mut client, b"\x01garbage bytes");
     assert!(garbage.contains("request"), "{garbage}");
@@ -94,11 +95,13 @@ fn bad_requests_are_refused_and_the_instance_keeps_working() {
     trailing.push(0);
     let message = refused(&mut client, &trailing);
     assert!(message.contains("unexpected bytes after the end"), "{message}");
-    let Reply::Error(onegrid_core::WireError { message, .. }) = client.call(&request(g + 100, get("m", "k"))).unwrap()
+    let Reply::Error(onegrid_core::WireError { code, message }) =
+        client.call(&request(g + 100, get("m", "k"))).unwrap()
     else {
         panic!()
     };
-    assert!(message.contains(&(g + 100).to_string()), "{message}");
+    assert_eq!(code, "NOT_FOUND", "{message}");
+    assert!(message.contains(&(g + 100).to_string()), "the message names the handle: {message}");
 
     // Too large: refused by the host before anything reaches the module.
     let err = client.call_bytes(&vec![1; MAX_MESSAGE_BYTES + 1]).unwrap_err();

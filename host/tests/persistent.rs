@@ -151,7 +151,8 @@ fn round_trip(location: &str) {
     // A mismatched hint on a stored map is refused.
     let mut c = grid(storage::open(location).unwrap(), "third");
     let err = c.get_map("todos", Some(MapKind::Or)).unwrap_err();
-    assert!(matches!(&err, GridError::Refused(m) if m.contains("kind mismatch") && m.contains("LWW")), "{err}");
+    assert_eq!(err.code(), "KIND_MISMATCH", "{err}");
+    assert!(matches!(&err, GridError::Refused(e) if e.message.contains("LWW")), "names the stored kind: {err}");
 }
 
 #[test]
@@ -191,7 +192,7 @@ fn a_failed_load_is_reported_and_the_next_touch_retries() {
     let mut g = grid(storage, "a");
     let err = g.get_map("m", None).unwrap_err();
     assert!(
-        matches!(&err, GridError::LoadFailed { map, reason } if map == "m" && reason.contains("sqlite: open")),
+        matches!(&err, GridError::LoadFailed { map, error } if map == "m" && error.code == "STORAGE" && error.message.contains("sqlite: open")),
         "{err}"
     );
     assert_eq!(g.get_map("m", None).unwrap(), MapKind::Lww);
@@ -206,7 +207,10 @@ fn a_failed_flush_keeps_the_writes_for_the_next_one() {
     g.call(set("m", "k", Value::from(1), None)).unwrap();
     log.lock().unwrap().fail_writes = 1;
     let err = g.flush().unwrap_err();
-    assert!(matches!(&err, GridError::FlushFailed(reason) if reason.contains("map \"m\"")), "{err}");
+    assert!(
+        matches!(&err, GridError::FlushFailed(e) if e.code == "STORAGE" && e.message.contains("map \"m\"")),
+        "{err}"
+    );
     g.flush().unwrap();
     let mut other = grid(storage::open(file.to_str().unwrap()).unwrap(), "b");
     assert_eq!(get(&mut other, "m", "k"), Some(Value::from(1)));
@@ -240,7 +244,7 @@ fn an_import_of_the_other_kind_is_refused_and_later_flushes_still_work() {
     peer.call(set("tags", "k", Value::from(1), None)).unwrap();
     let Reply::Bytes(snapshot) = peer.call(Command::Export { map: "tags".into() }).unwrap() else { panic!("bytes") };
     let err = other.call(Command::Import { map: "tags".into(), snapshot }).unwrap_err();
-    assert!(err.to_string().contains("kind mismatch"), "{err}");
+    assert_eq!(err.code(), "KIND_MISMATCH", "{err}");
     other.call(set("todos", "t", Value::from(1), None)).unwrap();
     other.flush().unwrap();
     // Read back from storage: the later flush stored its write, and the refused import nothing.
@@ -259,7 +263,8 @@ fn a_corrupt_row_fails_the_load_naming_the_key_and_changes_nothing() {
     drop(s);
     let mut g = grid(storage::open(file.to_str().unwrap()).unwrap(), "a");
     let err = g.get_map("m", None).unwrap_err();
-    assert!(err.to_string().contains("corrupt stored value of key \"bad\" in map \"m\""), "{err}");
+    assert_eq!(err.code(), "STORAGE", "{err}");
+    assert!(err.to_string().contains("key \"bad\" in map \"m\""), "the message names the key and the map: {err}");
     let refused = g.call(Command::Get { map: "m".into(), key: "bad".into() });
     assert!(refused.is_err(), "a map whose load failed serves nothing: {refused:?}");
 }

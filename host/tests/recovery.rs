@@ -228,6 +228,6 @@ fn a_write_the_reopened_grid_refuses_is_handed_back_with_why() {
     assert_eq!((recovery.replayed, recovery.not_replayed.len()), (1, 1), "{recovery:?}");
     let refused = &recovery.not_replayed[0];
     assert_eq!((&refused.command, refused.wall), (&write, common::WALL));
-    assert!(refused.reason.contains("kind mismatch"), "{}", refused.reason);
+    assert_eq!(refused.code, "KIND_MISMATCH", "{}", refused.reason);
     assert_eq!(get(&mut g, "kept"), Some(Value::from(1)));
 }

@@ -19,7 +19,7 @@ if (!existsSync(join(pkgDir, 'onegrid.js'))) {
 const onegrid = await import(pathToFileURL(join(pkgDir, 'onegrid.js')).href);
 onegrid.initSync({ module: readFileSync(join(pkgDir, 'onegrid_bg.wasm')) });
 
-export const { Grid, LwwMap, OrMap, MemoryStorage } = onegrid;
+export const { Grid, LwwMap, OrMap, MemoryStorage, OnegridError, ERROR_CODES } = onegrid;
 /** The value writer the API uses, for tests of the bytes it writes. */
 export const { Writer } = await import(pathToFileURL(join(pkgDir, 'values.js')).href);
 
@@ -40,16 +40,40 @@ export function makeGrid(nodeId = 'a', options = {}) {
   return { grid, clock };
 }
 
-/** Asserts `fn` throws an `Error` whose message matches `pattern`; returns the error. */
-export function throwsError(fn, pattern) {
+/**
+ * Checks that `e` is an `OnegridError` with `code` (tests act on codes, never on message text).
+ * A regular expression instead of a code is the old form, still matched against the message.
+ */
+export function assertCode(e, code) {
+  if (code instanceof RegExp) {
+    assert.ok(e instanceof Error, `expected an Error, got ${String(e)}`);
+    assert.match(e.message, code);
+    return e;
+  }
+  assert.ok(ERROR_CODES.includes(code), `${code} is not an error code`);
+  assert.ok(e instanceof OnegridError, `expected an OnegridError ${code}, got ${e?.stack ?? String(e)}`);
+  assert.equal(e.code, code, `expected ${code}, got ${e.code}: ${e.message}`);
+  return e;
+}
+
+/** Asserts `fn` throws an `OnegridError` with `code`; returns the error. */
+export function throwsError(fn, code) {
   let caught;
   assert.throws(fn, (e) => {
     caught = e;
     return true;
   });
-  assert.ok(caught instanceof Error, `expected an Error, got ${String(caught)}`);
-  assert.match(caught.message, pattern);
-  return caught;
+  return assertCode(caught, code);
+}
+
+/** Asserts `promise` rejects with an `OnegridError` with `code`; returns the error. */
+export async function rejectsWith(promise, code) {
+  let caught;
+  await assert.rejects(promise, (e) => {
+    caught = e;
+    return true;
+  });
+  return assertCode(caught, code);
 }
 
 /** Everything observable about a map, to compare before and after a refused call. */

@@ -132,7 +132,8 @@ export function runApi({ Grid }, scenario) {
       try {
         return { ok: run(grids[replica], op) };
       } catch (e) {
-        return { err: String(e?.message ?? e) };
+        // The code is what engines must agree on; an error without one shows as `NONE`.
+        return { err: { code: String(e?.code ?? 'NONE'), message: String(e?.message ?? e) } };
       }
     });
     const finals = [];

@@ -6,7 +6,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { T0, Writer, assertRefused, makeGrid, throwsError } from './load.mjs';
+import { OnegridError, T0, Writer, assertRefused, makeGrid, throwsError } from './load.mjs';
 
 const I64_MIN = -(2n ** 63n);
 const I64_MAX = 2n ** 63n - 1n;
@@ -451,19 +451,19 @@ describe('bad values are refused, naming what was wrong, and change nothing', ()
     assert.ok(w.keys.length <= 2, `after a refused write the key stack holds ${w.keys.length} entries`);
   });
 
-  test('refusals are thrown as Error, not as strings or other values', () => {
+  test('refusals are thrown as OnegridError with the code of what was wrong', () => {
     const { grid } = makeGrid();
-    for (const fn of [
-      () => grid.getMap('m').set('k', NaN),
-      () => grid.getMap('m').set('__tombstones__', 1),
-      () => grid.getMap('m').set('k', 1, { ttlMs: 0 }),
-      () => grid.importMap('m', Uint8Array.of(1, 2, 3)),
-      () => grid.getORMap('m'),
-      () => grid.exportMap('never'),
+    for (const [fn, code] of [
+      [() => grid.getMap('m').set('k', NaN), 'INVALID_VALUE'],
+      [() => grid.getMap('m').set('__tombstones__', 1), 'INVALID_ARGUMENT'],
+      [() => grid.getMap('m').set('k', 1, { ttlMs: 0 }), 'INVALID_ARGUMENT'],
+      [() => grid.importMap('m', Uint8Array.of(1, 2, 3)), 'MALFORMED'],
+      [() => grid.getORMap('m'), 'KIND_MISMATCH'],
+      [() => grid.exportMap('never'), 'NOT_FOUND'],
     ]) {
-      const e = throwsError(fn, /\S/);
-      assert.equal(Object.getPrototypeOf(e), Error.prototype);
-      assert.ok(e.message.length > 10);
+      const e = throwsError(fn, code);
+      assert.equal(Object.getPrototypeOf(e), OnegridError.prototype);
+      assert.ok(e instanceof Error && e.name === 'OnegridError' && e.message.length > 10);
     }
   });
 });

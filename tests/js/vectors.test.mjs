@@ -16,12 +16,15 @@ const here = dirname(fileURLToPath(import.meta.url));
 const vectors = JSON.parse(readFileSync(join(here, '..', 'vectors', 'vectors.json'), 'utf8'));
 const { decodeValue } = await import(pathToFileURL(join(pkgDir, 'values.js')).href);
 const constants = await import(pathToFileURL(join(pkgDir, 'constants.js')).href);
+const errors = await import(pathToFileURL(join(pkgDir, 'errors.js')).href);
 
 test("the JavaScript constants are the core's", () => {
   assert.equal(constants.MAX_DEPTH, vectors.constants.maxDepth);
   assert.equal(constants.DEFAULT_MAX_DRIFT_MS, vectors.constants.defaultMaxDriftMs);
   assert.deepEqual([...constants.RESERVED_KEYS], vectors.constants.reservedKeys);
   assert.deepEqual([...constants.MAP_KINDS], vectors.constants.mapKinds);
+  // The core's error kinds come first, in their order; the wrapper's own codes follow.
+  assert.deepEqual(errors.ERROR_CODES.slice(0, vectors.constants.errorCodes.length), vectors.constants.errorCodes);
 });
 
 test('every value vector decodes to its value', () => {

@@ -43,13 +43,25 @@ pub enum Observed {
     },
 }
 
-/// A step's outcome: what it observed, or the error message.
+/// A step's outcome: what it observed, or the error (its code and message).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     /// It worked.
     Ok(Observed),
     /// It failed (and changed nothing).
-    Err(String),
+    Err(WireError),
+}
+
+impl Outcome {
+    /// A failure of the test harness itself, not of an engine (code `TEST`).
+    fn broken(message: String) -> Self {
+        Self::Err(WireError { code: "TEST".into(), message })
+    }
+
+    /// True for a failure with this error kind's code.
+    pub fn failed_with(&self, kind: ErrorKind) -> bool {
+        matches!(self, Self::Err(e) if e.code == kind.code())
+    }
 }
 
 /// One (replica, map) at the end: its snapshot and root, or `None` where the map does not exist.
@@ -103,11 +115,11 @@ pub fn run_abi(scenario: &Scenario, compiled: &Compiled, mut call: impl FnMut(&R
             },
             // A prune first touches its map as the JavaScript API does (`getMap` / `getORMap`).
             (Op::Prune { .. }, [touch, prune]) => match call(touch) {
-                Reply::Error(error) => Outcome::Err(error.message),
+                Reply::Error(error) => Outcome::Err(error),
                 _ => outcome_of(&step.op, call(prune)),
             },
             (op, [request]) => outcome_of(op, call(request)),
-            _ => Outcome::Err("scenario compiled wrongly".into()),
+            _ => Outcome::broken("scenario compiled wrongly".into()),
         };
         steps.push(outcome);
     }
@@ -131,7 +143,7 @@ pub fn run_abi(scenario: &Scenario, compiled: &Compiled, mut call: impl FnMut(&R
 
 fn outcome_of(op: &Op, reply: Reply) -> Outcome {
     let observed = match (op, reply) {
-        (_, Reply::Error(error)) => return Outcome::Err(error.message),
+        (_, Reply::Error(error)) => return Outcome::Err(error),
         (Op::Set { .. } | Op::SetMany { .. } | Op::Remove { .. }, Reply::Done) => Observed::Nothing,
         (Op::Get { .. }, Reply::Value(v)) => Observed::Value(v),
         (Op::Add { .. }, Reply::Tags(mut tags)) if tags.len() == 1 => Observed::Tag(tags.remove(0)),
@@ -141,7 +153,7 @@ fn outcome_of(op: &Op, reply: Reply) -> Outcome {
         (Op::Sync { .. } | Op::Import { .. }, Reply::Imported { changed, drifts }) => {
             Observed::Imported { changed, drifts: drifts.into_iter().map(|d| d.remote).collect() }
         }
-        (_, other) => return Outcome::Err(format!("unexpected reply {other:?}")),
+        (_, other) => return Outcome::broken(format!("unexpected reply {other:?}")),
     };
     Outcome::Ok(observed)
 }
@@ -259,8 +271,9 @@ fn api_transcript(scenario: &Scenario, api: &Json) -> Transcript {
 }
 
 fn api_outcome(op: &Op, outcome: &Json) -> Outcome {
-    if let Some(message) = outcome.get("err") {
-        return Outcome::Err(message.as_str().unwrap_or_default().to_owned());
+    if let Some(error) = outcome.get("err") {
+        let text = |field: &str| error[field].as_str().unwrap_or_default().to_owned();
+        return Outcome::Err(WireError { code: text("code"), message: text("message") });
     }
     let ok = &outcome["ok"];
     let strings = |j: &Json| j.as_array().map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect());
@@ -278,5 +291,5 @@ fn api_outcome(op: &Op, outcome: &Json) -> Outcome {
             .zip(strings(&ok["drifts"]))
             .map(|(changed, drifts)| Observed::Imported { changed, drifts }),
     };
-    observed.map_or_else(|| Outcome::Err(format!("unreadable outcome {outcome}")), Outcome::Ok)
+    observed.map_or_else(|| Outcome::broken(format!("unreadable outcome {outcome}")), Outcome::Ok)
 }

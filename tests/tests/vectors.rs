@@ -245,6 +245,7 @@ fn vectors() -> Json {
             "defaultMaxDriftMs": onegrid_core::hlc::DEFAULT_MAX_DRIFT_MS,
             "reservedKeys": [onegrid_core::RESERVED_KEY, onegrid_core::MARK_KEY],
             "mapKinds": MapKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+            "errorCodes": onegrid_core::ErrorKind::ALL.iter().map(|k| k.code()).collect::<Vec<_>>(),
         },
     })
 }

@@ -3,7 +3,8 @@
 // its memory, the argument checks, and `GridCore` (the module's grid, its clock, its subscribers and
 // its storage driver). onegrid.js (the grid) and maps.js (the map handles) build on it.
 
-import { RawGrid } from './onegrid_glue.js';
+import { RawGrid, setErrorClass } from './onegrid_glue.js';
+import { OnegridError } from './errors.js';
 import { Reader, Writer, isWellFormed, typeName, writeEntries, writePair, writeText } from './values.js';
 import { StorageDriver } from './storage-driver.js';
 
@@ -21,6 +22,8 @@ import { StorageDriver } from './storage-driver.js';
 /** @typedef {import('./onegrid.js').LwwMap} DeclaredLwwMap */
 /** @typedef {import('./onegrid.js').OrMap} DeclaredOrMap */
 
+/** @typedef {import('./errors.js').ErrorCode} ErrorCode */
+
 /** @typedef {{ e: unknown }} Failure the first error a callback threw, kept to be rethrown */
 
 /**
@@ -31,9 +34,11 @@ let wasm = null;
 /** @type {Uint8Array | null} */
 let memoryView = null;
 
-/** Records the loaded module (by `init()` or `initSync()`). @param {InitOutput} exports */
+/** Records the loaded module (by `init()` or `initSync()`), and has it throw `OnegridError`s.
+ * @param {InitOutput} exports */
 export function setModule(exports) {
   wasm = exports;
+  setErrorClass(OnegridError);
 }
 
 /** The loaded module, or null before `init()` or `initSync()`. */
@@ -55,13 +60,17 @@ export const EMPTY = new Uint8Array(0);
  */
 export const FREED = /** @type {RawGrid} */ (/** @type {unknown} */ (new Proxy({}, {
   get: () => () => {
-    throw new Error('this grid was freed (grid.free())');
+    throw new OnegridError('FREED', 'this grid was freed (grid.free())');
   },
 })));
 
-/** @param {string} message */
-export function fail(message) {
-  return new Error(message);
+/**
+ * The error for a bad argument (or whatever `code` says).
+ * @param {string} message
+ * @param {ErrorCode} [code]
+ */
+export function fail(message, code = 'INVALID_ARGUMENT') {
+  return new OnegridError(code, message);
 }
 
 /**
@@ -146,9 +155,9 @@ export class GridCore {
     });
   }
 
-  /** The error behind a failed status code. */
+  /** The error behind a failed status code: an `OnegridError` the module made. */
   failure() {
-    return new Error(this.raw.takeError());
+    return this.raw.takeError();
   }
 
   /**

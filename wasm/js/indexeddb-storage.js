@@ -1,6 +1,7 @@
 // @ts-check
 // onegrid: IndexedDbStorage, the storage adapter over a browser's IndexedDB (see storage.js).
 
+import { OnegridError } from './errors.js';
 import { typeName } from './values.js';
 import { checkEntries, checkKey, checkKeys, checkMap, copyBytes, isBytes, where } from './storage-checks.js';
 
@@ -104,7 +105,7 @@ function packBucket(entries) {
  * @param {string} why
  */
 function corrupt(why) {
-  return new Error(`a stored bucket is corrupt (${why})`);
+  return new OnegridError('STORAGE', `a stored bucket is corrupt (${why})`);
 }
 
 /**
@@ -182,8 +183,10 @@ function byBucket(pairs) {
  *   callback threw, or null for a plain abort
  */
 function failed(op, map, cause) {
-  const reason = cause ? `${cause.name === 'Error' ? '' : `${cause.name}: `}${cause.message}` : 'the transaction was aborted';
-  return new Error(`IndexedDbStorage.${where(op, map)} failed: ${reason}`, { cause });
+  // IndexedDB's own errors are named by their DOMException name; ours and plain Errors need none.
+  const named = cause && !(cause instanceof OnegridError) && cause.name !== 'Error';
+  const reason = cause ? `${named ? `${cause.name}: ` : ''}${cause.message}` : 'the transaction was aborted';
+  return new OnegridError('STORAGE', `IndexedDbStorage.${where(op, map)} failed: ${reason}`, { cause });
 }
 
 /**
@@ -210,12 +213,12 @@ export class IndexedDbStorage {
 
   /** @param {IndexedDbStorageOptions} [options] */
   constructor({ name = 'onegrid', indexedDB = globalThis.indexedDB, IDBKeyRange = globalThis.IDBKeyRange, durability = 'strict' } = {}) {
-    if (typeof name !== 'string' || name === '') throw new Error(`IndexedDbStorage: name must be a non-empty string, not ${typeName(name)}`);
+    if (typeof name !== 'string' || name === '') throw new OnegridError('INVALID_ARGUMENT', `IndexedDbStorage: name must be a non-empty string, not ${typeName(name)}`);
     if (indexedDB == null || IDBKeyRange == null) {
-      throw new Error('IndexedDbStorage: there is no IndexedDB here (pass one as options.indexedDB and options.IDBKeyRange)');
+      throw new OnegridError('INVALID_ARGUMENT', 'IndexedDbStorage: there is no IndexedDB here (pass one as options.indexedDB and options.IDBKeyRange)');
     }
     if (!['strict', 'relaxed', 'default'].includes(durability)) {
-      throw new Error(`IndexedDbStorage: durability must be 'strict', 'relaxed' or 'default', not ${JSON.stringify(durability)}`);
+      throw new OnegridError('INVALID_ARGUMENT', `IndexedDbStorage: durability must be 'strict', 'relaxed' or 'default', not ${JSON.stringify(durability)}`);
     }
     this.#name = name;
     this.#idb = indexedDB;
@@ -238,7 +241,7 @@ export class IndexedDbStorage {
     return new Promise((resolve, reject) => {
       const req = indexedDB.deleteDatabase(name);
       req.onsuccess = () => resolve();
-      req.onerror = () => reject(new Error(`IndexedDbStorage.delete(${JSON.stringify(name)}) failed: ${req.error?.message}`, { cause: req.error }));
+      req.onerror = () => reject(new OnegridError('STORAGE', `IndexedDbStorage.delete(${JSON.stringify(name)}) failed: ${req.error?.message}`, { cause: req.error }));
     });
   }
 

@@ -7,6 +7,43 @@ export { MemoryStorage, IndexedDbStorage } from './storage.js';
 /** A value a map can hold. Integers beyond 2^53 come back as BigInt; bytes as Uint8Array. */
 export type Value = null | boolean | number | bigint | string | Uint8Array | Value[] | { [key: string]: Value };
 
+/** What went wrong, as a stable name to act on (messages may be reworded; codes are not). */
+export type ErrorCode =
+  /** A map asked for, offered or stored as the other kind. */
+  | 'KIND_MISMATCH'
+  /** A value the data model cannot hold (NaN, too deep, a lone surrogate, a cycle). */
+  | 'INVALID_VALUE'
+  /** An argument out of its rules (a key, a TTL, an option, a node id). */
+  | 'INVALID_ARGUMENT'
+  /** Bytes that do not decode (a snapshot, a stored value). */
+  | 'MALFORMED'
+  /** Strict mode refused a timestamp too far ahead of the wall clock. */
+  | 'CLOCK_DRIFT'
+  /** The clock reached its last timestamp. */
+  | 'CLOCK_EXHAUSTED'
+  /** The storage adapter failed (its error is the `cause`), or what it holds is corrupt. */
+  | 'STORAGE'
+  /** Something named does not exist (a map, held writes). */
+  | 'NOT_FOUND'
+  /** A map whose load has not finished. */
+  | 'LOADING'
+  /** A bound was reached. */
+  | 'LIMIT'
+  /** The grid was freed (`grid.free()`). */
+  | 'FREED'
+  /** The module is not loaded yet: call `init()` or `initSync()` first. */
+  | 'NOT_LOADED';
+
+/** Every `ErrorCode`. */
+export const ERROR_CODES: readonly ErrorCode[];
+
+/** What every error onegrid throws or rejects with is: act on `code`, show `message`. */
+export class OnegridError extends Error {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown });
+  readonly name: 'OnegridError';
+  readonly code: ErrorCode;
+}
+
 /** What `init` and `initSync` accept: the module's bytes, a compiled module, or (init) a URL/Response. */
 export type InitInput = RequestInfo | URL | Response | BufferSource | WebAssembly.Module;
 

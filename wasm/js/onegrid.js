@@ -15,6 +15,8 @@ import { LwwMap, OrMap } from './maps.js';
 
 export { LwwMap, OrMap } from './maps.js';
 
+export { OnegridError, ERROR_CODES } from './errors.js';
+
 export { MemoryStorage, IndexedDbStorage } from './storage.js';
 
 // Types: the public ones are onegrid.d.ts's (`import('./onegrid.js')` names that file); the
@@ -66,7 +68,7 @@ export function initSync(input) {
   const ready = loadedModule();
   if (ready !== null) return ready;
   // The glue would finish that load later and swap in a second instance under every grid.
-  if (loading !== null) throw fail('onegrid: init() is still loading the module; await it instead of calling initSync()');
+  if (loading !== null) throw fail('onegrid: init() is still loading the module; await it instead of calling initSync()', 'NOT_LOADED');
   return loaded(initSyncGlue(input));
 }
 
@@ -146,7 +148,7 @@ export class Grid {
     if (onMapLoaded !== undefined && typeof onMapLoaded !== 'function') {
       throw fail('options.onMapLoaded must be a function (map, count) => void');
     }
-    if (loadedModule() === null) throw fail('onegrid is not loaded yet: call init() or initSync() first');
+    if (loadedModule() === null) throw fail('onegrid is not loaded yet: call init() or initSync() first', 'NOT_LOADED');
     const core = new GridCore(new RawGrid(nodeId, maxDriftMs, strictDrift, storage !== undefined), clock, onDrift);
     if (storage !== undefined) {
       core.driver = new StorageDriver(core, storage, {
@@ -344,6 +346,8 @@ export class Grid {
  *   Conforms<typeof init, typeof import('./onegrid.js').default>,
  *   Conforms<typeof initSync, typeof import('./onegrid.js').initSync>,
  *   Conforms<typeof Grid, typeof import('./onegrid.js').Grid>,
+ *   Conforms<typeof import('./errors.js').OnegridError, typeof import('./onegrid.js').OnegridError>,
+ *   Conforms<typeof import('./errors.js').ERROR_CODES, typeof import('./onegrid.js').ERROR_CODES>,
  *   Conforms<typeof import('./memory-storage.js').MemoryStorage, typeof import('./onegrid.js').MemoryStorage>,
  *   Conforms<typeof import('./indexeddb-storage.js').IndexedDbStorage, typeof import('./onegrid.js').IndexedDbStorage>,
  * ]} Contract

@@ -5,6 +5,7 @@
 // buffers as soon as the call returns, and a bad entry anywhere in a batch rejects before anything
 // is written.
 
+import { OnegridError } from './errors.js';
 import { isWellFormed, typeName } from './values.js';
 
 /**
@@ -33,8 +34,8 @@ export function isBytes(v) {
  * @returns {asserts map is string}
  */
 export function checkMap(op, map) {
-  if (typeof map !== 'string') throw new Error(`${op}: map must be a string, not ${typeName(map)}`);
-  if (!isWellFormed(map)) throw new Error(`${op}: map contains a lone surrogate (not valid Unicode)`);
+  if (typeof map !== 'string') throw new OnegridError('INVALID_ARGUMENT', `${op}: map must be a string, not ${typeName(map)}`);
+  if (!isWellFormed(map)) throw new OnegridError('INVALID_ARGUMENT', `${op}: map contains a lone surrogate (not valid Unicode)`);
 }
 
 /**
@@ -45,8 +46,8 @@ export function checkMap(op, map) {
  * @returns {asserts key is string}
  */
 export function checkKey(op, map, key, what = 'key') {
-  if (typeof key !== 'string') throw new Error(`${where(op, map)}: ${what} must be a string, not ${typeName(key)}`);
-  if (!isWellFormed(key)) throw new Error(`${where(op, map)}: ${what} contains a lone surrogate (not valid Unicode)`);
+  if (typeof key !== 'string') throw new OnegridError('INVALID_ARGUMENT', `${where(op, map)}: ${what} must be a string, not ${typeName(key)}`);
+  if (!isWellFormed(key)) throw new OnegridError('INVALID_ARGUMENT', `${where(op, map)}: ${what} contains a lone surrogate (not valid Unicode)`);
 }
 
 /**
@@ -58,7 +59,7 @@ export function checkKey(op, map, key, what = 'key') {
  * @param {string} [what]
  */
 export function copyBytes(op, map, bytes, what = 'value') {
-  if (!isBytes(bytes)) throw new Error(`${where(op, map)}: ${what} must be a Uint8Array, not ${typeName(bytes)}`);
+  if (!isBytes(bytes)) throw new OnegridError('INVALID_ARGUMENT', `${where(op, map)}: ${what} must be a Uint8Array, not ${typeName(bytes)}`);
   return new Uint8Array(bytes);
 }
 
@@ -70,7 +71,7 @@ export function copyBytes(op, map, bytes, what = 'value') {
  * @returns {Set<string>}
  */
 export function checkKeys(op, map, keys) {
-  if (!Array.isArray(keys)) throw new Error(`${where(op, map)}: keys must be an array of strings, not ${typeName(keys)}`);
+  if (!Array.isArray(keys)) throw new OnegridError('INVALID_ARGUMENT', `${where(op, map)}: keys must be an array of strings, not ${typeName(keys)}`);
   for (let i = 0; i < keys.length; i++) checkKey(op, map, keys[i], `keys[${i}]`);
   return new Set(keys);
 }
@@ -84,7 +85,7 @@ export function checkKeys(op, map, keys) {
  */
 export function checkEntries(op, map, entries) {
   if (!Array.isArray(entries)) {
-    throw new Error(`${where(op, map)}: entries must be an array of [key, Uint8Array] pairs, not ${typeName(entries)}`);
+    throw new OnegridError('INVALID_ARGUMENT', `${where(op, map)}: entries must be an array of [key, Uint8Array] pairs, not ${typeName(entries)}`);
   }
   /** @type {Array<[string, Uint8Array]>} */
   const out = new Array(entries.length);
@@ -92,7 +93,7 @@ export function checkEntries(op, map, entries) {
     const entry = entries[i];
     if (!Array.isArray(entry) || entry.length !== 2) {
       const what = Array.isArray(entry) ? `an array of ${entry.length}` : typeName(entry);
-      throw new Error(`${where(op, map)}: entries[${i}] must be a [key, Uint8Array] pair, not ${what}`);
+      throw new OnegridError('INVALID_ARGUMENT', `${where(op, map)}: entries[${i}] must be a [key, Uint8Array] pair, not ${what}`);
     }
     checkKey(op, map, entry[0], `entries[${i}][0] (the key)`);
     out[i] = [entry[0], copyBytes(op, map, entry[1], `entries[${i}][1] (the value of ${JSON.stringify(entry[0])})`)];

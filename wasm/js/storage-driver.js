@@ -8,6 +8,7 @@
 // loaded or failed, a flush done or failed) to whoever waits for them.
 
 import { MAP_KINDS } from './constants.js';
+import { OnegridError } from './errors.js';
 import { isWellFormed } from './values.js';
 
 /** @typedef {import('./onegrid_glue.js').RawGrid} RawGrid */
@@ -16,6 +17,7 @@ import { isWellFormed } from './values.js';
 /** @typedef {import('./values.js').Writer} Writer */
 /** @typedef {'lww' | 'or'} Kind */
 /** @typedef {{ resolve: (kind: Kind) => void, reject: (e: Error) => void }} Waiter */
+/** @typedef {import('./errors.js').ErrorCode} ErrorCode */
 /** @typedef {'loadAllKeys' | 'loadAll' | 'storeAll' | 'deleteAll'} Op */
 /**
  * What the driver needs of its grid (onegrid.js's GridCore): the module, the argument writer, the
@@ -42,9 +44,9 @@ import { isWellFormed } from './values.js';
  * An event the module polled.
  * @typedef {{ type: 'loaded', map: string, count: number }
  *   | { type: 'ready', map: string, kind: Kind }
- *   | { type: 'failed', map: string, error: string }
+ *   | { type: 'failed', map: string, code: ErrorCode, error: string }
  *   | { type: 'flushed', flush: number }
- *   | { type: 'flushFailed', flush: number, error: string }} StorageEvent
+ *   | { type: 'flushFailed', flush: number, code: ErrorCode, error: string }} StorageEvent
  */
 
 /** @type {Op[]} */
@@ -65,12 +67,18 @@ function describe(v) {
 }
 
 /**
- * An Error for a failed adapter call that keeps the adapter's own error as its `cause`.
+ * The error of a failed load or flush, with the adapter's own error (if one failed it) as `cause`.
+ * @param {ErrorCode} code
  * @param {string} message
  * @param {unknown} cause
  */
-function withCause(message, cause) {
-  return cause === undefined ? new Error(message) : new Error(message, { cause });
+function withCause(code, message, cause) {
+  return cause === undefined ? new OnegridError(code, message) : new OnegridError(code, message, { cause });
+}
+
+/** @param {string} message what the adapter answered wrong */
+function badAnswer(message) {
+  return new OnegridError('STORAGE', `storage adapter: ${message}`);
 }
 
 /** Runs an app callback about a load that succeeded: one that throws must neither undo the load
@@ -158,7 +166,7 @@ export class StorageDriver {
   /** The grid was freed: nothing more reaches the module; whoever waits is told. */
   close() {
     this.closed = true;
-    const freed = new Error('this grid was freed (grid.free())');
+    const freed = new OnegridError('FREED', 'this grid was freed (grid.free())');
     for (const list of this.waiters.values()) for (const w of list) w.reject(freed);
     for (const f of this.flushes.values()) f.reject(freed);
     this.waiters.clear();
@@ -212,11 +220,11 @@ export class StorageDriver {
     switch (tag) {
       case 0: return { type: 'loaded', map, count: r.varint() };
       case 1: return { type: 'ready', map, kind: MAP_KINDS[r.u8()] };
-      case 2: return { type: 'failed', map, error: r.str() };
+      case 2: return { type: 'failed', map, code: /** @type {ErrorCode} */ (r.str()), error: r.str() };
       case 3: return { type: 'flushed', flush: r.varint() };
       default: {
         const flush = r.varint();
-        return { type: 'flushFailed', flush, error: r.str() };
+        return { type: 'flushFailed', flush, code: /** @type {ErrorCode} */ (r.str()), error: r.str() };
       }
     }
   }
@@ -270,11 +278,11 @@ export class StorageDriver {
    */
   keysAnswer(id, map, keys) {
     if (!Array.isArray(keys)) {
-      throw new Error(`storage adapter: loadAllKeys must resolve to an array of strings, not ${describe(keys)}`);
+      throw badAnswer(`loadAllKeys must resolve to an array of strings, not ${describe(keys)}`);
     }
     for (const k of keys) {
-      if (typeof k !== 'string') throw new Error(`storage adapter: loadAllKeys returned a key that is ${describe(k)}, not a string`);
-      if (!isWellFormed(k)) throw new Error('storage adapter: loadAllKeys returned a key with a lone surrogate');
+      if (typeof k !== 'string') throw badAnswer(`loadAllKeys returned a key that is ${describe(k)}, not a string`);
+      if (!isWellFormed(k)) throw badAnswer('loadAllKeys returned a key with a lone surrogate');
     }
     const related = this.hooks.isRelatedKey;
     // The module loads the keys marked related, `__tombstones__`, and any key written before the
@@ -298,12 +306,12 @@ export class StorageDriver {
    */
   valuesAnswer(id, map, values) {
     if (!Array.isArray(values)) {
-      throw new Error(`storage adapter: loadAll must resolve to an array of [key, Uint8Array] pairs, not ${describe(values)}`);
+      throw badAnswer(`loadAll must resolve to an array of [key, Uint8Array] pairs, not ${describe(values)}`);
     }
     for (let i = 0; i < values.length; i++) {
       const pair = values[i];
       if (!Array.isArray(pair) || typeof pair[0] !== 'string' || !(pair[1] instanceof Uint8Array) || !isWellFormed(pair[0])) {
-        throw new Error(`storage adapter: loadAll returned entry ${i} of map "${map}" that is not a [key, Uint8Array] pair`);
+        throw badAnswer(`loadAll returned entry ${i} of map "${map}" that is not a [key, Uint8Array] pair`);
       }
     }
     return () => {
@@ -332,7 +340,7 @@ export class StorageDriver {
         break;
       }
       case 'failed': {
-        const error = withCause(event.error, this.loadCauses.get(event.map));
+        const error = withCause(event.code, event.error, this.loadCauses.get(event.map));
         this.loadCauses.delete(event.map);
         this.settle(event.map, (w) => w.reject(error));
         break;
@@ -342,7 +350,7 @@ export class StorageDriver {
         this.flushes.delete(event.flush);
         break;
       case 'flushFailed': {
-        const error = withCause(`flush failed: ${event.error}`, this.writeCause);
+        const error = withCause(event.code, `flush failed: ${event.error}`, this.writeCause);
         this.writeCause = undefined;
         this.flushes.get(event.flush)?.reject(error);
         this.flushes.delete(event.flush);

@@ -7,6 +7,7 @@
 // `invalid value at $.items[3]: a function is not a value`.
 
 import { MAX_DEPTH } from './constants.js';
+import { OnegridError } from './errors.js';
 
 /** @typedef {import('./onegrid.js').Value} Value */
 /** @typedef {Array<string | number>} Path where a value's bad part is: keys and list indexes */
@@ -68,7 +69,7 @@ function describePath(path) {
  * @param {string} reason
  */
 function invalid(path, reason) {
-  return new Error(`invalid value at ${describePath(path)}: ${reason}`);
+  return new OnegridError('INVALID_VALUE', `invalid value at ${describePath(path)}: ${reason}`);
 }
 
 /**
@@ -102,7 +103,7 @@ export class Writer {
 
   /** Starts a new message (re-attaching if the memory under the region moved). */
   reset() {
-    if (this.writing) throw new Error(IN_WRITE);
+    if (this.writing) throw new OnegridError('INVALID_VALUE', IN_WRITE);
     if (this.buf === null || this.buf.length === 0) this.attach(0);
     this.pos = this.start;
     if (this.path.length !== 0) this.path.length = 0;
@@ -114,7 +115,7 @@ export class Writer {
   /** Throws if the module's memory grew under the writer since it attached: bytes written into a
    * detached view are dropped without an error, so the module would read stale ones. */
   checkAttached() {
-    if (this.buf.length === 0) throw new Error(GREW_IN_WRITE);
+    if (this.buf.length === 0) throw new OnegridError('INVALID_VALUE', GREW_IN_WRITE);
   }
 
   /** @param {number} min */
@@ -406,7 +407,7 @@ export class Reader {
   }
 
   u8() {
-    if (this.pos >= this.end) throw new Error('onegrid: truncated reply from the module');
+    if (this.pos >= this.end) throw new OnegridError('MALFORMED', 'onegrid: truncated reply from the module');
     return this.buf[this.pos++];
   }
 
@@ -456,7 +457,7 @@ export class Reader {
   }
 
   f64() {
-    if (this.pos + 8 > this.end) throw new Error('onegrid: truncated reply from the module');
+    if (this.pos + 8 > this.end) throw new OnegridError('MALFORMED', 'onegrid: truncated reply from the module');
     this.view ??= new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
     const x = this.view.getFloat64(this.pos, true);
     this.pos += 8;
@@ -473,7 +474,7 @@ export class Reader {
    */
   text(len) {
     const end = this.pos + len;
-    if (end > this.end) throw new Error('onegrid: truncated reply from the module');
+    if (end > this.end) throw new OnegridError('MALFORMED', 'onegrid: truncated reply from the module');
     const buf = this.buf;
     if (len <= 32) {
       let s = '';
@@ -536,7 +537,7 @@ export class Reader {
   /** A byte string, copied out (the module's memory may move under a view). */
   bytes() {
     const len = this.varint();
-    if (this.pos + len > this.end) throw new Error('onegrid: truncated reply from the module');
+    if (this.pos + len > this.end) throw new OnegridError('MALFORMED', 'onegrid: truncated reply from the module');
     const out = this.buf.slice(this.pos, this.pos + len);
     this.pos += len;
     return out;
@@ -580,12 +581,12 @@ export class Reader {
         }
         return out;
       }
-      default: throw new Error('onegrid: unknown value tag in a reply from the module');
+      default: throw new OnegridError('MALFORMED', 'onegrid: unknown value tag in a reply from the module');
     }
   }
 }
 
-const KEY_ERROR = new Error('a key contains a lone surrogate (not valid Unicode)');
+const KEY_ERROR = new OnegridError('INVALID_ARGUMENT', 'a key contains a lone surrogate (not valid Unicode)');
 const IN_WRITE = "a value's getter or proxy read or wrote its grid while the value was being written (values must be plain data); nothing was stored";
 const GREW_IN_WRITE = "a value's getter or proxy made the module's memory grow while the value was being written (values must be plain data); nothing was stored";
 
@@ -665,7 +666,7 @@ function writeEntryList(w, entries, checkKey) {
   for (let i = 0; i < count; i++) {
     const pair = entries[i];
     if (!Array.isArray(pair) || pair.length !== 2) {
-      throw new Error(`setMany(): entry ${i} is not a [key, value] pair`);
+      throw new OnegridError('INVALID_ARGUMENT', `setMany(): entry ${i} is not a [key, value] pair`);
     }
     const key = pair[0]; // not destructured: that walks an iterator in unoptimized code
     const value = pair[1];
@@ -676,7 +677,7 @@ function writeEntryList(w, entries, checkKey) {
     w.value(value);
   }
   if (entries.length !== count) {
-    throw new Error(`setMany(): the array of entries changed while it was written (${count} -> ${entries.length} entries); nothing was stored`);
+    throw new OnegridError('INVALID_ARGUMENT', `setMany(): the array of entries changed while it was written (${count} -> ${entries.length} entries); nothing was stored`);
   }
 }
 

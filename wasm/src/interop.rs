@@ -1,4 +1,5 @@
-//! The byte shapes exchanged with the JavaScript wrapper (`wasm/js/`), and errors as JS `Error`s.
+//! The byte shapes exchanged with the JavaScript wrapper (`wasm/js/`), and errors as JS
+//! `OnegridError`s.
 //!
 //! Crossing between JavaScript and wasm costs far more than encoding, so the wrapper walks JS values
 //! in JS and hands the module postcard bytes (one crossing per call, one per batch), and the module
@@ -16,45 +17,98 @@
 //! | OR events | `Vec<(String key, u8 origin, Vec<Value>)>` |
 //! | drifts | `Vec<(String remote, u64 ahead_ms, u64 max_drift_ms)>` |
 
-use onegrid_core::{Encoded, Error, Origin};
-use wasm_bindgen::JsError;
+use std::cell::RefCell;
 
-/// Turns a core error into a thrown JS `Error` with the core's message.
-pub fn js_error(e: Error) -> JsError {
-    JsError::new(&e.to_string())
+use onegrid_core::{Encoded, Error, ErrorKind, Origin};
+use wasm_bindgen::prelude::*;
+
+thread_local! {
+    /// The wrapper's `OnegridError` class (`wasm/js/errors.js`), registered by `init()`.
+    static ERROR_CLASS: RefCell<Option<JsValue>> = const { RefCell::new(None) };
 }
 
-/// An error message on its way to JavaScript: thrown as an `Error` by methods that return
-/// `Result`, or kept for `takeError()` by the hot methods that return a status code instead
-/// (a `Result` costs each call two extra crossings).
+// Two of JavaScript's own functions, declared here rather than through js-sys: linking js-sys for
+// them costs the module 7 KB (its closure and promise support), these cost a few hundred bytes.
+#[wasm_bindgen]
+extern "C" {
+    /// `Reflect.construct(class, args)`: `new class(...args)`.
+    #[wasm_bindgen(js_namespace = Reflect, js_name = construct)]
+    fn construct(class: &JsValue, args: Vec<JsValue>) -> JsValue;
+}
+
+/// Registers the class errors are thrown as: `new class(code, message)`. The wrapper calls it once
+/// the module is loaded, so every error the module throws is an `OnegridError` with a `code`.
+#[wasm_bindgen(js_name = setErrorClass)]
+pub fn set_error_class(class: JsValue) {
+    ERROR_CLASS.with(|c| *c.borrow_mut() = Some(class));
+}
+
+/// An error on its way to JavaScript: its code (an [`ErrorKind`] code) and its message. Thrown as
+/// an `OnegridError` by methods that return `Result`, or kept for `takeError()` by the hot methods
+/// that return a status code instead (a `Result` costs each call two extra crossings).
 #[derive(Debug)]
-pub struct Failure(pub String);
+pub struct Failure {
+    /// What the caller can act on: `KIND_MISMATCH`, `MALFORMED`, ...
+    pub code: &'static str,
+    /// What was wrong, for people.
+    pub message: String,
+}
+
+impl Failure {
+    /// Arguments the wrapper wrote that do not decode (a bug in the wrapper, or a changed layout).
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self { code: ErrorKind::Malformed.code(), message: message.into() }
+    }
+
+    /// An argument out of its rules (a handle of the wrong kind, an unknown kind name).
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self { code: ErrorKind::InvalidArgument.code(), message: message.into() }
+    }
+
+    /// The `OnegridError` to throw.
+    /// Not inlined: one copy serves every error path of the module.
+    #[inline(never)]
+    pub fn to_js(&self) -> JsValue {
+        let args = vec![JsValue::from_str(self.code), JsValue::from_str(&self.message)];
+        ERROR_CLASS.with(|c| match c.borrow().as_ref() {
+            Some(class) => construct(class, args),
+            // Only before `init()` registered the class, which no caller can reach.
+            None => JsError::new(&self.message).into(),
+        })
+    }
+}
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
-        Self(e.to_string())
+        Self { code: e.kind().code(), message: e.to_string() }
     }
 }
 
-impl From<Failure> for JsError {
+impl From<Failure> for JsValue {
     fn from(f: Failure) -> Self {
-        JsError::new(&f.0)
+        f.to_js()
     }
+}
+
+/// Turns a core error into a thrown `OnegridError` with the core's code and message.
+#[inline(never)]
+pub fn js_error(e: Error) -> JsValue {
+    Failure::from(e).to_js()
 }
 
 /// Decodes arguments written by the wrapper, with nothing trailing.
 pub fn decode_exact<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, Failure> {
     match postcard::take_from_bytes::<T>(bytes) {
         Ok((value, [])) => Ok(value),
-        Ok(_) => Err(Failure(format!("onegrid: malformed {what} from JavaScript: trailing bytes"))),
-        Err(e) => Err(Failure(format!("onegrid: malformed {what} from JavaScript: {e}"))),
+        Ok(_) => Err(Failure::malformed(format!("onegrid: malformed {what} from JavaScript: trailing bytes"))),
+        Err(e) => Err(Failure::malformed(format!("onegrid: malformed {what} from JavaScript: {e}"))),
     }
 }
 
 /// Splits a postcard string off the front of `bytes`.
 pub fn take_str(bytes: &[u8]) -> Result<(&str, &[u8]), Failure> {
     postcard::take_from_bytes::<&str>(bytes)
-        .map_err(|e| Failure(format!("onegrid: malformed key from JavaScript: {e}")))
+        .map_err(|e| Failure::malformed(format!("onegrid: malformed key from JavaScript: {e}")))
 }
 
 /// Splits one encoded value off the front of `bytes`, checked and made canonical.

@@ -24,8 +24,8 @@ pub struct RawGrid {
     drifts: Vec<Drift>,
     pub(crate) input: Vec<u8>,
     pub(crate) output: Vec<u8>,
-    /// The message behind the last failed status code.
-    error: String,
+    /// The error behind the last failed status code.
+    error: Option<Failure>,
 }
 
 pub(crate) fn wall(ms: f64) -> u64 {
@@ -35,7 +35,7 @@ pub(crate) fn wall(ms: f64) -> u64 {
 
 /// The first `len` bytes of the input buffer.
 pub(crate) fn args(input: &[u8], len: u32) -> Result<&[u8], Failure> {
-    input.get(..len as usize).ok_or_else(|| Failure("onegrid: argument longer than the input buffer".into()))
+    input.get(..len as usize).ok_or_else(|| Failure::malformed("onegrid: argument longer than the input buffer"))
 }
 
 /// The map behind a handle, for reading: loaded, or what was written while it loads.
@@ -46,14 +46,14 @@ fn read_of(grid: &Grid, map: u32) -> Result<&AnyMap, Failure> {
 fn lww_read(grid: &Grid, map: u32) -> Result<&LwwMap, Failure> {
     match read_of(grid, map)? {
         AnyMap::Lww(m) => Ok(m),
-        AnyMap::Or(_) => Err(Failure("onegrid: not an LWW map handle".into())),
+        AnyMap::Or(_) => Err(Failure::invalid("onegrid: not an LWW map handle")),
     }
 }
 
 fn or_read(grid: &Grid, map: u32) -> Result<&OrMap, Failure> {
     match read_of(grid, map)? {
         AnyMap::Or(m) => Ok(m),
-        AnyMap::Lww(_) => Err(Failure("onegrid: not an OR map handle".into())),
+        AnyMap::Lww(_) => Err(Failure::invalid("onegrid: not an OR map handle")),
     }
 }
 
@@ -61,14 +61,14 @@ fn or_read(grid: &Grid, map: u32) -> Result<&OrMap, Failure> {
 fn lww_write(grid: &mut Grid, map: u32, now: f64) -> Result<(&mut LwwMap, &mut Hlc), Failure> {
     match grid.write_at(MapId(map), MapKind::Lww, wall(now))? {
         (AnyMap::Lww(m), clock) => Ok((m, clock)),
-        (AnyMap::Or(_), _) => Err(Failure("onegrid: not an LWW map handle".into())),
+        (AnyMap::Or(_), _) => Err(Failure::invalid("onegrid: not an LWW map handle")),
     }
 }
 
 fn or_write(grid: &mut Grid, map: u32, now: f64) -> Result<(&mut OrMap, &mut Hlc), Failure> {
     match grid.write_at(MapId(map), MapKind::Or, wall(now))? {
         (AnyMap::Or(m), clock) => Ok((m, clock)),
-        (AnyMap::Lww(_), _) => Err(Failure("onegrid: not an OR map handle".into())),
+        (AnyMap::Lww(_), _) => Err(Failure::invalid("onegrid: not an OR map handle")),
     }
 }
 
@@ -89,11 +89,12 @@ fn read_key_arg(input: &[u8], len: u32) -> Result<&str, Failure> {
 fn pair_arg(input: &[u8], len: u32) -> Result<(&str, Value), Failure> {
     // The tuple's fields one after the other, as postcard decodes a tuple, the value by the core's
     // decoder.
-    let malformed = |e: postcard::Error| Failure(format!("onegrid: malformed arguments from JavaScript: {e}"));
+    let malformed =
+        |e: postcard::Error| Failure::malformed(format!("onegrid: malformed arguments from JavaScript: {e}"));
     let (key, rest) = postcard::take_from_bytes::<&str>(args(input, len)?).map_err(malformed)?;
     let (value, rest) = onegrid_core::codec::take_value(rest).map_err(malformed)?;
     if !rest.is_empty() {
-        return Err(Failure("onegrid: malformed arguments from JavaScript: trailing bytes".into()));
+        return Err(Failure::malformed("onegrid: malformed arguments from JavaScript: trailing bytes"));
     }
     Ok((key, value.normalize()?))
 }
@@ -112,13 +113,13 @@ impl RawGrid {
         match result {
             Ok(()) => 0,
             Err(f) => {
-                self.error = f.0;
+                self.error = Some(f);
                 1
             }
         }
     }
 
-    fn open(&mut self, now: f64, name_len: u32, kind: MapKind) -> Result<u32, JsError> {
+    fn open(&mut self, now: f64, name_len: u32, kind: MapKind) -> Result<u32, JsValue> {
         let name = key_arg(&self.input, name_len)?;
         self.grid.open(name, kind, wall(now)).map(|id| id.0).map_err(js_error)
     }
@@ -128,7 +129,7 @@ impl RawGrid {
 impl RawGrid {
     /// A grid for `node_id`; `persistent` when the wrapper drives a storage adapter for it.
     #[wasm_bindgen(constructor)]
-    pub fn new(node_id: &str, max_drift_ms: f64, strict: bool, persistent: bool) -> Result<RawGrid, JsError> {
+    pub fn new(node_id: &str, max_drift_ms: f64, strict: bool, persistent: bool) -> Result<RawGrid, JsValue> {
         let node_id = NodeId::new(node_id).map_err(js_error)?;
         let config = ClockConfig { max_drift_ms: max_drift_ms as u64, strict };
         let grid = if persistent {
@@ -137,7 +138,7 @@ impl RawGrid {
         } else {
             Grid::new(node_id, config)
         };
-        Ok(RawGrid { grid, drifts: Vec::new(), input: Vec::new(), output: Vec::new(), error: String::new() })
+        Ok(RawGrid { grid, drifts: Vec::new(), input: Vec::new(), output: Vec::new(), error: None })
     }
 
     /// The address of an input buffer of at least `len` bytes. It stays put until a larger one is
@@ -163,13 +164,13 @@ impl RawGrid {
 
     /// The id of the LWW map named by the input (a postcard string), created on first use.
     #[wasm_bindgen(js_name = openLww)]
-    pub fn open_lww(&mut self, now: f64, name_len: u32) -> Result<u32, JsError> {
+    pub fn open_lww(&mut self, now: f64, name_len: u32) -> Result<u32, JsValue> {
         self.open(now, name_len, MapKind::Lww)
     }
 
     /// The id of the OR map named by the input, created on first use.
     #[wasm_bindgen(js_name = openOr)]
-    pub fn open_or(&mut self, now: f64, name_len: u32) -> Result<u32, JsError> {
+    pub fn open_or(&mut self, now: f64, name_len: u32) -> Result<u32, JsValue> {
         self.open(now, name_len, MapKind::Or)
     }
 
@@ -193,7 +194,7 @@ impl RawGrid {
             let (key, rest) = take_str(args(&self.input, len)?)?;
             let (value, rest) = take_value(rest)?;
             if !rest.is_empty() {
-                return Err(Failure("onegrid: malformed arguments from JavaScript: trailing bytes".into()));
+                return Err(Failure::malformed("onegrid: malformed arguments from JavaScript: trailing bytes"));
             }
             let (m, clock) = lww_write(&mut self.grid, map, now)?;
             m.set_encoded(clock, wall(now), key, value, ttl_arg(ttl))?;
@@ -207,7 +208,7 @@ impl RawGrid {
     pub fn lww_set_many(&mut self, map: u32, now: f64, len: u32) -> u32 {
         let result = (|| {
             let (count, mut rest) = postcard::take_from_bytes::<u32>(args(&self.input, len)?)
-                .map_err(|e| Failure(format!("onegrid: malformed batch from JavaScript: {e}")))?;
+                .map_err(|e| Failure::malformed(format!("onegrid: malformed batch from JavaScript: {e}")))?;
             let mut entries = Vec::with_capacity((count as usize).min(rest.len()));
             for _ in 0..count {
                 let (key, after_key) = take_str(rest)?;
@@ -216,7 +217,7 @@ impl RawGrid {
                 rest = after_value;
             }
             if !rest.is_empty() {
-                return Err(Failure("onegrid: malformed batch from JavaScript: trailing bytes".into()));
+                return Err(Failure::malformed("onegrid: malformed batch from JavaScript: trailing bytes"));
             }
             let (m, clock) = lww_write(&mut self.grid, map, now)?;
             m.set_many_encoded(clock, wall(now), entries)?;
@@ -254,27 +255,28 @@ impl RawGrid {
             })
         })();
         result.unwrap_or_else(|f: Failure| {
-            self.error = f.0;
+            self.error = Some(f);
             -2
         })
     }
 
-    /// The message of the last error a status-returning method reported.
+    /// The error a status-returning method reported last, as an `OnegridError` to throw.
     #[wasm_bindgen(js_name = takeError)]
-    pub fn take_error(&mut self) -> String {
-        core::mem::take(&mut self.error)
+    pub fn take_error(&mut self) -> JsValue {
+        let failure = self.error.take();
+        failure.unwrap_or_else(|| Failure::invalid("onegrid: takeError() without a failed call")).to_js()
     }
 
     /// True when `get` would return a value; input: `key`.
     #[wasm_bindgen(js_name = lwwHas)]
-    pub fn lww_has(&mut self, map: u32, now: f64, len: u32) -> Result<bool, JsError> {
+    pub fn lww_has(&mut self, map: u32, now: f64, len: u32) -> Result<bool, JsValue> {
         let key = read_key_arg(&self.input, len)?;
         Ok(lww_read(&self.grid, map)?.get(key, wall(now)).is_some())
     }
 
     /// Visible entries, sorted by key, to the output (shape: entries); returns the length.
     #[wasm_bindgen(js_name = lwwEntries)]
-    pub fn lww_entries(&mut self, map: u32, now: f64) -> Result<u32, JsError> {
+    pub fn lww_entries(&mut self, map: u32, now: f64) -> Result<u32, JsValue> {
         let entries = lww_read(&self.grid, map)?.entries_encoded(wall(now));
         let out = &mut self.output;
         out.clear();
@@ -288,20 +290,20 @@ impl RawGrid {
 
     /// Visible keys, sorted.
     #[wasm_bindgen(js_name = lwwKeys)]
-    pub fn lww_keys(&mut self, map: u32, now: f64) -> Result<Vec<String>, JsError> {
+    pub fn lww_keys(&mut self, map: u32, now: f64) -> Result<Vec<String>, JsValue> {
         Ok(lww_read(&self.grid, map)?.live_keys(wall(now)).into_iter().map(str::to_owned).collect())
     }
 
     /// Number of visible entries.
     #[wasm_bindgen(js_name = lwwSize)]
-    pub fn lww_size(&mut self, map: u32, now: f64) -> Result<u32, JsError> {
+    pub fn lww_size(&mut self, map: u32, now: f64) -> Result<u32, JsValue> {
         Ok(lww_read(&self.grid, map)?.len(wall(now)) as u32)
     }
 
     /// The stored record of the key in the input, to the output (shape: record); returns its
     /// length, or -1 when there is none.
     #[wasm_bindgen(js_name = lwwRecord)]
-    pub fn lww_record(&mut self, map: u32, len: u32) -> Result<i32, JsError> {
+    pub fn lww_record(&mut self, map: u32, len: u32) -> Result<i32, JsValue> {
         let key = read_key_arg(&self.input, len)?;
         let Some(r) = lww_read(&self.grid, map)?.get_record(key) else { return Ok(-1) };
         let out = &mut self.output;
@@ -328,7 +330,7 @@ impl RawGrid {
 
     /// OR `add`; input: `(key, value)`. Returns the new record's tag.
     #[wasm_bindgen(js_name = orAdd)]
-    pub fn or_add(&mut self, map: u32, now: f64, len: u32, ttl: f64) -> Result<String, JsError> {
+    pub fn or_add(&mut self, map: u32, now: f64, len: u32, ttl: f64) -> Result<String, JsValue> {
         let (key, value) = pair_arg(&self.input, len)?;
         let (m, clock) = or_write(&mut self.grid, map, now)?;
         m.add(clock, wall(now), key, value, ttl_arg(ttl)).map(|r| r.tag()).map_err(js_error)
@@ -336,14 +338,14 @@ impl RawGrid {
 
     /// OR `remove`; input: `(key, value)`. Returns the removed tags.
     #[wasm_bindgen(js_name = orRemove)]
-    pub fn or_remove(&mut self, map: u32, now: f64, len: u32) -> Result<Vec<String>, JsError> {
+    pub fn or_remove(&mut self, map: u32, now: f64, len: u32) -> Result<Vec<String>, JsValue> {
         let (key, value) = pair_arg(&self.input, len)?;
         or_write(&mut self.grid, map, now)?.0.remove(key, &value).map_err(js_error)
     }
 
     /// OR `get`; input: `key`. Output: the values, oldest first (shape: values); returns the length.
     #[wasm_bindgen(js_name = orGet)]
-    pub fn or_get(&mut self, map: u32, now: f64, len: u32) -> Result<u32, JsError> {
+    pub fn or_get(&mut self, map: u32, now: f64, len: u32) -> Result<u32, JsValue> {
         let key = read_key_arg(&self.input, len)?;
         let values = or_read(&self.grid, map)?.get(key, wall(now));
         self.output.clear();
@@ -353,7 +355,7 @@ impl RawGrid {
 
     /// Keys with visible values and their values to the output (shape: OR entries); returns the length.
     #[wasm_bindgen(js_name = orEntries)]
-    pub fn or_entries(&mut self, map: u32, now: f64) -> Result<u32, JsError> {
+    pub fn or_entries(&mut self, map: u32, now: f64) -> Result<u32, JsValue> {
         let entries = or_read(&self.grid, map)?.entries(wall(now));
         let out = &mut self.output;
         out.clear();
@@ -367,19 +369,19 @@ impl RawGrid {
 
     /// Keys with visible values, sorted.
     #[wasm_bindgen(js_name = orKeys)]
-    pub fn or_keys(&mut self, map: u32, now: f64) -> Result<Vec<String>, JsError> {
+    pub fn or_keys(&mut self, map: u32, now: f64) -> Result<Vec<String>, JsValue> {
         Ok(or_read(&self.grid, map)?.live_keys(wall(now)).into_iter().map(str::to_owned).collect())
     }
 
     /// Number of keys with visible values.
     #[wasm_bindgen(js_name = orSize)]
-    pub fn or_size(&mut self, map: u32, now: f64) -> Result<u32, JsError> {
+    pub fn or_size(&mut self, map: u32, now: f64) -> Result<u32, JsValue> {
         Ok(or_read(&self.grid, map)?.len(wall(now)) as u32)
     }
 
     /// The OR map's tombstoned tags, sorted.
     #[wasm_bindgen(js_name = orTombstones)]
-    pub fn or_tombstones(&mut self, map: u32) -> Result<Vec<String>, JsError> {
+    pub fn or_tombstones(&mut self, map: u32) -> Result<Vec<String>, JsValue> {
         Ok(or_read(&self.grid, map)?.tombstones())
     }
 
@@ -389,7 +391,7 @@ impl RawGrid {
     }
 
     /// Drops tombstones older than `older_than` ms; returns how many.
-    pub fn prune(&mut self, map: u32, now: f64, older_than: f64) -> Result<u32, JsError> {
+    pub fn prune(&mut self, map: u32, now: f64, older_than: f64) -> Result<u32, JsValue> {
         let older_than = wall(older_than);
         let kind = read_of(&self.grid, map)?.kind();
         Ok(match self.grid.write_at(MapId(map), kind, wall(now)).map_err(js_error)?.0 {
@@ -400,7 +402,7 @@ impl RawGrid {
 
     /// A snapshot of map `name`.
     #[wasm_bindgen(js_name = exportMap)]
-    pub fn export_map(&self, name: &str) -> Result<Vec<u8>, JsError> {
+    pub fn export_map(&self, name: &str) -> Result<Vec<u8>, JsValue> {
         self.grid.export_map(name).map_err(js_error)
     }
 
@@ -414,7 +416,7 @@ impl RawGrid {
     /// Merges a snapshot; returns records added or replaced plus new tombstones. Drift reports
     /// wait in [`RawGrid::take_drifts`].
     #[wasm_bindgen(js_name = importMap)]
-    pub fn import_map(&mut self, name: &str, now: f64, bytes: &[u8]) -> Result<u32, JsError> {
+    pub fn import_map(&mut self, name: &str, now: f64, bytes: &[u8]) -> Result<u32, JsValue> {
         let imported = self.grid.import_map(name, bytes, wall(now)).map_err(js_error)?;
         self.drifts.extend(imported.drifts);
         Ok(u32::try_from(imported.changed).unwrap_or(u32::MAX))

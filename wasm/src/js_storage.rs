@@ -7,7 +7,7 @@
 //! | method | shape |
 //! |---|---|
 //! | `pollStorage` | `(u64 id, u8 op, String map, payload)`; op 0 `loadAllKeys` (no payload), 1 `loadAll` (`Vec<String>`), 2 `storeAll` (`Vec<(String, bytes)>`), 3 `deleteAll` (`Vec<String>`) |
-//! | `pollStorageEvent` | `(u8 tag, String map, ...)`; 0 map loaded (`u64 count`), 1 ready (`u8 kind`: 0 LWW, 1 OR), 2 load failed (`String error`), 3 flushed (`u64 flush`), 4 flush failed (`u64 flush`, `String error`); map is empty for 3 and 4 |
+//! | `pollStorageEvent` | `(u8 tag, String map, ...)`; 0 map loaded (`u64 count`), 1 ready (`u8 kind`: 0 LWW, 1 OR), 2 load failed (`String code`, `String error`), 3 flushed (`u64 flush`), 4 flush failed (`u64 flush`, `String code`, `String error`); map is empty for 3 and 4 |
 //!
 //! Inputs: `handleKeys` takes `Vec<String>`, `handleValues` takes `Vec<(String, bytes)>`.
 
@@ -15,16 +15,16 @@ use onegrid_core::codec::{put_str, put_varint};
 use onegrid_core::{MapKind, MapStatus, StorageEvent, StorageOp, StorageResult};
 use wasm_bindgen::prelude::*;
 
-use crate::interop::{decode_exact, js_error};
+use crate::interop::{Failure, decode_exact, js_error};
 use crate::js_api::{RawGrid, args, key_arg, wall};
 
 /// A kind hint from JavaScript: 0 none, else the kind's [`MapKind::code`] plus one.
-fn hint_arg(hint: u32) -> Result<Option<MapKind>, JsError> {
+fn hint_arg(hint: u32) -> Result<Option<MapKind>, JsValue> {
     match hint.checked_sub(1) {
         None => Ok(None),
-        Some(code) => {
-            MapKind::from_code(code).map(Some).ok_or_else(|| JsError::new("onegrid: kind must be \"lww\" or \"or\""))
-        }
+        Some(code) => MapKind::from_code(code)
+            .map(Some)
+            .ok_or_else(|| Failure::invalid("onegrid: kind must be \"lww\" or \"or\"").to_js()),
     }
 }
 
@@ -39,7 +39,7 @@ impl RawGrid {
     /// starts its load on the first touch. Returns 0 while it loads, else the loaded kind's code
     /// plus one.
     #[wasm_bindgen(js_name = getMap)]
-    pub fn get_map(&mut self, now: f64, name_len: u32, hint: u32) -> Result<u32, JsError> {
+    pub fn get_map(&mut self, now: f64, name_len: u32, hint: u32) -> Result<u32, JsValue> {
         let name = key_arg(&self.input, name_len)?;
         let status = self.grid.storage_mut().get_map(name, hint_arg(hint)?, wall(now)).map_err(js_error)?;
         Ok(match status {
@@ -102,13 +102,13 @@ impl RawGrid {
     /// Answers a `loadAllKeys` request; input: the keys, then with `filtered` one byte per key
     /// (1: this node loads it; `isRelatedKey` runs in the wrapper).
     #[wasm_bindgen(js_name = handleKeys)]
-    pub fn handle_keys(&mut self, id: f64, len: u32, filtered: bool) -> Result<(), JsError> {
+    pub fn handle_keys(&mut self, id: f64, len: u32, filtered: bool) -> Result<(), JsValue> {
         let input = args(&self.input, len)?;
         if !filtered {
             let keys: Vec<String> = decode_exact(input, "key list")?;
             return self.answer(id, StorageResult::Keys(keys));
         }
-        let malformed = || JsError::new("onegrid: malformed key list from JavaScript");
+        let malformed = || Failure::malformed("onegrid: malformed key list from JavaScript").to_js();
         let (keys, flags) = postcard::take_from_bytes::<Vec<String>>(input).map_err(|_| malformed())?;
         if flags.len() != keys.len() || flags.iter().any(|&f| f > 1) {
             return Err(malformed());
@@ -119,7 +119,7 @@ impl RawGrid {
 
     /// Answers a `loadAll` request; input: the `(key, bytes)` pairs found.
     #[wasm_bindgen(js_name = handleValues)]
-    pub fn handle_values(&mut self, id: f64, len: u32) -> Result<(), JsError> {
+    pub fn handle_values(&mut self, id: f64, len: u32) -> Result<(), JsValue> {
         let values: Vec<(&str, &[u8])> = decode_exact(args(&self.input, len)?, "loaded values")?;
         let values = values.into_iter().map(|(k, v)| (k.to_owned(), v.to_vec())).collect();
         self.answer(id, StorageResult::Values(values))
@@ -127,13 +127,13 @@ impl RawGrid {
 
     /// Answers a `storeAll` or `deleteAll` request that succeeded.
     #[wasm_bindgen(js_name = handleDone)]
-    pub fn handle_done(&mut self, id: f64) -> Result<(), JsError> {
+    pub fn handle_done(&mut self, id: f64) -> Result<(), JsValue> {
         self.answer(id, StorageResult::Done)
     }
 
     /// Answers any request whose adapter call failed, with the adapter's message.
     #[wasm_bindgen(js_name = handleFailed)]
-    pub fn handle_failed(&mut self, id: f64, message: &str) -> Result<(), JsError> {
+    pub fn handle_failed(&mut self, id: f64, message: &str) -> Result<(), JsValue> {
         self.answer(id, StorageResult::Failed(message.to_owned()))
     }
 
@@ -157,6 +157,7 @@ impl RawGrid {
             StorageEvent::LoadFailed { map, error } => {
                 out.push(2);
                 put_str(out, &map);
+                put_str(out, error.kind().code());
                 put_str(out, &error.to_string());
             }
             StorageEvent::Flushed { flush_id } => {
@@ -164,10 +165,11 @@ impl RawGrid {
                 put_str(out, "");
                 put_varint(out, flush_id);
             }
-            StorageEvent::FlushFailed { flush_id, error } => {
+            StorageEvent::FlushFailed { flush_id, kind, error } => {
                 out.push(4);
                 put_str(out, "");
                 put_varint(out, flush_id);
+                put_str(out, kind.code());
                 put_str(out, &error);
             }
         }
@@ -176,7 +178,7 @@ impl RawGrid {
 }
 
 impl RawGrid {
-    fn answer(&mut self, id: f64, result: StorageResult) -> Result<(), JsError> {
+    fn answer(&mut self, id: f64, result: StorageResult) -> Result<(), JsValue> {
         self.grid.storage_mut().handle_storage(id as u64, result).map_err(js_error)
     }
 }

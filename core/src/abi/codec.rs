@@ -85,8 +85,7 @@ pub fn encode_reply(reply: &Reply) -> Vec<u8> {
         }
         Reply::Error(error) => {
             put_varint(o, 8);
-            put_str(o, &error.code);
-            put_str(o, &error.message);
+            put_error(o, error);
         }
         Reply::Status(status) => {
             put_varint(o, 9);
@@ -145,7 +144,7 @@ pub fn encode_reply(reply: &Reply) -> Vec<u8> {
                     WireEvent::LoadFailed { map, error } => {
                         put_varint(o, 2);
                         put_str(o, map);
-                        put_str(o, error);
+                        put_error(o, error);
                     }
                     WireEvent::Flushed { flush_id } => {
                         put_varint(o, 3);
@@ -154,7 +153,7 @@ pub fn encode_reply(reply: &Reply) -> Vec<u8> {
                     WireEvent::FlushFailed { flush_id, error } => {
                         put_varint(o, 4);
                         put_varint(o, *flush_id);
-                        put_str(o, error);
+                        put_error(o, error);
                     }
                 }
             }
@@ -172,6 +171,12 @@ pub fn encode_reply(reply: &Reply) -> Vec<u8> {
         }
     }
     out
+}
+
+/// A [`WireError`]: its code, then its message.
+fn put_error(out: &mut Vec<u8>, error: &WireError) {
+    put_str(out, &error.code);
+    put_str(out, &error.message);
 }
 
 /// Decodes a byte-ABI reply.
@@ -237,7 +242,7 @@ impl<'a> Reader<'a> {
             5 => Reply::Root(self.u32()?),
             6 => Reply::Bytes(self.byte_vec()?),
             7 => Reply::Count(self.u64()?),
-            8 => Reply::Error(WireError { code: self.string()?, message: self.string()? }),
+            8 => Reply::Error(self.error()?),
             9 => {
                 Reply::Status(if self.variant(2)? == 0 { MapStatus::Loading } else { MapStatus::Loaded(self.kind()?) })
             }
@@ -267,13 +272,17 @@ impl<'a> Reader<'a> {
         Ok(StorageRequest { id, op })
     }
 
+    fn error(&mut self) -> postcard::Result<WireError> {
+        Ok(WireError { code: self.string()?, message: self.string()? })
+    }
+
     fn event(&mut self) -> postcard::Result<WireEvent> {
         Ok(match self.variant(5)? {
             0 => WireEvent::MapLoaded { map: self.string()?, count: self.u64()? },
             1 => WireEvent::Ready { map: self.string()?, kind: self.kind()? },
-            2 => WireEvent::LoadFailed { map: self.string()?, error: self.string()? },
+            2 => WireEvent::LoadFailed { map: self.string()?, error: self.error()? },
             3 => WireEvent::Flushed { flush_id: self.u64()? },
-            _ => WireEvent::FlushFailed { flush_id: self.u64()?, error: self.string()? },
+            _ => WireEvent::FlushFailed { flush_id: self.u64()?, error: self.error()? },
         })
     }
 }

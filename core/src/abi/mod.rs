@@ -27,7 +27,7 @@ use crate::storage::{MapStatus, StorageEvent, StorageRequest, StorageResult};
 use crate::value::Value;
 
 /// Version of the request/reply layout; `onegrid_abi_version()` returns it.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// Serializes bytes in one piece. Postcard writes them as it writes a `Vec<u8>` (a length, then
 /// the bytes), but not byte by byte, which is slow for a big snapshot (see BENCHMARKS.md).
@@ -228,8 +228,8 @@ pub enum WireEvent {
     LoadFailed {
         /// The map.
         map: String,
-        /// The error's message.
-        error: String,
+        /// Why: the error's code and message.
+        error: WireError,
     },
     /// See [`StorageEvent::Flushed`].
     Flushed {
@@ -240,8 +240,8 @@ pub enum WireEvent {
     FlushFailed {
         /// The flush id.
         flush_id: u64,
-        /// The storage errors.
-        error: String,
+        /// Why: the first failure's code, and every failure's message.
+        error: WireError,
     },
 }
 
@@ -250,9 +250,11 @@ impl From<StorageEvent> for WireEvent {
         match event {
             StorageEvent::MapLoaded { map, count } => Self::MapLoaded { map, count: count as u64 },
             StorageEvent::Ready { map, kind } => Self::Ready { map, kind },
-            StorageEvent::LoadFailed { map, error } => Self::LoadFailed { map, error: error.to_string() },
+            StorageEvent::LoadFailed { map, error } => Self::LoadFailed { map, error: WireError::from(&error) },
             StorageEvent::Flushed { flush_id } => Self::Flushed { flush_id },
-            StorageEvent::FlushFailed { flush_id, error } => Self::FlushFailed { flush_id, error },
+            StorageEvent::FlushFailed { flush_id, kind, error } => {
+                Self::FlushFailed { flush_id, error: WireError::new(kind, error) }
+            }
         }
     }
 }

@@ -7,9 +7,10 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::abi::codec::{check_size, decode_reply, decode_request, encode_reply, encode_request};
-use crate::abi::{Command, Reply, Request, WireEvent};
+use crate::abi::{Command, Reply, Request, WireError, WireEvent};
 use crate::codec::tests::{damaged, random, same, values};
 use crate::codec::{FORMAT_VERSION, read_versioned};
+use crate::error::ErrorKind;
 use crate::map_common::MapKind;
 use crate::storage::{MapStatus, StorageOp, StorageRequest, StorageResult};
 use crate::value::Value;
@@ -98,9 +99,9 @@ fn replies_read_as_serde_reads_them() {
             events: vec![
                 WireEvent::MapLoaded { map: "m".into(), count: 3 },
                 WireEvent::Ready { map: "m".into(), kind: MapKind::Lww },
-                WireEvent::LoadFailed { map: "m".into(), error: "e".into() },
+                WireEvent::LoadFailed { map: "m".into(), error: WireError::new(ErrorKind::Storage, "e") },
                 WireEvent::Flushed { flush_id: 7 },
-                WireEvent::FlushFailed { flush_id: 8, error: "e".into() },
+                WireEvent::FlushFailed { flush_id: 8, error: WireError::new(ErrorKind::Limit, "e") },
             ],
         },
     ];

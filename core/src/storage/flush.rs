@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use crate::codec::stored::{
     MapMark, encode_stored_lww, encode_stored_mark, encode_stored_or, encode_stored_tombstones,
 };
-use crate::error::{Error, Quoted};
+use crate::error::{Error, ErrorKind, Quoted};
 use crate::map_common::{MARK_KEY, RESERVED_KEY};
 use crate::storage::manager::{FlushProgress, Pending, Phase, SlotAt, StorageManager};
 use crate::storage::maps::{AnyMap, MapId};
@@ -55,11 +55,14 @@ impl StorageManager {
                 // Writes of the other kind than the one stored can never be stored as they are: the
                 // flush fails while they are held (a flush that succeeds means every write is
                 // durable), until the embedder takes them back with `take_early_map`.
-                (Phase::Failed, Some(error @ Error::LoadKindMismatch { .. })) => held.push(alloc::format!(
-                    "map {}: {} write(s) are held aside and can never be stored: {error}; take them back \
+                (Phase::Failed, Some(error @ Error::LoadKindMismatch { .. })) => held.push((
+                    ErrorKind::KindMismatch,
+                    alloc::format!(
+                        "map {}: {} write(s) are held aside and can never be stored: {error}; take them back \
                      (grid.takeEarlyWrites in JavaScript, TakeEarlyWrites in the byte ABI)",
-                    Quoted(&slot.name),
-                    slot.pending_writes(),
+                        Quoted(&slot.name),
+                        slot.pending_writes(),
+                    ),
                 )),
                 // A load that failed for the storage's sake is tried again, and waited for.
                 (Phase::Failed | Phase::Unloaded, _) => retries.push(id),
@@ -191,13 +194,13 @@ impl StorageManager {
                 }
                 Some(e) => {
                     let why = alloc::format!("map {}: its early writes wait for it to load: {e}", Quoted(&name));
-                    self.flush_step(flush_id, Some(why));
+                    self.flush_step(flush_id, Some((e.kind(), why)));
                 }
             }
         }
     }
 
-    pub(super) fn flush_step(&mut self, flush_id: u64, error: Option<String>) {
+    pub(super) fn flush_step(&mut self, flush_id: u64, error: Option<(ErrorKind, String)>) {
         let Ok(at) = self.flushes.binary_search_by(|(k, _)| k.cmp(&flush_id)) else { return };
         let progress = &mut self.flushes[at].1;
         progress.remaining -= 1;
@@ -207,7 +210,9 @@ impl StorageManager {
             self.events.push_back(if progress.errors.is_empty() {
                 StorageEvent::Flushed { flush_id }
             } else {
-                StorageEvent::FlushFailed { flush_id, error: progress.errors.join("; ") }
+                let kind = progress.errors[0].0;
+                let reasons: Vec<&str> = progress.errors.iter().map(|(_, why)| why.as_str()).collect();
+                StorageEvent::FlushFailed { flush_id, kind, error: reasons.join("; ") }
             });
         }
     }

@@ -8,7 +8,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::error::{Error, Quoted, excerpt};
+use crate::error::{Error, ErrorKind, Quoted, excerpt};
 use crate::hlc::{ClockConfig, Hlc, NodeId};
 use crate::lww::LwwMap;
 use crate::map_common::MapKind;
@@ -132,7 +132,8 @@ pub(super) enum Pending {
 #[derive(Debug)]
 pub(super) struct FlushProgress {
     pub(super) remaining: usize,
-    pub(super) errors: Vec<String>,
+    /// Each failure's kind and message, in the order they came.
+    pub(super) errors: Vec<(ErrorKind, String)>,
 }
 
 /// One grid's maps and clock, loaded from and flushed to a storage adapter it never calls itself.
@@ -562,7 +563,7 @@ impl StorageManager {
                 if error.is_none() {
                     slot.mark = slot.mark.max(mark);
                 }
-                let error = error.map(|e| alloc::format!("map {}: {e}", Quoted(&slot.name)));
+                let error = error.map(|e| (ErrorKind::Storage, alloc::format!("map {}: {e}", Quoted(&slot.name))));
                 self.flush_step(flush_id, error);
             }
         }

@@ -91,7 +91,7 @@ use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::map_common::MapKind;
 
 pub use manager::StorageManager;
@@ -210,7 +210,10 @@ pub enum StorageEvent {
     FlushFailed {
         /// What [`StorageManager::flush`] returned.
         flush_id: u64,
-        /// The storage errors, joined by `"; "`.
+        /// The kind of the first failure: `Storage` for the adapter's, `KindMismatch` for writes
+        /// held aside that can never be stored.
+        kind: ErrorKind,
+        /// Every failure's message, joined by `"; "`.
         error: String,
     },
 }

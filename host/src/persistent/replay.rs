@@ -184,4 +184,6 @@ pub struct NotReplayed {
     pub wall: u64,
     /// Why it did not run: the module refused it, its map did not load, or it lost the instance.
     pub reason: String,
+    /// The code of that error ([`GridError::code`](crate::persistent::GridError::code)).
+    pub code: String,
 }
