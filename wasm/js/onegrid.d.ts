@@ -126,13 +126,13 @@ export class Grid {
   free(): void;
   [Symbol.dispose](): void;
   /** The LWW map `name`, at once; with storage its first touch starts its load (reads see what is
-   * loaded so far; writes merge with what the load brings). Throws `kind mismatch` for an OR map. */
+   * loaded so far; writes merge with what the load brings). Throws `KIND_MISMATCH` for an OR map. */
   getMap(name: string): LwwMap;
-  /** The OR map `name`, at once (see `getMap`); throws `kind mismatch` for an LWW map. */
+  /** The OR map `name`, at once (see `getMap`); throws `KIND_MISMATCH` for an LWW map. */
   getORMap(name: string): OrMap;
   /** Map `name` once loaded, of the kind it is stored as; a `kind` that disagrees with storage
-   * rejects with `kind mismatch`. A failed load rejects with the adapter's error as `cause`, and
-   * the next call tries again. */
+   * rejects with `KIND_MISMATCH`. A failed load rejects with `STORAGE` and the adapter's error as
+   * `cause`, and the next call tries again. */
   getMapAsync(name: string, kind: 'lww'): Promise<LwwMap>;
   getMapAsync(name: string, kind: 'or'): Promise<OrMap>;
   getMapAsync(name: string, kind?: 'lww' | 'or'): Promise<LwwMap | OrMap>;
@@ -141,8 +141,8 @@ export class Grid {
   /** True when the grid has map `name` (loaded, loading, or its load failed). */
   hasMap(name: string): boolean;
   /** Resolves once every write made so far is durable in storage (each map's changes in one
-   * `storeAll`); rejects with the adapter's error as `cause`, keeping the writes for the next
-   * flush. Resolves at once for a grid without storage. */
+   * `storeAll`); rejects with `STORAGE` and the adapter's error as `cause` (or `KIND_MISMATCH`
+   * while writes are held, see `takeEarlyWrites`), keeping the writes for the next flush. Resolves at once for a grid without storage. */
   flush(): Promise<void>;
   /** Names of this grid's maps, sorted. */
   mapNames(): string[];

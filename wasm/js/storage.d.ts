@@ -44,9 +44,9 @@ export interface IndexedDbStorageOptions {
 }
 
 /**
- * Storage in one IndexedDB database, opened on the first call. Failures reject with an `Error`
- * whose message names the call and the map (`IndexedDbStorage.storeAll(map "a") failed: ...`)
- * and whose `cause` is IndexedDB's own error.
+ * Storage in one IndexedDB database, opened on the first call. Failures reject with an
+ * `OnegridError` whose code is `STORAGE`, whose message names the call and the map
+ * (`IndexedDbStorage.storeAll(map "a") failed: ...`) and whose `cause` is IndexedDB's own error.
  */
 export interface IndexedDbStorage extends StorageAdapter {}
 export class IndexedDbStorage {
