@@ -61,8 +61,7 @@ describe('clock drift', () => {
       const remote = makeGrid('remote');
       remote.clock.now = T0 + 3_600_000;
       for (const key of ['k1', 'k2']) write(remote.grid, kind, key);
-      const e = throwsError(() => sync(remote.grid, grid, 'm'), /onDrift threw at report 1/);
-      assert.equal(e, thrown[0], kind);
+      assert.throws(() => sync(remote.grid, grid, 'm'), (e) => e === thrown[0], `${kind}: the first error onDrift threw, itself`);
       assert.deepEqual(reports.map((d) => d.remote), [`${T0 + 3_600_000}:0:remote`, `${T0 + 3_600_000}:1:remote`], kind);
       assert.deepEqual(first.changes.map((c) => c.key), ['k1', 'k2'], kind);
       assert.deepEqual(second.changes, first.changes, kind);
@@ -75,23 +74,25 @@ describe('clock drift', () => {
 
   test('onDrift and a subscriber both throw during importMap: all run, the first error is rethrown', () => {
     const reports = [];
-    const { grid } = makeGrid('local', { maxDriftMs: 10, onDrift: (d) => { reports.push(d); throw new Error('from onDrift'); } });
+    const fromOnDrift = new Error('from onDrift');
+    const fromSubscriber = new Error('from a subscriber');
+    const { grid } = makeGrid('local', { maxDriftMs: 10, onDrift: (d) => { reports.push(d); throw fromOnDrift; } });
     const map = grid.getMap('m');
     map.subscribe(() => {
-      throw new Error('from a subscriber');
+      throw fromSubscriber;
     });
     const heard = recorder(map);
     const remote = makeGrid('remote');
     remote.clock.now = T0 + 3_600_000;
     write(remote.grid, 'lww', 'k1');
     write(remote.grid, 'lww', 'k2');
-    throwsError(() => sync(remote.grid, grid, 'm'), /^from onDrift$/);
+    assert.throws(() => sync(remote.grid, grid, 'm'), (e) => e === fromOnDrift, "onDrift's error, itself");
     assert.equal(reports.length, 2);
     assert.deepEqual(heard.changes.map((c) => c.key), ['k1', 'k2']);
     // Without drift, the subscriber's error is the one rethrown, after every subscriber heard.
     const calm = makeGrid('calm');
     write(calm.grid, 'lww', 'k3');
-    throwsError(() => sync(calm.grid, grid, 'm'), /^from a subscriber$/);
+    assert.throws(() => sync(calm.grid, grid, 'm'), (e) => e === fromSubscriber, "the subscriber's error, itself");
     assert.deepEqual(heard.changes.map((c) => c.key), ['k1', 'k2', 'k3']);
     assert.equal(reports.length, 2);
   });
@@ -112,7 +113,7 @@ describe('clock drift', () => {
     assert.equal(grid.getMap('m').get('k'), 'future');
   });
 
-  test('strict mode throws "clock drift" and changes nothing, clock included', () => {
+  test('strict mode throws CLOCK_DRIFT and changes nothing, clock included', () => {
     const reports = [];
     const { grid } = makeGrid('local', { maxDriftMs: 10, strictDrift: true, onDrift: (d) => reports.push(d) });
     const lww = grid.getMap('m');
@@ -120,12 +121,11 @@ describe('clock drift', () => {
     const or = grid.getORMap('o');
     or.add('mine', 1);
     const remote = remoteAhead(3_600_000);
-    const e = assertRefused(grid, lww, () => sync(remote, grid, 'm'), /clock drift/);
-    assert.match(e.message, /3600000 ms ahead/);
-    assertRefused(grid, or, () => sync(remote, grid, 'o'), /clock drift/);
+    assertRefused(grid, lww, () => sync(remote, grid, 'm'), 'CLOCK_DRIFT');
+    assertRefused(grid, or, () => sync(remote, grid, 'o'), 'CLOCK_DRIFT');
     assert.deepEqual(reports, []);
     // A refused import into a map the grid did not have leaves no map behind.
-    throwsError(() => grid.importMap('new', remote.exportMap('m')), /clock drift/);
+    throwsError(() => grid.importMap('new', remote.exportMap('m')), 'CLOCK_DRIFT');
     assert.equal(grid.hasMap('new'), false);
     // The clock did not move to the remote's time.
     lww.set('after', 1);
@@ -139,7 +139,7 @@ describe('clock drift', () => {
     remote.grid.getMap('m').set('ok', 1);
     remote.clock.now = T0 + 1000;
     remote.grid.getMap('m').set('drifting', 2);
-    assertRefused(grid, map, () => sync(remote.grid, grid, 'm'), /clock drift/);
+    assertRefused(grid, map, () => sync(remote.grid, grid, 'm'), 'CLOCK_DRIFT');
     assert.equal(map.get('ok'), undefined);
   });
 });

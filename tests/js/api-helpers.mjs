@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 
-import { T0, makeGrid } from './load.mjs';
+import { MemoryStorage, T0, makeGrid } from './load.mjs';
 
 /** Copies map `name` from grid `from` into grid `to`; returns what importMap returned. */
 export function sync(from, to, name) {
@@ -13,6 +13,19 @@ export function sync(from, to, name) {
 export function write(grid, kind, key) {
   if (kind === 'lww') grid.getMap('m').set(key, key);
   else grid.getORMap('m').add(key, key);
+}
+
+/** MemoryStorage whose loads (loadAllKeys) wait until `release()` is called. */
+export class HeldStorage extends MemoryStorage {
+  constructor() {
+    super();
+    this.gate = new Promise((resolve) => (this.release = resolve));
+  }
+
+  async loadAllKeys(map) {
+    await this.gate;
+    return super.loadAllKeys(map);
+  }
 }
 
 /** Records every change a map reports. */

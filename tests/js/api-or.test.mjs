@@ -170,14 +170,14 @@ describe('OR map', () => {
     assert.deepEqual(map.remove('k', 'temp'), [tag]);
   });
 
-  test('TTL options are checked as for LWW', () => {
+  test('TTL options are checked as for LWW (INVALID_ARGUMENT)', () => {
     const { grid } = makeGrid();
     const map = grid.getORMap('o');
-    assertRefused(grid, map, () => map.add('k', 1, { ttlMs: 0 }), /invalid TTL: it must be at least 1 millisecond/);
+    assertRefused(grid, map, () => map.add('k', 1, { ttlMs: 0 }), 'INVALID_ARGUMENT');
     for (const ttlMs of [-5, 0.5, '1', NaN]) {
-      assertRefused(grid, map, () => map.add('k', 1, { ttlMs }), /options\.ttlMs must be a whole number of milliseconds >= 0/);
+      assertRefused(grid, map, () => map.add('k', 1, { ttlMs }), 'INVALID_ARGUMENT');
     }
-    assertRefused(grid, map, () => map.add('k', 1, 'ttl'), /options must be an object/);
+    assertRefused(grid, map, () => map.add('k', 1, 'ttl'), 'INVALID_ARGUMENT');
   });
 
   test('prune forgets tombstones strictly older than the limit', () => {
@@ -197,21 +197,21 @@ describe('OR map', () => {
     assert.equal(map.prune(T0 + 11), 1);
     assert.deepEqual(map.tombstones(), []);
     assert.deepEqual(map.get('k'), [2, 4]);
-    assertRefused(grid, map, () => map.prune(-1), /olderThanMillis/);
+    assertRefused(grid, map, () => map.prune(-1), 'INVALID_ARGUMENT');
   });
 
-  test('the reserved key and bad keys are refused', () => {
+  test('the reserved key and bad keys are refused (INVALID_ARGUMENT)', () => {
     const { grid } = makeGrid();
     const map = grid.getORMap('o');
     map.add('k', 1);
-    assertRefused(grid, map, () => map.add('__tombstones__', 1), /the key "__tombstones__" is reserved/);
-    assertRefused(grid, map, () => map.remove('__tombstones__', 1), /the key "__tombstones__" is reserved/);
-    assertRefused(grid, map, () => map.get('__tombstones__'), /the key "__tombstones__" is reserved/);
-    assertRefused(grid, map, () => map.has('__mark__'), /the key "__mark__" is reserved/);
+    assertRefused(grid, map, () => map.add('__tombstones__', 1), 'INVALID_ARGUMENT');
+    assertRefused(grid, map, () => map.remove('__tombstones__', 1), 'INVALID_ARGUMENT');
+    assertRefused(grid, map, () => map.get('__tombstones__'), 'INVALID_ARGUMENT');
+    assertRefused(grid, map, () => map.has('__mark__'), 'INVALID_ARGUMENT');
     for (const call of [(k) => map.add(k, 1), (k) => map.remove(k, 1), (k) => map.get(k), (k) => map.has(k)]) {
-      assertRefused(grid, map, () => call(7), /the key must be a string/);
-      assertRefused(grid, map, () => call(undefined), /the key must be a string/);
-      assertRefused(grid, map, () => call('\uD800'), /lone surrogate/);
+      assertRefused(grid, map, () => call(7), 'INVALID_ARGUMENT');
+      assertRefused(grid, map, () => call(undefined), 'INVALID_ARGUMENT');
+      assertRefused(grid, map, () => call('\uD800'), 'INVALID_ARGUMENT');
     }
   });
 });

@@ -121,11 +121,11 @@ describe('subscribe', () => {
     assert.deepEqual(log.get('changes'), ['a']);
   });
 
-  test('subscribe takes a function', () => {
+  test('subscribe takes a function (INVALID_ARGUMENT)', () => {
     const { grid } = makeGrid();
     for (const bad of [undefined, null, 1, {}]) {
-      throwsError(() => grid.getMap('m').subscribe(bad), /subscribe\(\) takes a function/);
-      throwsError(() => grid.getORMap('o').subscribe(bad), /subscribe\(\) takes a function/);
+      throwsError(() => grid.getMap('m').subscribe(bad), 'INVALID_ARGUMENT');
+      throwsError(() => grid.getORMap('o').subscribe(bad), 'INVALID_ARGUMENT');
     }
   });
 

@@ -8,7 +8,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { T0, assertRefused, makeGrid, throwsError } from './load.mjs';
+import { T0, assertCode, assertRefused, makeGrid, throwsError } from './load.mjs';
 import { sync } from './api-helpers.mjs';
 
 describe('export and import', () => {
@@ -63,7 +63,7 @@ describe('export and import', () => {
     assert.equal(b.grid.getMap('copy').get('k'), 1);
   });
 
-  test('import into a map of the other kind throws kind mismatch and changes nothing', () => {
+  test('import into a map of the other kind throws KIND_MISMATCH and changes nothing', () => {
     const a = makeGrid('a');
     const b = makeGrid('b');
     a.grid.getMap('m').set('k', 1);
@@ -72,21 +72,17 @@ describe('export and import', () => {
     bo.add('mine', 1);
     const bl = b.grid.getMap('o');
     bl.set('mine', 1);
-    const e1 = assertRefused(b.grid, bo, () => b.grid.importMap('m', a.grid.exportMap('m')), /kind mismatch/);
-    assert.match(e1.message, /\bLWW\b/i);
-    assert.match(e1.message, /\bOR\b/i);
-    const e2 = assertRefused(b.grid, bl, () => b.grid.importMap('o', a.grid.exportMap('o')), /kind mismatch/);
-    assert.match(e2.message, /\bLWW\b/i);
-    assert.match(e2.message, /\bOR\b/i);
+    assertRefused(b.grid, bo, () => b.grid.importMap('m', a.grid.exportMap('m')), 'KIND_MISMATCH');
+    assertRefused(b.grid, bl, () => b.grid.importMap('o', a.grid.exportMap('o')), 'KIND_MISMATCH');
   });
 
-  test('exportMap of a map the grid never had throws', () => {
+  test('exportMap of a map the grid never had throws NOT_FOUND', () => {
     const { grid } = makeGrid();
-    throwsError(() => grid.exportMap('nope'), /no map named "nope"/);
+    throwsError(() => grid.exportMap('nope'), 'NOT_FOUND');
     assert.equal(grid.hasMap('nope'), false);
   });
 
-  test('importMap takes a Uint8Array (a view at an offset works, other types are refused)', () => {
+  test('importMap takes a Uint8Array (a view at an offset works, other types are refused with INVALID_ARGUMENT)', () => {
     const a = makeGrid('a');
     a.grid.getMap('m').set('k', 'v');
     const bytes = a.grid.exportMap('m');
@@ -95,7 +91,7 @@ describe('export and import', () => {
     const map = grid.getMap('m');
     map.set('mine', 1);
     for (const bad of [[...bytes], bytes.buffer, 'bytes', null, undefined, new Uint16Array(4), new DataView(bytes.buffer)]) {
-      assertRefused(grid, map, () => grid.importMap('m', bad), /importMap\(\) takes a Uint8Array/);
+      assertRefused(grid, map, () => grid.importMap('m', bad), 'INVALID_ARGUMENT');
     }
     const padded = new Uint8Array(bytes.length + 16);
     padded.set(bytes, 7);
@@ -104,7 +100,7 @@ describe('export and import', () => {
     assert.equal(grid.importMap('m', Buffer.from(bytes)), 0);
   });
 
-  test('malformed snapshots are refused with "malformed snapshot" and change nothing', () => {
+  test('malformed snapshots are refused with MALFORMED and change nothing', () => {
     const a = makeGrid('a');
     const am = a.grid.getMap('m');
     am.set('k', { some: ['value', 1.5] });
@@ -128,13 +124,11 @@ describe('export and import', () => {
       Uint8Array.of(0, ...good.subarray(1)),
     ];
     for (const bytes of cases) {
-      assertRefused(grid, map, () => grid.importMap('m', bytes), /malformed snapshot/);
+      assertRefused(grid, map, () => grid.importMap('m', bytes), 'MALFORMED');
     }
-    const e = throwsError(() => grid.importMap('m', wrongVersion), /malformed snapshot/);
-    assert.match(e.message, /version/);
     // Every truncation is refused, and a refused import into a new name leaves no map behind.
     for (let n = 0; n < good.length; n++) {
-      throwsError(() => grid.importMap('fresh', good.subarray(0, n)), /malformed snapshot/);
+      throwsError(() => grid.importMap('fresh', good.subarray(0, n)), 'MALFORMED');
     }
     assert.equal(grid.hasMap('fresh'), false);
     assert.deepEqual(grid.mapNames(), ['m']);
@@ -142,7 +136,7 @@ describe('export and import', () => {
     assert.equal(grid.importMap('m', good), 3);
   });
 
-  test('crafted snapshots that break the rules are refused and change nothing', () => {
+  test('crafted snapshots that break the rules are refused with MALFORMED and change nothing', () => {
     /** `bytes` with the first occurrence of `from` replaced by `to` (same length). */
     const patch = (bytes, from, to) => {
       const f = typeof from === 'string' ? new TextEncoder().encode(from) : from;
@@ -164,29 +158,27 @@ describe('export and import', () => {
     };
     const f64 = (x) => new Uint8Array(new Float64Array([x]).buffer);
     const cases = [
-      ['the reserved key (LWW)', patch(exported((m) => m.set('__tombstonesXY', 1)), '__tombstonesXY', '__tombstones__'), 'lww', /reserved/],
-      ['the reserved key (OR)', patch(exported((m) => m.add('__tombstonesXY', 1), 'or'), '__tombstonesXY', '__tombstones__'), 'or', /reserved/],
-      ['a key that is not UTF-8', patch(exported((m) => m.set('abc', 1)), 'abc', Uint8Array.of(0xed, 0xa0, 0x80)), 'lww', /UTF-8/],
-      ['an invalid node id', patch(exported((m) => m.set('k', 1)), 'nodeA', 'node '), 'lww', /invalid node id/],
-      ['an OR tag with an invalid node id', patch(exported((m) => m.add('k', 1), 'or'), 'nodeA', 'no:eA'), 'or', /invalid node id/],
-      ['NaN', patch(exported((m) => m.set('k', 1.5)), f64(1.5), f64(NaN)), 'lww', /NaN/],
-      ['Infinity', patch(exported((m) => m.add('k', 1.5), 'or'), f64(1.5), f64(Infinity)), 'or', /NaN and infinities/],
-      ['a repeated object key', patch(exported((m) => m.set('k', { a: 1, b: 2 })), Uint8Array.of(1, 0x62), Uint8Array.of(1, 0x61)), 'lww', /unique and sorted/],
+      ['the reserved key (LWW)', patch(exported((m) => m.set('__tombstonesXY', 1)), '__tombstonesXY', '__tombstones__'), 'lww'],
+      ['the reserved key (OR)', patch(exported((m) => m.add('__tombstonesXY', 1), 'or'), '__tombstonesXY', '__tombstones__'), 'or'],
+      ['a key that is not UTF-8', patch(exported((m) => m.set('abc', 1)), 'abc', Uint8Array.of(0xed, 0xa0, 0x80)), 'lww'],
+      ['an invalid node id', patch(exported((m) => m.set('k', 1)), 'nodeA', 'node '), 'lww'],
+      ['an OR tag with an invalid node id', patch(exported((m) => m.add('k', 1), 'or'), 'nodeA', 'no:eA'), 'or'],
+      ['NaN', patch(exported((m) => m.set('k', 1.5)), f64(1.5), f64(NaN)), 'lww'],
+      ['Infinity', patch(exported((m) => m.add('k', 1.5), 'or'), f64(1.5), f64(Infinity)), 'or'],
+      ['a repeated object key', patch(exported((m) => m.set('k', { a: 1, b: 2 })), Uint8Array.of(1, 0x62), Uint8Array.of(1, 0x61)), 'lww'],
       [
         'unsorted object keys',
         patch(patch(exported((m) => m.add('k', { a: 1, b: 2 }), 'or'), Uint8Array.of(1, 0x61), Uint8Array.of(1, 0x63)), Uint8Array.of(1, 0x62), Uint8Array.of(1, 0x61)),
         'or',
-        /unique and sorted/,
       ],
     ];
-    for (const [what, bytes, kind, pattern] of cases) {
+    for (const [what, bytes, kind] of cases) {
       const { grid } = makeGrid('target');
       const map = kind === 'lww' ? grid.getMap('m') : grid.getORMap('m');
       if (kind === 'lww') map.set('mine', 1);
       else map.add('mine', 1);
-      const e = assertRefused(grid, map, () => grid.importMap('m', bytes), /^malformed snapshot/);
-      assert.match(e.message, pattern, what);
-      throwsError(() => grid.importMap('fresh', bytes), /^malformed snapshot/);
+      assertRefused(grid, map, () => grid.importMap('m', bytes), 'MALFORMED');
+      throwsError(() => grid.importMap('fresh', bytes), 'MALFORMED');
       assert.equal(grid.hasMap('fresh'), false, what);
     }
   });
@@ -210,8 +202,7 @@ describe('export and import', () => {
           x.grid.importMap('o', bytes);
         } catch (e) {
           ok = false;
-          assert.ok(e instanceof Error);
-          assert.match(e.message, /malformed|invalid|kind mismatch|clock drift/);
+          assertCode(e, 'MALFORMED');
           assert.equal(x.grid.hasMap('o'), false);
         }
         if (ok) {

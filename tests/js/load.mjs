@@ -100,12 +100,12 @@ export function assertUsable(map) {
 }
 
 /**
- * Asserts `fn` is refused with an Error matching `pattern`, leaves `map` exactly as it was
- * (snapshot bytes, root, entries, size, tombstones) and that the map is still usable.
+ * Asserts `fn` is refused with an `OnegridError` with `code`, leaves `map` exactly as it was
+ * (snapshot bytes, root, entries, size, tombstones) and that the map is still usable. Returns the error.
  */
-export function assertRefused(grid, map, fn, pattern) {
+export function assertRefused(grid, map, fn, code) {
   const before = stateOf(grid, map);
-  const error = throwsError(fn, pattern);
+  const error = throwsError(fn, code);
   assert.deepEqual(stateOf(grid, map), before, `state changed by a refused call (${error.message})`);
   assertUsable(map);
   return error;
