@@ -16,10 +16,12 @@ fn main() {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     // Relative to host/, so cargo checks the checkout being built: two clones sharing one target
     // folder share this script's output folder too, and absolute paths would watch the other one.
-    for watched in ["core/src", "core/Cargo.toml", "wasm/src", "wasm/js", "wasm/Cargo.toml", "Cargo.toml", "Cargo.lock"]
+    for watched in
+        ["core/src", "core/Cargo.toml", "wasm/src", "wasm/js", "wasm/Cargo.toml", "Cargo.toml", "Cargo.lock", "www"]
     {
         println!("cargo:rerun-if-changed=../{watched}");
     }
+    embed_www(&workspace.join("www"), &out_dir);
 
     ensure_wasm_target();
     let module_target = module_target_dir(&out_dir, &workspace);
@@ -79,6 +81,34 @@ fn main() {
     );
     std::fs::write(out_dir.join("pkg_files.rs"), generated).expect("write pkg_files.rs");
     println!("cargo:rustc-env=ONEGRID_PKG_DIR={}", pkg.display());
+}
+
+/// Lists the web app's files (`www/`, every file under it) in `www_files.rs`, for `serve` to
+/// embed, so a fresh machine needs nothing beside the binary.
+fn embed_www(www: &Path, out_dir: &Path) {
+    let mut files = Vec::new();
+    let mut dirs = vec![www.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())) {
+            let path = entry.expect("www entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let name = path.strip_prefix(www).expect("under www").to_str().expect("UTF-8 path").replace('\\', "/");
+                files.push((name, path));
+            }
+        }
+    }
+    files.sort();
+    let list: String = files
+        .iter()
+        .map(|(name, path)| format!("    ({name:?}, include_bytes!({:?})),\n", path.display().to_string()))
+        .collect();
+    let generated = format!(
+        "/// The web app's files (`www/`), by path relative to it.\npub const FILES: [(&str, &[u8]); {}] = [\n{list}];\n",
+        files.len()
+    );
+    std::fs::write(out_dir.join("www_files.rs"), generated).expect("write www_files.rs");
 }
 
 /// The target the module is built for.

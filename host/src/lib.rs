@@ -42,6 +42,7 @@
 //! - [`error`]: [`HostError`], one enum for the host/module boundary.
 //! - [`pkg`]: the embedded module and JavaScript package, as `onegrid pkg` writes it.
 //! - [`persistent`]: [`PersistentGrid`], a grid whose maps load from and flush to a storage adapter.
+//! - [`serve`]: `onegrid serve`, the grid behind an HTTP server (the web app, the package, sync).
 //! - [`storage`]: the storage contract as a blocking [`Storage`](storage::Storage) trait, with its
 //!   SQLite and PostgreSQL adapters.
 //!
@@ -55,6 +56,7 @@ pub mod error;
 pub mod persistent;
 pub mod pkg;
 pub mod runtime;
+pub mod serve;
 pub mod storage;
 
 pub use cache::{CodeCache, CodeSource};

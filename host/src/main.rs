@@ -1,7 +1,7 @@
-//! `onegrid`: the native host's command line. Today it checks and runs the module (`run`, the
-//! default), describes it (`info`) and writes the JavaScript package (`pkg`); `serve` comes later.
+//! `onegrid`: the native host's command line. It checks and runs the module (`run`, the default),
+//! describes it (`info`), writes the JavaScript package (`pkg`) and serves the grid (`serve`).
 //!
-//! Arguments are parsed by hand: three commands and two options do not need a parser crate.
+//! Arguments are parsed by hand: four commands and a few options do not need a parser crate.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use onegrid_core::{Command, Reply, Request, Value};
+use onegrid_host::serve::{self, ServeConfig};
 use onegrid_host::{Client, GridError, HostError, PersistentGrid, Runtime, RuntimeConfig, pkg, storage};
 
 const USAGE: &str = "\
@@ -19,6 +20,15 @@ commands:
                   on storage (the default)
   info            print the module's SHA-256, size and ABI version
   pkg --out DIR   write the JavaScript package (onegrid_bg.wasm, onegrid.js, types, package.json)
+  serve           serve the grid: the web app, the JavaScript package and sync, on one port
+
+serve options:
+  --addr ADDR       where to listen (default 127.0.0.1:8080; port 0 picks a free one)
+  --db FILE         the SQLite file holding the grid (default ./onegrid.db)
+  --postgres URL    hold the grid in PostgreSQL instead (postgres://user@host:port/db)
+  --jwt-secret S    every connection must present an HS256 JWT signed with S (also
+                    $ONEGRID_JWT_SECRET); required on an address other than loopback
+  --node-id ID      the server grid's node id (default server)
 
 options:
   --module FILE   use this module instead of the embedded one (run, info)
@@ -35,6 +45,7 @@ enum Cli {
     Run { module: Option<PathBuf>, storage: Option<String> },
     Info { module: Option<PathBuf> },
     Pkg { out: PathBuf },
+    Serve(ServeConfig),
     Help,
     Version,
 }
@@ -72,6 +83,7 @@ fn main() -> ExitCode {
         Cli::Run { module, storage } => run(module, storage),
         Cli::Info { module } => info(module),
         Cli::Pkg { out } => write_pkg(out),
+        Cli::Serve(config) => serve(config),
         Cli::Help => {
             out!("{USAGE}");
             Ok(())
@@ -97,7 +109,7 @@ fn main() -> ExitCode {
 fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Failure> {
     let mut args = args.into_iter().peekable();
     let command = match args.peek().and_then(|a| a.to_str()) {
-        Some(c @ ("run" | "info" | "pkg")) => {
+        Some(c @ ("run" | "info" | "pkg" | "serve")) => {
             let c = c.to_owned();
             args.next();
             c
@@ -106,6 +118,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Failure> {
         _ => "run".to_owned(),
     };
     let (mut module, mut out, mut storage) = (None, None, None);
+    let (mut addr, mut db, mut postgres, mut secret, mut node_id) = (None, None, None, None, None);
     while let Some(arg) = args.next() {
         let text = arg.to_string_lossy();
         let (name, inline) = match text.split_once('=') {
@@ -120,14 +133,43 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Failure> {
             "--module" if command != "pkg" => module = Some(PathBuf::from(value()?)),
             "--out" if command == "pkg" => out = Some(PathBuf::from(value()?)),
             "--storage" if command == "run" => storage = Some(value()?.to_string_lossy().into_owned()),
+            "--addr" if command == "serve" => addr = Some(value()?.to_string_lossy().into_owned()),
+            "--db" if command == "serve" => db = Some(value()?.to_string_lossy().into_owned()),
+            "--postgres" if command == "serve" => postgres = Some(value()?.to_string_lossy().into_owned()),
+            "--jwt-secret" if command == "serve" => secret = Some(value()?.to_string_lossy().into_owned()),
+            "--node-id" if command == "serve" => node_id = Some(value()?.to_string_lossy().into_owned()),
             _ => return Err(Failure::Usage(format!("unexpected argument `{name}` for `onegrid {command}`"))),
         }
     }
     Ok(match command.as_str() {
         "info" => Cli::Info { module },
         "pkg" => Cli::Pkg { out: out.ok_or_else(|| Failure::Usage("pkg needs --out DIR".into()))? },
+        "serve" => {
+            let addr = addr.as_deref().unwrap_or(serve::DEFAULT_ADDR);
+            let addr = addr.parse().map_err(|e| Failure::Usage(format!("--addr {addr:?} is not an address: {e}")))?;
+            let storage = match (db, postgres) {
+                (Some(_), Some(_)) => return Err(Failure::Usage("give --db or --postgres, not both".into())),
+                (_, Some(url)) => url,
+                (db, None) => db.unwrap_or_else(|| serve::DEFAULT_DB.into()),
+            };
+            let jwt_secret = secret.or_else(|| std::env::var("ONEGRID_JWT_SECRET").ok());
+            let node_id = node_id.unwrap_or_else(|| "server".into());
+            Cli::Serve(ServeConfig { addr, storage, jwt_secret, node_id })
+        }
         _ => Cli::Run { module, storage },
     })
+}
+
+/// `onegrid serve`: prints the URL to open once it listens, and runs until SIGTERM or Ctrl-C.
+fn serve(config: ServeConfig) -> Result<(), Failure> {
+    let mut printed = Ok(());
+    let result = serve::run(config, |addr| {
+        use std::io::Write as _;
+        printed =
+            writeln!(std::io::stdout(), "onegrid serve: open http://{addr}/").and_then(|()| std::io::stdout().flush());
+    });
+    printed.map_err(|e| Failure::Failed(format!("cannot write to stdout: {e}")))?;
+    result.map_err(Failure::Failed)
 }
 
 /// The module's bytes and a name for it: the embedded module, or the file.
