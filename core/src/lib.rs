@@ -88,6 +88,7 @@ pub mod merkle;
 pub mod or_map;
 mod sort;
 pub mod storage;
+pub mod sync;
 pub mod value;
 
 /// The byte ABI's old path (`onegrid_core::command`), kept so callers compile unchanged.
