@@ -58,6 +58,9 @@ pub(crate) enum FeedItem {
     Key(Box<str>),
     /// An OR tag became a tombstone.
     Tag(Timestamp),
+    /// Sync's own mark: the map finished loading (or was made) and its feed turned on; what it
+    /// held before is caught up by Merkle, not pushed.
+    Loaded,
 }
 
 /// The changes of one map since sync last drained them, in order. Like [`EventQueue`] it is

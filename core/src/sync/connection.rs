@@ -119,8 +119,6 @@ pub struct Connection {
     /// Frames waiting for a map to load, in order.
     inbox: VecDeque<Frame>,
     mismatched: Vec<Box<str>>,
-    /// How many of the hub's newly loaded maps this connection has seen.
-    pub(crate) loaded_seen: usize,
     synced: bool,
 }
 
@@ -152,7 +150,6 @@ impl Connection {
             peer_opened: Vec::new(),
             inbox: VecDeque::new(),
             mismatched: Vec::new(),
-            loaded_seen: 0,
             synced: false,
         }
     }
@@ -635,16 +632,6 @@ impl Connection {
         }
     }
 
-    /// Maps that finished loading since the last call: catch them up (once the initial exchange
-    /// is over; before, it covers them).
-    pub(crate) fn maps_loaded(&mut self, grid: &Grid, names: &[Box<str>]) {
-        if self.initial_done {
-            for name in names {
-                self.open_catchup(grid, name);
-            }
-        }
-    }
-
     // ---- pushes ---------------------------------------------------------------------------------
 
     /// Pushes the logged changes after the cursor; catches up by Merkle instead when the log no
@@ -664,10 +651,19 @@ impl Connection {
         };
         // Runs of one map: its keys and tags.
         let mut runs: Vec<(crate::storage::maps::MapId, Vec<&str>, Vec<String>)> = Vec::new();
+        let mut loaded = Vec::new();
         let mut last = self.cursor;
         for (pos, locals, entry) in entries {
+            let before = last;
             last = Cover { pos, locals };
             if entry.source == Source::Conn(self.id) {
+                continue;
+            }
+            if entry.item == FeedItem::Loaded {
+                // A map that (re)loaded: what it held is caught up, and counts as delivered only
+                // once that catch-up is over.
+                self.floor = Some(self.floor.map_or(before, |f| f.min(before)));
+                loaded.push(entry.map);
                 continue;
             }
             if runs.last().is_none_or(|r| r.0 != entry.map) {
@@ -677,6 +673,7 @@ impl Connection {
             match &entry.item {
                 FeedItem::Key(key) => run.1.push(key),
                 FeedItem::Tag(tag) => run.2.push(tag.to_text()),
+                FeedItem::Loaded => {}
             }
         }
         let mut frames = Vec::new();
@@ -696,6 +693,11 @@ impl Connection {
             }
         }
         self.cursor = last;
+        for id in loaded {
+            if let Some(name) = ctx.grid.storage().name_of(id).map(String::from) {
+                self.open_catchup(ctx.grid, &name);
+            }
+        }
         for frame in frames {
             self.send(frame);
         }

@@ -56,12 +56,11 @@ impl ChangeLog {
         self.end + 1 - self.entries.len() as u64
     }
 
-    /// Logs a change; kept only when `keep` (some connection will push it).
-    pub(crate) fn push(&mut self, entry: Entry, keep: bool) {
+    /// Logs a change that stands for `locals` local writes; kept only when `keep` (some
+    /// connection will push it).
+    pub(crate) fn push(&mut self, entry: Entry, locals: u64, keep: bool) {
         self.end += 1;
-        if entry.source == Source::Local {
-            self.locals += 1;
-        }
+        self.locals += locals;
         if keep {
             self.entries.push_back(entry);
             self.locals_at.push_back(self.locals);

@@ -39,12 +39,12 @@ mod log;
 pub mod permissions;
 mod types;
 
-use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::event::Origin;
+use crate::event::{FeedItem, Origin};
 use crate::grid::Grid;
+use crate::hlc::NodeId;
 use crate::storage::StorageEvent;
 use crate::storage::maps::{AnyMap, MapId};
 use crate::sync::connection::Ctx;
@@ -79,8 +79,6 @@ pub struct Hub {
     log: ChangeLog,
     conns: Vec<Connection>,
     next_id: u32,
-    /// Maps that finished loading, in order (each connection keeps how many it has seen).
-    loaded: Vec<Box<str>>,
     /// The flush in flight and what it acknowledges: (connection, frames received).
     flushing: Option<(u64, Vec<(ConnId, u64)>)>,
     /// Per connection, the frames a flush in flight or done covers.
@@ -101,9 +99,7 @@ impl Hub {
     fn add(&mut self, role: Role) -> ConnId {
         let id = ConnId(self.next_id);
         self.next_id += 1;
-        let mut conn = Connection::new(id, role, self.config.frame_limit, &self.log);
-        conn.loaded_seen = self.loaded.len();
-        self.conns.push(conn);
+        self.conns.push(Connection::new(id, role, self.config.frame_limit, &self.log));
         id
     }
 
@@ -271,9 +267,10 @@ impl Hub {
             };
             if !feed.is_enabled() {
                 feed.set_enabled(true);
-                if let Some(name) = grid.storage().name_of(id) {
-                    self.loaded.push(Box::from(name));
-                }
+                // What it holds is caught up by Merkle; the mark stands for its local records.
+                let me = grid.node_id().clone();
+                let locals = grid.map_at(id).map_or(0, |m| local_records(m, &me));
+                self.log.push(Entry { map: id, item: FeedItem::Loaded, source: Source::Other }, locals, keep);
                 continue;
             }
             for (item, origin) in feed.drain() {
@@ -282,7 +279,8 @@ impl Hub {
                     (Origin::Remote, Some(conn)) => Source::Conn(conn),
                     (Origin::Remote, None) => Source::Other,
                 };
-                self.log.push(Entry { map: id, item, source }, keep);
+                let locals = u64::from(source == Source::Local);
+                self.log.push(Entry { map: id, item, source }, locals, keep);
             }
         }
     }
@@ -291,9 +289,6 @@ impl Hub {
     /// pushes, the group commit, acknowledgements without storage, the log's trim.
     fn step(&mut self, grid: &mut Grid, now: u64) {
         for at in 0..self.conns.len() {
-            let fresh: Vec<Box<str>> = self.loaded[self.conns[at].loaded_seen..].to_vec();
-            self.conns[at].loaded_seen = self.loaded.len();
-            self.conns[at].maps_loaded(grid, &fresh);
             if self.conns[at].waits() {
                 let id = self.conns[at].id;
                 let mut ctx = Ctx { grid, log: &self.log, now };
@@ -314,10 +309,6 @@ impl Hub {
         }
         let pushed = self.conns.iter().filter(|c| !c.is_closed()).map(|c| c.cursor_pos()).min();
         self.log.trim(pushed.unwrap_or(u64::MAX), self.config.log_limit);
-        if self.loaded.len() > 64 && self.conns.iter().all(|c| c.loaded_seen == self.loaded.len()) {
-            self.loaded.clear();
-            self.conns.iter_mut().for_each(|c| c.loaded_seen = 0);
-        }
     }
 
     /// Issues one flush for every frame applied since the last, unless one is in flight.
@@ -344,4 +335,15 @@ impl Hub {
         let flush_id = grid.storage_mut().flush();
         self.flushing = Some((flush_id, covered));
     }
+}
+
+/// How many records of `map` this node wrote (what a map's `Loaded` mark stands for).
+fn local_records(map: &AnyMap, me: &NodeId) -> u64 {
+    let count = match map {
+        AnyMap::Lww(m) => m.record_refs().iter().filter(|r| r.node_id == me).count(),
+        AnyMap::Or(m) => {
+            m.records().iter().flat_map(|(_, rs)| rs.iter()).filter(|r| r.timestamp.node_id == *me).count()
+        }
+    };
+    count as u64
 }
