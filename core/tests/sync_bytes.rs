@@ -18,7 +18,7 @@ fn grid(id: &str) -> Grid {
 fn user(i: usize, salt: u64) -> Value {
     Value::Map(
         vec![
-            ("active".into(), Value::Bool(i % 3 == 0)),
+            ("active".into(), Value::Bool(i.is_multiple_of(3))),
             ("age".into(), Value::from((i % 90) as i64)),
             ("name".into(), Value::from(format!("user {} {}", i.wrapping_mul(2_654_435_761) % 100_003, salt))),
         ]

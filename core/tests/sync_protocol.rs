@@ -285,3 +285,37 @@ fn an_idle_pair_syncs_with_few_bytes() {
     let (to_b, to_a, _) = sync_pair(&mut a, &mut b, SyncConfig::default(), WALL);
     assert!(to_b + to_a < 100, "{to_b} + {to_a}");
 }
+
+#[test]
+fn idle_connections_cost_little() {
+    // 200 clients synced with one server grid: the log keeps nothing, each connection its struct.
+    let mut server = grid("server");
+    set(&mut server, "m", "k", 1);
+    let mut hs = Hub::new(SyncConfig::default());
+    let mut clients = Vec::new();
+    for i in 0..200 {
+        let mut client = grid(&format!("c{i}"));
+        let mut hc = Hub::new(SyncConfig::default());
+        let cc = hc.connect(&mut client, None);
+        let cs = hs.incoming(&mut server);
+        for _ in 0..10 {
+            for f in std::iter::from_fn(|| hc.poll_transmit(&mut client, cc, WALL)).collect::<Vec<_>>() {
+                hs.handle_frame(&mut server, cs, WALL, &f);
+            }
+            for e in events(&mut hs, cs) {
+                if let Event::Hello { .. } = e {
+                    hs.accept(&mut server, cs, Permissions::all());
+                }
+            }
+            for f in std::iter::from_fn(|| hs.poll_transmit(&mut server, cs, WALL)).collect::<Vec<_>>() {
+                hc.handle_frame(&mut client, cc, WALL, &f);
+            }
+        }
+        assert_eq!(hs.state(cs), ConnState::Synced);
+        clients.push((client, hc, cc));
+    }
+    assert_eq!(hs.log_len(), 0);
+    let size = std::mem::size_of::<onegrid_core::sync::Connection>();
+    println!("an idle connection: {size} bytes of struct");
+    assert!(size < 2_048);
+}

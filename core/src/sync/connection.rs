@@ -717,6 +717,12 @@ impl Connection {
             && self.ack_sent == self.received;
         if synced && !self.synced {
             self.events.push_back(Event::Synced);
+            // An idle connection keeps no buffers from its catch-up.
+            self.out.shrink_to_fit();
+            self.unacked.shrink_to_fit();
+            self.catchups.shrink_to_fit();
+            self.inbox.shrink_to_fit();
+            self.peer_opened = Vec::new();
         }
         self.synced = synced;
     }
