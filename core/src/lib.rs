@@ -39,6 +39,38 @@
 //! # Ok::<(), onegrid_core::Error>(())
 //! ```
 //!
+//! Two grids sync through a [`Hub`](sync::Hub) each (see [`sync`] for the driver's loop):
+//!
+//! ```
+//! use onegrid_core::sync::{ConnState, Event, Hub, Permissions, SyncConfig};
+//! use onegrid_core::{ClockConfig, Grid, NodeId, Value};
+//!
+//! let mut a = Grid::new(NodeId::new("a")?, ClockConfig::default());
+//! let mut b = Grid::new(NodeId::new("b")?, ClockConfig::default());
+//! let (map, clock) = a.lww("todo", 1_000)?;
+//! map.set(clock, 1_000, "milk", Value::from(true), None)?;
+//!
+//! let (mut ha, mut hb) = (Hub::new(SyncConfig::default()), Hub::new(SyncConfig::default()));
+//! let ca = ha.connect(&mut a, None);
+//! let cb = hb.incoming(&mut b);
+//! for _ in 0..10 {
+//!     while let Some(frame) = ha.poll_transmit(&mut a, ca, 1_001) {
+//!         hb.handle_frame(&mut b, cb, 1_001, &frame);
+//!     }
+//!     while let Some(event) = hb.poll_event(cb) {
+//!         if let Event::Hello { .. } = event {
+//!             hb.accept(&mut b, cb, Permissions::all()); // a server checks the token first
+//!         }
+//!     }
+//!     while let Some(frame) = hb.poll_transmit(&mut b, cb, 1_001) {
+//!         ha.handle_frame(&mut a, ca, 1_001, &frame);
+//!     }
+//! }
+//! assert_eq!(ha.state(ca), ConnState::Synced);
+//! assert_eq!(b.map("todo").map(|m| m.root()), a.map("todo").map(|m| m.root()));
+//! # Ok::<(), onegrid_core::Error>(())
+//! ```
+//!
 //! ## Modules, bottom up
 //! Each layer uses only those below it (`ARCHITECTURE.md` draws them; a test in `layers.rs` checks
 //! every reference between modules against that order, so there is no import cycle).
@@ -59,9 +91,12 @@
 //!   and import), over its storage manager.
 //! - [`abi`]: the byte ABI's [`Request`], [`Command`] and [`Reply`], their bytes, and
 //!   [`Grid::execute`] (`onegrid_core::command` is its old name).
-//! - Coming next: `sync`, the connection between two grids (SPEC section 8: frames, handshake,
-//!   Merkle catch-up, acknowledgements), beside `abi` over the grid; nothing below it will import
-//!   it.
+//! - [`sync`]: the connections between grids (SPEC section 8), beside `abi` over the grid: its
+//!   [`frame`](sync::frame)s (a version byte, postcard, a size limit), [`Permissions`](sync::Permissions),
+//!   the [`Hub`](sync::Hub) (one per grid: the change log every connection pushes from with its
+//!   own cursor, group commits, acknowledgements) and its [`Connection`](sync::Connection)s (the
+//!   handshake, pushes, and the Merkle catch-up, turn by turn, in `sync/catchup.rs`). Every
+//!   runtime drives the same code: frames in, frames and events out.
 //!
 //! ## Features
 //! - `std` (off): nothing yet beyond what `core::error::Error` already gives; reserved for
@@ -88,6 +123,7 @@ pub mod merkle;
 pub mod or_map;
 mod sort;
 pub mod storage;
+pub mod sync;
 pub mod value;
 
 /// The byte ABI's old path (`onegrid_core::command`), kept so callers compile unchanged.

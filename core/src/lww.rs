@@ -16,7 +16,7 @@ use hashbrown::hash_map::EntryRef;
 use crate::codec::value::Encoded;
 use crate::dirty::Dirty;
 use crate::error::Error;
-use crate::event::{ChangeEvent, EventQueue, Origin};
+use crate::event::{ChangeEvent, EventQueue, Feed, Origin};
 use crate::hash::Fnv1a;
 use crate::hlc::{Drift, Hlc, NodeId, Timestamp};
 use crate::map_common::{Hasher, Merged, check_key, check_ttl, is_expired};
@@ -208,6 +208,8 @@ pub struct LwwMap {
     live_with_ttl: usize,
     events: EventQueue,
     dirty: Dirty,
+    /// What changed, for sync (off until sync turns it on).
+    feed: Feed,
 }
 
 impl LwwMap {
@@ -421,6 +423,7 @@ impl LwwMap {
         (self.live, self.live_with_ttl) = (live.live, live.with_ttl);
         self.tree.update(key_hash, old.map(|o| o.item_hash), Some(item_hash));
         self.events.push(key, origin);
+        self.feed.key(key, origin);
         self.dirty.mark(key);
         true
     }
@@ -435,6 +438,7 @@ impl LwwMap {
         let old = slot.item_hash;
         (slot.millis, slot.counter, slot.node_id, slot.item_hash) = (ts.millis, ts.counter, ts.node_id, item_hash);
         self.tree.update(key_hash, Some(old), Some(item_hash));
+        self.feed.key(key, Origin::Local);
         self.dirty.mark(key);
     }
 
@@ -543,5 +547,18 @@ impl LwwMap {
 
     pub(crate) fn dirty_mut(&mut self) -> &mut Dirty {
         &mut self.dirty
+    }
+
+    /// What changed since sync last looked (see [`Feed`]).
+    pub(crate) fn feed_mut(&mut self) -> &mut Feed {
+        &mut self.feed
+    }
+
+    /// Calls `f(key, fnv1a(key), item hash)` for every record, in table order: sync's digests
+    /// below the Merkle leaves, and its lists of the keys under a node, in one pass over the map.
+    pub(crate) fn for_each_hash<'a>(&'a self, mut f: impl FnMut(&'a str, u32, u32)) {
+        for (key, slot) in &self.slots {
+            f(key, crate::hash::fnv1a(key), slot.item_hash);
+        }
     }
 }

@@ -203,6 +203,20 @@ impl MerkleTree {
         }
     }
 
+    /// The hash and key count of the node `index` at `level` (0 is the root, 3 the leaves; the
+    /// index is the path's digits as a number): sync's catch-up walks the tree by these numbers
+    /// rather than by text paths. `(0, 0)` past the last level or index.
+    pub fn node_at(&self, level: usize, index: usize) -> (u32, u32) {
+        match level {
+            0 if index == 0 => (self.root, self.l1.iter().map(|n| n.count).sum()),
+            1..=3 if index < 1 << (4 * level) => {
+                let node = self.node(level, index);
+                (node.hash, node.count)
+            }
+            _ => (0, 0),
+        }
+    }
+
     /// Number of keys under `path`.
     pub fn count_at(&self, path: &str) -> u32 {
         match parse_path(path) {

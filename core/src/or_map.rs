@@ -14,7 +14,7 @@ use hashbrown::{HashMap, HashSet};
 
 use crate::dirty::Dirty;
 use crate::error::Error;
-use crate::event::{ChangeEvent, EventQueue, Origin};
+use crate::event::{ChangeEvent, EventQueue, Feed, Origin};
 use crate::hash::{Fnv1a, fnv1a};
 use crate::hlc::{Drift, Hlc, Timestamp};
 use crate::map_common::{Hasher, Merged, check_key, check_ttl, is_expired};
@@ -74,9 +74,21 @@ pub struct OrMap {
     /// Which key each live tag is stored under, so a tombstone finds its record at once.
     tag_owner: HashMap<Timestamp, Box<str>, Hasher>,
     tombstones: HashSet<Timestamp, Hasher>,
+    /// The wrapping sum of [`tag_hash`] over the tombstones: sync compares it to tell whether two
+    /// replicas hold the same tombstones (the Merkle tree hashes live records only).
+    tombstone_digest: u32,
     tree: MerkleTree,
     events: EventQueue,
     dirty: Dirty,
+    /// What changed, for sync (off until sync turns it on).
+    feed: Feed,
+}
+
+/// A tombstoned tag's share of [`OrMap::tombstone_digest`].
+fn tag_hash(tag: &Timestamp) -> u32 {
+    let mut h = Fnv1a::new();
+    tag.hash_into(&mut h);
+    crate::hash::mix(h.finish())
 }
 
 impl OrMap {
@@ -102,6 +114,7 @@ impl OrMap {
         self.insert(key, record.clone());
         self.rehash(key);
         self.events.push(key, Origin::Local);
+        self.feed.key(key, Origin::Local);
         Ok(record)
     }
 
@@ -126,11 +139,15 @@ impl OrMap {
         }
         for tag in &removed {
             self.tag_owner.remove(tag);
-            self.tombstones.insert(tag.clone());
+            if self.tombstones.insert(tag.clone()) {
+                self.tombstone_digest = self.tombstone_digest.wrapping_add(tag_hash(tag));
+            }
+            self.feed.tag(tag, Origin::Local);
         }
         self.dirty.mark_tombstones();
         self.rehash(key);
         self.events.push(key, Origin::Local);
+        self.feed.key(key, Origin::Local);
         Ok(removed.iter().map(Timestamp::to_text).collect())
     }
 
@@ -180,6 +197,7 @@ impl OrMap {
         self.insert(key, record);
         self.rehash(key);
         self.events.push(key, Origin::Remote);
+        self.feed.key(key, Origin::Remote);
         true
     }
 
@@ -188,13 +206,16 @@ impl OrMap {
         if !self.tombstones.insert(tag.clone()) {
             return false;
         }
+        self.tombstone_digest = self.tombstone_digest.wrapping_add(tag_hash(tag));
         self.dirty.mark_tombstones();
+        self.feed.tag(tag, Origin::Remote);
         if let Some(key) = self.tag_owner.remove(tag) {
             if let Some(entry) = self.keys.get_mut(&key) {
                 entry.records.retain(|r| r.timestamp != *tag);
             }
             self.rehash(&key);
             self.events.push(&key, Origin::Remote);
+            self.feed.key(&key, Origin::Remote);
         }
         true
     }
@@ -254,7 +275,14 @@ impl OrMap {
     /// Forgets tombstones whose tag's timestamp is older than `(older_than_millis, 0)`; returns how many.
     pub fn prune(&mut self, older_than_millis: u64) -> usize {
         let before = self.tombstones.len();
-        self.tombstones.retain(|t| t.millis >= older_than_millis);
+        let digest = &mut self.tombstone_digest;
+        self.tombstones.retain(|t| {
+            let keep = t.millis >= older_than_millis;
+            if !keep {
+                *digest = digest.wrapping_sub(tag_hash(t));
+            }
+            keep
+        });
         let pruned = before - self.tombstones.len();
         if pruned > 0 {
             self.dirty.mark_tombstones();
@@ -377,12 +405,14 @@ impl OrMap {
         record.timestamp = new;
         self.insert(key, record);
         self.rehash(key);
+        self.feed.key(key, Origin::Local);
     }
 
     /// Forgets a tombstone without touching any record (see `restamp`): a tag this map issued
     /// and removed while it loaded, which storage holds for another record.
     pub(crate) fn forget_tombstone(&mut self, tag: &Timestamp) {
         if self.tombstones.remove(tag) {
+            self.tombstone_digest = self.tombstone_digest.wrapping_sub(tag_hash(tag));
             self.dirty.mark_tombstones();
         }
     }
@@ -390,6 +420,27 @@ impl OrMap {
     /// The tombstoned tags.
     pub(crate) fn tombstone_tags(&self) -> impl Iterator<Item = &Timestamp> {
         self.tombstones.iter()
+    }
+
+    /// A digest of the tombstones (the wrapping sum of a hash of each tag): equal on two replicas
+    /// that hold the same tombstones, whatever order they came in.
+    pub fn tombstone_digest(&self) -> u32 {
+        self.tombstone_digest
+    }
+
+    /// What changed since sync last looked (see [`Feed`]).
+    pub(crate) fn feed_mut(&mut self) -> &mut Feed {
+        &mut self.feed
+    }
+
+    /// Calls `f(key, fnv1a(key), entry hash)` for every key with live records, in table order
+    /// (see [`crate::LwwMap`]'s `for_each_hash`).
+    pub(crate) fn for_each_hash<'a>(&'a self, mut f: impl FnMut(&'a str, u32, u32)) {
+        for (key, entry) in &self.keys {
+            if let Some(hash) = entry.entry_hash {
+                f(key, fnv1a(key), hash);
+            }
+        }
     }
 
     /// Every live record with its key.

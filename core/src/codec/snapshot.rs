@@ -24,7 +24,7 @@ use crate::codec::{
 };
 use crate::error::Error;
 use crate::hlc::{NodeId, Timestamp};
-use crate::lww::{LwwMap, LwwRecord, RawLwwSnapshot};
+use crate::lww::{LwwMap, LwwRecord, RawLwwSnapshot, RecordRef};
 use crate::map_common::{Hasher, MapKind};
 use crate::or_map::{OrMap, OrRecord};
 use crate::value::Value;
@@ -112,7 +112,13 @@ impl<'a> NodeTable<'a> {
 /// Appends a snapshot of every record of `map` (tombstones included) to `out`, column by column
 /// (see `lww_columns`); stored value bytes are read as they are, not decoded into values.
 pub fn encode_lww_snapshot_into(map: &LwwMap, out: &mut Vec<u8>) {
-    let records = map.record_refs();
+    encode_lww_refs_into(&map.record_refs(), out);
+}
+
+/// Appends a snapshot of some records of an LWW map (sorted by key, each key once, as the
+/// decoder demands): sync sends the records of a catch-up or a push as such a fragment, so the one
+/// hardened decoder reads them and an import merges them.
+pub(crate) fn encode_lww_refs_into(records: &[RecordRef<'_>], out: &mut Vec<u8>) {
     let mut table = NodeTable::default();
     let rows: Vec<lww_columns::Row<'_>> = records
         .iter()
@@ -156,7 +162,12 @@ pub fn encode_lww_rows(nodes: &[&str], rows: &[LwwRow<'_>]) -> Vec<u8> {
 /// Appends a snapshot of `map` (live records and tombstones) to `out`. Written by hand in the
 /// layout serde gives `OrSnapshotWire` after the tag (which decodes it).
 pub fn encode_or_snapshot_into(map: &OrMap, out: &mut Vec<u8>) {
-    let records = map.records();
+    encode_or_part_into(&map.records(), &map.tombstones(), out);
+}
+
+/// Appends an OR snapshot of some keys (sorted, each once) and some tombstoned tags (text form,
+/// sorted): a fragment of a map, as sync sends it (see [`encode_lww_refs_into`]).
+pub(crate) fn encode_or_part_into(records: &[(&str, &[OrRecord])], tombstones: &[String], out: &mut Vec<u8>) {
     let mut table = NodeTable::default();
     let nodes: Vec<u32> =
         records.iter().flat_map(|(_, rs)| rs.iter()).map(|r| table.of(&r.timestamp.node_id)).collect();
@@ -165,7 +176,7 @@ pub fn encode_or_snapshot_into(map: &OrMap, out: &mut Vec<u8>) {
     put_strs(out, &table.nodes);
     put_varint(out, records.len() as u64);
     let mut node_at = nodes.into_iter();
-    for (key, rs) in &records {
+    for (key, rs) in records {
         put_str(out, key);
         put_varint(out, rs.len() as u64);
         for r in rs.iter() {
@@ -177,7 +188,7 @@ pub fn encode_or_snapshot_into(map: &OrMap, out: &mut Vec<u8>) {
             put_option_u64(out, r.ttl_ms);
         }
     }
-    put_strs(out, &map.tombstones());
+    put_strs(out, tombstones);
 }
 
 /// A snapshot of an LWW map as a new buffer.

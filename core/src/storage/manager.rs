@@ -291,6 +291,11 @@ impl StorageManager {
         Some(self.ids[at].1)
     }
 
+    /// The name of the map with id `id`.
+    pub fn name_of(&self, id: MapId) -> Option<&str> {
+        self.slots.get(id.0 as usize).map(|s| &*s.name)
+    }
+
     fn slot(&self, name: &str) -> Option<&Slot> {
         self.slots.get(self.id_of(name)?.0 as usize)
     }

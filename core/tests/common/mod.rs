@@ -2,6 +2,7 @@
 //! [`storage`]) a fake storage adapter that counts, holds and fails calls.
 #![allow(dead_code, unused_imports)]
 
+pub mod sim;
 pub mod storage;
 
 use onegrid_core::{ClockConfig, Hlc, NodeId, Timestamp};

@@ -1,0 +1,735 @@
+//! [`Connection`]: the state machine of one connection to a peer grid, in the shape of
+//! quinn-proto's: frames come in ([`Connection::handle_frame`]), frames to send and events go out
+//! (polled through the [`Hub`](crate::sync::Hub), which owns the connections of a grid and does
+//! what they share: the change log, group commits).
+//!
+//! Life: the connecting side sends `Hello` and waits for `Welcome`; the accepting side hands the
+//! hello out as [`Event::Hello`] and its driver accepts (with [`Permissions`]) or refuses. Nothing
+//! a peer sends before that is applied: any other frame closes the connection. Then both sides
+//! push their changes and catch up by Merkle (see `catchup.rs`): the connecting side opens the
+//! catch-ups of its maps, then sends `RootsEnd`, and the accepting side opens those of its other
+//! maps. A map that loads later is caught up when it has loaded.
+//!
+//! Frames about a map that is still loading wait, with every frame after them (the order is the
+//! protocol's), until it has loaded: a root is never taken from a half-loaded map, and records
+//! are never merged into an early map (the storage manager would re-stamp a peer's copy of this
+//! node's own records as early writes).
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use crate::codec::snapshot::{
+    Snapshot, decode_lww_snapshot_raw, decode_or_snapshot, encode_or_part_into, snapshot_kind,
+};
+use crate::error::{Error, Quoted, excerpt};
+use crate::event::FeedItem;
+use crate::grid::Grid;
+use crate::hlc::Timestamp;
+use crate::map_common::MapKind;
+use crate::storage::maps::AnyMap;
+use crate::sync::catchup::{CatchUp, Flow, PeerRoot, pages};
+use crate::sync::frame::{Frame, Node, PROTOCOL_VERSION, codes, describe, version_reason};
+use crate::sync::log::{ChangeLog, Source};
+use crate::sync::permissions::Permissions;
+use crate::sync::types::{ConnId, ConnState, Event};
+
+/// Which side of the handshake this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Sends `Hello`.
+    Connecting,
+    /// Receives `Hello`; its driver accepts or refuses.
+    Accepting,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    AwaitHello,
+    /// The accepting side's driver has the hello and has not decided.
+    Deciding,
+    AwaitWelcome,
+    Open,
+    Closed,
+}
+
+/// How far the pushes and catch-ups have delivered this side's changes: a log position and the
+/// local writes counted up to it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Cover {
+    pos: u64,
+    locals: u64,
+}
+
+/// What one call needs besides the connection: the grid, the log, the wall clock.
+pub(crate) struct Ctx<'a> {
+    pub(crate) grid: &'a mut Grid,
+    pub(crate) log: &'a ChangeLog,
+    pub(crate) now: u64,
+}
+
+/// Why a connection closes: the error frame's code and message.
+struct Fail(&'static str, String);
+
+impl From<Error> for Fail {
+    fn from(e: Error) -> Self {
+        let code = match e {
+            Error::ClockDrift(_) => codes::CLOCK_DRIFT,
+            Error::Decode { .. } | Error::MalformedOrRecord { .. } => codes::MALFORMED,
+            Error::Storage { .. } | Error::CorruptStoredValue { .. } | Error::LoadKindMismatch { .. } => codes::STORAGE,
+            _ => codes::REFUSED_RECORD,
+        };
+        Fail(code, e.to_string())
+    }
+}
+
+/// One connection to a peer grid. See the [module docs](self).
+#[derive(Debug)]
+pub struct Connection {
+    pub(crate) id: ConnId,
+    role: Role,
+    phase: Phase,
+    frame_limit: usize,
+    peer: Option<String>,
+    token: Option<String>,
+    /// What this side lets the peer read and write.
+    perms: Permissions,
+    /// What the peer lets this side read and write (from `Welcome`).
+    granted: Permissions,
+    pub(crate) out: VecDeque<Vec<u8>>,
+    pub(crate) events: VecDeque<Event>,
+    /// Sequenced frames sent, and those not yet acknowledged with the cover at their sending.
+    sent: u64,
+    unacked: VecDeque<(u64, Cover)>,
+    acked_cover: Cover,
+    /// Sequenced frames received and applied; of those, durable; of those, acknowledged.
+    pub(crate) received: u64,
+    pub(crate) durable: u64,
+    ack_sent: u64,
+    /// The log position pushed up to, and the local writes counted there.
+    pub(crate) cursor: Cover,
+    /// While a catch-up that delivers older changes runs, what is covered stays below this.
+    floor: Option<Cover>,
+    catchups: Vec<CatchUp>,
+    /// The initial exchange is over (`RootsEnd` sent, or received and answered).
+    initial_done: bool,
+    /// Maps the peer opened before its `RootsEnd` (accepting side).
+    peer_opened: Vec<Box<str>>,
+    /// Frames waiting for a map to load, in order.
+    inbox: VecDeque<Frame>,
+    mismatched: Vec<Box<str>>,
+    synced: bool,
+}
+
+impl Connection {
+    pub(crate) fn new(id: ConnId, role: Role, frame_limit: usize, log: &ChangeLog) -> Self {
+        let cursor = Cover { pos: log.end(), locals: log.locals() };
+        Self {
+            id,
+            role,
+            phase: if role == Role::Connecting { Phase::AwaitWelcome } else { Phase::AwaitHello },
+            frame_limit,
+            peer: None,
+            token: None,
+            perms: Permissions::all(),
+            granted: Permissions::all(),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            sent: 0,
+            unacked: VecDeque::new(),
+            acked_cover: Cover::default(),
+            received: 0,
+            durable: 0,
+            ack_sent: 0,
+            cursor,
+            // Nothing this side wrote before is delivered until the first catch-up is over.
+            floor: Some(Cover::default()),
+            catchups: Vec::new(),
+            initial_done: false,
+            peer_opened: Vec::new(),
+            inbox: VecDeque::new(),
+            mismatched: Vec::new(),
+            synced: false,
+        }
+    }
+
+    /// The peer's node id, once it has said it.
+    pub fn peer(&self) -> Option<&str> {
+        self.peer.as_deref()
+    }
+
+    /// Which side of the handshake this is.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Where the connection is.
+    pub fn state(&self) -> ConnState {
+        match self.phase {
+            Phase::AwaitHello | Phase::Deciding | Phase::AwaitWelcome => ConnState::Connecting,
+            Phase::Closed => ConnState::Closed,
+            Phase::Open if self.synced => ConnState::Synced,
+            Phase::Open => ConnState::Syncing,
+        }
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.phase == Phase::Open
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// What the pushes and finished catch-ups have delivered and had acknowledged.
+    pub(crate) fn covered(&self) -> Cover {
+        if self.unacked.is_empty() { self.acked_cover.max(self.current_cover()) } else { self.acked_cover }
+    }
+
+    pub(crate) fn cursor_pos(&self) -> u64 {
+        self.cursor.pos
+    }
+
+    pub(crate) fn covered_pos(&self) -> u64 {
+        self.covered().pos
+    }
+
+    pub(crate) fn covered_locals(&self) -> u64 {
+        self.covered().locals
+    }
+
+    fn current_cover(&self) -> Cover {
+        match self.floor {
+            Some(floor) => floor.min(self.cursor),
+            None => self.cursor,
+        }
+    }
+
+    fn flow(&self, map: &str) -> Flow {
+        Flow {
+            send: self.perms.may_read(map) && self.granted.may_write(map),
+            receive: self.perms.may_write(map) && self.granted.may_read(map),
+        }
+    }
+
+    fn shared(&self, map: &str) -> bool {
+        let flow = self.flow(map);
+        (flow.send || flow.receive) && !self.mismatched.iter().any(|m| **m == *map)
+    }
+
+    /// Payload bytes a frame about `map` may carry.
+    fn budget(&self, map: &str) -> usize {
+        self.frame_limit.saturating_sub(map.len() + 64) * 3 / 4
+    }
+
+    // ---- sending --------------------------------------------------------------------------------
+
+    fn send(&mut self, frame: Frame) {
+        let bytes = frame.encode();
+        if bytes.len() > self.frame_limit {
+            // Only a single record larger than the limit can make one; it cannot travel.
+            let map = frame.map().map(String::from).unwrap_or_default();
+            self.events.push_back(Event::Oversized { map, bytes: bytes.len() });
+            return;
+        }
+        if frame.is_sequenced() {
+            self.sent += 1;
+            self.unacked.push_back((self.sent, self.current_cover()));
+        }
+        self.out.push_back(bytes);
+    }
+
+    fn fail(&mut self, fail: Fail) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        let Fail(code, message) = fail;
+        self.out.push_back(Frame::Error { code: String::from(code), message: message.clone() }.encode());
+        self.close(String::from(code), message, false);
+    }
+
+    fn close(&mut self, code: String, message: String, by_peer: bool) {
+        self.phase = Phase::Closed;
+        self.inbox.clear();
+        self.catchups.clear();
+        self.events.push_back(Event::Closed { code, message, by_peer });
+    }
+
+    /// The transport is gone.
+    pub(crate) fn transport_closed(&mut self) {
+        if self.phase != Phase::Closed {
+            self.close(String::from("CLOSED"), String::from("the transport closed"), false);
+        }
+    }
+
+    /// The next frame to send: an acknowledgement first, then the frames in order.
+    pub(crate) fn next_transmit(&mut self) -> Option<Vec<u8>> {
+        if self.durable > self.ack_sent && self.phase == Phase::Open {
+            self.ack_sent = self.durable;
+            return Some(Frame::Ack { upto: self.durable }.encode());
+        }
+        self.out.pop_front()
+    }
+
+    // ---- the handshake --------------------------------------------------------------------------
+
+    pub(crate) fn hello(&mut self, node_id: &str, token: Option<String>) {
+        self.out.push_back(Frame::Hello { version: PROTOCOL_VERSION, node_id: String::from(node_id), token }.encode());
+    }
+
+    /// The accepting side's driver accepts: the peer gets `Welcome` with what it may do.
+    pub(crate) fn accept(&mut self, node_id: &str, perms: Permissions) {
+        if self.phase != Phase::Deciding {
+            return;
+        }
+        self.out.push_back(
+            Frame::Welcome { node_id: String::from(node_id), read: perms.read.clone(), write: perms.write.clone() }
+                .encode(),
+        );
+        self.perms = perms;
+        self.token = None;
+        self.phase = Phase::Open;
+        self.events.push_back(Event::Connected { node_id: self.peer.clone().unwrap_or_default() });
+    }
+
+    pub(crate) fn refuse(&mut self, reason: &str) {
+        if matches!(self.phase, Phase::Deciding | Phase::AwaitHello) {
+            self.fail(Fail(codes::REFUSED, String::from(reason)));
+        }
+    }
+
+    // ---- receiving ------------------------------------------------------------------------------
+
+    /// Takes one frame from the peer.
+    pub(crate) fn handle_frame(&mut self, ctx: &mut Ctx<'_>, bytes: &[u8]) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        let frame = match Frame::decode(bytes, self.frame_limit) {
+            Ok(frame) => frame,
+            Err(e) => {
+                let code = if bytes.first().is_some_and(|&v| v != PROTOCOL_VERSION) && bytes.len() <= self.frame_limit {
+                    codes::VERSION
+                } else {
+                    codes::MALFORMED
+                };
+                let message = match code {
+                    codes::VERSION => version_reason(bytes[0]),
+                    _ => e.to_string(),
+                };
+                return self.fail(Fail(code, message));
+            }
+        };
+        if let Err(fail) = self.receive(ctx, frame) {
+            self.fail(fail);
+        }
+    }
+
+    fn receive(&mut self, ctx: &mut Ctx<'_>, frame: Frame) -> Result<(), Fail> {
+        if let Frame::Error { code, message } = frame {
+            self.close(code, message, true);
+            return Ok(());
+        }
+        match (self.phase, frame) {
+            (Phase::AwaitHello, Frame::Hello { version, node_id, token }) => {
+                if version != PROTOCOL_VERSION {
+                    return Err(Fail(codes::VERSION, version_reason(version)));
+                }
+                self.phase = Phase::Deciding;
+                self.events.push_back(Event::Hello { node_id: node_id.clone(), token: token.clone() });
+                self.peer = Some(node_id);
+                self.token = token;
+                Ok(())
+            }
+            (Phase::AwaitWelcome, Frame::Welcome { node_id, read, write }) => {
+                self.peer = Some(node_id.clone());
+                self.granted = Permissions::new(read, write);
+                self.phase = Phase::Open;
+                self.events.push_back(Event::Connected { node_id });
+                for name in loaded_maps(ctx.grid) {
+                    self.open_catchup(ctx.grid, &name);
+                }
+                self.send(Frame::RootsEnd);
+                self.initial_done = true;
+                Ok(())
+            }
+            (Phase::Open, Frame::Ack { upto }) => self.on_ack(upto),
+            (Phase::Open, frame) if frame.is_sequenced() => {
+                if self.inbox.is_empty() && self.apply(ctx, &frame)? {
+                    self.received += 1;
+                } else {
+                    self.inbox.push_back(frame);
+                }
+                Ok(())
+            }
+            (Phase::Deciding, frame) => Err(Fail(
+                codes::MALFORMED,
+                alloc::format!("{} arrived before the connection was accepted", describe(&frame)),
+            )),
+            (_, frame) => Err(Fail(codes::MALFORMED, alloc::format!("{} was not expected here", describe(&frame)))),
+        }
+    }
+
+    fn on_ack(&mut self, upto: u64) -> Result<(), Fail> {
+        if upto > self.sent {
+            return Err(Fail(
+                codes::MALFORMED,
+                alloc::format!("an Ack of {upto} frames, but only {} were sent", self.sent),
+            ));
+        }
+        let before = self.covered();
+        while let Some(&(seq, cover)) = self.unacked.front().filter(|(seq, _)| *seq <= upto) {
+            let _ = seq;
+            self.acked_cover = self.acked_cover.max(cover);
+            self.unacked.pop_front();
+        }
+        if self.covered() != before {
+            self.events.push_back(Event::Acked { marker: self.covered().pos });
+        }
+        Ok(())
+    }
+
+    /// Applies frames that waited for a map load, now that it may have finished.
+    pub(crate) fn retry_inbox(&mut self, ctx: &mut Ctx<'_>) {
+        while let Some(frame) = self.inbox.pop_front() {
+            match self.apply(ctx, &frame) {
+                Ok(true) => self.received += 1,
+                Ok(false) => {
+                    self.inbox.push_front(frame);
+                    return;
+                }
+                Err(fail) => return self.fail(fail),
+            }
+        }
+    }
+
+    pub(crate) fn waits(&self) -> bool {
+        !self.inbox.is_empty()
+    }
+
+    /// Makes sure `map` is loaded: `Ok(false)` while it loads (touching it first if needed).
+    fn ready(ctx: &mut Ctx<'_>, map: &str, hint: Option<MapKind>) -> Result<bool, Fail> {
+        let storage = ctx.grid.storage();
+        if storage.is_map_loaded(map) {
+            return Ok(true);
+        }
+        if storage.is_map_loading(map) {
+            return Ok(false);
+        }
+        if let Some(error) = storage.load_error(map) {
+            return Err(Fail(codes::STORAGE, error.to_string()));
+        }
+        ctx.grid.storage_mut().get_map(map, hint, ctx.now)?;
+        Ok(ctx.grid.storage().is_map_loaded(map))
+    }
+
+    fn find(&mut self, map: &str, mine: bool) -> Option<usize> {
+        self.catchups.iter().position(|c| *c.map == *map && c.mine == mine)
+    }
+
+    /// Applies one sequenced frame; `Ok(false)` when it must wait for its map to load.
+    fn apply(&mut self, ctx: &mut Ctx<'_>, frame: &Frame) -> Result<bool, Fail> {
+        match frame {
+            Frame::RootsEnd if self.role == Role::Accepting && !self.initial_done => {
+                let opened = core::mem::take(&mut self.peer_opened);
+                for name in loaded_maps(ctx.grid) {
+                    if !opened.iter().any(|o| **o == *name) {
+                        self.open_catchup(ctx.grid, &name);
+                    }
+                }
+                self.initial_done = true;
+            }
+            Frame::RootsEnd => return Err(Fail(codes::MALFORMED, String::from("RootsEnd was not expected here"))),
+            Frame::Writes { map, payload } => {
+                self.check_write(map, payload)?;
+                if self.mismatched.iter().any(|m| **m == **map) {
+                    return Ok(true);
+                }
+                if !Self::ready(ctx, map, snapshot_kind(payload))? {
+                    return Ok(false);
+                }
+                self.merge(ctx, map, payload, None)?;
+            }
+            Frame::Root { map, kind, hash, count, tombstones } => {
+                if !self.initial_done && self.role == Role::Accepting {
+                    self.peer_opened.push(Box::from(&**map));
+                }
+                let root = PeerRoot { kind: *kind, hash: *hash, count: *count, tombstones: *tombstones };
+                if !self.shared(map) {
+                    self.send(Frame::Turn { map: map.clone(), mine: false, done: true });
+                    return Ok(true);
+                }
+                if !Self::ready(ctx, map, Some(*kind))? {
+                    return Ok(false);
+                }
+                let at = match self.find(map, false) {
+                    Some(at) => at,
+                    None => {
+                        self.catchups.push(CatchUp::new(map, false));
+                        self.catchups.len() - 1
+                    }
+                };
+                self.catchups[at].on_root(root);
+                self.respond(ctx, at);
+            }
+            Frame::Children { map, mine, nodes } => {
+                if let Some(at) = self.find(map, !mine) {
+                    self.catchups[at].on_children(nodes.clone());
+                }
+            }
+            Frame::Pull { map, mine, nodes } => {
+                if let Some(at) = self.find(map, !mine) {
+                    self.catchups[at].on_pull(nodes.clone());
+                }
+            }
+            Frame::Records { map, mine, ask, ask_tombstones, payload } => {
+                self.check_write(map, payload)?;
+                let Some(at) = self.find(map, !mine) else { return Ok(true) };
+                if !Self::ready(ctx, map, snapshot_kind(payload))? {
+                    return Ok(false);
+                }
+                let question = (!ask.is_empty() || *ask_tombstones).then(|| (at, ask.clone(), *ask_tombstones));
+                self.merge(ctx, map, payload, question)?;
+            }
+            Frame::Turn { map, mine, done } => {
+                let Some(at) = self.find(map, !mine) else { return Ok(true) };
+                if *done {
+                    self.finish(ctx.grid, at);
+                } else {
+                    if !Self::ready(ctx, map, None)? {
+                        return Ok(false);
+                    }
+                    self.respond(ctx, at);
+                }
+            }
+            Frame::Mismatch { map, kind } => {
+                let local = ctx.grid.map(map).map_or(*kind, AnyMap::kind);
+                self.mismatch(map, local, *kind);
+            }
+            _ => {}
+        }
+        Ok(true)
+    }
+
+    /// Records from the peer for a map it may not write are refused whole (SPEC section 8). An
+    /// empty payload writes nothing (a question asking for tombstones).
+    fn check_write(&self, map: &str, payload: &[u8]) -> Result<(), Fail> {
+        let empty = matches!(payload, [_, _, 0, 0, 0]);
+        if self.flow(map).receive || empty {
+            return Ok(());
+        }
+        Err(Fail(codes::FORBIDDEN, alloc::format!("map {}: this connection may not write it", Quoted(&excerpt(map)))))
+    }
+
+    fn mismatch(&mut self, map: &str, local: MapKind, remote: MapKind) {
+        if self.mismatched.iter().any(|m| **m == *map) {
+            return;
+        }
+        self.mismatched.push(Box::from(map));
+        self.catchups.retain(|c| *c.map != *map);
+        self.events.push_back(Event::KindMismatch { map: String::from(map), local, remote });
+    }
+
+    /// Merges a snapshot fragment from the peer (all or nothing; strict drift refuses it whole).
+    /// `question`: the catch-up whose question it is, to remember what the peer holds.
+    fn merge(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        map: &str,
+        payload: &[u8],
+        question: Option<(usize, Vec<Node>, bool)>,
+    ) -> Result<(), Fail> {
+        let local = ctx.grid.map(map).map(AnyMap::kind);
+        let now = ctx.now;
+        let lww = decode_lww_snapshot_raw(payload)?;
+        let kind = if lww.is_some() { MapKind::Lww } else { MapKind::Or };
+        if let Some(local) = local.filter(|&l| l != kind) {
+            self.send(Frame::Mismatch { map: String::from(map), kind: local });
+            self.mismatch(map, local, kind);
+            return Ok(());
+        }
+        let drifts = match lww {
+            Some(snapshot) => {
+                if let Some((at, ask, _)) = question {
+                    let records = snapshot.records().iter().map(|r| (snapshot.key(r), r.timestamp.clone()));
+                    self.catchups[at].on_asked_lww(ask, records);
+                }
+                let (m, clock) = ctx.grid.lww(map, now)?;
+                m.merge_all_raw(clock, now, snapshot)?.1
+            }
+            None => {
+                let Snapshot::Or { keys, tombstones } = decode_or_snapshot(payload)? else { return Ok(()) };
+                let (m, clock) = ctx.grid.or(map, now)?;
+                // Records this side has removed: the peer learns the tombstones back.
+                let mut echo: Vec<String> = keys
+                    .iter()
+                    .flat_map(|(_, rs)| rs.iter())
+                    .filter(|r| m.is_tombstoned(&r.timestamp))
+                    .map(|r| r.timestamp.to_text())
+                    .collect();
+                if let Some((at, ask, ask_tombstones)) = question {
+                    let tags: Vec<Timestamp> =
+                        keys.iter().flat_map(|(_, rs)| rs.iter().map(|r| r.timestamp.clone())).collect();
+                    self.catchups[at].on_asked_or(ask, tags, ask_tombstones.then(|| tombstones.clone()));
+                }
+                let merged = m.merge_all(clock, now, keys, &tombstones)?;
+                if !echo.is_empty() && self.flow(map).send {
+                    echo.sort_unstable();
+                    echo.dedup();
+                    let mut payload = Vec::new();
+                    encode_or_part_into(&[], &echo, &mut payload);
+                    self.send(Frame::Writes { map: String::from(map), payload });
+                }
+                merged.drifts
+            }
+        };
+        self.events.extend(drifts.into_iter().map(Event::Drift));
+        Ok(())
+    }
+
+    // ---- catch-up -------------------------------------------------------------------------------
+
+    /// Opens a catch-up of a loaded, shared map (or asks the running one to run again).
+    pub(crate) fn open_catchup(&mut self, grid: &Grid, name: &str) {
+        if self.phase != Phase::Open || !self.shared(name) {
+            return;
+        }
+        if let Some(at) = self.find(name, true) {
+            self.catchups[at].again = true;
+            return;
+        }
+        let Some(map) = grid.map(name) else { return };
+        let frame = CatchUp::open(name, map);
+        self.catchups.push(CatchUp::new(name, true));
+        self.send(frame);
+    }
+
+    fn respond(&mut self, ctx: &mut Ctx<'_>, at: usize) {
+        let name = self.catchups[at].map.clone();
+        let (flow, budget) = (self.flow(&name), self.budget(&name));
+        let Some(map) = ctx.grid.map(&name) else { return };
+        let (frames, done) = self.catchups[at].respond(map, flow, budget);
+        for frame in frames {
+            if let Frame::Mismatch { kind, .. } = &frame {
+                let remote = if *kind == MapKind::Lww { MapKind::Or } else { MapKind::Lww };
+                let kind = *kind;
+                self.send(frame);
+                self.mismatch(&name, kind, remote);
+                return;
+            }
+            self.send(frame);
+        }
+        if done {
+            self.finish(ctx.grid, at);
+        }
+    }
+
+    fn finish(&mut self, grid: &Grid, at: usize) {
+        let catchup = self.catchups.swap_remove(at);
+        if catchup.again && catchup.mine {
+            self.open_catchup(grid, &catchup.map);
+        }
+    }
+
+    // ---- pushes ---------------------------------------------------------------------------------
+
+    /// Pushes the logged changes after the cursor; catches up by Merkle instead when the log no
+    /// longer holds them.
+    pub(crate) fn push(&mut self, ctx: &mut Ctx<'_>) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        let log = ctx.log;
+        let Some(entries) = log.after(self.cursor.pos) else {
+            self.floor = Some(self.floor.map_or(self.cursor, |f| f.min(self.cursor)));
+            self.cursor = Cover { pos: log.end(), locals: log.locals() };
+            for name in loaded_maps(ctx.grid) {
+                self.open_catchup(ctx.grid, &name);
+            }
+            return;
+        };
+        // Runs of one map: its keys and tags.
+        let mut runs: Vec<(crate::storage::maps::MapId, Vec<&str>, Vec<String>)> = Vec::new();
+        let mut loaded = Vec::new();
+        let mut last = self.cursor;
+        for (pos, locals, entry) in entries {
+            let before = last;
+            last = Cover { pos, locals };
+            if entry.source == Source::Conn(self.id) {
+                continue;
+            }
+            if entry.item == FeedItem::Loaded {
+                // A map that (re)loaded: what it held is caught up, and counts as delivered only
+                // once that catch-up is over.
+                self.floor = Some(self.floor.map_or(before, |f| f.min(before)));
+                loaded.push(entry.map);
+                continue;
+            }
+            if runs.last().is_none_or(|r| r.0 != entry.map) {
+                runs.push((entry.map, Vec::new(), Vec::new()));
+            }
+            let Some(run) = runs.last_mut() else { continue };
+            match &entry.item {
+                FeedItem::Key(key) => run.1.push(key),
+                FeedItem::Tag(tag) => run.2.push(tag.to_text()),
+                FeedItem::Loaded => {}
+            }
+        }
+        let mut frames = Vec::new();
+        for (id, mut keys, mut tags) in runs {
+            let Some(map) = ctx.grid.map_at(id) else { continue };
+            let Some(name) = ctx.grid.storage().name_of(id) else { continue };
+            if !self.shared(name) || !self.flow(name).send {
+                continue;
+            }
+            crate::sort::strs(&mut keys);
+            keys.dedup();
+            tags.sort_unstable();
+            tags.dedup();
+            let keyed: Vec<(&str, usize, Node)> = keys.iter().map(|k| (*k, 0, Node::ROOT)).collect();
+            for (payload, _) in pages(map, &keyed, &tags, &Default::default(), self.budget(name)) {
+                frames.push(Frame::Writes { map: String::from(name), payload });
+            }
+        }
+        self.cursor = last;
+        for id in loaded {
+            if let Some(name) = ctx.grid.storage().name_of(id).map(String::from) {
+                self.open_catchup(ctx.grid, &name);
+            }
+        }
+        for frame in frames {
+            self.send(frame);
+        }
+    }
+
+    /// Updates the synced state, reporting the change.
+    pub(crate) fn update_state(&mut self, log: &ChangeLog) {
+        if self.initial_done && self.catchups.is_empty() {
+            self.floor = None;
+        }
+        let synced = self.phase == Phase::Open
+            && self.initial_done
+            && self.catchups.is_empty()
+            && self.inbox.is_empty()
+            && self.unacked.is_empty()
+            && self.cursor.pos == log.end()
+            && self.ack_sent == self.received;
+        if synced && !self.synced {
+            self.events.push_back(Event::Synced);
+            // An idle connection keeps no buffers from its catch-up.
+            self.out.shrink_to_fit();
+            self.unacked.shrink_to_fit();
+            self.catchups.shrink_to_fit();
+            self.inbox.shrink_to_fit();
+            self.peer_opened = Vec::new();
+        }
+        self.synced = synced;
+    }
+}
+
+/// The names of the grid's loaded maps.
+fn loaded_maps(grid: &Grid) -> Vec<String> {
+    let storage = grid.storage();
+    storage.map_names().into_iter().filter(|n| storage.is_map_loaded(n)).map(String::from).collect()
+}

@@ -1,0 +1,349 @@
+//! Sync between grids (SPEC section 8), sans-IO: the connections of one grid and what they share.
+//!
+//! A [`Hub`] sits beside a [`Grid`] (one per grid) and owns its [`Connection`]s, each a state
+//! machine in the shape of quinn-proto's: the driver (the JavaScript API, the byte ABI, the host,
+//! a test) hands frames in and polls frames and events out. The driver's loop, per connection:
+//!
+//! 1. open it: [`Hub::connect`] (sends `Hello`) or [`Hub::incoming`] (waits for one);
+//! 2. hand every frame from the transport to [`Hub::handle_frame`];
+//! 3. drain [`Hub::poll_transmit`] into the transport and [`Hub::poll_event`]: on
+//!    [`Event::Hello`] (accepting side) call [`Hub::accept`] or [`Hub::refuse`];
+//! 4. with storage, run the grid's storage requests as always, and hand its `Flushed` and
+//!    `FlushFailed` events to [`Hub::handle_storage_event`] (acknowledgements wait for them);
+//! 5. after local writes, poll again (the hub picks changes up from the maps themselves).
+//!
+//! ## Decisions
+//! - **One log, a cursor per connection.** Maps report their changes to a feed (like their
+//!   change events, but for sync); the hub numbers them in one change log, and each connection
+//!   pushes what is after its cursor that did not come from it, filtered by what the peer may
+//!   read. An idle connection costs its struct (a few hundred bytes), not a queue. The log keeps
+//!   only what some connection has not pushed, and at most [`SyncConfig::log_limit`] entries; a
+//!   connection left behind catches up by Merkle instead.
+//! - **Group commit.** A frame that changed the grid is acknowledged once a flush issued after it
+//!   has succeeded. The hub issues one flush for everything applied since the last, and the next
+//!   only when that one has answered: under load, one flush serves many frames of many
+//!   connections. Without storage, frames are acknowledged as soon as they are applied.
+//! - **What is acknowledged.** A connection counts this grid's local writes up to a log position
+//!   as acknowledged once they were pushed and the frames carrying them acknowledged, and, for
+//!   writes made before it connected (or while it had fallen behind), once the catch-up since is
+//!   over and acknowledged. [`Hub::marker`] and [`Hub::is_acked`] make `whenSynced`;
+//!   [`Hub::pending_writes`] counts what is not yet acknowledged.
+//! - **Symmetric after the handshake.** Roles only decide who says hello and who opens the
+//!   catch-ups of the maps both have (the connecting side); data flows the same way both ways,
+//!   so server-to-server links need nothing new.
+
+mod catchup;
+mod connection;
+pub mod frame;
+mod log;
+pub mod permissions;
+mod types;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::event::{FeedItem, Origin};
+use crate::grid::Grid;
+use crate::hlc::NodeId;
+use crate::storage::StorageEvent;
+use crate::storage::maps::{AnyMap, MapId};
+use crate::sync::connection::Ctx;
+use crate::sync::frame::{DEFAULT_FRAME_LIMIT, MIN_FRAME_LIMIT};
+use crate::sync::log::{ChangeLog, Entry, Source};
+
+pub use connection::{Connection, Role};
+pub use frame::{Frame, PROTOCOL_VERSION};
+pub use permissions::Permissions;
+pub use types::{ConnId, ConnState, Event};
+
+/// How a hub's connections behave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncConfig {
+    /// The largest frame sent or accepted, in bytes (at least [`frame::MIN_FRAME_LIMIT`]).
+    pub frame_limit: usize,
+    /// The most changes the log keeps for connections that have not pushed them.
+    pub log_limit: usize,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self { frame_limit: DEFAULT_FRAME_LIMIT, log_limit: 1 << 16 }
+    }
+}
+
+/// The connections of one grid, their change log and their group commits. See the
+/// [module docs](self) for the driver's loop.
+#[derive(Debug, Default)]
+pub struct Hub {
+    config: SyncConfig,
+    log: ChangeLog,
+    conns: Vec<Connection>,
+    next_id: u32,
+    /// The flush in flight and what it acknowledges: (connection, frames received).
+    flushing: Option<(u64, Vec<(ConnId, u64)>)>,
+    /// Per connection, the frames a flush in flight or done covers.
+    flushed_upto: Vec<(ConnId, u64)>,
+}
+
+impl Hub {
+    /// A hub with `config` (the frame limit raised to its minimum if below).
+    pub fn new(mut config: SyncConfig) -> Self {
+        config.frame_limit = config.frame_limit.max(MIN_FRAME_LIMIT);
+        Self { config, ..Self::default() }
+    }
+
+    fn at(&self, id: ConnId) -> Option<usize> {
+        self.conns.binary_search_by_key(&id, |c| c.id).ok()
+    }
+
+    fn add(&mut self, role: Role) -> ConnId {
+        let id = ConnId(self.next_id);
+        self.next_id += 1;
+        self.conns.push(Connection::new(id, role, self.config.frame_limit, &self.log));
+        id
+    }
+
+    /// Opens a connection that says hello (with `token`, for the accepting side's driver).
+    pub fn connect(&mut self, grid: &mut Grid, token: Option<String>) -> ConnId {
+        self.collect(grid, None);
+        let id = self.add(Role::Connecting);
+        if let Some(at) = self.at(id) {
+            self.conns[at].hello(grid.node_id().as_str(), token);
+        }
+        id
+    }
+
+    /// Opens a connection that waits for a hello.
+    pub fn incoming(&mut self, grid: &mut Grid) -> ConnId {
+        self.collect(grid, None);
+        self.add(Role::Accepting)
+    }
+
+    /// The connection `id`, to read its state.
+    pub fn connection(&self, id: ConnId) -> Option<&Connection> {
+        self.at(id).map(|at| &self.conns[at])
+    }
+
+    /// Where connection `id` is (`Closed` for an unknown one).
+    pub fn state(&self, id: ConnId) -> ConnState {
+        self.connection(id).map_or(ConnState::Closed, Connection::state)
+    }
+
+    /// Accepting side: takes the connection, letting its peer read and write what `permissions`
+    /// say. A peer whose node id is this grid's, or another open connection's, is refused.
+    pub fn accept(&mut self, grid: &mut Grid, id: ConnId, permissions: Permissions) {
+        let Some(at) = self.at(id) else { return };
+        let peer = self.conns[at].peer().map(String::from);
+        let taken = peer.as_deref().is_some_and(|p| {
+            p == grid.node_id().as_str()
+                || self.conns.iter().any(|c| c.id != id && !c.is_closed() && c.is_open() && c.peer() == Some(p))
+        });
+        if taken {
+            let reason = alloc::format!("node id {} is already connected", peer.unwrap_or_default());
+            self.conns[at].refuse(&reason);
+            return;
+        }
+        self.conns[at].accept(grid.node_id().as_str(), permissions);
+    }
+
+    /// Accepting side: refuses the connection with `reason` (an error frame, then closed).
+    pub fn refuse(&mut self, id: ConnId, reason: &str) {
+        if let Some(at) = self.at(id) {
+            self.conns[at].refuse(reason);
+        }
+    }
+
+    /// The transport of connection `id` is gone: it closes (its unacknowledged writes are re-sent
+    /// by the next connection's catch-up). Forget it with [`Hub::remove`].
+    pub fn close(&mut self, id: ConnId) {
+        if let Some(at) = self.at(id) {
+            self.conns[at].transport_closed();
+        }
+    }
+
+    /// Forgets connection `id`.
+    pub fn remove(&mut self, id: ConnId) {
+        if let Some(at) = self.at(id) {
+            self.conns.remove(at);
+            self.flushed_upto.retain(|(c, _)| *c != id);
+        }
+    }
+
+    /// Takes a frame from connection `id`'s transport at wall time `now`.
+    pub fn handle_frame(&mut self, grid: &mut Grid, id: ConnId, now: u64, bytes: &[u8]) {
+        self.collect(grid, None);
+        let Some(at) = self.at(id) else { return };
+        let mut ctx = Ctx { grid, log: &self.log, now };
+        self.conns[at].handle_frame(&mut ctx, bytes);
+        self.collect(grid, Some(id));
+        self.step(grid, now);
+    }
+
+    /// The next frame to send on connection `id`.
+    pub fn poll_transmit(&mut self, grid: &mut Grid, id: ConnId, now: u64) -> Option<Vec<u8>> {
+        self.collect(grid, None);
+        self.step(grid, now);
+        let at = self.at(id)?;
+        let frame = self.conns[at].next_transmit();
+        self.conns[at].update_state(&self.log);
+        frame
+    }
+
+    /// The next event of connection `id`.
+    pub fn poll_event(&mut self, id: ConnId) -> Option<Event> {
+        let at = self.at(id)?;
+        self.conns[at].update_state(&self.log);
+        self.conns[at].events.pop_front()
+    }
+
+    /// Takes the grid's storage events that acknowledgements wait for (`Flushed`, `FlushFailed`);
+    /// others are ignored.
+    pub fn handle_storage_event(&mut self, event: &StorageEvent) {
+        match event {
+            StorageEvent::Flushed { flush_id } if self.flushing.as_ref().is_some_and(|(f, _)| f == flush_id) => {
+                let Some((_, covered)) = self.flushing.take() else { return };
+                for (id, upto) in covered {
+                    if let Some(at) = self.at(id) {
+                        let conn = &mut self.conns[at];
+                        conn.durable = conn.durable.max(upto);
+                    }
+                }
+            }
+            StorageEvent::FlushFailed { flush_id, .. }
+                if self.flushing.as_ref().is_some_and(|(f, _)| f == flush_id) =>
+            {
+                // What it covered waits for the next flush.
+                if let Some((_, covered)) = self.flushing.take() {
+                    for (id, _) in covered {
+                        let durable = self.connection(id).map_or(0, |c| c.durable);
+                        if let Some(entry) = self.flushed_upto.iter_mut().find(|(c, _)| *c == id) {
+                            entry.1 = durable;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A position in the change log: every local write made so far is at or before it.
+    pub fn marker(&mut self, grid: &mut Grid) -> u64 {
+        self.collect(grid, None);
+        self.log.end()
+    }
+
+    /// True when connection `id`'s peer has acknowledged every local write up to `marker`.
+    pub fn is_acked(&self, id: ConnId, marker: u64) -> bool {
+        self.connection(id).is_some_and(|c| c.covered_pos() >= marker)
+    }
+
+    /// Local writes connection `id`'s peer has not acknowledged yet.
+    pub fn pending_writes(&self, id: ConnId) -> u64 {
+        let covered = self.connection(id).map_or(0, Connection::covered_locals);
+        self.log.locals() - covered.min(self.log.locals())
+    }
+
+    /// Changes the log keeps now (memory: each is a key or a tag).
+    pub fn log_len(&self) -> usize {
+        self.log.len()
+    }
+
+    /// Moves the maps' changes into the log (`from`: the connection whose frame made them), and
+    /// turns the feed on for maps that have finished loading.
+    fn collect(&mut self, grid: &mut Grid, from: Option<ConnId>) {
+        let storage = grid.storage();
+        let ids: Vec<MapId> = storage
+            .map_names()
+            .into_iter()
+            .filter(|n| storage.is_map_loaded(n))
+            .filter_map(|n| storage.id_of(n))
+            .collect();
+        let keep = self.conns.iter().any(|c| !c.is_closed());
+        for id in ids {
+            let Some(map) = grid.storage_mut().events_of(id) else { continue };
+            let feed = match map {
+                AnyMap::Lww(m) => m.feed_mut(),
+                AnyMap::Or(m) => m.feed_mut(),
+            };
+            if !feed.is_enabled() {
+                feed.set_enabled(true);
+                // What it holds is caught up by Merkle; the mark stands for its local records.
+                let me = grid.node_id().clone();
+                let locals = grid.map_at(id).map_or(0, |m| local_records(m, &me));
+                self.log.push(Entry { map: id, item: FeedItem::Loaded, source: Source::Other }, locals, keep);
+                continue;
+            }
+            for (item, origin) in feed.drain() {
+                let source = match (origin, from) {
+                    (Origin::Local, _) => Source::Local,
+                    (Origin::Remote, Some(conn)) => Source::Conn(conn),
+                    (Origin::Remote, None) => Source::Other,
+                };
+                let locals = u64::from(source == Source::Local);
+                self.log.push(Entry { map: id, item, source }, locals, keep);
+            }
+        }
+    }
+
+    /// What every call does after its own work: newly loaded maps, frames that waited for a load,
+    /// pushes, the group commit, acknowledgements without storage, the log's trim.
+    fn step(&mut self, grid: &mut Grid, now: u64) {
+        for at in 0..self.conns.len() {
+            if self.conns[at].waits() {
+                let id = self.conns[at].id;
+                let mut ctx = Ctx { grid, log: &self.log, now };
+                self.conns[at].retry_inbox(&mut ctx);
+                self.collect(grid, Some(id));
+            }
+        }
+        for at in 0..self.conns.len() {
+            let mut ctx = Ctx { grid, log: &self.log, now };
+            self.conns[at].push(&mut ctx);
+        }
+        if grid.storage().is_persistent() {
+            self.commit(grid);
+        } else {
+            for conn in &mut self.conns {
+                conn.durable = conn.received;
+            }
+        }
+        let pushed = self.conns.iter().filter(|c| !c.is_closed()).map(|c| c.cursor_pos()).min();
+        self.log.trim(pushed.unwrap_or(u64::MAX), self.config.log_limit);
+    }
+
+    /// Issues one flush for every frame applied since the last, unless one is in flight.
+    fn commit(&mut self, grid: &mut Grid) {
+        if self.flushing.is_some() {
+            return;
+        }
+        let mut covered = Vec::new();
+        for conn in &self.conns {
+            let done = self.flushed_upto.iter().find(|(c, _)| *c == conn.id).map_or(0, |e| e.1);
+            if conn.received > done.max(conn.durable) {
+                covered.push((conn.id, conn.received));
+            }
+        }
+        if covered.is_empty() {
+            return;
+        }
+        for &(id, upto) in &covered {
+            match self.flushed_upto.iter_mut().find(|(c, _)| *c == id) {
+                Some(entry) => entry.1 = upto,
+                None => self.flushed_upto.push((id, upto)),
+            }
+        }
+        let flush_id = grid.storage_mut().flush();
+        self.flushing = Some((flush_id, covered));
+    }
+}
+
+/// How many records of `map` this node wrote (what a map's `Loaded` mark stands for).
+fn local_records(map: &AnyMap, me: &NodeId) -> u64 {
+    let count = match map {
+        AnyMap::Lww(m) => m.record_refs().iter().filter(|r| r.node_id == me).count(),
+        AnyMap::Or(m) => {
+            m.records().iter().flat_map(|(_, rs)| rs.iter()).filter(|r| r.timestamp.node_id == *me).count()
+        }
+    };
+    count as u64
+}
