@@ -25,7 +25,7 @@ pub struct RawGrid {
     pub(crate) input: Vec<u8>,
     pub(crate) output: Vec<u8>,
     /// The message behind the last failed status code.
-    error: String,
+    pub(crate) error: String,
 }
 
 pub(crate) fn wall(ms: f64) -> u64 {
@@ -43,7 +43,7 @@ fn read_of(grid: &Grid, map: u32) -> Result<&AnyMap, Failure> {
     grid.map_at(MapId(map)).ok_or_else(|| Failure::from(grid.storage().missing(MapId(map))))
 }
 
-fn lww_read(grid: &Grid, map: u32) -> Result<&LwwMap, Failure> {
+pub(crate) fn lww_read(grid: &Grid, map: u32) -> Result<&LwwMap, Failure> {
     match read_of(grid, map)? {
         AnyMap::Lww(m) => Ok(m),
         AnyMap::Or(_) => Err(Failure("onegrid: not an LWW map handle".into())),
@@ -58,7 +58,7 @@ fn or_read(grid: &Grid, map: u32) -> Result<&OrMap, Failure> {
 }
 
 /// The map behind a handle and the clock, to write (an unloaded map is touched, so it reloads).
-fn lww_write(grid: &mut Grid, map: u32, now: f64) -> Result<(&mut LwwMap, &mut Hlc), Failure> {
+pub(crate) fn lww_write(grid: &mut Grid, map: u32, now: f64) -> Result<(&mut LwwMap, &mut Hlc), Failure> {
     match grid.write_at(MapId(map), MapKind::Lww, wall(now))? {
         (AnyMap::Lww(m), clock) => Ok((m, clock)),
         (AnyMap::Or(_), _) => Err(Failure("onegrid: not an LWW map handle".into())),
@@ -108,7 +108,7 @@ fn put_values<'a>(out: &mut Vec<u8>, values: impl ExactSizeIterator<Item = &'a V
 
 impl RawGrid {
     /// 0 for success; for a failure, keeps its message for `takeError` and returns 1.
-    fn status(&mut self, result: Result<(), Failure>) -> u32 {
+    pub(crate) fn status(&mut self, result: Result<(), Failure>) -> u32 {
         match result {
             Ok(()) => 0,
             Err(f) => {
