@@ -2,7 +2,9 @@
 // postcard bytes walked in JavaScript (values.js: the Writer into the module's input buffer, the
 // Reader over its output) against JS values built or read in Rust through serde-wasm-bindgen.
 // The module is the bench build, which carries both: the shipped methods, and their twins
-// (wasm/src/bench_twins.rs, feature `bench-twins`).
+// (wasm/src/bench_twins.rs, feature `bench-twins`). Values written and read and change events ship
+// as postcard bytes, and their twins go through serde-wasm-bindgen; records ship through
+// serde-wasm-bindgen (wasm/src/interop/to_js.rs), and their twin is the bytes path they replaced.
 //
 //   ONEGRID_MODULE_FEATURES=bench-twins cargo run -p onegrid-host -- pkg --out /tmp/pkg-twins
 //   ONEGRID_PKG=/tmp/pkg-twins node --expose-gc tests/bench/value-path-bench.mjs
@@ -26,7 +28,7 @@ const { RawGrid, benchKeyCache } = await import(at('onegrid_glue.js'));
 const { GridCore, checkText, ttlOf, guarded, fail } = await import(at('grid-core.js'));
 const { LwwMap } = await import(at('maps.js'));
 initSync({ module: readFileSync(join(pkg, 'onegrid_bg.wasm')) });
-if (typeof RawGrid.prototype.lwwSetJs !== 'function') {
+if (typeof RawGrid.prototype.lwwRecordBytes !== 'function') {
   throw new Error(`${pkg} is not the bench build: build it with ONEGRID_MODULE_FEATURES=bench-twins`);
 }
 
@@ -57,11 +59,46 @@ class SerdeCore extends GridCore {
   }
 }
 
-/** An LwwMap whose values cross as JS values: `LwwMap`'s methods with the twins' calls. */
+/** The shipped LwwMap, with records read from postcard bytes (the twin of `lwwRecord`), as
+ * `getRecord` did before records came from serde-wasm-bindgen. */
+class BytesLww extends LwwMap {
+  constructor(core, name, id) {
+    super(core, name, id);
+    this.core = core;
+    this.id = id;
+  }
+
+  getRecord(key) {
+    checkText(key, 'the key');
+    const core = this.core;
+    const len = core.raw.lwwRecordBytes(this.id, core.text(key));
+    if (len < 0) return undefined;
+    const r = core.output(len);
+    const value = r.option(r.value);
+    const timestamp = { millis: u64(r), counter: r.varint(), nodeId: r.str() };
+    const ttlMs = r.option(function () { return u64(this); });
+    const record = { value: value === undefined ? null : value, deleted: value === undefined, timestamp };
+    if (ttlMs !== undefined) record.ttlMs = ttlMs;
+    return record;
+  }
+}
+
+/** A u64 read by `r`: a Number when safe, else a BigInt (what values.js's `Reader.u64` was). */
+function u64(r) {
+  const start = r.pos;
+  const n = r.varint();
+  if (n <= Number.MAX_SAFE_INTEGER) return n;
+  r.pos = start;
+  return r.varintBig();
+}
+
+/** An LwwMap whose values cross as JS values: `LwwMap`'s methods with the twins' calls, and the
+ * shipped `getRecord`. */
 class SerdeLww {
   constructor(core, id) {
     this.core = core;
     this.id = id;
+    this.shipped = new LwwMap(core, 'm', id);
   }
 
   set(key, value, options) {
@@ -92,8 +129,7 @@ class SerdeLww {
   }
 
   getRecord(key) {
-    checkText(key, 'the key');
-    return this.core.raw.lwwRecordJs(this.id, key);
+    return this.shipped.getRecord(key);
   }
 }
 
@@ -107,7 +143,7 @@ function open(way, node = 'bench') {
   const Core = way === 'bytes' ? BytesCore : SerdeCore;
   const core = new Core(new RawGrid(node, 60_000, false, false), clock, undefined);
   const id = core.raw.openLww(clock(), core.text('m'));
-  const map = way === 'bytes' ? new LwwMap(core, 'm', id) : new SerdeLww(core, id);
+  const map = way === 'bytes' ? new BytesLww(core, 'm', id) : new SerdeLww(core, id);
   return { core, id, map, free: () => core.raw.free() };
 }
 

@@ -1,7 +1,9 @@
 //! Bench only (feature `bench-twins`): the other value path beside each shipped one, so
-//! `tests/bench/value-path-bench.mjs` can time both in one module and one process. Here: values,
-//! records and change events as JS values through serde-wasm-bindgen, where the shipped methods
-//! pass postcard bytes that `wasm/js/values.js` reads and writes.
+//! `tests/bench/value-path-bench.mjs` can time both in one module and one process. Values written
+//! and read and change events as JS values through serde-wasm-bindgen (the serializer the shipped
+//! cold results use, `crate::interop::to_js`), where the shipped methods pass postcard bytes that
+//! `wasm/js/values.js` reads and writes; and a record as postcard bytes, as it was before records
+//! became JS values.
 //!
 //! Values from JavaScript go through serde-wasm-bindgen's `Deserializer` (`deserialize_any`), which
 //! does not tell `undefined` from `null`, and takes any object without an iterator as a map: these
@@ -9,58 +11,17 @@
 
 use core::fmt;
 
-use onegrid_core::value::{MAX_DEPTH, MAX_SAFE_INTEGER};
-use onegrid_core::{AnyMap, ChangeEvent, Encoded, LwwRecord, Origin, Timestamp, Value};
+use onegrid_core::codec::{put_str, put_value, put_varint};
+use onegrid_core::value::MAX_DEPTH;
+use onegrid_core::{AnyMap, ChangeEvent, Encoded, Origin, Value};
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 use serde_wasm_bindgen::preserve;
 use wasm_bindgen::prelude::*;
 
-use crate::interop::Failure;
-use crate::js_api::{RawGrid, lww_read, lww_write, wall};
-
-/// How values become JS values: maps as plain objects (with string keys), `None` as `null`, 64-bit
-/// numbers as numbers when they are safe (the shapes below ask for a BigInt beyond).
-const SER: serde_wasm_bindgen::Serializer =
-    serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true).serialize_missing_as_null(true);
-
-/// A value the JavaScript way: `null`, a boolean, a number (a BigInt beyond 2^53), a string, a
-/// `Uint8Array`, an array, a plain object (an own `__proto__` key as a data property).
-pub struct JsShaped<'a>(pub &'a Value);
-
-impl Serialize for JsShaped<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            Value::Null => s.serialize_unit(),
-            Value::Bool(b) => s.serialize_bool(*b),
-            Value::Int(i) => int(*i, s),
-            Value::Float(f) => s.serialize_f64(*f),
-            Value::String(t) => s.serialize_str(t),
-            Value::Bytes(b) => s.serialize_bytes(b),
-            Value::List(items) => s.collect_seq(items.iter().map(JsShaped)),
-            Value::Map(entries) if entries.iter().any(|(k, _)| &**k == "__proto__") => {
-                // `object[key] = value` would set the object's prototype for this key:
-                // `Object.fromEntries` defines it as an own property instead.
-                let pairs = SeqOf(entries.iter().map(|(k, v)| (&**k, JsShaped(v))))
-                    .serialize(&SER)
-                    .map_err(serde::ser::Error::custom)?;
-                let object = js_sys::Object::from_entries(&pairs)
-                    .map_err(|_| serde::ser::Error::custom("Object.fromEntries threw"))?;
-                preserve::serialize(&object, s)
-            }
-            Value::Map(entries) => s.collect_map(entries.iter().map(|(k, v)| (Key(k), JsShaped(v)))),
-        }
-    }
-}
-
-/// The items of an iterator as an array.
-struct SeqOf<I>(I);
-
-impl<I: Iterator<Item = T> + Clone, T: Serialize> Serialize for SeqOf<I> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.clone())
-    }
-}
+use crate::interop::to_js::{JsShaped, to_js};
+use crate::interop::{Failure, js_error};
+use crate::js_api::{RawGrid, key_arg, lww_read, lww_write, wall};
 
 /// Whether object keys come from [`KEYS`] (`benchKeyCache(on)`).
 static KEY_CACHE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
@@ -77,45 +38,33 @@ std::thread_local! {
     static KEYS: core::cell::RefCell<Vec<Slot>> = const { core::cell::RefCell::new(Vec::new()) };
 }
 
-/// An object key.
-struct Key<'a>(&'a str);
-impl Serialize for Key<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let key = self.0;
-        if key.len() > KEY_MAX_LEN || !KEY_CACHE.load(core::sync::atomic::Ordering::Relaxed) {
-            return s.serialize_str(key);
+/// The JS string of object key `key` from the cache, when `benchKeyCache(true)` turned it on (the
+/// shipped serializer, `crate::interop::to_js`, asks).
+pub fn cached_key(key: &str) -> Option<JsValue> {
+    if key.len() > KEY_MAX_LEN || !KEY_CACHE.load(core::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    let slot =
+        key.bytes().fold(key.len() as u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) as usize % KEY_SLOTS;
+    KEYS.with_borrow_mut(|slots| {
+        if slots.is_empty() {
+            slots.resize_with(KEY_SLOTS, || None);
         }
-        let slot = key.bytes().fold(key.len() as u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) as usize
-            % KEY_SLOTS;
-        KEYS.with_borrow_mut(|slots| {
-            if slots.is_empty() {
-                slots.resize_with(KEY_SLOTS, || None);
+        match &slots[slot] {
+            Some((k, js)) if &**k == key => Some(js.clone()),
+            _ => {
+                let js = JsValue::from_str(key);
+                slots[slot] = Some((key.into(), js.clone()));
+                Some(js)
             }
-            match &slots[slot] {
-                Some((k, js)) if &**k == key => preserve::serialize(js, s),
-                _ => {
-                    let js = JsValue::from_str(key);
-                    let out = preserve::serialize(&js, s);
-                    slots[slot] = Some((key.into(), js));
-                    out
-                }
-            }
-        })
-    }
+        }
+    })
 }
 
-/// An i64: a number when safe, else a BigInt.
-fn int<S: Serializer>(i: i64, s: S) -> Result<S::Ok, S::Error> {
-    if (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&i) { s.serialize_i64(i) } else { s.serialize_i128(i.into()) }
-}
-
-/// A u64 (millis, a TTL): a number when safe, else a BigInt.
-struct U64(u64);
-
-impl Serialize for U64 {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.0 <= MAX_SAFE_INTEGER as u64 { s.serialize_u64(self.0) } else { s.serialize_u128(self.0.into()) }
-    }
+/// Turns the object-key cache of the serde-wasm-bindgen path on or off.
+#[wasm_bindgen(js_name = benchKeyCache)]
+pub fn bench_key_cache(on: bool) {
+    KEY_CACHE.store(on, core::sync::atomic::Ordering::Relaxed);
 }
 
 /// An origin: `"local"` or `"remote"`, as a unit variant, whose JS string serde-wasm-bindgen
@@ -128,35 +77,6 @@ impl Serialize for OriginJs {
             Origin::Local => s.serialize_unit_variant("Origin", 0, "local"),
             Origin::Remote => s.serialize_unit_variant("Origin", 1, "remote"),
         }
-    }
-}
-
-/// A record: `{ value, deleted, timestamp: { millis, counter, nodeId }, ttlMs? }`.
-struct RecordJs<'a>(&'a LwwRecord);
-
-impl Serialize for RecordJs<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let r = self.0;
-        let mut o = s.serialize_struct("LwwRecordView", 4)?;
-        o.serialize_field("value", &JsShaped(r.value.as_ref().unwrap_or(&Value::Null)))?;
-        o.serialize_field("deleted", &r.value.is_none())?;
-        o.serialize_field("timestamp", &TimestampJs(&r.timestamp))?;
-        if let Some(ttl) = r.ttl_ms {
-            o.serialize_field("ttlMs", &U64(ttl))?;
-        }
-        o.end()
-    }
-}
-
-struct TimestampJs<'a>(&'a Timestamp);
-
-impl Serialize for TimestampJs<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut o = s.serialize_struct("Timestamp", 3)?;
-        o.serialize_field("millis", &U64(self.0.millis))?;
-        o.serialize_field("counter", &self.0.counter)?;
-        o.serialize_field("nodeId", self.0.node_id.as_str())?;
-        o.end()
     }
 }
 
@@ -311,17 +231,6 @@ fn from_js<T>(seed: impl for<'de> DeserializeSeed<'de, Value = T>, value: JsValu
     seed.deserialize(serde_wasm_bindgen::Deserializer::from(value)).map_err(|e| Failure(format!("invalid value: {e}")))
 }
 
-fn to_js(value: &impl Serialize) -> JsValue {
-    // The shapes above serialize without fail (every number is representable).
-    value.serialize(&SER).unwrap_or(JsValue::UNDEFINED)
-}
-
-/// Turns the object-key cache of the serde-wasm-bindgen twins on or off.
-#[wasm_bindgen(js_name = benchKeyCache)]
-pub fn bench_key_cache(on: bool) {
-    KEY_CACHE.store(on, core::sync::atomic::Ordering::Relaxed);
-}
-
 #[wasm_bindgen]
 impl RawGrid {
     /// Twin of `lwwSet`: the key and the value as JS values. Returns 0, or 1 after an error.
@@ -370,14 +279,34 @@ impl RawGrid {
         }
     }
 
-    /// Twin of `lwwRecord`: the record as a JS object, `undefined` when there is none.
-    #[wasm_bindgen(js_name = lwwRecordJs)]
-    pub fn lww_record_js(&mut self, map: u32, key: &str) -> Result<JsValue, JsError> {
-        onegrid_core::check_key(key).map_err(crate::interop::js_error)?;
-        Ok(match lww_read(&self.grid, map)?.get_record(key) {
-            Some(r) => to_js(&RecordJs(&r)),
-            None => JsValue::UNDEFINED,
-        })
+    /// Twin of `lwwRecord`, as it was before records became JS values: the record of the key in
+    /// the input to the output as postcard, `(Option<Value>, u64 millis, u32 counter, String node,
+    /// Option<u64> ttl)`; returns its length, or -1 when there is none.
+    #[wasm_bindgen(js_name = lwwRecordBytes)]
+    pub fn lww_record_bytes(&mut self, map: u32, len: u32) -> Result<i32, JsError> {
+        let key = key_arg(&self.input, len)?;
+        onegrid_core::check_key(key).map_err(js_error)?;
+        let Some(r) = lww_read(&self.grid, map)?.get_record(key) else { return Ok(-1) };
+        let out = &mut self.output;
+        out.clear();
+        match &r.value {
+            Some(value) => {
+                out.push(1);
+                put_value(out, value);
+            }
+            None => out.push(0),
+        }
+        put_varint(out, r.timestamp.millis);
+        put_varint(out, u64::from(r.timestamp.counter));
+        put_str(out, r.timestamp.node_id.as_str());
+        match r.ttl_ms {
+            Some(ttl) => {
+                out.push(1);
+                put_varint(out, ttl);
+            }
+            None => out.push(0),
+        }
+        Ok(out.len() as i32)
     }
 
     /// Twin of `takeEvents` for an LWW map: an array of `{ key, value, origin }`, `undefined` when

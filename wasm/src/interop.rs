@@ -11,10 +11,11 @@
 //! | values | `Vec<Value>` |
 //! | entries | `Vec<(String, Value)>` |
 //! | OR entries | `Vec<(String, Vec<Value>)>` |
-//! | record | `(Option<Value>, u64 millis, u32 counter, String node, Option<u64> ttl)` |
 //! | LWW events | `Vec<(String key, u8 origin, Option<Value>)>` (origin 0 local, 1 remote) |
 //! | OR events | `Vec<(String key, u8 origin, Vec<Value>)>` |
-//! | drifts | `Vec<(String remote, u64 ahead_ms, u64 max_drift_ms)>` |
+//!
+//! Cold structured results (a record, drift reports, storage events) are JS values instead, built
+//! by [`to_js`] through serde-wasm-bindgen.
 
 use onegrid_core::{Encoded, Error, Origin};
 use wasm_bindgen::JsError;
@@ -74,3 +75,5 @@ pub fn origin_byte(origin: Origin) -> u8 {
 pub fn ttl_arg(ttl: f64) -> Option<u64> {
     (ttl >= 0.0).then_some(ttl as u64)
 }
+
+pub mod to_js;

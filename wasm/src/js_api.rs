@@ -4,7 +4,8 @@
 //! Calls pass only numbers. Arguments travel through an input buffer inside the module that the
 //! wrapper fills (`input(len)` gives its address), and results through an output buffer it reads
 //! (`output()` gives its address); both hold postcard in the shapes of [`crate::interop`]. So a
-//! `set` costs one call and no allocation for its arguments. Wall time comes in as an argument:
+//! `set` costs one call and no allocation for its arguments. Cold structured results (a record,
+//! drift reports) come back as JS values instead ([`crate::interop::to_js`]). Wall time comes in as an argument:
 //! the wrapper reads the embedder's clock, and no method calls back into JavaScript.
 
 use onegrid_core::{
@@ -14,6 +15,7 @@ use wasm_bindgen::prelude::*;
 
 use onegrid_core::codec::{put_str, put_value, put_varint};
 
+use crate::interop::to_js::{DriftJs, RecordJs, to_js};
 use crate::interop::{Failure, decode_exact, js_error, origin_byte, take_str, take_value, ttl_arg};
 
 /// One grid as the wrapper sees it.
@@ -298,32 +300,15 @@ impl RawGrid {
         Ok(lww_read(&self.grid, map)?.len(wall(now)) as u32)
     }
 
-    /// The stored record of the key in the input, to the output (shape: record); returns its
-    /// length, or -1 when there is none.
-    #[wasm_bindgen(js_name = lwwRecord)]
-    pub fn lww_record(&mut self, map: u32, len: u32) -> Result<i32, JsError> {
+    /// The stored record of the key in the input: `{ value, deleted, timestamp, ttlMs? }`, or
+    /// `undefined` when there is none.
+    #[wasm_bindgen(js_name = lwwRecord, unchecked_return_type = "import('./onegrid.js').LwwRecordView | undefined")]
+    pub fn lww_record(&mut self, map: u32, len: u32) -> Result<JsValue, JsError> {
         let key = read_key_arg(&self.input, len)?;
-        let Some(r) = lww_read(&self.grid, map)?.get_record(key) else { return Ok(-1) };
-        let out = &mut self.output;
-        out.clear();
-        match &r.value {
-            Some(value) => {
-                out.push(1);
-                put_value(out, value);
-            }
-            None => out.push(0),
-        }
-        put_varint(out, r.timestamp.millis);
-        put_varint(out, u64::from(r.timestamp.counter));
-        put_str(out, r.timestamp.node_id.as_str());
-        match r.ttl_ms {
-            Some(ttl) => {
-                out.push(1);
-                put_varint(out, ttl);
-            }
-            None => out.push(0),
-        }
-        Ok(out.len() as i32)
+        Ok(match lww_read(&self.grid, map)?.get_record(key) {
+            Some(r) => to_js(&RecordJs(&r)),
+            None => JsValue::UNDEFINED,
+        })
     }
 
     /// OR `add`; input: `(key, value)`. Returns the new record's tag.
@@ -420,22 +405,16 @@ impl RawGrid {
         Ok(u32::try_from(imported.changed).unwrap_or(u32::MAX))
     }
 
-    /// Drift reports since the last call to the output (shape: drifts); returns the length, 0 when
-    /// there are none.
-    #[wasm_bindgen(js_name = takeDrifts)]
-    pub fn take_drifts(&mut self) -> u32 {
+    /// Drift reports since the last call, `{ remote, aheadMs, maxDriftMs }` each; `undefined`
+    /// when there are none.
+    #[wasm_bindgen(js_name = takeDrifts, unchecked_return_type = "import('./onegrid.js').DriftReport[] | undefined")]
+    pub fn take_drifts(&mut self) -> JsValue {
         if self.drifts.is_empty() {
-            return 0;
+            return JsValue::UNDEFINED;
         }
-        let out = &mut self.output;
-        out.clear();
-        put_varint(out, self.drifts.len() as u64);
-        for d in self.drifts.drain(..) {
-            put_str(out, &d.remote.to_text());
-            put_varint(out, d.ahead_ms);
-            put_varint(out, d.max_drift_ms);
-        }
-        out.len() as u32
+        let reports = to_js(&self.drifts.iter().map(DriftJs).collect::<Vec<_>>());
+        self.drifts.clear();
+        reports
     }
 
     /// Turns change events of a map on or off.
