@@ -4,7 +4,7 @@
 //!
 //! The hot paths do not come here: values written and read, entries, and change events stay
 //! postcard bytes that `wasm/js/values.js` walks, because serde-wasm-bindgen makes every property
-//! a call into JavaScript, which measured 1.3 to 4.2 times slower on them (`BENCHMARKS.md`,
+//! a call into JavaScript, which measured 1.7 to 4.7 times slower on them (`BENCHMARKS.md`,
 //! "serde-wasm-bindgen against the hand-written value path").
 //!
 //! Numbers keep the wrapper's rules: an `i64` or `u64` is a number when it is a safe integer,
