@@ -23,12 +23,18 @@ fn main() {
     }
     embed_www(&workspace.join("www"), &out_dir);
 
+    // Features of the module, for bench-only builds (`bench-twins`: tests/bench/value-path-bench.mjs);
+    // the shipped module has none.
+    println!("cargo:rerun-if-env-changed=ONEGRID_MODULE_FEATURES");
+    let features = std::env::var("ONEGRID_MODULE_FEATURES").unwrap_or_default();
+
     ensure_wasm_target();
     let module_target = module_target_dir(&out_dir, &workspace);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&workspace)
         .args(["build", "-p", "onegrid-wasm", "--lib", "--target", "wasm32-unknown-unknown", "--profile", "wasm"])
+        .args(["--features", &features])
         .env("CARGO_TARGET_DIR", &module_target)
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")

@@ -262,12 +262,8 @@ export class GridCore {
    * @returns {Failure | undefined}
    */
   reportDrifts() {
-    const len = this.raw.takeDrifts();
-    if (len === 0 || this.onDrift === undefined) return undefined;
-    const r = this.output(len);
-    const drifts = r.vec(/** @returns {DriftReport} */ function () {
-      return { remote: this.str(), aheadMs: this.u64(), maxDriftMs: this.varint() };
-    });
+    const drifts = this.raw.takeDrifts(); // built by the module (see wasm/src/interop/to_js.rs)
+    if (drifts === undefined || this.onDrift === undefined) return undefined;
     let failure;
     for (const d of drifts) failure = guarded(this.onDrift, d, failure);
     return failure;

@@ -154,17 +154,8 @@ export class LwwMap {
   getRecord(key) {
     checkText(key, 'the key');
     const core = this.#core;
-    const len = core.raw.lwwRecord(this.#id, core.text(key));
-    if (len < 0) return undefined;
-    const r = core.output(len);
-    const value = r.option(r.value);
-    // Millis and TTL are u64: a peer's may pass 2^53, and those come back as BigInt.
-    const timestamp = { millis: r.u64(), counter: r.varint(), nodeId: r.str() };
-    const ttlMs = r.option(r.u64);
-    /** @type {LwwRecordView} */
-    const record = { value: value === undefined ? null : value, deleted: value === undefined, timestamp };
-    if (ttlMs !== undefined) record.ttlMs = ttlMs;
-    return record;
+    // Built by the module (a cold path: see wasm/src/interop/to_js.rs).
+    return core.raw.lwwRecord(this.#id, core.text(key));
   }
 
   /**

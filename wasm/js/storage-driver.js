@@ -7,7 +7,6 @@
 // hands the answer back and pumps again; then it delivers the module's storage events (a map
 // loaded or failed, a flush done or failed) to whoever waits for them.
 
-import { MAP_KINDS } from './constants.js';
 import { OnegridError } from './errors.js';
 import { isWellFormed } from './values.js';
 
@@ -41,7 +40,7 @@ import { isWellFormed } from './values.js';
  *   | { id: number, op: 'storeAll', map: string, payload: Array<[string, Uint8Array]> }} Request
  */
 /**
- * An event the module polled.
+ * An event the module polled, as the module builds it (wasm/src/interop/to_js.rs).
  * @typedef {{ type: 'loaded', map: string, count: number }
  *   | { type: 'ready', map: string, kind: Kind }
  *   | { type: 'failed', map: string, code: ErrorCode, error: string }
@@ -51,7 +50,6 @@ import { isWellFormed } from './values.js';
 
 /** @type {Op[]} */
 const OP = ['loadAllKeys', 'loadAll', 'storeAll', 'deleteAll'];
-/** @type {Kind[]} */
 
 /**
  * The adapter methods the driver calls; `store` and `delete` complete the contract for other users.
@@ -187,7 +185,7 @@ export class StorageDriver {
         this.again = false;
         const raw = this.core.raw;
         for (let len = raw.pollStorage(); len !== 0; len = raw.pollStorage()) this.start(this.readRequest(len));
-        for (let len = raw.pollStorageEvent(); len !== 0; len = raw.pollStorageEvent()) this.deliver(this.readEvent(len));
+        for (let event = raw.pollStorageEvent(); event !== undefined; event = raw.pollStorageEvent()) this.deliver(event);
       } while (this.again);
     } finally {
       this.pumping = false;
@@ -207,26 +205,6 @@ export class StorageDriver {
     if (op === 'loadAll' || op === 'deleteAll') payload = r.vec(r.str);
     else if (op === 'storeAll') payload = r.vec(/** @returns {[string, Uint8Array]} */ function () { return [this.str(), this.bytes()]; });
     return /** @type {Request} */ ({ id, op, map, payload }); // the payload goes with the op
-  }
-
-  /**
-   * @param {number} len
-   * @returns {StorageEvent}
-   */
-  readEvent(len) {
-    const r = this.core.output(len);
-    const tag = r.u8();
-    const map = r.str();
-    switch (tag) {
-      case 0: return { type: 'loaded', map, count: r.varint() };
-      case 1: return { type: 'ready', map, kind: MAP_KINDS[r.u8()] };
-      case 2: return { type: 'failed', map, code: /** @type {ErrorCode} */ (r.str()), error: r.str() };
-      case 3: return { type: 'flushed', flush: r.varint() };
-      default: {
-        const flush = r.varint();
-        return { type: 'flushFailed', flush, code: /** @type {ErrorCode} */ (r.str()), error: r.str() };
-      }
-    }
   }
 
   /** Runs one request on the adapter; its answer goes back to the module when it settles. Only

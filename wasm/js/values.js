@@ -435,16 +435,6 @@ export class Reader {
     }
   }
 
-  /** A u64 (millis, a TTL): a Number when it is a safe integer, else a BigInt, never a rounded
-   * Number. (A Number sum that passes 2^53 stays at or above it, so the check cannot miss.) */
-  u64() {
-    const start = this.pos;
-    const n = this.varint();
-    if (n <= Number.MAX_SAFE_INTEGER) return n;
-    this.pos = start;
-    return this.varintBig();
-  }
-
   /** A zigzag i64: a Number when it is a safe integer, else a BigInt. */
   int() {
     const start = this.pos;

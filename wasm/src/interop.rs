@@ -12,10 +12,11 @@
 //! | values | `Vec<Value>` |
 //! | entries | `Vec<(String, Value)>` |
 //! | OR entries | `Vec<(String, Vec<Value>)>` |
-//! | record | `(Option<Value>, u64 millis, u32 counter, String node, Option<u64> ttl)` |
 //! | LWW events | `Vec<(String key, u8 origin, Option<Value>)>` (origin 0 local, 1 remote) |
 //! | OR events | `Vec<(String key, u8 origin, Vec<Value>)>` |
-//! | drifts | `Vec<(String remote, u64 ahead_ms, u64 max_drift_ms)>` |
+//!
+//! Cold structured results (a record, drift reports, storage events) are JS values instead, built
+//! by [`to_js`] through serde-wasm-bindgen.
 
 use std::cell::RefCell;
 
@@ -24,22 +25,13 @@ use wasm_bindgen::prelude::*;
 
 thread_local! {
     /// The wrapper's `OnegridError` class (`wasm/js/errors.js`), registered by `init()`.
-    static ERROR_CLASS: RefCell<Option<JsValue>> = const { RefCell::new(None) };
-}
-
-// Two of JavaScript's own functions, declared here rather than through js-sys: linking js-sys for
-// them costs the module 7 KB (its closure and promise support), these cost a few hundred bytes.
-#[wasm_bindgen]
-extern "C" {
-    /// `Reflect.construct(class, args)`: `new class(...args)`.
-    #[wasm_bindgen(js_namespace = Reflect, js_name = construct)]
-    fn construct(class: &JsValue, args: Vec<JsValue>) -> JsValue;
+    static ERROR_CLASS: RefCell<Option<js_sys::Function>> = const { RefCell::new(None) };
 }
 
 /// Registers the class errors are thrown as: `new class(code, message)`. The wrapper calls it once
 /// the module is loaded, so every error the module throws is an `OnegridError` with a `code`.
 #[wasm_bindgen(js_name = setErrorClass)]
-pub fn set_error_class(class: JsValue) {
+pub fn set_error_class(class: js_sys::Function) {
     ERROR_CLASS.with(|c| *c.borrow_mut() = Some(class));
 }
 
@@ -69,12 +61,14 @@ impl Failure {
     /// Not inlined: one copy serves every error path of the module.
     #[inline(never)]
     pub fn to_js(&self) -> JsValue {
-        let args = vec![JsValue::from_str(self.code), JsValue::from_str(&self.message)];
-        ERROR_CLASS.with(|c| match c.borrow().as_ref() {
-            Some(class) => construct(class, args),
-            // Only before `init()` registered the class, which no caller can reach.
-            None => JsError::new(&self.message).into(),
-        })
+        let args = js_sys::Array::of2(&JsValue::from_str(self.code), &JsValue::from_str(&self.message));
+        let built = ERROR_CLASS.with(|c| c.borrow().as_ref().map(|class| js_sys::Reflect::construct(class, &args)));
+        match built {
+            Some(Ok(error)) => error,
+            // Only before `init()` registered the class (no caller reaches that), or if its
+            // constructor threw: a plain Error then, with the message.
+            _ => JsError::new(&self.message).into(),
+        }
     }
 }
 
@@ -128,3 +122,5 @@ pub fn origin_byte(origin: Origin) -> u8 {
 pub fn ttl_arg(ttl: f64) -> Option<u64> {
     (ttl >= 0.0).then_some(ttl as u64)
 }
+
+pub mod to_js;

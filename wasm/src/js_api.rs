@@ -4,7 +4,8 @@
 //! Calls pass only numbers. Arguments travel through an input buffer inside the module that the
 //! wrapper fills (`input(len)` gives its address), and results through an output buffer it reads
 //! (`output()` gives its address); both hold postcard in the shapes of [`crate::interop`]. So a
-//! `set` costs one call and no allocation for its arguments. Wall time comes in as an argument:
+//! `set` costs one call and no allocation for its arguments. Cold structured results (a record,
+//! drift reports) come back as JS values instead ([`crate::interop::to_js`]). Wall time comes in as an argument:
 //! the wrapper reads the embedder's clock, and no method calls back into JavaScript.
 
 use onegrid_core::{
@@ -14,6 +15,7 @@ use wasm_bindgen::prelude::*;
 
 use onegrid_core::codec::{put_str, put_value, put_varint};
 
+use crate::interop::to_js::{DriftJs, RecordJs, to_js};
 use crate::interop::{Failure, decode_exact, js_error, origin_byte, take_str, take_value, ttl_arg};
 
 /// One grid as the wrapper sees it.
@@ -25,7 +27,7 @@ pub struct RawGrid {
     pub(crate) input: Vec<u8>,
     pub(crate) output: Vec<u8>,
     /// The error behind the last failed status code.
-    error: Option<Failure>,
+    pub(crate) error: Option<Failure>,
 }
 
 pub(crate) fn wall(ms: f64) -> u64 {
@@ -43,7 +45,7 @@ fn read_of(grid: &Grid, map: u32) -> Result<&AnyMap, Failure> {
     grid.map_at(MapId(map)).ok_or_else(|| Failure::from(grid.storage().missing(MapId(map))))
 }
 
-fn lww_read(grid: &Grid, map: u32) -> Result<&LwwMap, Failure> {
+pub(crate) fn lww_read(grid: &Grid, map: u32) -> Result<&LwwMap, Failure> {
     match read_of(grid, map)? {
         AnyMap::Lww(m) => Ok(m),
         AnyMap::Or(_) => Err(Failure::invalid("onegrid: not an LWW map handle")),
@@ -58,7 +60,7 @@ fn or_read(grid: &Grid, map: u32) -> Result<&OrMap, Failure> {
 }
 
 /// The map behind a handle and the clock, to write (an unloaded map is touched, so it reloads).
-fn lww_write(grid: &mut Grid, map: u32, now: f64) -> Result<(&mut LwwMap, &mut Hlc), Failure> {
+pub(crate) fn lww_write(grid: &mut Grid, map: u32, now: f64) -> Result<(&mut LwwMap, &mut Hlc), Failure> {
     match grid.write_at(MapId(map), MapKind::Lww, wall(now))? {
         (AnyMap::Lww(m), clock) => Ok((m, clock)),
         (AnyMap::Or(_), _) => Err(Failure::invalid("onegrid: not an LWW map handle")),
@@ -109,7 +111,7 @@ fn put_values<'a>(out: &mut Vec<u8>, values: impl ExactSizeIterator<Item = &'a V
 
 impl RawGrid {
     /// 0 for success; for a failure, keeps its message for `takeError` and returns 1.
-    fn status(&mut self, result: Result<(), Failure>) -> u32 {
+    pub(crate) fn status(&mut self, result: Result<(), Failure>) -> u32 {
         match result {
             Ok(()) => 0,
             Err(f) => {
@@ -300,32 +302,15 @@ impl RawGrid {
         Ok(lww_read(&self.grid, map)?.len(wall(now)) as u32)
     }
 
-    /// The stored record of the key in the input, to the output (shape: record); returns its
-    /// length, or -1 when there is none.
-    #[wasm_bindgen(js_name = lwwRecord)]
-    pub fn lww_record(&mut self, map: u32, len: u32) -> Result<i32, JsValue> {
+    /// The stored record of the key in the input: `{ value, deleted, timestamp, ttlMs? }`, or
+    /// `undefined` when there is none.
+    #[wasm_bindgen(js_name = lwwRecord, unchecked_return_type = "import('./onegrid.js').LwwRecordView | undefined")]
+    pub fn lww_record(&mut self, map: u32, len: u32) -> Result<JsValue, JsValue> {
         let key = read_key_arg(&self.input, len)?;
-        let Some(r) = lww_read(&self.grid, map)?.get_record(key) else { return Ok(-1) };
-        let out = &mut self.output;
-        out.clear();
-        match &r.value {
-            Some(value) => {
-                out.push(1);
-                put_value(out, value);
-            }
-            None => out.push(0),
-        }
-        put_varint(out, r.timestamp.millis);
-        put_varint(out, u64::from(r.timestamp.counter));
-        put_str(out, r.timestamp.node_id.as_str());
-        match r.ttl_ms {
-            Some(ttl) => {
-                out.push(1);
-                put_varint(out, ttl);
-            }
-            None => out.push(0),
-        }
-        Ok(out.len() as i32)
+        Ok(match lww_read(&self.grid, map)?.get_record(key) {
+            Some(r) => to_js(&RecordJs(&r)),
+            None => JsValue::UNDEFINED,
+        })
     }
 
     /// OR `add`; input: `(key, value)`. Returns the new record's tag.
@@ -422,22 +407,16 @@ impl RawGrid {
         Ok(u32::try_from(imported.changed).unwrap_or(u32::MAX))
     }
 
-    /// Drift reports since the last call to the output (shape: drifts); returns the length, 0 when
-    /// there are none.
-    #[wasm_bindgen(js_name = takeDrifts)]
-    pub fn take_drifts(&mut self) -> u32 {
+    /// Drift reports since the last call, `{ remote, aheadMs, maxDriftMs }` each; `undefined`
+    /// when there are none.
+    #[wasm_bindgen(js_name = takeDrifts, unchecked_return_type = "import('./onegrid.js').DriftReport[] | undefined")]
+    pub fn take_drifts(&mut self) -> JsValue {
         if self.drifts.is_empty() {
-            return 0;
+            return JsValue::UNDEFINED;
         }
-        let out = &mut self.output;
-        out.clear();
-        put_varint(out, self.drifts.len() as u64);
-        for d in self.drifts.drain(..) {
-            put_str(out, &d.remote.to_text());
-            put_varint(out, d.ahead_ms);
-            put_varint(out, d.max_drift_ms);
-        }
-        out.len() as u32
+        let reports = to_js(&self.drifts.iter().map(DriftJs).collect::<Vec<_>>());
+        self.drifts.clear();
+        reports
     }
 
     /// Turns change events of a map on or off.

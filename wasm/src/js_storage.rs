@@ -7,14 +7,17 @@
 //! | method | shape |
 //! |---|---|
 //! | `pollStorage` | `(u64 id, u8 op, String map, payload)`; op 0 `loadAllKeys` (no payload), 1 `loadAll` (`Vec<String>`), 2 `storeAll` (`Vec<(String, bytes)>`), 3 `deleteAll` (`Vec<String>`) |
-//! | `pollStorageEvent` | `(u8 tag, String map, ...)`; 0 map loaded (`u64 count`), 1 ready (`u8 kind`: 0 LWW, 1 OR), 2 load failed (`String code`, `String error`), 3 flushed (`u64 flush`), 4 flush failed (`u64 flush`, `String code`, `String error`); map is empty for 3 and 4 |
+//!
+//! `pollStorageEvent` returns its event as a JS object instead (built by
+//! [`crate::interop::to_js`]).
 //!
 //! Inputs: `handleKeys` takes `Vec<String>`, `handleValues` takes `Vec<(String, bytes)>`.
 
 use onegrid_core::codec::{put_str, put_varint};
-use onegrid_core::{MapKind, MapStatus, StorageEvent, StorageOp, StorageResult};
+use onegrid_core::{MapKind, MapStatus, StorageOp, StorageResult};
 use wasm_bindgen::prelude::*;
 
+use crate::interop::to_js::{StorageEventJs, to_js};
 use crate::interop::{Failure, decode_exact, js_error};
 use crate::js_api::{RawGrid, args, key_arg, wall};
 
@@ -137,43 +140,17 @@ impl RawGrid {
         self.answer(id, StorageResult::Failed(message.to_owned()))
     }
 
-    /// The next storage event to the output; returns its length, 0 when there is none.
-    #[wasm_bindgen(js_name = pollStorageEvent)]
-    pub fn poll_storage_event(&mut self) -> u32 {
-        let Some(event) = self.grid.storage_mut().poll_event() else { return 0 };
-        let out = &mut self.output;
-        out.clear();
-        match event {
-            StorageEvent::MapLoaded { map, count } => {
-                out.push(0);
-                put_str(out, &map);
-                put_varint(out, count as u64);
-            }
-            StorageEvent::Ready { map, kind } => {
-                out.push(1);
-                put_str(out, &map);
-                out.push(kind.code());
-            }
-            StorageEvent::LoadFailed { map, error } => {
-                out.push(2);
-                put_str(out, &map);
-                put_str(out, error.kind().code());
-                put_str(out, &error.to_string());
-            }
-            StorageEvent::Flushed { flush_id } => {
-                out.push(3);
-                put_str(out, "");
-                put_varint(out, flush_id);
-            }
-            StorageEvent::FlushFailed { flush_id, kind, error } => {
-                out.push(4);
-                put_str(out, "");
-                put_varint(out, flush_id);
-                put_str(out, kind.code());
-                put_str(out, &error);
-            }
+    /// The next storage event (`StorageEvent` in `wasm/js/storage-driver.js`), `undefined` when
+    /// there is none.
+    #[wasm_bindgen(
+        js_name = pollStorageEvent,
+        unchecked_return_type = "import('./storage-driver.js').StorageEvent | undefined"
+    )]
+    pub fn poll_storage_event(&mut self) -> JsValue {
+        match self.grid.storage_mut().poll_event() {
+            Some(event) => to_js(&StorageEventJs(&event)),
+            None => JsValue::UNDEFINED,
         }
-        out.len() as u32
     }
 }
 

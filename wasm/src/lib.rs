@@ -14,6 +14,8 @@
 // Also natively under test: its handle table is plain Rust.
 #[cfg(any(target_arch = "wasm32", test))]
 pub mod abi;
+#[cfg(all(target_arch = "wasm32", feature = "bench-twins"))]
+pub mod bench_twins;
 #[cfg(target_arch = "wasm32")]
 pub mod interop;
 #[cfg(target_arch = "wasm32")]
