@@ -1,11 +1,18 @@
 //! [`PersistentGrid`]: a grid in the module with a host storage adapter behind it (SPEC section 6).
 //!
 //! The module's storage manager never does I/O: it asks for it. This driver is the loop around that
-//! request/answer cycle over the byte ABI: after each command it polls the module with
+//! request/answer cycle over the byte ABI: it sends a command, then polls the module with
 //! `Command::Storage`, runs every request on the adapter in the order given, hands the answers back,
 //! and repeats until the module asks for nothing more. Storage here is blocking (SQLite, or the
 //! PostgreSQL client's own runtime), so a load or a flush a command starts has finished when
 //! [`PersistentGrid::call`] returns.
+//!
+//! The module decides what happens while a map loads, as it does for JavaScript: a write to a map
+//! not loaded yet goes into its early map, and the load (run before the call returns) merges it
+//! with what is stored; a `GetMap` caller is answered by the module when the load ends. The one
+//! thing this driver adds is waiting, which a blocking call can do: a command that observes what
+//! is stored ([`Command::observes_stored`]: a read, an OR remove, an import) loads its map first,
+//! as `await grid.getMapAsync(name)` does in JavaScript.
 //!
 //! ## A lost instance
 //! A call that loses the module instance (a trap, the deadline, the memory limit) loses the grid
@@ -18,12 +25,18 @@
 //! storage again as they are touched. [`PersistentGrid::take_recoveries`] says what was replayed and
 //! hands back, with why, any write that could not be.
 //!
-//! - **Timestamps.** A replayed write gets a new timestamp from the reopened grid's clock. A write
-//!   loads its map first and loading advances the clock past every stored record, so a replayed
+//! - **Timestamps.** A replayed write gets a new timestamp from the reopened grid's clock. A
+//!   replayed write to a map not loaded yet goes into its early map, and the load re-stamps this
+//!   node's early writes past everything stored in the map (records, tombstones, and the map mark,
+//!   which covers keys this node does not load) and advances the clock past it; a command that
+//!   observes what is stored loads its map first, which advances the clock likewise. So a replayed
 //!   write (and any later one) is newer than everything stored in its map. An OR `Add` gets a new
 //!   tag. Timestamps the lost clock gave to unflushed records that left the grid anyway (an `Export`
 //!   of them) are unknown to the new clock: a peer holding such a record converges with the replayed
 //!   one by the CRDT rules.
+//! - **Writes held aside.** A replayed write to a map that storage now holds as the other kind
+//!   (another node stored it meanwhile) is held aside by the module, as any such write is: flushes
+//!   fail naming the map until `TakeEarlyWrites` takes them back, which also forgets them here.
 //! - **What a flush forgets.** A successful flush forgets the whole log (the host's flush runs to
 //!   its end before the next write, so the log holds only writes made before it began). A flush that
 //!   failed or lost the instance forgets the writes of the maps whose every write request succeeded:
@@ -223,12 +236,17 @@ impl PersistentGrid {
         self
     }
 
-    /// Runs a command on a loaded map. A command of one map kind (`Set`, `Get`, `Add`, `Import` of
-    /// a snapshot, ...) loads its map first, so a read sees what is stored and a map whose load
-    /// fails (or is stored as the other kind) refuses the command with that error. `Root`, `Export`
-    /// and `Prune` work on a map already loaded ([`PersistentGrid::get_map`] loads one). A refusal
-    /// is an error; nothing was changed. `Flush` works as [`PersistentGrid::flush`] but answers
-    /// with its flush id and leaves its event for [`PersistentGrid::take_events`].
+    /// Runs a command, and the storage work it starts, to the end. A write (`Set`, `SetMany`,
+    /// `Remove`, `Add`) to a map not loaded yet goes into its early map and the load merges it
+    /// with what is stored, as in JavaScript: a load that fails leaves the write pending in memory
+    /// (a flush tries the load again), and one that finds the map stored as the other kind holds
+    /// it aside (flushes fail naming the map until `TakeEarlyWrites`); the load's events are in
+    /// [`PersistentGrid::take_events`]. A command that observes what is stored (`Get`, `OrGet`,
+    /// `OrRemove`, `Import`; [`Command::observes_stored`]) loads its map first, so a map whose load
+    /// fails (or is stored as the other kind) refuses it with that error. `Root`, `Export` and
+    /// `Prune` work on a map already loaded ([`PersistentGrid::get_map`] loads one). A refusal is
+    /// an error; nothing was changed. `Flush` works as [`PersistentGrid::flush`] but answers with
+    /// its flush id and leaves its event for [`PersistentGrid::take_events`].
     pub fn call(&mut self, command: Command) -> Result<Reply, GridError> {
         self.guarded(|g| {
             if matches!(command, Command::Flush) {
@@ -236,6 +254,10 @@ impl PersistentGrid {
             }
             let wall = (g.clock)();
             let Called { command, bytes, result } = g.call_at(command, wall);
+            // Held writes taken back are the caller's again: a replay must not hold them anew.
+            if let (Ok(_), Command::TakeEarlyWrites { map }) = (&result, &command) {
+                g.log.forget_maps(|m| m == map);
+            }
             if result.is_ok() && changes_state(&command) {
                 g.log.push(Entry { command, wall, bytes });
             }
@@ -371,13 +393,18 @@ impl PersistentGrid {
 
     // ---- commands -------------------------------------------------------------------------------
 
-    /// Runs `command` at `wall`, its map loaded first (see [`PersistentGrid::call`]).
+    /// Runs `command` at `wall`, its map loaded first if it observes what is stored (see
+    /// [`PersistentGrid::call`]).
     fn call_at(&mut self, command: Command, wall: u64) -> Called {
-        if let (Some(map), Some(kind)) = (command.map(), command.kind())
-            && !matches!(command, Command::GetMap { .. })
-            && let Err(e) = self.get_map_at(map, Some(kind), wall)
+        if command.observes_stored()
+            && let Some(map) = command.map()
+            && let Err(e) = self.get_map_at(map, command.kind(), wall)
         {
             return Called { command, bytes: 0, result: Err(e) };
+        }
+        if let Command::GetMap { map, kind } = &command {
+            let result = self.get_map_at(map, *kind, wall).map(|kind| Reply::Status(MapStatus::Loaded(kind)));
+            return Called { command, bytes: 0, result };
         }
         self.run(command, wall)
     }
@@ -418,22 +445,34 @@ impl PersistentGrid {
         Called { command: request.command, bytes: bytes.len(), result }
     }
 
-    /// [`PersistentGrid::get_map`] with the wall time given.
+    /// [`PersistentGrid::get_map`] with the wall time given: `GetMap`, then the load it started or
+    /// joined, to the end; the module answers it then (`Refused` for a kind that disagrees with
+    /// what is stored, else `Ready`, or `LoadFailed`).
     fn get_map_at(&mut self, name: &str, kind: Option<MapKind>, wall: u64) -> Result<MapKind, GridError> {
-        let get = || Command::GetMap { map: name.into(), kind };
-        if let Reply::Status(MapStatus::Loaded(loaded)) = self.send(get(), wall).result? {
+        let get = Command::GetMap { map: name.into(), kind };
+        if let Reply::Status(MapStatus::Loaded(loaded)) = self.send(get, wall).result? {
             return Ok(loaded);
         }
         self.drive()?;
+        // The load's end is the map's latest `Ready` or `LoadFailed`; a load refuses the callers of
+        // the other kind in a `Refused` just before its `Ready`.
         let ended = |e: &WireEvent| matches!(e, WireEvent::Ready { map, .. } | WireEvent::LoadFailed { map, .. } if map == name);
-        if let Some(WireEvent::LoadFailed { map, error }) = self.take_event(ended) {
-            return Err(GridError::LoadFailed { map, error });
+        let Some(at) = self.events.iter().rposition(ended) else {
+            return Err(GridError::unexpected(format!("map {name:?} did not finish loading")));
+        };
+        let refused = at.checked_sub(1).filter(|&before| {
+            matches!(&self.events[before], WireEvent::Refused { map, asked, .. } if map == name && Some(*asked) == kind)
+        });
+        let answer = self.events.remove(at);
+        if let Some(before) = refused
+            && let WireEvent::Refused { error, .. } = self.events.remove(before)
+        {
+            return Err(GridError::Refused(error));
         }
-        // Loaded now. A hint binds no load, so ask again: the module answers with the kind, or
-        // refuses a hint that disagrees with what is stored (`kind mismatch`).
-        match self.send(get(), wall).result? {
-            Reply::Status(MapStatus::Loaded(loaded)) => Ok(loaded),
-            other => Err(GridError::unexpected(format!("map {name:?} did not finish loading: {other:?}"))),
+        match answer {
+            WireEvent::Ready { kind, .. } => Ok(kind),
+            WireEvent::LoadFailed { map, error } => Err(GridError::LoadFailed { map, error }),
+            other => Err(GridError::unexpected(format!("map {name:?} ended its load with {other:?}"))),
         }
     }
 

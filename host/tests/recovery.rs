@@ -213,21 +213,36 @@ fn writes_past_the_replay_limit_are_reported_lost() {
 }
 
 #[test]
-fn a_write_the_reopened_grid_refuses_is_handed_back_with_why() {
+fn a_write_the_reopened_grid_refuses_is_handed_back_with_why_and_one_it_holds_aside_is_taken_back() {
     let location = db_file("refused");
     let mut g = grid(tight_runtime(), &location, "node-a");
     let write = Command::Set { map: "m".into(), key: "k".into(), value: Value::from(1), ttl_ms: None };
+    let import = Command::Import { map: "m".into(), snapshot: common::lww_snapshot(2) };
     g.call(write.clone()).unwrap();
+    g.call(import.clone()).unwrap();
     g.call(set("kept", 1)).unwrap();
-    // Meanwhile another node stores "m" as an OR map: the LWW write cannot go into it any more.
+    // Meanwhile another node stores "m" as an OR map: the LWW writes cannot go into it any more.
     let mut other = grid(common::runtime(), &location, "node-b");
     other.call(Command::Add { map: "m".into(), key: "k".into(), value: Value::from("x"), ttl_ms: None }).unwrap();
     other.flush().unwrap();
 
     let recovery = recovered(&g.call(too_big()).unwrap_err());
-    assert_eq!((recovery.replayed, recovery.not_replayed.len()), (1, 1), "{recovery:?}");
+    // The write goes into the map's early map, as any write to a map still loading does, and the
+    // load holds it aside; the import, which waits for the load, is refused and handed back.
+    assert_eq!((recovery.replayed, recovery.not_replayed.len()), (2, 1), "{recovery:?}");
     let refused = &recovery.not_replayed[0];
-    assert_eq!((&refused.command, refused.wall), (&write, common::WALL));
+    assert_eq!((&refused.command, refused.wall), (&import, common::WALL));
     assert_eq!(refused.code, "KIND_MISMATCH", "{}", refused.reason);
     assert_eq!(get(&mut g, "kept"), Some(Value::from(1)));
+    // The held write is never stored over the OR map: flushes fail naming it until it is taken back.
+    let err = g.flush().unwrap_err();
+    assert_eq!(err.code(), "KIND_MISMATCH", "{err}");
+    let Reply::Bytes(early) = g.call(Command::TakeEarlyWrites { map: "m".into() }).unwrap() else { panic!("bytes") };
+    assert!(!early.is_empty());
+    g.flush().unwrap();
+    assert_eq!(g.logged_writes(), 0);
+    let mut reader = grid(common::runtime(), &location, "reader");
+    assert_eq!(get(&mut reader, "kept"), Some(Value::from(1)));
+    let tags = reader.call(Command::OrGet { map: "m".into(), key: "k".into() }).unwrap();
+    assert_eq!(tags, Reply::Values(vec![Value::from("x")]));
 }

@@ -244,15 +244,13 @@ export class Grid {
     }
     const core = this.#core;
     const hint = kind === undefined ? 0 : HINTS[kind];
-    let status = core.raw.getMap(core.now(), core.text(name), hint);
-    if (status === 0) {
-      await /** @type {StorageDriver} */ (core.driver).whenLoaded(name); // only a grid with storage loads
-      // A hint binds no load: asked again, the module answers with the kind, or throws
-      // `kind mismatch` for a hint that disagrees with what is stored.
-      status = core.raw.getMap(core.now(), core.text(name), hint);
-    }
-    // A status is the loaded kind's number plus one.
-    return MAP_KINDS[status - 1] === 'lww' ? this.getMap(name) : this.getORMap(name);
+    const status = core.raw.getMap(core.now(), core.text(name), hint);
+    // A status is the loaded kind's number plus one; 0 while it loads. Then the module answers
+    // when the load ends: the kind, or `kind mismatch` for a kind that disagrees with what is stored.
+    const loaded = status === 0
+      ? await /** @type {StorageDriver} */ (core.driver).whenLoaded(name, kind) // only a grid with storage loads
+      : MAP_KINDS[status - 1];
+    return loaded === 'lww' ? this.getMap(name) : this.getORMap(name);
   }
 
   /**

@@ -15,7 +15,7 @@ import { isWellFormed } from './values.js';
 /** @typedef {import('./values.js').Reader} Reader */
 /** @typedef {import('./values.js').Writer} Writer */
 /** @typedef {'lww' | 'or'} Kind */
-/** @typedef {{ resolve: (kind: Kind) => void, reject: (e: Error) => void }} Waiter */
+/** @typedef {{ kind: Kind | undefined, resolve: (kind: Kind) => void, reject: (e: Error) => void }} Waiter */
 /** @typedef {import('./errors.js').ErrorCode} ErrorCode */
 /** @typedef {'loadAllKeys' | 'loadAll' | 'storeAll' | 'deleteAll'} Op */
 /**
@@ -45,7 +45,8 @@ import { isWellFormed } from './values.js';
  *   | { type: 'ready', map: string, kind: Kind }
  *   | { type: 'failed', map: string, code: ErrorCode, error: string }
  *   | { type: 'flushed', flush: number }
- *   | { type: 'flushFailed', flush: number, code: ErrorCode, error: string }} StorageEvent
+ *   | { type: 'flushFailed', flush: number, code: ErrorCode, error: string }
+ *   | { type: 'refused', map: string, asked: Kind, code: ErrorCode, error: string }} StorageEvent
  */
 
 /** @type {Op[]} */
@@ -126,15 +127,18 @@ export class StorageDriver {
   }
 
   /**
-   * Waits for map `name` to be loaded; resolves to its kind.
+   * Waits for the load of map `name` that `raw.getMap` with `kind` joined; resolves to the kind it
+   * loaded as. The module answers: a `refused` event for the callers of the other kind, `ready`
+   * for the others, `failed` for all.
    * @param {string} name
+   * @param {Kind | undefined} kind
    * @returns {Promise<Kind>}
    */
-  whenLoaded(name) {
+  whenLoaded(name, kind) {
     return new Promise((resolve, reject) => {
       let list = this.waiters.get(name);
       if (list === undefined) this.waiters.set(name, (list = []));
-      list.push({ resolve, reject });
+      list.push({ kind, resolve, reject });
       this.pump();
     });
   }
@@ -311,6 +315,15 @@ export class StorageDriver {
           listen('onMapLoaded', () => /** @type {NonNullable<DriverHooks['onMapLoaded']>} */ (this.hooks.onMapLoaded)(event.map, event.count));
         }
         break;
+      case 'refused': {
+        // Only the callers who asked for that kind; `ready` follows for the others.
+        const list = this.waiters.get(event.map);
+        if (list === undefined) break;
+        const error = new OnegridError(event.code, event.error);
+        for (const w of list) if (w.kind === event.asked) w.reject(error);
+        this.waiters.set(event.map, list.filter((w) => w.kind !== event.asked));
+        break;
+      }
       case 'ready': {
         this.loadCauses.delete(event.map);
         this.settle(event.map, (w) => w.resolve(event.kind));

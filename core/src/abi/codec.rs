@@ -155,6 +155,12 @@ pub fn encode_reply(reply: &Reply) -> Vec<u8> {
                         put_varint(o, *flush_id);
                         put_error(o, error);
                     }
+                    WireEvent::Refused { map, asked, error } => {
+                        put_varint(o, 5);
+                        put_str(o, map);
+                        put_kind(o, *asked);
+                        put_error(o, error);
+                    }
                 }
             }
         }
@@ -277,12 +283,13 @@ impl<'a> Reader<'a> {
     }
 
     fn event(&mut self) -> postcard::Result<WireEvent> {
-        Ok(match self.variant(5)? {
+        Ok(match self.variant(6)? {
             0 => WireEvent::MapLoaded { map: self.string()?, count: self.u64()? },
             1 => WireEvent::Ready { map: self.string()?, kind: self.kind()? },
             2 => WireEvent::LoadFailed { map: self.string()?, error: self.error()? },
             3 => WireEvent::Flushed { flush_id: self.u64()? },
-            _ => WireEvent::FlushFailed { flush_id: self.u64()?, error: self.error()? },
+            4 => WireEvent::FlushFailed { flush_id: self.u64()?, error: self.error()? },
+            _ => WireEvent::Refused { map: self.string()?, asked: self.kind()?, error: self.error()? },
         })
     }
 }

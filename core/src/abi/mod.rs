@@ -27,7 +27,7 @@ use crate::storage::{MapStatus, StorageEvent, StorageRequest, StorageResult};
 use crate::value::Value;
 
 /// Version of the request/reply layout; `onegrid_abi_version()` returns it.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
 
 /// Serializes bytes in one piece. Postcard writes them as it writes a `Vec<u8>` (a length, then
 /// the bytes), but not byte by byte, which is slow for a big snapshot (see BENCHMARKS.md).
@@ -194,6 +194,16 @@ impl Command {
         }
     }
 
+    /// True for a command whose answer or effect depends on what storage holds for its map: the
+    /// reads (`Get`, `OrGet`), an OR remove (it removes the records it observes) and an `Import`
+    /// (a peer's copy of this node's own earlier record must meet the stored one, not pass for a
+    /// write made while the map loads, which the load re-stamps). A driver that can wait (the
+    /// host's) loads the map before it sends one of these. Every other write goes into the map as
+    /// it is, loaded or loading (its early map, which the load merges), as in JavaScript.
+    pub fn observes_stored(&self) -> bool {
+        matches!(self, Self::Get { .. } | Self::OrGet { .. } | Self::OrRemove { .. } | Self::Import { .. })
+    }
+
     /// The map kind the command works on, when only one kind can take it (for `Import`, the
     /// snapshot's).
     pub fn kind(&self) -> Option<MapKind> {
@@ -243,6 +253,15 @@ pub enum WireEvent {
         /// Why: the first failure's code, and every failure's message.
         error: WireError,
     },
+    /// See [`StorageEvent::Refused`].
+    Refused {
+        /// The map.
+        map: String,
+        /// The kind the refused callers asked for.
+        asked: MapKind,
+        /// Why: a `KIND_MISMATCH` naming both kinds.
+        error: WireError,
+    },
 }
 
 impl From<StorageEvent> for WireEvent {
@@ -255,6 +274,7 @@ impl From<StorageEvent> for WireEvent {
             StorageEvent::FlushFailed { flush_id, kind, error } => {
                 Self::FlushFailed { flush_id, error: WireError::new(kind, error) }
             }
+            StorageEvent::Refused { map, asked, error } => Self::Refused { map, asked, error: WireError::from(&error) },
         }
     }
 }

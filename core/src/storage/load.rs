@@ -17,7 +17,7 @@ use crate::lww::{LwwRecord, StoredLww};
 use crate::map_common::{Hasher, MARK_KEY, MapKind, RESERVED_KEY, check_key};
 use crate::or_map::OrRecord;
 use crate::storage::manager::{Pending, Phase, SlotAt, StorageManager};
-use crate::storage::maps::{AnyMap, MapId};
+use crate::storage::maps::{AnyMap, MapId, mismatch};
 use crate::storage::{StorageEvent, StorageOp};
 
 /// One decoded stored value: an LWW record on the fast path, anything else in full.
@@ -228,6 +228,7 @@ impl StorageManager {
     pub(super) fn fail_load(&mut self, id: MapId, error: Error) {
         let slot = self.slots.at_mut(id);
         slot.phase = Phase::Failed;
+        slot.asked.clear();
         slot.last_error = Some(error.clone());
         self.events.push_back(StorageEvent::LoadFailed { map: slot.name.to_string(), error: error.clone() });
         self.release_flushes(id, Some(&error));
@@ -263,6 +264,13 @@ impl StorageManager {
         slot.last_error = None;
         if any {
             self.events.push_back(StorageEvent::MapLoaded { map: slot.name.to_string(), count });
+        }
+        // The callers who asked for the other kind are answered here, so none asks again.
+        for asked in core::mem::take(&mut slot.asked) {
+            if asked != kind {
+                let error = mismatch(&slot.name, kind, asked);
+                self.events.push_back(StorageEvent::Refused { map: slot.name.to_string(), asked, error });
+            }
         }
         self.events.push_back(StorageEvent::Ready { map: slot.name.to_string(), kind });
         self.release_flushes(id, None);

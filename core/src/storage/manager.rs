@@ -36,6 +36,9 @@ pub(super) struct Slot {
     pub(super) map: Option<AnyMap>,
     /// The kind asked for by the caller that started the current load.
     pub(super) hint: Option<MapKind>,
+    /// The kinds `get_map` callers asked for while the current load runs: when it ends, each
+    /// that disagrees with the loaded kind is answered [`StorageEvent::Refused`].
+    pub(super) asked: Vec<MapKind>,
     pub(super) wall: u64,
     /// Counts loads, so an answer to an abandoned one is ignored.
     pub(super) generation: u64,
@@ -213,14 +216,23 @@ impl StorageManager {
 
     /// Touches the map `name`: returns at once. The first touch (and the first after a failed load
     /// or an unload) starts a load; callers while it runs share it. `hint` is the kind the caller
-    /// wants: an error at once if the map is loaded as (or its early map is) the other kind; while
-    /// it loads, ask again once [`StorageEvent::Ready`] comes (see the module docs).
+    /// wants: an error at once if the map is loaded as (or its early map is) the other kind. While
+    /// it loads, the answer comes as an event when the load ends, so no caller asks again:
+    /// [`StorageEvent::Refused`] for the callers whose `hint` disagrees with the loaded kind, then
+    /// [`StorageEvent::Ready`] for every other caller, or [`StorageEvent::LoadFailed`] for all.
     pub fn get_map(&mut self, name: &str, hint: Option<MapKind>, wall: u64) -> Result<MapStatus, Error> {
         let id = self.touch(name, hint, wall)?;
-        let slot = self.slots.at(id);
+        let slot = self.slots.at_mut(id);
         Ok(match (slot.phase, &slot.map) {
             (Phase::Loaded, Some(map)) => MapStatus::Loaded(map.kind()),
-            _ => MapStatus::Loading,
+            _ => {
+                if let Some(kind) = hint
+                    && !slot.asked.contains(&kind)
+                {
+                    slot.asked.push(kind);
+                }
+                MapStatus::Loading
+            }
         })
     }
 
@@ -244,6 +256,7 @@ impl StorageManager {
                     phase: Phase::Unloaded,
                     map: None,
                     hint: None,
+                    asked: Vec::new(),
                     wall,
                     generation: 0,
                     last_error: None,
@@ -351,6 +364,7 @@ impl StorageManager {
         if let Some(slot) = self.slots.get_mut(id.0 as usize) {
             slot.phase = Phase::Unloaded;
             slot.map = None;
+            slot.asked.clear();
             slot.generation += 1;
             slot.unloaded_keys = Vec::new();
             // Nothing of it is left to store.

@@ -50,10 +50,11 @@
 //!   map again retries the load, which fails the same way while the early map is there.
 //! - **A hint binds nothing; a handle does.** Callers of one load may ask for different kinds (or
 //!   none): the load takes what is stored, a map with nothing stored takes the first hint (else
-//!   LWW). Once [`StorageEvent::Ready`] comes, each caller asks again with its hint: `get_map`
-//!   answers the kind, or refuses a hint that disagrees with `kind mismatch`. So a caller without
-//!   a hint always gets the stored kind. An early map (made by [`StorageManager::open`] or a write)
-//!   does bind the load: finding the other kind stored fails it for every caller.
+//!   LWW). The manager answers every caller when the load ends, so no driver asks again: the
+//!   callers whose hint disagrees with the loaded kind get [`StorageEvent::Refused`] (`kind
+//!   mismatch`), then every other caller gets [`StorageEvent::Ready`] with the kind. So a caller
+//!   without a hint always gets the stored kind. An early map (made by [`StorageManager::open`]
+//!   or a write) does bind the load: finding the other kind stored fails it for every caller.
 //! - **A failed load** (storage error, corrupt value, kind mismatch) is reported with
 //!   [`StorageEvent::LoadFailed`] and kept in [`StorageManager::load_error`] until the next touch,
 //!   which retries it from `LoadAllKeys`. Early writes survive a failed load.
@@ -187,7 +188,19 @@ pub enum StorageEvent {
         /// Loaded keys other than `__tombstones__` (LWW: records, tombstones included; OR: keys).
         count: usize,
     },
-    /// A load finished: the map is loaded, of this kind (`get_map_async` resolves here).
+    /// A load finished, and the [`StorageManager::get_map`] callers that asked for `asked` while
+    /// it ran are refused: the map is loaded as the other kind. It comes before the map's
+    /// [`StorageEvent::Ready`], which answers every other caller.
+    Refused {
+        /// The map.
+        map: String,
+        /// The kind those callers asked for.
+        asked: MapKind,
+        /// Why: a [`Error::KindMismatch`] naming both kinds.
+        error: Error,
+    },
+    /// A load finished: the map is loaded, of this kind (`get_map_async` resolves here, for the
+    /// callers not [`StorageEvent::Refused`] just before).
     Ready {
         /// The map.
         map: String,

@@ -34,8 +34,8 @@ pub(crate) fn changes_state(command: &Command) -> bool {
         | Command::Open { .. }
         | Command::OpenPersistent { .. }
         | Command::Close => false,
-        // It takes writes that could never be stored out of the grid: a lost instance lost them
-        // anyway, and the host never writes into a map while it loads, so it never holds any.
+        // It takes writes held aside (they can never be stored) back to the caller: the log
+        // forgets that map's writes instead (see `PersistentGrid::call`).
         Command::TakeEarlyWrites { .. } => false,
     }
 }

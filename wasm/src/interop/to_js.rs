@@ -149,7 +149,8 @@ impl Serialize for DriftJs<'_> {
 
 /// A storage event as the storage driver takes it (`StorageEvent` in `wasm/js/storage-driver.js`):
 /// `{ type: "loaded", map, count }`, `{ type: "ready", map, kind }`, `{ type: "failed", map,
-/// error }`, `{ type: "flushed", flush }` or `{ type: "flushFailed", flush, error }`.
+/// code, error }`, `{ type: "flushed", flush }`, `{ type: "flushFailed", flush, code, error }` or
+/// `{ type: "refused", map, asked, code, error }`.
 pub struct StorageEventJs<'a>(pub &'a StorageEvent);
 
 impl Serialize for StorageEventJs<'_> {
@@ -166,7 +167,7 @@ impl Serialize for StorageEventJs<'_> {
                 name(s, self.0.as_str())
             }
         }
-        let mut o = s.serialize_struct("StorageEvent", 4)?;
+        let mut o = s.serialize_struct("StorageEvent", 5)?;
         match self.0 {
             StorageEvent::MapLoaded { map, count } => {
                 o.serialize_field("type", &Type("loaded"))?;
@@ -193,6 +194,13 @@ impl Serialize for StorageEventJs<'_> {
                 o.serialize_field("flush", &U64(*flush_id))?;
                 o.serialize_field("code", kind.code())?;
                 o.serialize_field("error", error)?;
+            }
+            StorageEvent::Refused { map, asked, error } => {
+                o.serialize_field("type", &Type("refused"))?;
+                o.serialize_field("map", map)?;
+                o.serialize_field("asked", &Kind(*asked))?;
+                o.serialize_field("code", error.kind().code())?;
+                o.serialize_field("error", &error.to_string())?;
             }
         }
         o.end()
