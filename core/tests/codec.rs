@@ -676,7 +676,11 @@ fn hand_written_reply_encoding_matches_serde() {
                 WireEvent::LoadFailed { map: "m".into(), error: WireError::new(ErrorKind::Storage, "down") },
                 WireEvent::Flushed { flush_id: 7 },
                 WireEvent::FlushFailed { flush_id: 1 << 40, error: WireError::new(ErrorKind::KindMismatch, long) },
-                WireEvent::Refused { map: "m".into(), asked: MapKind::Or, error: WireError::new(ErrorKind::KindMismatch, "kind mismatch") },
+                WireEvent::Refused {
+                    map: "m".into(),
+                    asked: MapKind::Or,
+                    error: WireError::new(ErrorKind::KindMismatch, "kind mismatch"),
+                },
             ],
         },
     ];

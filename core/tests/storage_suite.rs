@@ -86,11 +86,11 @@ impl Core {
                 let grid = grid.to_owned();
                 settle(&move |w| matches!(w, Waiting::Flush { grid: g, id } if *g == grid && *id == flush_id), Ok(None))
             }
-            StorageEvent::FlushFailed { flush_id, .. } => {
+            StorageEvent::FlushFailed { flush_id, kind, .. } => {
                 let grid = grid.to_owned();
                 let pick =
                     move |w: &Waiting| matches!(w, Waiting::Flush { grid: g, id } if *g == grid && *id == flush_id);
-                settle(&pick, Err("STORAGE".into()))
+                settle(&pick, Err(kind.code().to_owned()))
             }
         }
     }

@@ -102,7 +102,11 @@ fn replies_read_as_serde_reads_them() {
                 WireEvent::LoadFailed { map: "m".into(), error: WireError::new(ErrorKind::Storage, "e") },
                 WireEvent::Flushed { flush_id: 7 },
                 WireEvent::FlushFailed { flush_id: 8, error: WireError::new(ErrorKind::Limit, "e") },
-                WireEvent::Refused { map: "m".into(), asked: MapKind::Or, error: WireError::new(ErrorKind::KindMismatch, "e") },
+                WireEvent::Refused {
+                    map: "m".into(),
+                    asked: MapKind::Or,
+                    error: WireError::new(ErrorKind::KindMismatch, "e"),
+                },
             ],
         },
     ];
