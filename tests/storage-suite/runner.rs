@@ -77,7 +77,12 @@ pub fn scenarios_for(driver: &str) -> (Vec<Json>, Vec<String>) {
     let unsupported = suite["unsupported"][driver].as_object().cloned().unwrap_or_default();
     let (mut run, mut skipped) = (Vec::new(), Vec::new());
     for scenario in suite["scenarios"].as_array().expect("a list of scenarios") {
-        let uses = |op: &str| scenario["steps"].as_array().expect("steps").iter().any(|s| s["op"] == op);
+        // An entry is a step (`touch`) or a step's field (`open.related`).
+        let uses = |entry: &str| {
+            let (op, field) = entry.split_once('.').map_or((entry, None), |(op, field)| (op, Some(field)));
+            let steps = scenario["steps"].as_array().expect("steps");
+            steps.iter().any(|s| s["op"] == op && field.is_none_or(|f| s.get(f).is_some()))
+        };
         if unsupported.keys().any(|op| uses(op)) {
             skipped.push(scenario["name"].as_str().expect("a name").to_owned());
         } else {
