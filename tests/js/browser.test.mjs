@@ -1,7 +1,8 @@
-// The storage adapter suite (adapter-suite.mjs) on IndexedDbStorage in real headless Chromium.
+// The storage adapter suite (adapter-suite.mjs) and the storage suite's scenarios
+// (tests/storage-suite/, through storage-suite.mjs) on IndexedDbStorage in real headless Chromium.
 //
-// A static server on 127.0.0.1 serves the package ($ONEGRID_PKG, see load.mjs) under /pkg/ and
-// tests/js/ under /tests/; playwright-core starts the system's Chromium ($CHROMIUM_PATH, default
+// A static server on 127.0.0.1 serves the package ($ONEGRID_PKG, see load.mjs) under /pkg/,
+// tests/js/ under /tests/ and tests/storage-suite/ under /suite/; playwright-core starts the system's Chromium ($CHROMIUM_PATH, default
 // /usr/bin/chromium) on a fresh profile and opens tests/js/browser/index.html, which runs every
 // case and a timing, then leaves its results in `window.onegridResults`; then it reloads the page,
 // which checks what the first run stored. Each case becomes one test here, so a failure names its
@@ -10,7 +11,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { dirname, extname, resolve, sep } from 'node:path';
@@ -18,8 +19,10 @@ import { fileURLToPath } from 'node:url';
 
 import { pkgDir } from './load.mjs';
 import { adapterSuite } from './adapter-suite.mjs';
+import { scenariosFor } from './storage-suite.mjs';
 
 const testsDir = dirname(fileURLToPath(import.meta.url));
+const suiteDir = resolve(testsDir, '..', 'storage-suite');
 const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 /** The adapter suite's cases, as the page registers them (it can reopen: all of them). */
 const ADAPTER_CASES = [];
@@ -30,8 +33,11 @@ const PAGE_CASES = [
   'IndexedDbStorage: a database of a newer schema is refused, naming the call and map',
   'IndexedDbStorage: a corrupt bucket fails the load, naming the call and map',
   'Grid on IndexedDbStorage: TTLs, LWW tombstones and OR tombstones are flushed before a reload',
-  'Grid on IndexedDbStorage: writes made while a map loads are merged and flushed',
 ];
+/** The storage suite's scenarios, after the page's own cases: every one (the JavaScript API
+ * supports every step), each once. */
+const SUITE = JSON.parse(readFileSync(resolve(suiteDir, 'scenarios.json'), 'utf8'));
+const SUITE_CASES = scenariosFor(SUITE).run.map((s) => `storage suite on IndexedDbStorage: ${s.name}`);
 /** What the page runs once reloaded. */
 const AFTER_RELOAD_CASES = ['Grid on IndexedDbStorage: TTLs, LWW tombstones and OR tombstones survive a reload'];
 /** How long the page may take for the whole suite and the timing. */
@@ -46,10 +52,11 @@ const MIME = {
   '.ts': 'text/plain; charset=utf-8',
 };
 
-/** The file a URL path names, or null: /pkg/... in the package, /tests/... in tests/js. */
+/** The file a URL path names, or null: /pkg/... in the package, /tests/... in tests/js, /suite/...
+ * in tests/storage-suite. */
 function fileFor(urlPath) {
-  const roots = { pkg: pkgDir, tests: testsDir };
-  const match = /^\/(pkg|tests)\/(.+)$/.exec(urlPath);
+  const roots = { pkg: pkgDir, tests: testsDir, suite: suiteDir };
+  const match = /^\/(pkg|tests|suite)\/(.+)$/.exec(urlPath);
   if (match === null) return null;
   const root = resolve(roots[match[1]]);
   const file = resolve(root, `.${sep}${match[2]}`);
@@ -156,10 +163,11 @@ if (run.error) {
   });
 } else {
   const { results, reloaded, version } = run;
-  console.log(`Chromium ${version}: ${results.cases.length} cases of the adapter suite on IndexedDbStorage`);
+  console.log(`Chromium ${version}: ${results.cases.length} cases on IndexedDbStorage, ${SUITE_CASES.length} of them the storage suite's scenarios`);
   test('IndexedDbStorage in Chromium: the page ran every case of the suite and its own, once each', () => {
     assert.equal(results.phase, 'first');
-    assert.deepEqual(results.cases.map((c) => c.name), [...ADAPTER_CASES, ...PAGE_CASES]);
+    assert.deepEqual(results.cases.map((c) => c.name), [...ADAPTER_CASES, ...PAGE_CASES, ...SUITE_CASES]);
+    assert.equal(SUITE_CASES.length, SUITE.scenarios.length, 'every scenario of the storage suite');
   });
   test('IndexedDbStorage in Chromium: the reloaded page ran the check after the reload, and only it', () => {
     assert.equal(reloaded.phase, 'after-reload');

@@ -1,4 +1,5 @@
-// Runs the adapter suite on IndexedDbStorage in this page, then times a load of LARGE records.
+// Runs the adapter suite and the storage suite's scenarios on IndexedDbStorage in this page, then
+// times a load of LARGE records.
 // browser.test.mjs waits for `window.onegridResults`:
 //   { phase: 'first', cases: [{ name, ok, error?, ms }], timing: { ... } | null, timingError?: string }
 // then reloads the page, which runs only the check after a reload: { phase: 'after-reload', cases }.
@@ -7,6 +8,7 @@
 import init, { Grid } from '/pkg/onegrid.js';
 import { IndexedDbStorage } from '/pkg/storage.js';
 import { LARGE, adapterSuite, timeLoad } from '/tests/adapter-suite.mjs';
+import { runScenario, scenariosFor } from '/tests/storage-suite.mjs';
 
 const run = `suite-${Date.now().toString(36)}`;
 let made = 0;
@@ -170,30 +172,22 @@ function afterReload({ name, now, roots }) {
   };
 }
 
-cases.push({
-  name: 'Grid on IndexedDbStorage: writes made while a map loads are merged and flushed',
-  fn: async () => {
-    const name = `${run}-early`;
-    const storage = new IndexedDbStorage({ name });
-    const g = new Grid({ nodeId: 'a', storage });
-    (await g.getMapAsync('m', 'lww')).set('stored', 1);
-    await g.flush();
-    g.free();
-    const g2 = new Grid({ nodeId: 'b', storage });
-    const early = g2.getMap('m');
-    if (!g2.isMapLoading('m')) throw new Error('not loading');
-    early.set('early', 2);
-    const m = await g2.getMapAsync('m');
-    assertEqual(m.entries(), [['early', 2], ['stored', 1]], 'merged entries');
-    await g2.flush();
-    g2.free();
-    const g3 = new Grid({ nodeId: 'c', storage });
-    assertEqual((await g3.getMapAsync('m')).entries(), [['early', 2], ['stored', 1]], 'after a reload');
-    g3.free();
-    await storage.close();
-    await IndexedDbStorage.delete(name);
-  },
-});
+// The storage suite (tests/storage-suite/scenarios.json): every scenario on a Grid over
+// IndexedDbStorage, each store a database of its own, deleted afterwards.
+const storageSuite = await (await fetch('/suite/scenarios.json')).json();
+for (const scenario of scenariosFor(storageSuite).run) {
+  cases.push({
+    name: `storage suite on IndexedDbStorage: ${scenario.name}`,
+    fn: () => runScenario(scenario, {
+      Grid,
+      makeAdapter: () => new IndexedDbStorage({ name: `${run}-suite-${made++}` }),
+      disposeAdapter: async (adapter) => {
+        await adapter.close();
+        await IndexedDbStorage.delete(adapter.name);
+      },
+    }),
+  });
+}
 
 /** A Grid loading a map of LARGE records from IndexedDB: written by one grid, loaded by a new one. */
 async function timeGridLoad() {
