@@ -15,7 +15,7 @@ use onegrid_core::{
     AnyMap, ClockConfig, Command, Grid, MapKind, MapStatus, Reply, StorageConfig, StorageEvent, StorageOp,
     StorageRequest,
 };
-use runner::{Call, Code, Driver, Ticket, Write};
+use runner::{Call, Code, Driver, Outcome, Ticket, Write};
 
 #[derive(Default)]
 struct Store {
@@ -46,7 +46,7 @@ struct Core {
     grids: BTreeMap<String, Open>,
     generations: u64,
     /// What each ticket waits for, and how it ended.
-    tickets: Vec<(Waiting, Option<Result<Option<MapKind>, Code>>)>,
+    tickets: Vec<(Waiting, Option<Outcome>)>,
 }
 
 fn code(e: &onegrid_core::Error) -> Code {
@@ -60,7 +60,7 @@ impl Core {
 
     /// Settles the tickets an event answers (as a driver hands answers to its callers).
     fn event(&mut self, grid: &str, event: StorageEvent) {
-        let mut settle = |pick: &dyn Fn(&Waiting) -> bool, outcome: Result<Option<MapKind>, Code>| {
+        let mut settle = |pick: &dyn Fn(&Waiting) -> bool, outcome: Outcome| {
             for (waiting, result) in &mut self.tickets {
                 if result.is_none() && pick(waiting) {
                     *result = Some(outcome.clone());
@@ -199,7 +199,7 @@ impl Driver for Core {
         }
     }
 
-    fn outcome(&mut self, ticket: Ticket) -> Option<Result<Option<MapKind>, Code>> {
+    fn outcome(&mut self, ticket: Ticket) -> Option<Outcome> {
         self.tickets[ticket].1.clone()
     }
 

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use onegrid_core::{AnyMap, ClockConfig, Command, Grid, MapKind, NodeId, Reply, WireEvent};
 use onegrid_host::persistent::{GridError, PersistentGrid};
 use onegrid_host::storage::{self, Storage, StorageError};
-use runner::{Call, Code, Driver, Ticket, Write};
+use runner::{Call, Code, Driver, Outcome, Ticket, Write};
 
 thread_local! {
     /// The wall clock of the grid being called (a `PersistentGrid` takes a plain `fn`).
@@ -96,7 +96,7 @@ struct Host {
     locate: Box<dyn FnMut(&str) -> String>,
     stores: BTreeMap<String, Store>,
     grids: BTreeMap<String, Open>,
-    tickets: Vec<Result<Option<MapKind>, Code>>,
+    tickets: Vec<Outcome>,
 }
 
 fn code(e: &GridError) -> Code {
@@ -170,7 +170,7 @@ impl Driver for Host {
 
     fn settle(&mut self) {}
 
-    fn outcome(&mut self, ticket: Ticket) -> Option<Result<Option<MapKind>, Code>> {
+    fn outcome(&mut self, ticket: Ticket) -> Option<Outcome> {
         Some(self.tickets[ticket].clone())
     }
 

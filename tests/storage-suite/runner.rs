@@ -17,6 +17,9 @@ pub type Code = String;
 /// What a driver handed out for something started (a load, a flush).
 pub type Ticket = usize;
 
+/// How something started ended: a load with its kind, a flush with none, or an error's code.
+pub type Outcome = Result<Option<MapKind>, Code>;
+
 /// A write, as a step asks for it. `OrRemove` and `Import` come after the map's load.
 #[derive(Clone, Debug)]
 pub enum Write {
@@ -51,7 +54,7 @@ pub trait Driver {
     /// Lets storage run until it has nothing left to do but held loads.
     fn settle(&mut self);
     /// How `ticket` ended (a load with its kind, a flush with none), or `None` while it runs.
-    fn outcome(&mut self, ticket: Ticket) -> Option<Result<Option<MapKind>, Code>>;
+    fn outcome(&mut self, ticket: Ticket) -> Option<Outcome>;
     /// A copy of the map as the grid has it (loaded, or its early map).
     fn view(&mut self, grid: &str, map: &str) -> Result<AnyMap, Code>;
     fn is_loading(&mut self, grid: &str, map: &str) -> bool;
