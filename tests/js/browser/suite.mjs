@@ -34,15 +34,19 @@ function settled(req) {
   });
 }
 
-/** Awaits `promise`, which must reject with an Error whose message matches `pattern`. */
-async function rejectsWith(promise, pattern) {
+/**
+ * Awaits `promise`, which must reject with an OnegridError of `code`; `names`, when given, is what
+ * the message must name (the call, the map): these cases are about what the message says.
+ */
+async function rejectsWith(promise, code, names) {
   try {
     await promise;
   } catch (e) {
-    if (!(e instanceof Error) || !pattern.test(e.message)) throw new Error(`rejected with ${e?.message ?? e}, expected ${pattern}`);
+    if (e?.name !== 'OnegridError' || e.code !== code) throw new Error(`rejected with ${e?.code} ${e?.message ?? e}, expected ${code}`);
+    if (names && !names.test(e.message)) throw new Error(`the message ${JSON.stringify(e.message)} does not name ${names}`);
     return e;
   }
-  throw new Error(`resolved, expected a rejection matching ${pattern}`);
+  throw new Error(`resolved, expected a rejection with ${code}`);
 }
 
 // What only IndexedDbStorage has: its schema, and errors from IndexedDB itself.
@@ -68,7 +72,7 @@ cases.push({
     open.onupgradeneeded = () => open.result.createObjectStore('buckets');
     (await settled(open)).close();
     const s = new IndexedDbStorage({ name });
-    const e = await rejectsWith(s.loadAllKeys('m'), /^IndexedDbStorage\.loadAllKeys\(map "m"\) failed: VersionError/);
+    const e = await rejectsWith(s.loadAllKeys('m'), 'STORAGE', /^IndexedDbStorage\.loadAllKeys\(map "m"\) failed: VersionError/);
     if (!e.cause) throw new Error('no cause');
     // The failed open is not kept: after the database is gone the next call works.
     await IndexedDbStorage.delete(name);
@@ -90,8 +94,8 @@ cases.push({
     tx.objectStore('buckets').put('not bytes', ['n', 0]);
     await new Promise((ok) => (tx.oncomplete = ok));
     db.close();
-    await rejectsWith(s.loadAllKeys('m'), /^IndexedDbStorage\.loadAllKeys\(map "m"\) failed: a stored bucket is corrupt/);
-    await rejectsWith(s.loadAllKeys('n'), /^IndexedDbStorage\.loadAllKeys\(map "n"\) failed: a stored bucket is corrupt \(a string/);
+    await rejectsWith(s.loadAllKeys('m'), 'STORAGE', /^IndexedDbStorage\.loadAllKeys\(map "m"\) failed: a stored bucket is corrupt/);
+    await rejectsWith(s.loadAllKeys('n'), 'STORAGE', /^IndexedDbStorage\.loadAllKeys\(map "n"\) failed: a stored bucket is corrupt \(a string/);
     // A batch that touches a corrupt bucket fails whole: map c has half its buckets corrupt, and
     // 100 keys all missing them is a 2^-100 chance.
     const db2 = await settled(indexedDB.open(name));
@@ -99,7 +103,7 @@ cases.push({
     for (let b = 0; b < 512; b++) tx2.objectStore('buckets').put(Uint8Array.of(9), ['c', b]);
     await new Promise((ok) => (tx2.oncomplete = ok));
     const batch = Array.from({ length: 100 }, (_, i) => [`key${i}`, Uint8Array.of(i)]);
-    await rejectsWith(s.storeAll('c', batch), /^IndexedDbStorage\.storeAll\(map "c"\) failed: a stored bucket is corrupt/);
+    await rejectsWith(s.storeAll('c', batch), 'STORAGE', /^IndexedDbStorage\.storeAll\(map "c"\) failed: a stored bucket is corrupt/);
     const left = await settled(db2.transaction('buckets').objectStore('buckets').getAll(IDBKeyRange.bound(['c'], ['c', []])));
     db2.close();
     if (left.length !== 512 || left.some((v) => v.length !== 1 || v[0] !== 9)) throw new Error('the failed batch changed map c');
