@@ -89,7 +89,8 @@ fn garbage_truncated_oversized_and_foreign_frames_close_with_an_error_naming_the
 
     let mut trailing = hello.clone();
     trailing.push(0);
-    let (_, message, _) = answer_to(&trailing);
+    let (code, message, _) = answer_to(&trailing);
+    assert_eq!(code, codes::MALFORMED);
     assert!(message.contains("1 unexpected bytes after the end"), "{message}");
 
     let (code, message, _) = answer_to(&vec![PROTOCOL_VERSION; DEFAULT_FRAME_LIMIT + 1]);
@@ -107,7 +108,8 @@ fn garbage_truncated_oversized_and_foreign_frames_close_with_an_error_naming_the
     assert!(message.contains("empty"), "{message}");
 
     let bad_node = Frame::Hello { version: PROTOCOL_VERSION, node_id: "no spaces".into(), token: None }.encode();
-    let (_, message, _) = answer_to(&bad_node);
+    let (code, message, _) = answer_to(&bad_node);
+    assert_eq!(code, codes::MALFORMED);
     assert!(message.contains("invalid node id"), "{message}");
 }
 
