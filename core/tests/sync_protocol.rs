@@ -213,6 +213,36 @@ fn permissions_limit_what_is_read_and_written() {
     assert!(server.map("private").is_none());
 }
 
+#[test]
+fn a_map_the_peer_may_write_but_not_read_is_never_named_to_it() {
+    let (mut client, mut server) = (grid("client"), grid("server"));
+    set(&mut server, "inbox", "k", 1);
+    set(&mut client, "feed", "k", 2);
+    // The client may write everything and read nothing but "feed".
+    let permissions = Permissions::new(Some(vec!["feed".into()]), None);
+    let ((mut hc, cc, mut hs, cs), _, _) = connected_with_events(&mut client, &mut server, permissions);
+    assert!(client.map("inbox").is_none(), "a map the client may not read was made on it");
+    // Nor does a map the server may not send to the client get opened later.
+    set(&mut server, "inbox2", "k", 3);
+    let to_client = frames(&mut hs, &mut server, cs);
+    assert!(to_client.iter().all(|f| f.map() != Some("inbox2")), "{to_client:?}");
+    for f in to_client {
+        hc.handle_frame(&mut client, cc, WALL, &f.encode());
+    }
+    assert!(client.map("inbox2").is_none());
+
+    // The other way: a client that may not write "feed" does not make it on the server.
+    let (mut client, mut server) = (grid("client"), grid("server"));
+    set(&mut client, "mine", "k", 1);
+    let permissions = Permissions::new(None, Some(vec!["other".into()]));
+    let (mut hc, cc, _, _) = connected(&mut client, &mut server, permissions);
+    assert!(server.map("mine").is_none(), "a map the client may not write was made on the server");
+    // Nor are its later writes pushed (the server would refuse them).
+    set(&mut client, "mine", "k2", 2);
+    let sent = frames(&mut hc, &mut client, cc);
+    assert!(sent.iter().all(|f| f.map() != Some("mine")), "{sent:?}");
+}
+
 /// A Writes frame from a writer whose clock is an hour ahead.
 fn drifted_writes() -> Vec<u8> {
     let mut future = grid("future");
@@ -279,6 +309,32 @@ fn writes_are_pushed_and_acknowledged() {
     assert!(ha.is_acked(ca, marker));
     assert_eq!(ha.pending_writes(ca), 0);
     assert_eq!(ha.state(ca), ConnState::Synced);
+}
+
+#[test]
+fn a_map_made_while_connected_travels_once() {
+    let (mut a, mut b) = (grid("a"), grid("b"));
+    let (mut ha, ca, mut hb, cb) = connected(&mut a, &mut b, Permissions::all());
+    for i in 0..100 {
+        set(&mut a, "new", &format!("k{i}"), i);
+    }
+    let snapshot = a.export_map("new").expect("export").len();
+    let mut carried = 0;
+    for _ in 0..10 {
+        for f in std::iter::from_fn(|| ha.poll_transmit(&mut a, ca, WALL)).collect::<Vec<_>>() {
+            if let Ok(Frame::Writes { payload, .. } | Frame::Records { payload, .. }) = Frame::decode(&f, usize::MAX) {
+                carried += payload.len();
+            }
+            hb.handle_frame(&mut b, cb, WALL, &f);
+        }
+        for f in std::iter::from_fn(|| hb.poll_transmit(&mut b, cb, WALL)).collect::<Vec<_>>() {
+            ha.handle_frame(&mut a, ca, WALL, &f);
+        }
+    }
+    assert_eq!(ha.state(ca), ConnState::Synced);
+    assert_eq!(b.export_map("new").expect("export").len(), snapshot);
+    // The peer's catch-up made the map on b: b does not open a second one that sends it back.
+    assert!(carried < snapshot * 3 / 2, "{carried} bytes of records for a snapshot of {snapshot}");
 }
 
 #[test]

@@ -590,9 +590,11 @@ impl Connection {
 
     // ---- catch-up -------------------------------------------------------------------------------
 
-    /// Opens a catch-up of a loaded, shared map (or asks the running one to run again).
+    /// Opens a catch-up of a loaded, shared map (or asks the running one to run again). Only for
+    /// a map this side may send: the peer opens those it may send, so each map both have is
+    /// caught up, and a map the peer may not read is never named to it (its root, its count).
     pub(crate) fn open_catchup(&mut self, grid: &Grid, name: &str) {
-        if self.phase != Phase::Open || !self.shared(name) {
+        if self.phase != Phase::Open || !self.shared(name) || !self.flow(name).send {
             return;
         }
         if let Some(at) = self.find(name, true) {
@@ -694,7 +696,11 @@ impl Connection {
         }
         self.cursor = last;
         for id in loaded {
-            if let Some(name) = ctx.grid.storage().name_of(id).map(String::from) {
+            // A map the peer's catch-up made here (or loaded for it) is caught up by that one,
+            // both ways: a second would send its records again.
+            if let Some(name) = ctx.grid.storage().name_of(id).map(String::from)
+                && self.find(&name, false).is_none()
+            {
                 self.open_catchup(ctx.grid, &name);
             }
         }
