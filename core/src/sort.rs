@@ -50,6 +50,14 @@ pub(crate) fn by_timestamp<T>(items: &mut [T], ts: impl Fn(&T) -> &crate::hlc::T
     permute(items, order);
 }
 
+/// Sorts `items` by a key of bytes made for each (big-endian numbers sort as numbers); items with
+/// equal keys keep their order.
+pub(crate) fn by_made_key<T, K: AsRef<[u8]>>(items: &mut [T], key: impl Fn(&T) -> K) {
+    let keys: Vec<K> = items.iter().map(key).collect();
+    let order = order(keys.iter().map(AsRef::as_ref));
+    permute(items, order);
+}
+
 /// Sorts strings (`String`, `&str`, `Box<str>`) by their bytes.
 pub(crate) fn strs<T: AsRef<str>>(items: &mut [T]) {
     by_key(items, |s| s.as_ref().as_bytes());

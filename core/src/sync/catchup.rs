@@ -162,11 +162,10 @@ fn index_at(key_hash: u32, level: u8) -> u32 {
     if level == 0 { 0 } else { key_hash >> (32 - 4 * u32::from(level)) }
 }
 
+/// The levels of `nodes`, each once, in order (a level is at most [`MAX_LEVEL`]: a bit each).
 fn levels_of<'a>(nodes: impl Iterator<Item = &'a Node>) -> Vec<u8> {
-    let mut levels: Vec<u8> = nodes.map(|n| n.level).collect();
-    levels.sort_unstable();
-    levels.dedup();
-    levels
+    let seen = nodes.fold(0u32, |seen, n| seen | 1 << n.level);
+    (0..=MAX_LEVEL).filter(|l| seen & 1 << l != 0).collect()
 }
 
 /// The keys under the nodes of each role, in one pass: `(key, role, node)`, sorted by key, each
@@ -198,7 +197,7 @@ fn keys_under<'m>(map: &'m AnyMap, roles: [&[Node]; 3]) -> Vec<(&'m str, usize, 
     if !wanted.is_empty() {
         for_each_hash(map, |k, h, _| visit(k, h));
     }
-    out.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    crate::sort::by_key(&mut out, |e| e.0.as_bytes());
     out
 }
 
@@ -357,7 +356,7 @@ impl CatchUp {
                     .filter(|t| all || peer.is_none_or(|p| !p.contains(*t)))
                     .map(Timestamp::to_text)
                     .collect();
-                tags.sort_unstable();
+                crate::sort::strs(&mut tags);
                 tags
             }
             _ => Vec::new(),
@@ -462,7 +461,11 @@ pub(crate) fn pages(
         }
         let chunk = &keys[start..end];
         let mut nodes: Vec<Node> = chunk.iter().map(|k| k.2).collect();
-        nodes.sort_unstable();
+        crate::sort::by_made_key(&mut nodes, |n| {
+            let mut key = [n.level, 0, 0, 0, 0];
+            key[1..].copy_from_slice(&n.index.to_be_bytes());
+            key
+        });
         nodes.dedup();
         let mut payload = Vec::new();
         match map {

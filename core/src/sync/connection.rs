@@ -575,7 +575,7 @@ impl Connection {
                 }
                 let merged = m.merge_all(clock, now, keys, &tombstones)?;
                 if !echo.is_empty() && self.flow(map).send {
-                    echo.sort_unstable();
+                    crate::sort::strs(&mut echo);
                     echo.dedup();
                     let mut payload = Vec::new();
                     encode_or_part_into(&[], &echo, &mut payload);
@@ -687,7 +687,7 @@ impl Connection {
             }
             crate::sort::strs(&mut keys);
             keys.dedup();
-            tags.sort_unstable();
+            crate::sort::strs(&mut tags);
             tags.dedup();
             let keyed: Vec<(&str, usize, Node)> = keys.iter().map(|k| (*k, 0, Node::ROOT)).collect();
             for (payload, _) in pages(map, &keyed, &tags, &Default::default(), self.budget(name)) {

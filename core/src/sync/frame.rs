@@ -367,7 +367,11 @@ impl Frame {
             Self::Children { nodes, .. } => {
                 for c in nodes {
                     if !c.node.is_valid() || c.node.level >= MAX_LEVEL {
-                        return Err(bad(alloc::format!("node {:?} has no children", c.node)));
+                        return Err(bad(alloc::format!(
+                            "node {} at level {} has no children",
+                            c.node.index,
+                            c.node.level
+                        )));
                     }
                 }
                 &[]
