@@ -19,7 +19,9 @@ describe('errors', () => {
   test('ERROR_CODES is the frozen list of every code', () => {
     assert.deepEqual(ERROR_CODES, [
       'KIND_MISMATCH', 'INVALID_VALUE', 'INVALID_ARGUMENT', 'MALFORMED', 'CLOCK_DRIFT', 'CLOCK_EXHAUSTED',
-      'STORAGE', 'NOT_FOUND', 'LOADING', 'LIMIT', 'FREED', 'NOT_LOADED',
+      'STORAGE', 'NOT_FOUND', 'LOADING', 'LIMIT',
+      'VERSION', 'REFUSED', 'FORBIDDEN', 'REFUSED_RECORD', 'CLOSED',
+      'FREED', 'NOT_LOADED',
     ]);
     assert.ok(Object.isFrozen(ERROR_CODES));
   });

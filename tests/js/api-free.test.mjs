@@ -95,6 +95,8 @@ describe('freeing a grid', () => {
       'grid.exportMap': () => grid.exportMap('m'),
       'grid.importMap': () => grid.importMap('m', snapshot),
       'grid.takeEarlyWrites': () => grid.takeEarlyWrites('m'),
+      'grid.connect': () => grid.connect(() => {}),
+      'grid.accept': () => grid.accept(() => {}),
       'lww.size': () => lww.size,
       'lww.set': () => lww.set('k', 2),
       'lww.setMany': () => lww.setMany([['a', 1]]),

@@ -5,7 +5,7 @@
 // what only JavaScript can get wrong.
 
 /**
- * Every code, in one list: the core's kinds, then the wrapper's own.
+ * Every code, in one list: the core's kinds, sync's, then the wrapper's own.
  * - `KIND_MISMATCH`: a map asked for, offered or stored as the other kind.
  * - `INVALID_VALUE`: a value the data model cannot hold (NaN, too deep, a lone surrogate, a cycle).
  * - `INVALID_ARGUMENT`: an argument out of its rules (a key, a TTL, an option, a node id).
@@ -16,12 +16,25 @@
  * - `NOT_FOUND`: something named does not exist (a map, held writes).
  * - `LOADING`: a map whose load has not finished.
  * - `LIMIT`: a bound was reached.
+ *
+ * Sync's (the codes of the core's error frames, `onegrid_core::sync::frame::codes`, and of a
+ * connection's close; `MALFORMED`, `CLOCK_DRIFT` and `STORAGE` above are error-frame codes too):
+ * - `VERSION`: the peer speaks another protocol version.
+ * - `REFUSED`: the accepting side refused the connection (its `onHello` threw).
+ * - `FORBIDDEN`: a write to a map the connection may not write.
+ * - `REFUSED_RECORD`: a record a frame carried was refused (a bad value, an exhausted clock).
+ * - `CLOSED`: the connection closed: `close()`, its transport, or the peer with a code this
+ *   version does not know.
+ *
+ * The wrapper's own:
  * - `FREED`: the grid was freed (`grid.free()`).
  * - `NOT_LOADED`: the module is not loaded yet (`init()` or `initSync()` first).
  */
 export const ERROR_CODES = Object.freeze(/** @type {const} */ ([
   'KIND_MISMATCH', 'INVALID_VALUE', 'INVALID_ARGUMENT', 'MALFORMED', 'CLOCK_DRIFT', 'CLOCK_EXHAUSTED',
-  'STORAGE', 'NOT_FOUND', 'LOADING', 'LIMIT', 'FREED', 'NOT_LOADED',
+  'STORAGE', 'NOT_FOUND', 'LOADING', 'LIMIT',
+  'VERSION', 'REFUSED', 'FORBIDDEN', 'REFUSED_RECORD', 'CLOSED',
+  'FREED', 'NOT_LOADED',
 ]));
 
 /** @typedef {typeof ERROR_CODES[number]} ErrorCode */

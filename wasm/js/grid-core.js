@@ -144,8 +144,12 @@ export class GridCore {
     this.onDrift = onDrift;
     /** @type {StorageDriver | null} */
     this.driver = null; // a StorageDriver when the grid has storage
+    /** @type {import('./sync.js').SyncHub | null} */
+    this.sync = null; // the connections' driver, from the first connect or accept (sync.js)
     /** @type {Map<number, Set<(change: Change) => void>>} */
     this.subscribers = new Map(); // map id -> Set of callbacks
+    /** @type {Map<number, Kind>} */
+    this.kinds = new Map(); // map id -> its kind, for the maps with subscribers
     this.reader = new Reader(EMPTY); // re-pointed at each reply by `output`
     // Arguments are written straight into the module's input buffer (see RawGrid::input).
     this.writer = new Writer((min) => {
@@ -202,9 +206,11 @@ export class GridCore {
     return t;
   }
 
-  /** After a write: with storage, a write may have touched an unloaded map (its load must start). */
+  /** After a write: with storage, a write may have touched an unloaded map (its load must start);
+   * with connections, the write goes to the peers (both soon: once per turn, however many writes). */
   wrote() {
     if (this.driver !== null) this.driver.poke();
+    if (this.sync !== null) this.sync.schedule();
   }
 
   /** Delivers pending change events of map `id` to its subscribers, then rethrows the first
@@ -269,17 +275,33 @@ export class GridCore {
     return failure;
   }
 
+  /** Delivers the pending change events of every map with subscribers (changes a peer made);
+   * returns the first error a subscriber threw (as `{ e }`), or undefined.
+   * @param {number} now
+   * @returns {Failure | undefined}
+   */
+  deliverAll(now) {
+    let failure;
+    for (const [id, kind] of this.kinds) {
+      const f = this.deliver(id, now, kind);
+      failure ??= f;
+    }
+    return failure;
+  }
+
   /**
    * @param {number} id
    * @param {unknown} fn the app's callback, checked here
+   * @param {Kind} kind the map's
    * @returns {() => void}
    */
-  subscribe(id, fn) {
+  subscribe(id, fn, kind) {
     if (typeof fn !== 'function') throw fail(`subscribe() takes a function, not ${typeName(fn)}`);
     let subs = this.subscribers.get(id);
     if (subs === undefined) {
       subs = new Set();
       this.subscribers.set(id, subs);
+      this.kinds.set(id, kind);
       this.raw.recordEvents(id, true);
     }
     /** @param {Change} change */
@@ -289,6 +311,7 @@ export class GridCore {
       subs.delete(entry);
       if (subs.size === 0 && this.subscribers.get(id) === subs) {
         this.subscribers.delete(id);
+        this.kinds.delete(id);
         this.raw.recordEvents(id, false);
       }
     };

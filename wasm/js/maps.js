@@ -174,7 +174,7 @@ export class LwwMap {
    * @param {(change: LwwChange) => void} callback
    */
   subscribe(callback) {
-    return this.#core.subscribe(this.#id, callback);
+    return this.#core.subscribe(this.#id, callback, 'lww');
   }
 }
 
@@ -307,6 +307,6 @@ export class OrMap {
    * @param {(change: OrChange) => void} callback
    */
   subscribe(callback) {
-    return this.#core.subscribe(this.#id, callback);
+    return this.#core.subscribe(this.#id, callback, 'or');
   }
 }

@@ -27,8 +27,19 @@ export type ErrorCode =
   | 'NOT_FOUND'
   /** A map whose load has not finished. */
   | 'LOADING'
-  /** A bound was reached. */
+  /** A bound was reached (sync: a record too large for a frame, not sent). */
   | 'LIMIT'
+  /** Sync: the peer speaks another protocol version. */
+  | 'VERSION'
+  /** Sync: the accepting side refused the connection (its `onHello` threw; the message is its error's). */
+  | 'REFUSED'
+  /** Sync: a write to a map the connection may not write (nothing of the frame was applied). */
+  | 'FORBIDDEN'
+  /** Sync: a record a frame carried was refused (a bad value, an exhausted clock). */
+  | 'REFUSED_RECORD'
+  /** Sync: the connection closed: `close()`, its transport (`send` threw), or the peer with a code
+   * this version does not know. */
+  | 'CLOSED'
   /** The grid was freed (`grid.free()`). */
   | 'FREED'
   /** The module is not loaded yet: call `init()` or `initSync()` first. */
@@ -61,9 +72,10 @@ export interface GridOptions {
   maxDriftMs?: number;
   /** Throw on drift, changing nothing, instead of accepting and reporting it; default false. */
   strictDrift?: boolean;
-  /** Called for each remote timestamp found too far ahead of the wall clock (lenient mode). If it
-   * throws, the import stays applied, the other reports and the change events still go out, and
-   * then `importMap` rethrows the first error. */
+  /** Called for each remote timestamp found too far ahead of the wall clock (lenient mode), from
+   * `importMap` or a sync connection. If it throws, the import stays applied, the other reports
+   * and the change events still go out, and then `importMap` rethrows the first error (sync
+   * reports it on the console). */
   onDrift?: (drift: DriftReport) => void;
   /** Where the grid's maps load from and flush to (`MemoryStorage`, `IndexedDbStorage`, or any
    * object with these async functions); without it, maps live in memory only. */
@@ -155,6 +167,85 @@ export class Grid {
   takeEarlyWrites(name: string): Uint8Array | null;
   /** Merges a snapshot by the CRDT rules; returns records added or replaced plus new tombstones. */
   importMap(name: string, bytes: Uint8Array): number;
+  /**
+   * Opens a sync connection to a peer grid (SPEC section 8) over the app's transport, which must
+   * deliver frames in order: `send(frame)` delivers one to the peer, and each frame from the peer
+   * goes to the connection's `receive`. The peer takes it with `accept`. Both sides then push
+   * their writes as they happen and catch up by Merkle comparison, both ways, for every map both
+   * may see.
+   */
+  connect(send: (frame: Uint8Array) => void, options?: ConnectOptions): Connection;
+  /**
+   * Takes a connection a peer opened with `connect` (the server's side, e.g. a Durable Object
+   * room): `send` and `receive` as for `connect`. `options.onHello(nodeId, token)` decides, before
+   * anything of the peer is applied: throw (or reject) to refuse, the error's message going to the
+   * peer (`REFUSED`); return `{ read, write }` to accept with what the peer may read and write
+   * (`Permissions`), or nothing for every map. Without `onHello`, every peer is accepted for
+   * every map. A second connection from a node id already connected is refused.
+   */
+  accept(send: (frame: Uint8Array) => void, options?: AcceptOptions): Connection;
+}
+
+/** Where a sync connection is. `synced`: caught up both ways, nothing waiting to be sent or acknowledged. */
+export type ConnectionState = 'connecting' | 'syncing' | 'synced' | 'closed';
+
+export interface ConnectOptions {
+  /** A credential for the accepting side's `onHello`; it travels in the handshake frame only. */
+  token?: string;
+  /** Called on every change of `state`. */
+  onState?: (state: ConnectionState) => void;
+  /**
+   * Called with what went wrong: the error the connection closed with, sent to the peer or got
+   * from it (`MALFORMED`, `VERSION`, `REFUSED`, `FORBIDDEN`, `CLOCK_DRIFT`, `STORAGE`,
+   * `REFUSED_RECORD`; `CLOSED` when `send` threw, its `cause`), and problems that leave the
+   * connection open: `KIND_MISMATCH` (a map of the other kind on the peer, never merged) and
+   * `LIMIT` (a record too large for a frame, not sent). Not called for `close()`. Lenient drift
+   * goes to the grid's `onDrift`.
+   */
+  onError?: (error: OnegridError) => void;
+}
+
+/**
+ * The maps a peer may read and write. Each list holds map names, `"*"` (every map) or prefixes
+ * ending in `*` (`"todo:*"`). A missing list means every map; an empty one, none. A write to a
+ * map the peer may not write closes the connection with `FORBIDDEN` (nothing of it applied); a
+ * map it may not read is never sent to it.
+ */
+export interface Permissions {
+  read?: string[];
+  write?: string[];
+}
+
+export interface AcceptOptions {
+  /** Decides on a peer's hello: return (or resolve to) its permissions, nothing for every map;
+   * throw (or reject) to refuse. `token` is what the peer's `connect` presented. */
+  onHello?: (nodeId: string, token: string | undefined) => Permissions | void | Promise<Permissions | void>;
+  /** Called on every change of `state`. */
+  onState?: (state: ConnectionState) => void;
+  /** As `ConnectOptions.onError`. */
+  onError?: (error: OnegridError) => void;
+}
+
+/** One sync connection to a peer grid, from `grid.connect` or `grid.accept`. */
+export class Connection {
+  private constructor();
+  /** Where it is; `onState` hears of each change. */
+  readonly state: ConnectionState;
+  /** The peer's node id, once it said it. */
+  readonly peer: string | undefined;
+  /** Local writes the peer has not acknowledged yet (acknowledged: durable in the peer's storage,
+   * if it has one). Writes made before the connection count until its first catch-up is over. */
+  readonly pendingWrites: number;
+  /** Takes a frame from the peer. A bad frame closes the connection with an error frame to the
+   * peer and `onError` (`MALFORMED`, ...), leaving the grid untouched; frames after a close are
+   * ignored. */
+  receive(frame: Uint8Array): void;
+  /** Resolves once every local write made before the call is acknowledged by the peer and the
+   * connection has caught up once; rejects with the error it closes with first. */
+  whenSynced(): Promise<void>;
+  /** Closes it (the transport is the app's to close); `whenSynced` promises reject with `CLOSED`.
+   * Writes not acknowledged go with the next connection's catch-up. */
+  close(): void;
 }
 
 /** A last-writer-wins map. */

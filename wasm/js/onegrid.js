@@ -3,7 +3,8 @@
 //
 // `Grid` (here), `LwwMap` and `OrMap` (maps.js) read the embedder's clock, check and encode
 // arguments (values.js), and make one call into the module per operation; what they share is in
-// grid-core.js. The module (`RawGrid`, generated
+// grid-core.js. Sync connections (`grid.connect`, `grid.accept`) are driven by sync.js. The
+// module (`RawGrid`, generated
 // by wasm-bindgen into onegrid_glue.js) holds all state and all CRDT logic.
 
 import initGlue, { initSync as initSyncGlue, RawGrid } from './onegrid_glue.js';
@@ -12,6 +13,7 @@ import { ADAPTER_METHODS, StorageDriver } from './storage-driver.js';
 import { DEFAULT_MAX_DRIFT_MS, MAP_KINDS } from './constants.js';
 import { FREED, GridCore, checkMillis, checkText, fail, loadedModule, rethrow, setModule } from './grid-core.js';
 import { LwwMap, OrMap } from './maps.js';
+import { HUB, hubOf, openConnection } from './sync.js';
 
 export { LwwMap, OrMap } from './maps.js';
 
@@ -160,6 +162,8 @@ export class Grid {
           const now = core.now();
           rethrow(core.deliverMap(name, kind, now));
         },
+        // Sync's acknowledgements wait for flushes, and frames about a map for its load.
+        afterEvents: (failedFlush) => core.sync?.afterStorage(failedFlush),
       });
     }
     this.#core = core;
@@ -171,6 +175,7 @@ export class Grid {
     const core = this.#core;
     if (core.raw === FREED) return;
     const raw = core.raw;
+    core.sync?.close();
     core.driver?.close();
     core.raw = FREED;
     raw.free();
@@ -178,6 +183,32 @@ export class Grid {
 
   [Symbol.dispose]() {
     this.free();
+  }
+
+  /** Opens a connection to a peer grid (SPEC section 8) over the app's transport: `send(frame)`
+   * delivers a frame to the peer, and every frame from the peer goes to the connection's
+   * `receive`. `options.token` travels in the handshake for the peer to check.
+   * @param {(frame: Uint8Array) => void} send
+   * @param {import('./onegrid.js').ConnectOptions} [options]
+   * @returns {import('./onegrid.js').Connection}
+   */
+  connect(send, options) {
+    return openConnection(this.#core, send, options, false);
+  }
+
+  /** Takes a connection a peer grid opens (the server's side): `options.onHello(nodeId, token)`
+   * accepts it, with the maps the peer may read and write, or throws to refuse it.
+   * @param {(frame: Uint8Array) => void} send
+   * @param {import('./onegrid.js').AcceptOptions} [options]
+   * @returns {import('./onegrid.js').Connection}
+   */
+  accept(send, options) {
+    return openConnection(this.#core, send, options, true);
+  }
+
+  /** The grid's connections' driver (for connectWebSocket; not part of the API). */
+  [HUB]() {
+    return hubOf(this.#core);
   }
 
   /** This grid's node id. */
@@ -348,5 +379,6 @@ export class Grid {
  *   Conforms<typeof import('./errors.js').ERROR_CODES, typeof import('./onegrid.js').ERROR_CODES>,
  *   Conforms<typeof import('./memory-storage.js').MemoryStorage, typeof import('./onegrid.js').MemoryStorage>,
  *   Conforms<typeof import('./indexeddb-storage.js').IndexedDbStorage, typeof import('./onegrid.js').IndexedDbStorage>,
+ *   Conforms<import('./sync.js').Connection, import('./onegrid.js').Connection>,
  * ]} Contract
  */

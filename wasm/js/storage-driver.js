@@ -5,7 +5,9 @@
 // The module never calls the adapter. After anything that may have queued storage work, the driver
 // `pump()`s: it takes each request the module polls, starts the adapter call, and when that settles
 // hands the answer back and pumps again; then it delivers the module's storage events (a map
-// loaded or failed, a flush done or failed) to whoever waits for them.
+// loaded or failed, a flush done or failed) to whoever waits for them, and tells the grid's sync
+// connections (`afterEvents`: their acknowledgements wait for flushes, the module having handed
+// the events to its hub already).
 
 import { OnegridError } from './errors.js';
 import { isWellFormed } from './values.js';
@@ -32,6 +34,8 @@ import { isWellFormed } from './values.js';
  * @property {((map: string, key: string) => boolean) | undefined} isRelatedKey
  * @property {((map: string, count: number) => void) | undefined} onMapLoaded
  * @property {(map: string, kind: Kind) => void} onReady
+ * @property {(failedFlush: boolean) => void} afterEvents called once a pump delivered events
+ *   (sync's acknowledgements wait for flushes, its frames for loads); `failedFlush` when a flush failed
  */
 /**
  * A request the module polled.
@@ -184,16 +188,23 @@ export class StorageDriver {
       return;
     }
     this.pumping = true;
+    let delivered = false;
+    let failedFlush = false;
     try {
       do {
         this.again = false;
         const raw = this.core.raw;
         for (let len = raw.pollStorage(); len !== 0; len = raw.pollStorage()) this.start(this.readRequest(len));
-        for (let event = raw.pollStorageEvent(); event !== undefined; event = raw.pollStorageEvent()) this.deliver(event);
+        for (let event = raw.pollStorageEvent(); event !== undefined; event = raw.pollStorageEvent()) {
+          this.deliver(event);
+          delivered = true;
+          failedFlush ||= event.type === 'flushFailed';
+        }
       } while (this.again);
     } finally {
       this.pumping = false;
     }
+    if (delivered) this.hooks.afterEvents(failedFlush);
   }
 
   /**

@@ -14,6 +14,7 @@ use onegrid_core::{
 use wasm_bindgen::prelude::*;
 
 use onegrid_core::codec::{put_str, put_value, put_varint};
+use onegrid_core::sync::{ConnId, ConnState, Hub, SyncConfig};
 
 use crate::interop::to_js::{DriftJs, RecordJs, to_js};
 use crate::interop::{Failure, decode_exact, js_error, origin_byte, take_str, take_value, ttl_arg};
@@ -22,8 +23,12 @@ use crate::interop::{Failure, decode_exact, js_error, origin_byte, take_str, tak
 #[wasm_bindgen]
 pub struct RawGrid {
     pub(crate) grid: Grid,
-    /// Lenient-mode drift reports not yet handed to `onDrift`.
-    drifts: Vec<Drift>,
+    /// Lenient-mode drift reports not yet handed to `onDrift` (from imports and sync).
+    pub(crate) drifts: Vec<Drift>,
+    /// The grid's sync connections (`crate::js_sync`); storage events reach it in `js_storage`.
+    pub(crate) hub: Hub,
+    /// The connections the wrapper drives, with the state it was last told of.
+    pub(crate) conns: Vec<(ConnId, ConnState)>,
     pub(crate) input: Vec<u8>,
     pub(crate) output: Vec<u8>,
     /// The error behind the last failed status code.
@@ -140,7 +145,15 @@ impl RawGrid {
         } else {
             Grid::new(node_id, config)
         };
-        Ok(RawGrid { grid, drifts: Vec::new(), input: Vec::new(), output: Vec::new(), error: None })
+        Ok(RawGrid {
+            grid,
+            drifts: Vec::new(),
+            hub: Hub::new(SyncConfig::default()),
+            conns: Vec::new(),
+            input: Vec::new(),
+            output: Vec::new(),
+            error: None,
+        })
     }
 
     /// The address of an input buffer of at least `len` bytes. It stays put until a larger one is

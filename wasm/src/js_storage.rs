@@ -9,7 +9,8 @@
 //! | `pollStorage` | `(u64 id, u8 op, String map, payload)`; op 0 `loadAllKeys` (no payload), 1 `loadAll` (`Vec<String>`), 2 `storeAll` (`Vec<(String, bytes)>`), 3 `deleteAll` (`Vec<String>`) |
 //!
 //! `pollStorageEvent` returns its event as a JS object instead (built by
-//! [`crate::interop::to_js`]).
+//! [`crate::interop::to_js`]), after handing it to the grid's sync hub (`Flushed` and
+//! `FlushFailed` release or hold its acknowledgements, see [`crate::js_sync`]).
 //!
 //! Inputs: `handleKeys` takes `Vec<String>`, `handleValues` takes `Vec<(String, bytes)>`.
 
@@ -148,7 +149,12 @@ impl RawGrid {
     )]
     pub fn poll_storage_event(&mut self) -> JsValue {
         match self.grid.storage_mut().poll_event() {
-            Some(event) => to_js(&StorageEventJs(&event)),
+            Some(event) => {
+                // Sync's acknowledgements wait for its flushes: the hub hears of every event here,
+                // where the driver takes them, so no JavaScript has to pass them on.
+                self.hub.handle_storage_event(&event);
+                to_js(&StorageEventJs(&event))
+            }
             None => JsValue::UNDEFINED,
         }
     }

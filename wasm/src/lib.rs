@@ -4,7 +4,8 @@
 //!
 //! - [`js_api`]: a wasm-bindgen API for JavaScript (`Grid`, `LwwMap`, `OrMap`), with precise
 //!   TypeScript types; all shaping of JS values lives in [`interop`]. [`js_storage`] is its
-//!   storage half: the wrapper's driver loop around the core's storage manager.
+//!   storage half: the wrapper's driver loop around the core's storage manager; [`js_sync`] its
+//!   sync half: the grid's sync hub, which the wrapper pumps.
 //! - [`abi`]: a versioned byte ABI of `extern "C"` exports (postcard requests and replies) for native
 //!   hosts such as the wasmtime-based `onegrid` binary. It never calls a JavaScript import.
 //!
@@ -22,3 +23,5 @@ pub mod interop;
 pub mod js_api;
 #[cfg(target_arch = "wasm32")]
 pub mod js_storage;
+#[cfg(target_arch = "wasm32")]
+pub mod js_sync;
