@@ -19,7 +19,7 @@ if (!existsSync(join(pkgDir, 'onegrid.js'))) {
 const onegrid = await import(pathToFileURL(join(pkgDir, 'onegrid.js')).href);
 onegrid.initSync({ module: readFileSync(join(pkgDir, 'onegrid_bg.wasm')) });
 
-export const { Grid, LwwMap, OrMap, MemoryStorage, OnegridError, ERROR_CODES } = onegrid;
+export const { Grid, LwwMap, OrMap, MemoryStorage, OnegridError, ERROR_CODES, connectWebSocket } = onegrid;
 /** The value writer the API uses, for tests of the bytes it writes. */
 export const { Writer } = await import(pathToFileURL(join(pkgDir, 'values.js')).href);
 

@@ -172,7 +172,7 @@ export class Grid {
    * deliver frames in order: `send(frame)` delivers one to the peer, and each frame from the peer
    * goes to the connection's `receive`. The peer takes it with `accept`. Both sides then push
    * their writes as they happen and catch up by Merkle comparison, both ways, for every map both
-   * may see.
+   * may see. Over WebSocket, `connectWebSocket` does all of this and reconnects.
    */
   connect(send: (frame: Uint8Array) => void, options?: ConnectOptions): Connection;
   /**
@@ -247,6 +247,66 @@ export class Connection {
    * Writes not acknowledged go with the next connection's catch-up. */
   close(): void;
 }
+
+/** What `connectWebSocket` needs of a WebSocket (the browser's, Node's, the `ws` package's). */
+export interface WebSocketLike {
+  binaryType: string;
+  send(data: Uint8Array): void;
+  close(): void;
+  onopen: ((event: any) => void) | null;
+  onmessage: ((event: any) => void) | null;
+  onerror: ((event: any) => void) | null;
+  onclose: ((event: any) => void) | null;
+}
+
+export interface ConnectWebSocketOptions {
+  /** A credential for the server (see `getToken`); sent in the handshake frame, never in the URL. */
+  token?: string;
+  /** Asked on every (re)connect for the token to present, instead of `token`; may be async. If it
+   * throws, `onError` hears of it (`REFUSED`, the error as `cause`) and the attempt is retried. */
+  getToken?: () => string | undefined | Promise<string | undefined>;
+  /** Open a new socket after one drops (exponential backoff, full jitter); default true. */
+  reconnect?: boolean;
+  /** The WebSocket class; default `globalThis.WebSocket` (Node 20: `--experimental-websocket`,
+   * or pass the `ws` package's). */
+  WebSocket?: new (url: string) => WebSocketLike;
+  onState?: (state: ConnectionState) => void;
+  /** As `ConnectOptions.onError`, for every connection; also `getToken`'s failures. */
+  onError?: (error: OnegridError) => void;
+  /** The first retry waits a random part of this; each attempt doubles it up to `maxRetryDelayMs`,
+   * and a sync starts it over. Default 500. */
+  retryDelayMs?: number;
+  /** Default 30000. */
+  maxRetryDelayMs?: number;
+  /** Default `Math.random` (for tests). */
+  random?: () => number;
+  /** Default the global ones (for tests). */
+  setTimeout?: (fn: () => void, ms: number) => unknown;
+  clearTimeout?: (timer: any) => void;
+}
+
+/** A grid's connection to a sync server that reconnects: one `Connection` per socket. */
+export interface LiveConnection {
+  /** `connecting` also while waiting to reconnect; `closed` after `close()` (or a drop with
+   * `reconnect: false`). */
+  readonly state: ConnectionState;
+  /** Local writes not yet acknowledged, by the current connection or, between connections, the
+   * count the last one left plus the writes made since. */
+  readonly pendingWrites: number;
+  /** Resolves once every local write made before the call is acknowledged, by whichever
+   * connection gets there; rejects if it is closed first. */
+  whenSynced(): Promise<void>;
+  /** Closes the socket and stops reconnecting. */
+  close(): void;
+}
+
+/**
+ * Connects `grid` to the sync server at `url` over WebSocket (binary frames) and keeps it
+ * connected: a dropped or refused socket is opened again after an exponential backoff with full
+ * jitter (capped at `maxRetryDelayMs`, reset by a sync), asking `getToken` again. The grid works
+ * offline meanwhile; the next connection's catch-up sends what was written.
+ */
+export function connectWebSocket(grid: Grid, url: string | URL, options?: ConnectWebSocketOptions): LiveConnection;
 
 /** A last-writer-wins map. */
 export class LwwMap {

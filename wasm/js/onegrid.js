@@ -3,8 +3,8 @@
 //
 // `Grid` (here), `LwwMap` and `OrMap` (maps.js) read the embedder's clock, check and encode
 // arguments (values.js), and make one call into the module per operation; what they share is in
-// grid-core.js. Sync connections (`grid.connect`, `grid.accept`) are driven by sync.js. The
-// module (`RawGrid`, generated
+// grid-core.js. Sync connections (`grid.connect`, `grid.accept`) are driven by sync.js, and
+// `connectWebSocket` lives in websocket.js. The module (`RawGrid`, generated
 // by wasm-bindgen into onegrid_glue.js) holds all state and all CRDT logic.
 
 import initGlue, { initSync as initSyncGlue, RawGrid } from './onegrid_glue.js';
@@ -16,6 +16,8 @@ import { LwwMap, OrMap } from './maps.js';
 import { HUB, hubOf, openConnection } from './sync.js';
 
 export { LwwMap, OrMap } from './maps.js';
+
+export { connectWebSocket } from './websocket.js';
 
 export { OnegridError, ERROR_CODES } from './errors.js';
 
@@ -379,6 +381,7 @@ export class Grid {
  *   Conforms<typeof import('./errors.js').ERROR_CODES, typeof import('./onegrid.js').ERROR_CODES>,
  *   Conforms<typeof import('./memory-storage.js').MemoryStorage, typeof import('./onegrid.js').MemoryStorage>,
  *   Conforms<typeof import('./indexeddb-storage.js').IndexedDbStorage, typeof import('./onegrid.js').IndexedDbStorage>,
+ *   Conforms<typeof import('./websocket.js').connectWebSocket, typeof import('./onegrid.js').connectWebSocket>,
  *   Conforms<import('./sync.js').Connection, import('./onegrid.js').Connection>,
  * ]} Contract
  */
