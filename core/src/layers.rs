@@ -64,6 +64,7 @@ const LAYERS: &[&str] = &[
     "abi",
     "abi::codec",
     "abi::execute",
+    "abi::replica",
     // The table of contents.
     "crate",
 ];

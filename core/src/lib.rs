@@ -130,7 +130,9 @@ pub mod value;
 #[doc(hidden)]
 pub use abi as command;
 
-pub use abi::{ABI_VERSION, Command, Reply, Request, WireDrift, WireError, WireEvent};
+pub use abi::{
+    ABI_VERSION, Command, InFrame, Replica, Reply, Request, SyncEvent, SyncOutput, WireDrift, WireError, WireEvent,
+};
 pub use codec::{Encoded, MapMark, Snapshot, StoredValue};
 pub use error::{Error, ErrorKind};
 pub use event::{ChangeEvent, Origin};

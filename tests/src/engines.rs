@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command as Process;
 
 use onegrid_core::codec::{decode_reply, encode_reply, encode_request};
-use onegrid_core::{ClockConfig, Command, ErrorKind, Grid, NodeId, Reply, Request, Value, WireError};
+use onegrid_core::{ClockConfig, Command, ErrorKind, Grid, NodeId, Replica, Reply, Request, Value, WireError};
 use onegrid_host::{Client, Runtime};
 use serde_json::Value as Json;
 
@@ -158,14 +158,15 @@ fn outcome_of(op: &Op, reply: Reply) -> Outcome {
     Outcome::Ok(observed)
 }
 
-/// The native core: grids in a table, as the module's byte ABI keeps them.
+/// The native core: grids in a table, each with its sync hub, as the module's byte ABI keeps them.
 pub fn run_native(scenario: &Scenario, compiled: &Compiled) -> Transcript {
-    let mut grids: Vec<Grid> = Vec::new();
+    let mut grids: Vec<Replica> = Vec::new();
     run_abi(scenario, compiled, |request| {
         let reply = match &request.command {
             Command::Open { node_id, max_drift_ms, strict } => match NodeId::new(node_id) {
                 Ok(id) => {
-                    grids.push(Grid::new(id, ClockConfig { max_drift_ms: *max_drift_ms, strict: *strict }));
+                    let config = ClockConfig { max_drift_ms: *max_drift_ms, strict: *strict };
+                    grids.push(Replica::new(Grid::new(id, config)));
                     Reply::Opened(u32::try_from(grids.len()).unwrap_or(u32::MAX))
                 }
                 Err(e) => Reply::Error(WireError::from(&e)),

@@ -11,7 +11,8 @@ use onegrid_core::codec::{
     self, MapMark, decode_request, decode_snapshot, decode_stored, encode_reply, encode_request,
 };
 use onegrid_core::{
-    ClockConfig, Command, Grid, LwwRecord, MapKind, NodeId, OrRecord, Reply, Request, StoredValue, Timestamp, Value,
+    ClockConfig, Command, Grid, InFrame, LwwRecord, MapKind, NodeId, OrRecord, Replica, Reply, Request, StoredValue,
+    Timestamp, Value,
 };
 use onegrid_host::hex;
 use onegrid_tests::engines::unhex;
@@ -182,23 +183,54 @@ fn abi_session() -> Vec<Request> {
         req(2, 1_010, Command::Import { map: m(), snapshot: Vec::new() }),
         req(2, 1_011, Command::Get { map: m(), key: "t1".into() }),
         req(7, 0, Command::Root { map: m() }),
+        // Sync between the two grids: grid 2 says hello, grid 1 accepts (reading only "todos"),
+        // refuses a second connection, and a closed one is forgotten. The frames of a
+        // `SyncFrames` are those the poll before it answered.
+        req(2, 1_012, Command::SyncConnect { token: Some("a.b.c".into()) }),
+        req(2, 1_013, Command::SyncPoll { conns: Vec::new() }),
+        req(1, 1_014, Command::SyncIncoming),
+        req(1, 1_015, Command::SyncFrames { frames: Vec::new() }),
+        req(1, 1_016, Command::SyncPoll { conns: Vec::new() }),
+        req(1, 1_017, Command::SyncAccept { conn: 0, read: Some(vec![m()]), write: None }),
+        req(1, 1_018, Command::SyncPoll { conns: vec![0] }),
+        req(2, 1_019, Command::SyncFrames { frames: Vec::new() }),
+        req(2, 1_020, Command::SyncPoll { conns: vec![0] }),
+        req(1, 1_021, Command::SyncFrames { frames: Vec::new() }),
+        req(1, 1_022, Command::SyncPoll { conns: vec![0] }),
+        req(2, 1_023, Command::SyncFrames { frames: Vec::new() }),
+        req(2, 1_024, Command::SyncPoll { conns: vec![0] }),
+        req(2, 1_025, Command::SyncMarker),
+        req(1, 1_026, Command::SyncIncoming),
+        req(1, 1_027, Command::SyncRefuse { conn: 1, code: "UNAUTHORIZED".into(), reason: "no token".into() }),
+        req(1, 1_028, Command::SyncPoll { conns: vec![1] }),
+        req(1, 1_029, Command::SyncClose { conn: 0 }),
+        req(1, 1_030, Command::SyncPoll { conns: Vec::new() }),
+        req(1, 1_031, Command::SyncRemove { conn: 0 }),
+        req(1, 1_032, Command::SyncRemove { conn: 1 }),
+        req(1, 1_033, Command::SyncPoll { conns: Vec::new() }),
+        req(1, 1_034, Command::Export { map: m() }),
+        req(2, 1_035, Command::Export { map: m() }),
     ]
 }
 
-/// Runs the session natively, filling the import with the export before it; returns the requests
-/// as sent and the replies.
+/// Runs the session natively, filling the import with the export before it and each `SyncFrames`
+/// with the frames of the poll before it; returns the requests as sent and the replies.
 fn run_session() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let mut grids: Vec<Grid> = Vec::new();
+    let mut grids: Vec<Replica> = Vec::new();
     let mut exported = Vec::new();
+    let mut polled: Vec<Vec<u8>> = Vec::new();
     let (mut requests, mut replies) = (Vec::new(), Vec::new());
     for mut request in abi_session() {
         if let Command::Import { snapshot, .. } = &mut request.command {
             *snapshot = exported.clone();
         }
+        if let Command::SyncFrames { frames } = &mut request.command {
+            *frames = polled.drain(..).map(|bytes| InFrame { conn: 0, bytes }).collect();
+        }
         let reply = match &request.command {
             Command::Open { node_id, max_drift_ms, strict } => {
                 let config = ClockConfig { max_drift_ms: *max_drift_ms, strict: *strict };
-                grids.push(Grid::new(NodeId::new(node_id).expect("node id"), config));
+                grids.push(Replica::new(Grid::new(NodeId::new(node_id).expect("node id"), config)));
                 Reply::Opened(grids.len() as u32)
             }
             command => match grids.get_mut((request.grid as usize).wrapping_sub(1)) {
@@ -212,6 +244,9 @@ fn run_session() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         };
         if let Reply::Bytes(bytes) = &reply {
             exported = bytes.clone();
+        }
+        if let Reply::Sync(outputs) = &reply {
+            polled = outputs.iter().flat_map(|o| o.frames.iter().cloned()).collect();
         }
         requests.push(encode_request(&request));
         replies.push(encode_reply(&reply));

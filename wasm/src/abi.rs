@@ -4,14 +4,17 @@
 //! `onegrid_call(ptr, len)`, which frees the request buffer and returns `(reply_ptr << 32) | reply_len`,
 //! reads the encoded [`Reply`] and frees it with `onegrid_free(reply_ptr, reply_len)`. Grids opened
 //! through the ABI live in a table inside the module under handles that are never reused, so the
-//! handle of a closed grid never reaches a later grid. Nothing here calls an import.
+//! handle of a closed grid never reaches a later grid. Each grid has the hub of its sync
+//! connections beside it (a [`Replica`]): the sync commands drive it, and the storage manager's
+//! flush events reach it inside `Storage`. Nothing here calls an import.
 
 use std::alloc::{Layout, alloc, dealloc};
 use std::cell::RefCell;
 
 use onegrid_core::codec::{decode_request, encode_reply};
 use onegrid_core::{
-    ABI_VERSION, ClockConfig, Command, Error, ErrorKind, Grid, NodeId, Reply, Request, StorageConfig, WireError,
+    ABI_VERSION, ClockConfig, Command, Error, ErrorKind, Grid, NodeId, Replica, Reply, Request, StorageConfig,
+    WireError,
 };
 
 thread_local! {
@@ -19,12 +22,12 @@ thread_local! {
     static GRIDS: RefCell<Table> = const { RefCell::new(Table { last: 0, grids: Vec::new() }) };
 }
 
-/// Open grids with their handles. Handles count up from 1 and are never reused: the handle of a
+/// Open grids (each with its hub) with their handles. Handles count up from 1 and are never reused: the handle of a
 /// closed grid never names a later grid.
 struct Table {
     /// The last handle issued (0 before the first Open).
     last: u32,
-    grids: Vec<(u32, Grid)>,
+    grids: Vec<(u32, Replica)>,
 }
 
 impl Table {
@@ -32,7 +35,7 @@ impl Table {
         match self.last.checked_add(1) {
             Some(handle) => {
                 self.last = handle;
-                self.grids.push((handle, grid));
+                self.grids.push((handle, Replica::new(grid)));
                 Reply::Opened(handle)
             }
             None => Reply::Error(WireError::new(ErrorKind::Limit, "every grid handle has been used")),

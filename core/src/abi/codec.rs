@@ -4,15 +4,17 @@
 //! and `abi/tests.rs` checks the hand-written code against the derives. Re-exported at
 //! [`crate::codec`], where callers have always found these functions.
 
+use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::abi::{Command, Reply, Request, WireDrift, WireError, WireEvent};
+use crate::abi::{Command, InFrame, Reply, Request, SyncEvent, SyncOutput, WireDrift, WireError, WireEvent};
 use crate::codec::read::Reader;
 use crate::codec::value::put_value;
 use crate::codec::write::{put_bytes, put_kind, put_str, put_strs, put_varint, write_versioned};
 use crate::codec::{FORMAT_VERSION, MAX_MESSAGE_BYTES, read_versioned_with};
 use crate::error::Error;
 use crate::storage::{MapStatus, StorageOp, StorageRequest, StorageResult};
+use crate::sync::types::ConnState;
 
 /// Refuses a message over [`MAX_MESSAGE_BYTES`] before anything of it is decoded.
 pub(crate) fn check_size(bytes: &[u8], what: &'static str) -> Result<(), Error> {
@@ -168,15 +170,83 @@ pub fn encode_reply(reply: &Reply) -> Vec<u8> {
             put_varint(o, 11);
             put_varint(o, *changed);
             put_varint(o, drifts.len() as u64);
-            for d in drifts {
-                put_str(o, &d.remote);
-                put_varint(o, d.wall);
-                put_varint(o, d.ahead_ms);
-                put_varint(o, d.max_drift_ms);
-            }
+            drifts.iter().for_each(|d| put_drift(o, d));
+        }
+        Reply::Sync(outputs) => {
+            put_varint(o, 12);
+            put_varint(o, outputs.len() as u64);
+            outputs.iter().for_each(|output| put_sync_output(o, output));
         }
     }
     out
+}
+
+fn put_drift(o: &mut Vec<u8>, d: &WireDrift) {
+    put_str(o, &d.remote);
+    put_varint(o, d.wall);
+    put_varint(o, d.ahead_ms);
+    put_varint(o, d.max_drift_ms);
+}
+
+fn put_sync_output(o: &mut Vec<u8>, output: &SyncOutput) {
+    put_varint(o, u64::from(output.conn));
+    let state = match output.state {
+        ConnState::Connecting => 0,
+        ConnState::Syncing => 1,
+        ConnState::Synced => 2,
+        ConnState::Closed => 3,
+    };
+    put_varint(o, state);
+    put_varint(o, output.pending);
+    put_varint(o, output.frames.len() as u64);
+    output.frames.iter().for_each(|f| put_bytes(o, f));
+    o.push(u8::from(output.more));
+    put_varint(o, output.events.len() as u64);
+    for event in &output.events {
+        match event {
+            SyncEvent::Hello { node_id, token } => {
+                put_varint(o, 0);
+                put_str(o, node_id);
+                match token {
+                    Some(token) => {
+                        o.push(1);
+                        put_str(o, token);
+                    }
+                    None => o.push(0),
+                }
+            }
+            SyncEvent::Connected { node_id } => {
+                put_varint(o, 1);
+                put_str(o, node_id);
+            }
+            SyncEvent::Synced => put_varint(o, 2),
+            SyncEvent::Acked { marker } => {
+                put_varint(o, 3);
+                put_varint(o, *marker);
+            }
+            SyncEvent::Drift(d) => {
+                put_varint(o, 4);
+                put_drift(o, d);
+            }
+            SyncEvent::KindMismatch { map, local, remote } => {
+                put_varint(o, 5);
+                put_str(o, map);
+                put_kind(o, *local);
+                put_kind(o, *remote);
+            }
+            SyncEvent::Oversized { map, bytes } => {
+                put_varint(o, 6);
+                put_str(o, map);
+                put_varint(o, *bytes);
+            }
+            SyncEvent::Closed { code, message, by_peer } => {
+                put_varint(o, 7);
+                put_str(o, code);
+                put_str(o, message);
+                o.push(u8::from(*by_peer));
+            }
+        }
+    }
 }
 
 /// A [`WireError`]: its code, then its message.
@@ -197,7 +267,7 @@ impl<'a> Reader<'a> {
     }
 
     fn command(&mut self) -> postcard::Result<Command> {
-        Ok(match self.variant(18)? {
+        Ok(match self.variant(27)? {
             0 => Command::Open { node_id: self.string()?, max_drift_ms: self.u64()?, strict: self.bool()? },
             1 => Command::Close,
             2 => Command::Set {
@@ -225,8 +295,30 @@ impl<'a> Reader<'a> {
             14 => Command::GetMap { map: self.string()?, kind: if self.some()? { Some(self.kind()?) } else { None } },
             15 => Command::Flush,
             16 => Command::Storage { answers: self.list(2, |r| Ok((r.u64()?, r.storage_result()?)))? },
-            _ => Command::TakeEarlyWrites { map: self.string()? },
+            17 => Command::TakeEarlyWrites { map: self.string()? },
+            18 => Command::SyncConnect { token: self.option_string()? },
+            19 => Command::SyncIncoming,
+            20 => {
+                Command::SyncAccept { conn: self.u32()?, read: self.option_strings()?, write: self.option_strings()? }
+            }
+            21 => Command::SyncRefuse { conn: self.u32()?, code: self.string()?, reason: self.string()? },
+            // A frame: its connection and its length, a byte each at least.
+            22 => {
+                Command::SyncFrames { frames: self.list(2, |r| Ok(InFrame { conn: r.u32()?, bytes: r.byte_vec()? }))? }
+            }
+            23 => Command::SyncPoll { conns: self.list(1, Self::u32)? },
+            24 => Command::SyncClose { conn: self.u32()? },
+            25 => Command::SyncRemove { conn: self.u32()? },
+            _ => Command::SyncMarker,
         })
+    }
+
+    fn option_string(&mut self) -> postcard::Result<Option<String>> {
+        Ok(if self.some()? { Some(self.string()?) } else { None })
+    }
+
+    fn option_strings(&mut self) -> postcard::Result<Option<Vec<String>>> {
+        Ok(if self.some()? { Some(self.list(1, Self::string)?) } else { None })
     }
 
     fn storage_result(&mut self) -> postcard::Result<StorageResult> {
@@ -239,7 +331,7 @@ impl<'a> Reader<'a> {
     }
 
     fn reply(&mut self) -> postcard::Result<Reply> {
-        Ok(match self.variant(12)? {
+        Ok(match self.variant(13)? {
             0 => Reply::Done,
             1 => Reply::Opened(self.u32()?),
             2 => Reply::Value(if self.some()? { Some(self.value()?) } else { None }),
@@ -256,7 +348,38 @@ impl<'a> Reader<'a> {
             // a variant and a field.
             10 => Reply::Storage { requests: self.list(3, Self::storage_request)?, events: self.list(2, Self::event)? },
             // A drift: a remote timestamp's length and three numbers.
-            _ => Reply::Imported { changed: self.u64()?, drifts: self.list(4, Self::drift)? },
+            11 => Reply::Imported { changed: self.u64()?, drifts: self.list(4, Self::drift)? },
+            // An output: six fields, a byte each at least.
+            _ => Reply::Sync(self.list(6, Self::sync_output)?),
+        })
+    }
+
+    fn sync_output(&mut self) -> postcard::Result<SyncOutput> {
+        Ok(SyncOutput {
+            conn: self.u32()?,
+            state: match self.variant(4)? {
+                0 => ConnState::Connecting,
+                1 => ConnState::Syncing,
+                2 => ConnState::Synced,
+                _ => ConnState::Closed,
+            },
+            pending: self.u64()?,
+            frames: self.list(1, Self::byte_vec)?,
+            more: self.bool()?,
+            events: self.list(1, Self::sync_event)?,
+        })
+    }
+
+    fn sync_event(&mut self) -> postcard::Result<SyncEvent> {
+        Ok(match self.variant(8)? {
+            0 => SyncEvent::Hello { node_id: self.string()?, token: self.option_string()? },
+            1 => SyncEvent::Connected { node_id: self.string()? },
+            2 => SyncEvent::Synced,
+            3 => SyncEvent::Acked { marker: self.u64()? },
+            4 => SyncEvent::Drift(self.drift()?),
+            5 => SyncEvent::KindMismatch { map: self.string()?, local: self.kind()?, remote: self.kind()? },
+            6 => SyncEvent::Oversized { map: self.string()?, bytes: self.u64()? },
+            _ => SyncEvent::Closed { code: self.string()?, message: self.string()?, by_peer: self.bool()? },
         })
     }
 

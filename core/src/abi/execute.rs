@@ -1,11 +1,13 @@
 //! [`Grid::execute`]: one [`Command`] run on an open grid, answered with a [`Reply`].
 
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use crate::abi::{Command, Reply, WireDrift, WireEvent};
 use crate::error::{Error, excerpt};
 use crate::grid::Grid;
 use crate::map_common::check_key;
+use crate::storage::StorageResult;
 use crate::storage::maps::AnyMap;
 
 impl Grid {
@@ -27,6 +29,20 @@ impl Grid {
         Ok(match command {
             Command::Open { .. } | Command::OpenPersistent { .. } | Command::Close => {
                 return Err(Error::Decode { what: "request", reason: "Open and Close are not grid commands".into() });
+            }
+            Command::SyncConnect { .. }
+            | Command::SyncIncoming
+            | Command::SyncAccept { .. }
+            | Command::SyncRefuse { .. }
+            | Command::SyncFrames { .. }
+            | Command::SyncPoll { .. }
+            | Command::SyncClose { .. }
+            | Command::SyncRemove { .. }
+            | Command::SyncMarker => {
+                return Err(Error::Decode {
+                    what: "request",
+                    reason: "sync commands need the grid's hub: run them on its Replica".into(),
+                });
             }
             Command::Set { map, key, value, ttl_ms } => {
                 let (m, clock) = self.lww(&map, wall)?;
@@ -79,23 +95,26 @@ impl Grid {
                 None => return Err(Error::NothingHeld { map: excerpt(&map) }),
             },
             Command::Storage { answers } => {
+                self.take_answers(answers)?;
                 let store = self.storage_mut();
-                // Every answer is taken even if one names no pending request; the first such
-                // error is reported after.
-                let mut unknown = None;
-                for (id, result) in answers {
-                    if let Err(e) = store.handle_storage(id, result) {
-                        unknown.get_or_insert(e);
-                    }
-                }
-                if let Some(e) = unknown {
-                    return Err(e);
-                }
                 let requests = core::iter::from_fn(|| store.poll_storage()).collect();
                 let events = core::iter::from_fn(|| store.poll_event()).map(WireEvent::from).collect();
                 Reply::Storage { requests, events }
             }
         })
+    }
+
+    /// Hands the storage adapter's answers to the storage manager. Every answer is taken even if
+    /// one names no pending request; the first such error is reported after.
+    pub(crate) fn take_answers(&mut self, answers: Vec<(u64, StorageResult)>) -> Result<(), Error> {
+        let store = self.storage_mut();
+        let mut unknown = None;
+        for (id, result) in answers {
+            if let Err(e) = store.handle_storage(id, result) {
+                unknown.get_or_insert(e);
+            }
+        }
+        unknown.map_or(Ok(()), Err)
     }
 
     fn existing(&self, name: &str) -> Result<&AnyMap, Error> {

@@ -12,6 +12,7 @@
 
 pub(crate) mod codec;
 mod execute;
+mod replica;
 #[cfg(test)]
 mod tests;
 
@@ -24,10 +25,13 @@ use crate::codec::snapshot::snapshot_kind;
 use crate::hlc::Drift;
 use crate::map_common::MapKind;
 use crate::storage::{MapStatus, StorageEvent, StorageRequest, StorageResult};
+use crate::sync::types::{ConnState, Event};
 use crate::value::Value;
 
+pub use replica::{REPLY_FRAME_BYTES, Replica};
+
 /// Version of the request/reply layout; `onegrid_abi_version()` returns it.
-pub const ABI_VERSION: u32 = 6;
+pub const ABI_VERSION: u32 = 7;
 
 /// Serializes bytes in one piece. Postcard writes them as it writes a `Vec<u8>` (a length, then
 /// the bytes), but not byte by byte, which is slow for a big snapshot (see BENCHMARKS.md).
@@ -178,6 +182,79 @@ pub enum Command {
         /// Map name.
         map: String,
     },
+    /// Sync (SPEC section 8): opens a connection that says hello first, with `token` for the
+    /// accepting side; answered with `Reply::Count` holding the connection's handle. Every grid has
+    /// a [`Hub`](crate::sync::Hub) for its connections beside it (see [`Replica`]); the sync
+    /// commands drive it.
+    SyncConnect {
+        /// A credential for the accepting side (the core never reads it).
+        token: Option<String>,
+    },
+    /// Sync: opens a connection that waits for a hello; answered with `Reply::Count` holding its
+    /// handle. Its hello comes out of `SyncPoll` as an event; answer it with `SyncAccept` or
+    /// `SyncRefuse`.
+    SyncIncoming,
+    /// Sync, accepting side: takes the connection, letting its peer read and write the maps the
+    /// patterns allow (`None`: every map; `"*"` every map, a trailing `*` a prefix). A peer whose
+    /// node id is already connected is refused instead.
+    SyncAccept {
+        /// The connection.
+        conn: u32,
+        /// Map patterns the peer may read.
+        read: Option<Vec<String>>,
+        /// Map patterns the peer may write.
+        write: Option<Vec<String>>,
+    },
+    /// Sync, accepting side: refuses the connection with an error frame of `code` (`REFUSED`,
+    /// `UNAUTHORIZED`, ...) and `reason`, then closes it.
+    SyncRefuse {
+        /// The connection.
+        conn: u32,
+        /// The error frame's code.
+        code: String,
+        /// Why, for people.
+        reason: String,
+    },
+    /// Sync: frames from the connections' transports, in the order they arrived; all are applied,
+    /// then one flush covers every write among them (group commit). Answered with `Reply::Done`
+    /// (frames for unknown connections are skipped; a bad frame closes its own connection).
+    SyncFrames {
+        /// The frames.
+        frames: Vec<InFrame>,
+    },
+    /// Sync: what connections have to send and report. Answered with `Reply::Sync`: per connection
+    /// its frames (up to about [`REPLY_FRAME_BYTES`] in one reply, `more` when some wait), its
+    /// events, its state and its unacknowledged local writes. An empty list polls every
+    /// connection and answers only those with frames or events.
+    SyncPoll {
+        /// The connections (empty: all).
+        conns: Vec<u32>,
+    },
+    /// Sync: the transport of connection `conn` is gone; it closes (its `Closed` event comes out of
+    /// the next `SyncPoll`).
+    SyncClose {
+        /// The connection.
+        conn: u32,
+    },
+    /// Sync: forgets connection `conn`.
+    SyncRemove {
+        /// The connection.
+        conn: u32,
+    },
+    /// Sync: a position in the change log at or after every local write so far (answered with
+    /// `Reply::Count`); the `Acked` events of a connection say when its peer has acknowledged up to
+    /// it.
+    SyncMarker,
+}
+
+/// A frame from a connection's transport, for `SyncFrames`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFrame {
+    /// The connection.
+    pub conn: u32,
+    /// The frame's bytes.
+    #[serde(serialize_with = "serialize_bytes")]
+    pub bytes: Vec<u8>,
 }
 
 impl Command {
@@ -190,7 +267,7 @@ impl Command {
             Self::Add { map, .. } | Self::OrRemove { map, .. } | Self::OrGet { map, .. } => Some(map),
             Self::Root { map } | Self::Export { map } | Self::Import { map, .. } | Self::Prune { map, .. } => Some(map),
             Self::GetMap { map, .. } | Self::TakeEarlyWrites { map } => Some(map),
-            Self::Open { .. } | Self::OpenPersistent { .. } | Self::Close | Self::Flush | Self::Storage { .. } => None,
+            _ => None,
         }
     }
 
@@ -279,6 +356,89 @@ impl From<StorageEvent> for WireEvent {
     }
 }
 
+/// A connection's event on the wire (see [`Event`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncEvent {
+    /// See [`Event::Hello`].
+    Hello {
+        /// The peer's node id.
+        node_id: String,
+        /// Its token.
+        token: Option<String>,
+    },
+    /// See [`Event::Connected`].
+    Connected {
+        /// The peer's node id.
+        node_id: String,
+    },
+    /// See [`Event::Synced`].
+    Synced,
+    /// See [`Event::Acked`].
+    Acked {
+        /// The log position acknowledged.
+        marker: u64,
+    },
+    /// See [`Event::Drift`].
+    Drift(WireDrift),
+    /// See [`Event::KindMismatch`].
+    KindMismatch {
+        /// The map.
+        map: String,
+        /// Its kind here.
+        local: MapKind,
+        /// Its kind on the peer.
+        remote: MapKind,
+    },
+    /// See [`Event::Oversized`].
+    Oversized {
+        /// The map.
+        map: String,
+        /// The frame's size.
+        bytes: u64,
+    },
+    /// See [`Event::Closed`].
+    Closed {
+        /// Why, as a stable code.
+        code: String,
+        /// Why, for people.
+        message: String,
+        /// The peer closed it.
+        by_peer: bool,
+    },
+}
+
+impl From<Event> for SyncEvent {
+    fn from(event: Event) -> Self {
+        match event {
+            Event::Hello { node_id, token } => Self::Hello { node_id, token },
+            Event::Connected { node_id } => Self::Connected { node_id },
+            Event::Synced => Self::Synced,
+            Event::Acked { marker } => Self::Acked { marker },
+            Event::Drift(drift) => Self::Drift(WireDrift::from(&drift)),
+            Event::KindMismatch { map, local, remote } => Self::KindMismatch { map, local, remote },
+            Event::Oversized { map, bytes } => Self::Oversized { map, bytes: bytes as u64 },
+            Event::Closed { code, message, by_peer } => Self::Closed { code, message, by_peer },
+        }
+    }
+}
+
+/// One connection's part of a `SyncPoll` reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncOutput {
+    /// The connection.
+    pub conn: u32,
+    /// Where it is now (`Closed` for an unknown one).
+    pub state: ConnState,
+    /// Local writes its peer has not acknowledged yet.
+    pub pending: u64,
+    /// Frames to send, in order, one transport message each.
+    pub frames: Vec<Vec<u8>>,
+    /// More frames wait: poll it again.
+    pub more: bool,
+    /// Its events, oldest first.
+    pub events: Vec<SyncEvent>,
+}
+
 /// A lenient-mode drift report on the wire (see [`Drift`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireDrift {
@@ -364,4 +524,6 @@ pub enum Reply {
         /// API reports them to `onDrift`.
         drifts: Vec<WireDrift>,
     },
+    /// What connections have to send and report, after `SyncPoll`.
+    Sync(Vec<SyncOutput>),
 }

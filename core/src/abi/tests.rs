@@ -7,12 +7,13 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::abi::codec::{check_size, decode_reply, decode_request, encode_reply, encode_request};
-use crate::abi::{Command, Reply, Request, WireError, WireEvent};
+use crate::abi::{Command, InFrame, Reply, Request, SyncEvent, SyncOutput, WireDrift, WireError, WireEvent};
 use crate::codec::tests::{damaged, random, same, values};
 use crate::codec::{FORMAT_VERSION, read_versioned};
 use crate::error::ErrorKind;
 use crate::map_common::MapKind;
 use crate::storage::{MapStatus, StorageOp, StorageRequest, StorageResult};
+use crate::sync::types::ConnState;
 use crate::value::Value;
 
 fn check_request(bytes: &[u8]) {
@@ -55,6 +56,22 @@ fn requests_read_as_serde_reads_them() {
                 (u64::MAX, StorageResult::Failed("no".into())),
             ],
         },
+        Command::TakeEarlyWrites { map: "m".into() },
+        Command::SyncConnect { token: None },
+        Command::SyncConnect { token: Some("a.b.c".into()) },
+        Command::SyncIncoming,
+        Command::SyncAccept { conn: 3, read: None, write: Some(vec!["todo:*".into(), "tags".into()]) },
+        Command::SyncAccept { conn: u32::MAX, read: Some(vec![]), write: None },
+        Command::SyncRefuse { conn: 1, code: "UNAUTHORIZED".into(), reason: "no token".into() },
+        Command::SyncFrames {
+            frames: vec![InFrame { conn: 1, bytes: vec![1, 0, 1] }, InFrame { conn: 300, bytes: (0..=255).collect() }],
+        },
+        Command::SyncFrames { frames: vec![] },
+        Command::SyncPoll { conns: vec![] },
+        Command::SyncPoll { conns: vec![1, 2, u32::MAX] },
+        Command::SyncClose { conn: 7 },
+        Command::SyncRemove { conn: 7 },
+        Command::SyncMarker,
     ];
     let mut all = Vec::new();
     for command in commands {
@@ -64,7 +81,7 @@ fn requests_read_as_serde_reads_them() {
     }
     all.extend(random(&[1], 10_000, 0x1234_5678_9abc_def1));
     all.extend(random(&[1, 1, 1], 10_000, 0x0fed_cba9_8765_4321));
-    for tag in 0..18 {
+    for tag in 0..27 {
         all.extend(random(&[1, 1, 1, tag], 2_000, 0x5555_aaaa_1234_0000 + u64::from(tag)));
     }
     all.push(Vec::new());
@@ -109,6 +126,43 @@ fn replies_read_as_serde_reads_them() {
                 },
             ],
         },
+        Reply::Sync(vec![]),
+        Reply::Sync(vec![
+            SyncOutput {
+                conn: 1,
+                state: ConnState::Connecting,
+                pending: 0,
+                frames: vec![],
+                more: false,
+                events: vec![SyncEvent::Hello { node_id: "c".into(), token: Some("t".into()) }],
+            },
+            SyncOutput {
+                conn: u32::MAX,
+                state: ConnState::Closed,
+                pending: u64::MAX,
+                frames: vec![vec![1, 3, 9], (0..=255).collect()],
+                more: true,
+                events: vec![
+                    SyncEvent::Hello { node_id: "c".into(), token: None },
+                    SyncEvent::Connected { node_id: "s".into() },
+                    SyncEvent::Synced,
+                    SyncEvent::Acked { marker: 1 << 40 },
+                    SyncEvent::Drift(WireDrift { remote: "1:0:a".into(), wall: 5, ahead_ms: 6, max_drift_ms: 7 }),
+                    SyncEvent::KindMismatch { map: "m".into(), local: MapKind::Lww, remote: MapKind::Or },
+                    SyncEvent::Oversized { map: "m".into(), bytes: 2 << 20 },
+                    SyncEvent::Closed { code: "MALFORMED".into(), message: "bad".into(), by_peer: true },
+                ],
+            },
+            SyncOutput { conn: 2, state: ConnState::Syncing, pending: 3, frames: vec![], more: false, events: vec![] },
+            SyncOutput {
+                conn: 4,
+                state: ConnState::Synced,
+                pending: 0,
+                frames: vec![vec![1]],
+                more: false,
+                events: vec![],
+            },
+        ]),
     ];
     let mut all = Vec::new();
     for reply in &replies {
@@ -117,11 +171,14 @@ fn replies_read_as_serde_reads_them() {
         all.push(bytes);
     }
     all.extend(random(&[1], 10_000, 0x6a09_e667_f3bc_c908));
-    for tag in 0..12 {
+    for tag in 0..13 {
         all.extend(random(&[1, tag], 2_000, 0xbb67_ae85_84ca_a73b + u64::from(tag)));
     }
     for op in 0..5 {
         all.extend(random(&[1, 10, 1, 0, op], 2_000, 0x3c6e_f372_fe94_f82b + u64::from(op)));
+    }
+    for event in 0..9 {
+        all.extend(random(&[1, 12, 1, 1, 0, 0, 0, 0, 1, event], 2_000, 0x510e_527f_ade6_82d1 + u64::from(event)));
     }
     all.push(Vec::new());
     for bytes in &all {

@@ -103,6 +103,8 @@ pub struct Connection {
     sent: u64,
     unacked: VecDeque<(u64, Cover)>,
     acked_cover: Cover,
+    /// The log position the last `Acked` event reported.
+    reported: u64,
     /// Sequenced frames received and applied; of those, durable; of those, acknowledged.
     pub(crate) received: u64,
     pub(crate) durable: u64,
@@ -139,6 +141,7 @@ impl Connection {
             sent: 0,
             unacked: VecDeque::new(),
             acked_cover: Cover::default(),
+            reported: 0,
             received: 0,
             durable: 0,
             ack_sent: 0,
@@ -263,6 +266,11 @@ impl Connection {
         }
     }
 
+    /// True when a frame waits to be sent.
+    pub(crate) fn has_transmit(&self) -> bool {
+        !self.out.is_empty() || (self.durable > self.ack_sent && self.phase == Phase::Open)
+    }
+
     /// The next frame to send: an acknowledgement first, then the frames in order.
     pub(crate) fn next_transmit(&mut self) -> Option<Vec<u8>> {
         if self.durable > self.ack_sent && self.phase == Phase::Open {
@@ -293,9 +301,11 @@ impl Connection {
         self.events.push_back(Event::Connected { node_id: self.peer.clone().unwrap_or_default() });
     }
 
-    pub(crate) fn refuse(&mut self, reason: &str) {
+    /// Refuses the peer with an error frame of `code` (see [`codes`]) and closes.
+    pub(crate) fn refuse(&mut self, code: &str, reason: &str) {
         if matches!(self.phase, Phase::Deciding | Phase::AwaitHello) {
-            self.fail(Fail(codes::REFUSED, String::from(reason)));
+            self.out.push_back(Frame::Error { code: String::from(code), message: String::from(reason) }.encode());
+            self.close(String::from(code), String::from(reason), false);
         }
     }
 
@@ -378,16 +388,24 @@ impl Connection {
                 alloc::format!("an Ack of {upto} frames, but only {} were sent", self.sent),
             ));
         }
-        let before = self.covered();
         while let Some(&(seq, cover)) = self.unacked.front().filter(|(seq, _)| *seq <= upto) {
             let _ = seq;
             self.acked_cover = self.acked_cover.max(cover);
             self.unacked.pop_front();
         }
-        if self.covered() != before {
-            self.events.push_back(Event::Acked { marker: self.covered().pos });
-        }
+        self.report_acked();
         Ok(())
+    }
+
+    /// Reports what is covered when it has moved on: after an `Ack`, and when a catch-up that
+    /// held it back is over (so every change of [`Hub::is_acked`](crate::sync::Hub::is_acked) has
+    /// its event).
+    fn report_acked(&mut self) {
+        let pos = self.covered().pos;
+        if pos > self.reported {
+            self.reported = pos;
+            self.events.push_back(Event::Acked { marker: pos });
+        }
     }
 
     /// Applies frames that waited for a map load, now that it may have finished.
@@ -711,8 +729,9 @@ impl Connection {
 
     /// Updates the synced state, reporting the change.
     pub(crate) fn update_state(&mut self, log: &ChangeLog) {
-        if self.initial_done && self.catchups.is_empty() {
+        if self.initial_done && self.catchups.is_empty() && self.floor.is_some() {
             self.floor = None;
+            self.report_acked();
         }
         let synced = self.phase == Phase::Open
             && self.initial_done

@@ -37,7 +37,7 @@ mod connection;
 pub mod frame;
 mod log;
 pub mod permissions;
-mod types;
+pub(crate) mod types;
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -140,7 +140,7 @@ impl Hub {
         });
         if taken {
             let reason = alloc::format!("node id {} is already connected", peer.unwrap_or_default());
-            self.conns[at].refuse(&reason);
+            self.conns[at].refuse(frame::codes::REFUSED, &reason);
             return;
         }
         self.conns[at].accept(grid.node_id().as_str(), permissions);
@@ -148,9 +148,21 @@ impl Hub {
 
     /// Accepting side: refuses the connection with `reason` (an error frame, then closed).
     pub fn refuse(&mut self, id: ConnId, reason: &str) {
+        self.refuse_with(id, frame::codes::REFUSED, reason);
+    }
+
+    /// Accepting side: refuses the connection with an error frame of `code` (e.g.
+    /// [`codes::UNAUTHORIZED`](frame::codes::UNAUTHORIZED) for a token that does not hold, so the
+    /// peer does not retry with it) and `reason`, then closes it.
+    pub fn refuse_with(&mut self, id: ConnId, code: &str, reason: &str) {
         if let Some(at) = self.at(id) {
-            self.conns[at].refuse(reason);
+            self.conns[at].refuse(code, reason);
         }
+    }
+
+    /// The connections, in the order opened.
+    pub fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.conns.iter().map(|c| c.id)
     }
 
     /// The transport of connection `id` is gone: it closes (its unacknowledged writes are re-sent
@@ -177,6 +189,60 @@ impl Hub {
         self.conns[at].handle_frame(&mut ctx, bytes);
         self.collect(grid, Some(id));
         self.step(grid, now);
+    }
+
+    /// Takes frames from many connections' transports at wall time `now`, in order, and then does
+    /// once what [`Hub::handle_frame`] does after each frame (pushes, the group commit): one flush
+    /// covers them all. For a driver that serves many connections and gathers what arrived while it
+    /// was busy.
+    pub fn handle_frames<'a>(
+        &mut self,
+        grid: &mut Grid,
+        now: u64,
+        frames: impl IntoIterator<Item = (ConnId, &'a [u8])>,
+    ) {
+        self.collect(grid, None);
+        for (id, bytes) in frames {
+            let Some(at) = self.at(id) else { continue };
+            let mut ctx = Ctx { grid, log: &self.log, now };
+            self.conns[at].handle_frame(&mut ctx, bytes);
+            self.collect(grid, Some(id));
+        }
+        self.step(grid, now);
+    }
+
+    /// Does what every call does after its own work (local changes picked up, frames that waited
+    /// for a map load applied, pushes, the group commit): for a driver to call after handing in
+    /// storage events (the next flush is issued at once) and before [`Hub::drain_transmit`].
+    pub fn tick(&mut self, grid: &mut Grid, now: u64) {
+        self.collect(grid, None);
+        self.step(grid, now);
+    }
+
+    /// Moves connection `id`'s frames to send into `out`, up to about `max_bytes` (always one
+    /// frame if any waits), without the step [`Hub::poll_transmit`] takes before each frame: a
+    /// driver serving many connections calls [`Hub::tick`] once and then drains each. True when
+    /// frames are left.
+    pub fn drain_transmit(&mut self, id: ConnId, max_bytes: usize, out: &mut Vec<Vec<u8>>) -> bool {
+        let Some(at) = self.at(id) else { return false };
+        let conn = &mut self.conns[at];
+        let mut bytes = 0;
+        let mut more = false;
+        while let Some(frame) = conn.next_transmit() {
+            bytes += frame.len();
+            out.push(frame);
+            if bytes >= max_bytes {
+                more = conn.has_transmit();
+                break;
+            }
+        }
+        conn.update_state(&self.log);
+        more
+    }
+
+    /// True when connection `id` has a frame to send.
+    pub fn has_transmit(&self, id: ConnId) -> bool {
+        self.connection(id).is_some_and(Connection::has_transmit)
     }
 
     /// The next frame to send on connection `id`.

@@ -10,7 +10,7 @@ use crate::map_common::MapKind;
 pub struct ConnId(pub u32);
 
 /// Where a connection is (the JavaScript `conn.state`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConnState {
     /// The handshake runs.
     Connecting,

@@ -37,6 +37,18 @@ pub(crate) fn changes_state(command: &Command) -> bool {
         // It takes writes held aside (they can never be stored) back to the caller: the log
         // forgets that map's writes instead (see `PersistentGrid::call`).
         Command::TakeEarlyWrites { .. } => false,
+        // Sync: frames change the grid, but a lost instance loses the hub and its connections
+        // with it; each peer re-sends whatever was not acknowledged (only what a flush made
+        // durable is) when it connects again, so nothing needs replaying.
+        Command::SyncConnect { .. }
+        | Command::SyncIncoming
+        | Command::SyncAccept { .. }
+        | Command::SyncRefuse { .. }
+        | Command::SyncFrames { .. }
+        | Command::SyncPoll { .. }
+        | Command::SyncClose { .. }
+        | Command::SyncRemove { .. }
+        | Command::SyncMarker => false,
     }
 }
 
