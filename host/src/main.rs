@@ -29,6 +29,11 @@ serve options:
   --jwt-secret S    every connection must present an HS256 JWT signed with S (also
                     $ONEGRID_JWT_SECRET); required on an address other than loopback
   --node-id ID      the server grid's node id (default server)
+  --lenient-clock   apply a client's write stamped beyond the drift limit (a minute ahead of
+                    the server's clock) and log it; by default the frame is refused
+  --hello-timeout-ms MS   refuse a sync connection that has not said hello by then (10000)
+  --max-send-queue-mib N  close a sync connection with more than N MiB waiting to be sent to
+                    it, a client that does not read (64)
 
 options:
   --module FILE   use this module instead of the embedded one (run, info)
@@ -119,6 +124,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Failure> {
     };
     let (mut module, mut out, mut storage) = (None, None, None);
     let (mut addr, mut db, mut postgres, mut secret, mut node_id) = (None, None, None, None, None);
+    let (mut lenient_clock, mut hello_timeout, mut send_queue) = (false, None, None);
     while let Some(arg) = args.next() {
         let text = arg.to_string_lossy();
         let (name, inline) = match text.split_once('=') {
@@ -138,6 +144,9 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Failure> {
             "--postgres" if command == "serve" => postgres = Some(value()?.to_string_lossy().into_owned()),
             "--jwt-secret" if command == "serve" => secret = Some(value()?.to_string_lossy().into_owned()),
             "--node-id" if command == "serve" => node_id = Some(value()?.to_string_lossy().into_owned()),
+            "--lenient-clock" if command == "serve" && inline.is_none() => lenient_clock = true,
+            "--hello-timeout-ms" if command == "serve" => hello_timeout = Some(number(&name, &value()?)?),
+            "--max-send-queue-mib" if command == "serve" => send_queue = Some(number(&name, &value()?)?),
             _ => return Err(Failure::Usage(format!("unexpected argument `{name}` for `onegrid {command}`"))),
         }
     }
@@ -154,10 +163,24 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Failure> {
             };
             let jwt_secret = secret.or_else(|| std::env::var("ONEGRID_JWT_SECRET").ok());
             let node_id = node_id.unwrap_or_else(|| "server".into());
-            Cli::Serve(ServeConfig { addr, storage, jwt_secret, node_id })
+            let mut config = ServeConfig::new(addr, storage, jwt_secret, node_id);
+            config.lenient_clock = lenient_clock;
+            if let Some(ms) = hello_timeout {
+                config.sync.hello_timeout = Duration::from_millis(ms);
+            }
+            if let Some(mib) = send_queue {
+                config.sync.send_queue_limit = usize::try_from(mib).unwrap_or(usize::MAX).saturating_mul(1 << 20);
+            }
+            Cli::Serve(config)
         }
         _ => Cli::Run { module, storage },
     })
+}
+
+/// A whole number given to option `name`.
+fn number(name: &str, value: &OsString) -> Result<u64, Failure> {
+    let text = value.to_string_lossy();
+    text.parse().map_err(|_| Failure::Usage(format!("{name} {text:?} is not a whole number")))
 }
 
 /// `onegrid serve`: prints the URL to open once it listens, and runs until SIGTERM or Ctrl-C.

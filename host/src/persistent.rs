@@ -53,7 +53,7 @@ use std::collections::BTreeMap;
 
 use onegrid_core::codec::encode_request;
 use onegrid_core::storage::{MapStatus, StorageOp, StorageResult};
-use onegrid_core::{Command, ErrorKind, MapKind, Reply, Request, WireError, WireEvent};
+use onegrid_core::{ClockConfig, Command, ErrorKind, MapKind, Reply, Request, WireError, WireEvent};
 
 pub use self::replay::{DEFAULT_REPLAY_LIMIT, NotReplayed, Recovery};
 use self::replay::{Entry, ReplayLog, changes_state};
@@ -178,6 +178,8 @@ pub struct PersistentGrid {
     recovering: Option<Recovery>,
     /// Recoveries not yet taken.
     recoveries: Vec<Recovery>,
+    /// How many times the grid was reopened on a fresh instance.
+    generation: u64,
 }
 
 impl std::fmt::Debug for PersistentGrid {
@@ -205,10 +207,23 @@ struct Called {
 }
 
 impl PersistentGrid {
-    /// Opens a grid for `node_id` on a new instance of `runtime`, backed by `storage`.
+    /// Opens a grid for `node_id` on a new instance of `runtime`, backed by `storage`, with the
+    /// default clock settings (lenient, a drift limit of a minute).
     pub fn open(runtime: &Runtime, node_id: &str, storage: Box<dyn Storage>) -> Result<Self, GridError> {
+        Self::open_with(runtime, node_id, storage, ClockConfig::default())
+    }
+
+    /// [`PersistentGrid::open`] with the clock's drift limit and mode (strict: a remote timestamp
+    /// beyond the limit is refused, as a server should; lenient: applied and reported).
+    pub fn open_with(
+        runtime: &Runtime,
+        node_id: &str,
+        storage: Box<dyn Storage>,
+        clock: ClockConfig,
+    ) -> Result<Self, GridError> {
         let mut client = Client::new(runtime)?;
-        let open = Command::OpenPersistent { node_id: node_id.into(), max_drift_ms: 60_000, strict: false };
+        let open =
+            Command::OpenPersistent { node_id: node_id.into(), max_drift_ms: clock.max_drift_ms, strict: clock.strict };
         let grid = open_grid(&mut client, open.clone(), system_clock())?;
         Ok(Self {
             client,
@@ -221,6 +236,7 @@ impl PersistentGrid {
             flush_writes: BTreeMap::new(),
             recovering: None,
             recoveries: Vec::new(),
+            generation: 0,
         })
     }
 
@@ -297,6 +313,34 @@ impl PersistentGrid {
         std::mem::take(&mut self.recoveries)
     }
 
+    /// Runs one sync command (`SyncFrames`, `SyncPoll`, ...) alone, without the storage work it
+    /// may start: a driver serving many connections hands in every frame that arrived, then runs
+    /// storage once ([`PersistentGrid::run_storage`]: one flush for them all), then polls. A
+    /// refusal is an error.
+    pub fn sync(&mut self, command: Command) -> Result<Reply, GridError> {
+        self.guarded(|g| {
+            let wall = (g.clock)();
+            g.send(command, wall).result
+        })
+    }
+
+    /// Runs the storage work the module asks for until there is none: loads, and the flushes of
+    /// the sync hub's group commits (whose events the module hands to the hub itself).
+    pub fn run_storage(&mut self) -> Result<(), GridError> {
+        self.guarded(Self::drive)
+    }
+
+    /// Every map with something stored (see [`Storage::map_names`]).
+    pub fn stored_maps(&mut self) -> Result<Vec<String>, crate::storage::StorageError> {
+        self.storage.map_names()
+    }
+
+    /// How many times the grid was reopened on a fresh instance: when it changes, every sync
+    /// connection went with the lost instance.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Writes in the replay log: those run since the last successful flush that fit in it.
     pub fn logged_writes(&self) -> usize {
         self.log.len()
@@ -330,7 +374,10 @@ impl PersistentGrid {
     fn recover(&mut self, mut report: Recovery) -> Result<Recovery, GridError> {
         loop {
             match open_grid(&mut self.client, self.open.clone(), (self.clock)()) {
-                Ok(grid) => self.grid = Some(grid),
+                Ok(grid) => {
+                    self.grid = Some(grid);
+                    self.generation += 1;
+                }
                 Err(e) => {
                     report.instances_lost += usize::from(e.lost_instance());
                     self.recovering = Some(report);

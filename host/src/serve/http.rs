@@ -1,15 +1,20 @@
 //! The HTTP routes: the web app (`GET /`, embedded from `www/`), the JavaScript package
 //! (`GET /pkg/...`, whose `onegrid_bg.wasm` is byte for byte the module this server runs) and
-//! `GET /healthz`. WebSocket sync at `/sync` joins them with the sync protocol.
+//! `GET /healthz` with the connection counts, and WebSocket sync at `/sync` ([`super::sync`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::pkg;
 use crate::serve::grid::GridHandle;
+use crate::serve::sync::{self, SyncSettings};
 
 mod www {
     include!(concat!(env!("OUT_DIR"), "/www_files.rs"));
@@ -24,12 +29,17 @@ pub struct AppState {
     pub module_sha256: String,
     /// Which storage holds the grid, for `/healthz` (`sqlite` or `postgres`).
     pub storage: &'static str,
+    /// How sync connections are held.
+    pub sync: Arc<SyncSettings>,
+    /// Held by every connection's task: the server waits until all are dropped when it stops.
+    pub tasks: tokio::sync::mpsc::Sender<()>,
 }
 
 /// The router of `onegrid serve`.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/sync", get(sync_socket))
         .route("/pkg/{*file}", get(pkg_file))
         .fallback(get(www_file))
         .with_state(state)
@@ -38,14 +48,32 @@ pub fn router(state: AppState) -> Router {
 /// `{"status":"ok",...}` once the grid's thread answers; 503 when it does not.
 async fn healthz(State(state): State<AppState>) -> Response {
     let alive = state.grid.call(|_| ()).await.is_ok();
+    let (sockets, synced) = state.grid.stats().counts();
     let body = serde_json::json!({
         "status": if alive { "ok" } else { "grid stopped" },
         "module_sha256": state.module_sha256,
         "abi": onegrid_core::ABI_VERSION,
         "storage": state.storage,
+        "connections": {"open": sockets, "synced": synced},
     });
     let status = if alive { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// `GET /sync`: a WebSocket of the sync protocol, one frame per binary message. Messages up to
+/// twice the frame limit reach the hub, which answers one over the limit with an error frame;
+/// larger ones are cut by the WebSocket layer.
+async fn sync_socket(
+    upgrade: WebSocketUpgrade,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    State(state): State<AppState>,
+) -> Response {
+    let limit = state.sync.frame_limit.saturating_mul(2);
+    let AppState { grid, sync: settings, tasks, .. } = state;
+    upgrade.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| async move {
+        sync::connection(socket, addr, grid, settings).await;
+        drop(tasks);
+    })
 }
 
 /// A file of the package, as `onegrid pkg` writes it.

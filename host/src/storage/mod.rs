@@ -4,7 +4,7 @@
 //! (the core's encoded stored values): an adapter never looks inside them. The calls are blocking,
 //! because the host drives the manager from one loop per grid and an adapter is owned by that loop.
 //!
-//! - [`Storage`]: the six calls of the contract.
+//! - [`Storage`]: the six calls of the contract (and `map_names`, for the server).
 //! - [`SqliteStorage`]: one local file, in WAL mode (the default for a path).
 //! - [`PostgresStorage`]: a PostgreSQL server (or one that speaks its wire protocol), for a
 //!   `postgres://` or `postgresql://` URL.
@@ -45,6 +45,14 @@ pub trait Storage: Send {
 
     /// Deletes every key in one transaction; keys with nothing stored are no error.
     fn delete_all(&mut self, map: &str, keys: &[String]) -> Result<(), StorageError>;
+
+    /// Every map with something stored, in no promised order. Not part of the storage contract
+    /// (the core never asks for it): `onegrid serve` loads every stored map before it listens, so
+    /// that a client's catch-up finds the maps it has never seen. An adapter that cannot list its
+    /// maps keeps this default, an error, and the server loads maps as clients touch them.
+    fn map_names(&mut self) -> Result<Vec<String>, StorageError> {
+        Err(StorageError::on_map("storage", "map_names", "*", "this adapter cannot list its maps"))
+    }
 }
 
 /// A storage call that failed. Its message names the backend, the call and the map, e.g.

@@ -53,6 +53,13 @@ const UPSERT_MANY: &str = "INSERT INTO onegrid_records (map, key, value)
     ON CONFLICT (map, key) DO UPDATE SET value = EXCLUDED.value";
 const DELETE_ONE: &str = "DELETE FROM onegrid_records WHERE map = $1 AND key = $2";
 const DELETE_MANY: &str = "DELETE FROM onegrid_records WHERE map = $1 AND key = ANY($2::bytea[])";
+/// The distinct maps, one index search each (a loose index scan) rather than a walk of every row.
+const SELECT_MAPS: &str = "WITH RECURSIVE maps (name) AS (
+        SELECT MIN(map) FROM onegrid_records
+        UNION ALL
+        SELECT (SELECT MIN(map) FROM onegrid_records WHERE map > maps.name) FROM maps WHERE maps.name IS NOT NULL
+    )
+    SELECT name FROM maps WHERE name IS NOT NULL";
 
 /// A PostgreSQL database holding every map of a grid, in one table keyed by `(map, key)`.
 pub struct PostgresStorage {
@@ -286,6 +293,12 @@ fn utf8_key(bytes: Vec<u8>) -> Result<String, String> {
 }
 
 impl Storage for PostgresStorage {
+    fn map_names(&mut self) -> Result<Vec<String>, StorageError> {
+        const OP: &str = "map_names";
+        let rows = self.run(OP, "*", |c| c.client.query(SELECT_MAPS, &[]))?;
+        rows.into_iter().map(|row| utf8_key(row.get(0))).collect::<Result<_, _>>().map_err(corrupt(OP, "*"))
+    }
+
     fn load_all_keys(&mut self, map: &str) -> Result<Vec<String>, StorageError> {
         const OP: &str = "load_all_keys";
         let rows = self.run(OP, map, |c| c.client.query(&c.select_keys, &[&map.as_bytes()]))?;

@@ -38,6 +38,13 @@ const MAX_SKIP: usize = 16;
 const UPSERT: &str = "INSERT INTO onegrid_records (map, key, value) VALUES (?1, ?2, ?3)
     ON CONFLICT (map, key) DO UPDATE SET value = excluded.value";
 const DELETE: &str = "DELETE FROM onegrid_records WHERE map = ?1 AND key = ?2";
+/// The distinct maps, one index search each (a loose index scan) rather than a walk of every row.
+const SELECT_MAPS: &str = "WITH RECURSIVE maps (name) AS (
+        SELECT MIN(map) FROM onegrid_records
+        UNION ALL
+        SELECT (SELECT MIN(map) FROM onegrid_records WHERE map > maps.name) FROM maps WHERE maps.name IS NOT NULL
+    )
+    SELECT name FROM maps WHERE name IS NOT NULL";
 
 /// A SQLite file holding every map of a grid, in one table keyed by `(map, key)`.
 #[derive(Debug)]
@@ -139,6 +146,14 @@ fn failed(op: &'static str, map: &str) -> impl FnOnce(rusqlite::Error) -> Storag
 }
 
 impl Storage for SqliteStorage {
+    fn map_names(&mut self) -> Result<Vec<String>, StorageError> {
+        let run = || {
+            let mut stmt = self.conn.prepare_cached(SELECT_MAPS)?;
+            stmt.query_map([], |row| row.get(0))?.collect::<rusqlite::Result<Vec<String>>>()
+        };
+        run().map_err(failed("map_names", "*"))
+    }
+
     fn load_all_keys(&mut self, map: &str) -> Result<Vec<String>, StorageError> {
         let run = || {
             let mut stmt = self.conn.prepare_cached(SELECT_KEYS)?;
