@@ -377,3 +377,33 @@ fn idle_connections_cost_little() {
     println!("an idle connection: {size} bytes of struct");
     assert!(size < 2_048);
 }
+
+#[test]
+fn a_connecting_side_is_never_synced_before_the_maps_it_lacks_have_arrived() {
+    // The accepting side answers RootsEnd with the roots of its other maps; the Ack of RootsEnd
+    // must not overtake them, or the connecting side would call itself synced too early.
+    let (mut client, mut server) = (grid("client"), grid("server"));
+    set(&mut server, "m", "k", 1);
+    let (mut hc, mut hs) = (Hub::new(SyncConfig::default()), Hub::new(SyncConfig::default()));
+    let cc = hc.connect(&mut client, None);
+    let cs = hs.incoming(&mut server);
+    for _ in 0..100 {
+        // One frame at a time each way, so an overtaking Ack would be seen on its own.
+        if let Some(f) = hc.poll_transmit(&mut client, cc, WALL) {
+            hs.handle_frame(&mut server, cs, WALL, &f);
+        }
+        for e in events(&mut hs, cs) {
+            if let Event::Hello { .. } = e {
+                hs.accept(&mut server, cs, Permissions::all());
+            }
+        }
+        if let Some(f) = hs.poll_transmit(&mut server, cs, WALL) {
+            hc.handle_frame(&mut client, cc, WALL, &f);
+        }
+        if events(&mut hc, cc).contains(&Event::Synced) || hc.state(cc) == ConnState::Synced {
+            assert_eq!(client.lww("m", WALL).expect("lww").0.get("k", WALL), Some(Value::from(1)), "synced without m");
+            return;
+        }
+    }
+    panic!("never synced: {:?}", hc.state(cc));
+}

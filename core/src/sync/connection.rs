@@ -109,6 +109,13 @@ pub struct Connection {
     pub(crate) received: u64,
     pub(crate) durable: u64,
     ack_sent: u64,
+    /// Frames taken from `out` so far.
+    popped: u64,
+    /// Received frames that queued frames of their own (answers): (sequence, the count of
+    /// frames `popped` must reach before the answers have gone). An acknowledgement never
+    /// overtakes them, so when the peer sees a frame acknowledged it has seen what it caused (a
+    /// connecting side that sees its `RootsEnd` acknowledged has seen the accepting side's roots).
+    answered: VecDeque<(u64, u64)>,
     /// The log position pushed up to, and the local writes counted there.
     pub(crate) cursor: Cover,
     /// While a catch-up that delivers older changes runs, what is covered stays below this.
@@ -145,6 +152,8 @@ impl Connection {
             received: 0,
             durable: 0,
             ack_sent: 0,
+            popped: 0,
+            answered: VecDeque::new(),
             cursor,
             // Nothing this side wrote before is delivered until the first catch-up is over.
             floor: Some(Cover::default()),
@@ -268,16 +277,41 @@ impl Connection {
 
     /// True when a frame waits to be sent.
     pub(crate) fn has_transmit(&self) -> bool {
-        !self.out.is_empty() || (self.durable > self.ack_sent && self.phase == Phase::Open)
+        !self.out.is_empty() || self.ack_due() > self.ack_sent
     }
 
-    /// The next frame to send: an acknowledgement first, then the frames in order.
-    pub(crate) fn next_transmit(&mut self) -> Option<Vec<u8>> {
-        if self.durable > self.ack_sent && self.phase == Phase::Open {
-            self.ack_sent = self.durable;
-            return Some(Frame::Ack { upto: self.durable }.encode());
+    /// What may be acknowledged now: the durable frames, but none whose answers are still queued.
+    fn ack_due(&self) -> u64 {
+        if self.phase != Phase::Open {
+            return self.ack_sent;
         }
-        self.out.pop_front()
+        match self.answered.iter().find(|(_, mark)| *mark > self.popped) {
+            Some(&(seq, _)) => self.durable.min(seq - 1),
+            None => self.durable,
+        }
+    }
+
+    /// Notes that the frame just received (the `received`th) queued answers.
+    fn note_answers(&mut self, queued_before: usize) {
+        if self.out.len() > queued_before {
+            self.answered.push_back((self.received, self.popped + self.out.len() as u64));
+        }
+    }
+
+    /// The next frame to send: an acknowledgement first (unless frames it covers queued answers
+    /// not sent yet), then the frames in order.
+    pub(crate) fn next_transmit(&mut self) -> Option<Vec<u8>> {
+        let due = self.ack_due();
+        if due > self.ack_sent {
+            self.ack_sent = due;
+            while self.answered.front().is_some_and(|(seq, _)| *seq <= due) {
+                self.answered.pop_front();
+            }
+            return Some(Frame::Ack { upto: due }.encode());
+        }
+        let frame = self.out.pop_front();
+        self.popped += u64::from(frame.is_some());
+        frame
     }
 
     // ---- the handshake --------------------------------------------------------------------------
@@ -366,8 +400,10 @@ impl Connection {
             }
             (Phase::Open, Frame::Ack { upto }) => self.on_ack(upto),
             (Phase::Open, frame) if frame.is_sequenced() => {
+                let queued = self.out.len();
                 if self.inbox.is_empty() && self.apply(ctx, &frame)? {
                     self.received += 1;
+                    self.note_answers(queued);
                 } else {
                     self.inbox.push_back(frame);
                 }
@@ -411,8 +447,12 @@ impl Connection {
     /// Applies frames that waited for a map load, now that it may have finished.
     pub(crate) fn retry_inbox(&mut self, ctx: &mut Ctx<'_>) {
         while let Some(frame) = self.inbox.pop_front() {
+            let queued = self.out.len();
             match self.apply(ctx, &frame) {
-                Ok(true) => self.received += 1,
+                Ok(true) => {
+                    self.received += 1;
+                    self.note_answers(queued);
+                }
                 Ok(false) => {
                     self.inbox.push_front(frame);
                     return;
@@ -747,6 +787,7 @@ impl Connection {
             self.unacked.shrink_to_fit();
             self.catchups.shrink_to_fit();
             self.inbox.shrink_to_fit();
+            self.answered.shrink_to_fit();
             self.peer_opened = Vec::new();
         }
         self.synced = synced;
