@@ -54,10 +54,12 @@ const UPSERT_MANY: &str = "INSERT INTO onegrid_records (map, key, value)
 const DELETE_ONE: &str = "DELETE FROM onegrid_records WHERE map = $1 AND key = $2";
 const DELETE_MANY: &str = "DELETE FROM onegrid_records WHERE map = $1 AND key = ANY($2::bytea[])";
 /// The distinct maps, one index search each (a loose index scan) rather than a walk of every row.
+/// (`bytea` has no `MIN`: the first row in key order instead.)
 const SELECT_MAPS: &str = "WITH RECURSIVE maps (name) AS (
-        SELECT MIN(map) FROM onegrid_records
+        (SELECT map FROM onegrid_records ORDER BY map LIMIT 1)
         UNION ALL
-        SELECT (SELECT MIN(map) FROM onegrid_records WHERE map > maps.name) FROM maps WHERE maps.name IS NOT NULL
+        SELECT (SELECT map FROM onegrid_records WHERE map > maps.name ORDER BY map LIMIT 1)
+        FROM maps WHERE maps.name IS NOT NULL
     )
     SELECT name FROM maps WHERE name IS NOT NULL";
 
