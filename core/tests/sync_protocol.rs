@@ -407,3 +407,30 @@ fn a_connecting_side_is_never_synced_before_the_maps_it_lacks_have_arrived() {
     }
     panic!("never synced: {:?}", hc.state(cc));
 }
+
+#[test]
+fn a_write_counts_as_acknowledged_only_once_the_frame_carrying_it_is() {
+    // Writes to two maps go out in one push as two frames: the first one's acknowledgement must
+    // not vouch for the second map's write.
+    let (mut a, mut b) = (grid("a"), grid("b"));
+    set(&mut a, "m1", "k", 0);
+    set(&mut a, "m2", "k", 0);
+    let (mut ha, ca, mut hb, cb) = connected(&mut a, &mut b, Permissions::all());
+    set(&mut a, "m1", "k", 1);
+    set(&mut a, "m2", "k", 2);
+    let marker = ha.marker(&mut a);
+    let sent = std::iter::from_fn(|| ha.poll_transmit(&mut a, ca, WALL)).collect::<Vec<_>>();
+    assert_eq!(sent.len(), 2, "a frame per map");
+    hb.handle_frame(&mut b, cb, WALL, &sent[0]);
+    for f in std::iter::from_fn(|| hb.poll_transmit(&mut b, cb, WALL)).collect::<Vec<_>>() {
+        ha.handle_frame(&mut a, ca, WALL, &f);
+    }
+    assert!(!ha.is_acked(ca, marker), "acknowledged before m2's write arrived");
+    assert_eq!(ha.pending_writes(ca), 1);
+    hb.handle_frame(&mut b, cb, WALL, &sent[1]);
+    for f in std::iter::from_fn(|| hb.poll_transmit(&mut b, cb, WALL)).collect::<Vec<_>>() {
+        ha.handle_frame(&mut a, ca, WALL, &f);
+    }
+    assert!(ha.is_acked(ca, marker));
+    assert_eq!(ha.pending_writes(ca), 0);
+}

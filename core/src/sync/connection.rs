@@ -709,8 +709,8 @@ impl Connection {
             }
             return;
         };
-        // Runs of one map: its keys and tags.
-        let mut runs: Vec<(crate::storage::maps::MapId, Vec<&str>, Vec<String>)> = Vec::new();
+        // Runs of one map: its keys and tags, and the log position after the run's last change.
+        let mut runs: Vec<(crate::storage::maps::MapId, Vec<&str>, Vec<String>, Cover)> = Vec::new();
         let mut loaded = Vec::new();
         let mut last = self.cursor;
         for (pos, locals, entry) in entries {
@@ -727,17 +727,21 @@ impl Connection {
                 continue;
             }
             if runs.last().is_none_or(|r| r.0 != entry.map) {
-                runs.push((entry.map, Vec::new(), Vec::new()));
+                runs.push((entry.map, Vec::new(), Vec::new(), last));
             }
             let Some(run) = runs.last_mut() else { continue };
+            run.3 = last;
             match &entry.item {
                 FeedItem::Key(key) => run.1.push(key),
                 FeedItem::Tag(tag) => run.2.push(tag.to_text()),
                 FeedItem::Loaded => {}
             }
         }
-        let mut frames = Vec::new();
-        for (id, mut keys, mut tags) in runs {
+        // Each frame records what is delivered once it is acknowledged: a run's last frame the
+        // log up to the run's end (the runs before it went first), its other frames nothing new.
+        // So a frame of one map never vouches for another map's changes still on their way.
+        let mut frames: Vec<(Frame, Option<Cover>)> = Vec::new();
+        for (id, mut keys, mut tags, end) in runs {
             let Some(map) = ctx.grid.map_at(id) else { continue };
             let Some(name) = ctx.grid.storage().name_of(id) else { continue };
             if !self.shared(name) || !self.flow(name).send {
@@ -748,11 +752,16 @@ impl Connection {
             crate::sort::strs(&mut tags);
             tags.dedup();
             let keyed: Vec<(&str, usize, Node)> = keys.iter().map(|k| (*k, 0, Node::ROOT)).collect();
+            let first = frames.len();
             for (payload, _) in pages(map, &keyed, &tags, &Default::default(), self.budget(name)) {
-                frames.push(Frame::Writes { map: String::from(name), payload });
+                frames.push((Frame::Writes { map: String::from(name), payload }, None));
+            }
+            if frames.len() > first
+                && let Some(frame) = frames.last_mut()
+            {
+                frame.1 = Some(end);
             }
         }
-        self.cursor = last;
         for id in loaded {
             // A map the peer's catch-up made here (or loaded for it) is caught up by that one,
             // both ways: a second would send its records again.
@@ -762,9 +771,13 @@ impl Connection {
                 self.open_catchup(ctx.grid, &name);
             }
         }
-        for frame in frames {
+        for (frame, cover) in frames {
+            if let Some(cover) = cover {
+                self.cursor = cover;
+            }
             self.send(frame);
         }
+        self.cursor = last;
     }
 
     /// Updates the synced state, reporting the change.
