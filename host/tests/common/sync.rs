@@ -161,6 +161,27 @@ pub struct Peer {
     ws: Option<Ws>,
     /// Every event of every connection, in order.
     pub events: Vec<Event>,
+    /// With `trace` on: every frame sent (`>`) and received (`<`), described.
+    pub trace: Option<Vec<String>>,
+}
+
+/// A frame in a few words: its kind, its map, the keys of its records.
+pub fn describe(bytes: &[u8]) -> String {
+    let Ok(frame) = Frame::decode(bytes, usize::MAX) else { return format!("undecodable {} bytes", bytes.len()) };
+    let keys = |payload: &[u8]| match onegrid_core::codec::decode_snapshot(payload) {
+        Ok(onegrid_core::Snapshot::Lww(r)) => r.iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>().join(","),
+        Ok(onegrid_core::Snapshot::Or { keys, tombstones }) => {
+            format!("{} t{}", keys.iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>().join(","), tombstones.len())
+        }
+        Err(e) => format!("bad payload {e}"),
+    };
+    match &frame {
+        Frame::Writes { map, payload } => format!("Writes {map} [{}]", keys(payload)),
+        Frame::Records { map, mine, ask, payload, .. } => {
+            format!("Records {map} mine={mine} ask={} [{}]", ask.len(), keys(payload))
+        }
+        other => format!("{other:?}").chars().take(120).collect(),
+    }
 }
 
 impl Peer {
@@ -171,6 +192,7 @@ impl Peer {
             conn: None,
             ws: None,
             events: Vec::new(),
+            trace: None,
         }
     }
 
@@ -243,6 +265,9 @@ impl Peer {
         self.drain_events(conn);
         let Some(ws) = self.ws.as_mut() else { return };
         for frame in out {
+            if let Some(trace) = self.trace.as_mut() {
+                trace.push(format!("> {}", describe(&frame)));
+            }
             if ws.send(Message::Binary(frame.into())).await.is_err() {
                 return self.lost();
             }
@@ -252,6 +277,9 @@ impl Peer {
             match tokio::time::timeout(wait, ws.next()).await {
                 Err(_) => break,
                 Ok(Some(Ok(Message::Binary(bytes)))) => {
+                    if let Some(trace) = self.trace.as_mut() {
+                        trace.push(format!("< {}", describe(&bytes)));
+                    }
                     self.hub.handle_frame(&mut self.grid, conn, now_ms(), &bytes);
                 }
                 Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return self.lost(),
@@ -260,6 +288,9 @@ impl Peer {
             wait = Duration::from_millis(1);
         }
         while let Some(frame) = self.hub.poll_transmit(&mut self.grid, conn, now_ms()) {
+            if let Some(trace) = self.trace.as_mut() {
+                trace.push(format!("> {}", describe(&frame)));
+            }
             let Some(ws) = self.ws.as_mut() else { return };
             if ws.send(Message::Binary(frame.into())).await.is_err() {
                 return self.lost();
