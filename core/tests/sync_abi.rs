@@ -8,7 +8,6 @@ mod common;
 
 use common::storage::Fake;
 use onegrid_core::codec::{decode_reply, decode_request, encode_reply, encode_request};
-use onegrid_core::sync::frame::codes;
 use onegrid_core::sync::{ConnState, Frame};
 use onegrid_core::{
     ClockConfig, Command, Grid, InFrame, NodeId, Replica, Reply, Request, StorageConfig, StorageOp, SyncEvent,
@@ -16,6 +15,9 @@ use onegrid_core::{
 };
 
 const WALL: u64 = 1_700_000_000_000;
+
+/// A code of the driver's choosing (`onegrid serve` refuses a bad token with it).
+const UNAUTHORIZED: &str = "UNAUTHORIZED";
 
 /// One command through its bytes both ways.
 fn call(replica: &mut Replica, command: Command) -> Reply {
@@ -194,19 +196,19 @@ fn refusals_carry_their_code_closed_connections_report_and_unknown_ones_poll_as_
     pair.client_to_server();
     let hello = poll(&mut pair.server, vec![]);
     assert!(matches!(&hello[0].events[..], [SyncEvent::Hello { node_id, .. }] if node_id == "client"));
-    let refuse = Command::SyncRefuse { conn: pair.cs, code: codes::UNAUTHORIZED.into(), reason: "no token".into() };
+    let refuse = Command::SyncRefuse { conn: pair.cs, code: UNAUTHORIZED.into(), reason: "no token".into() };
     assert_eq!(call(&mut pair.server, refuse), Reply::Done);
     let out = poll(&mut pair.server, vec![pair.cs]);
     assert_eq!(out[0].state, ConnState::Closed);
     assert!(matches!(
         Frame::decode(&out[0].frames[0], usize::MAX),
-        Ok(Frame::Error { code, message }) if code == codes::UNAUTHORIZED && message == "no token"
+        Ok(Frame::Error { code, message }) if code == UNAUTHORIZED && message == "no token"
     ));
     assert!(
         out[0]
             .events
             .iter()
-            .any(|e| matches!(e, SyncEvent::Closed { code, by_peer: false, .. } if code == codes::UNAUTHORIZED))
+            .any(|e| matches!(e, SyncEvent::Closed { code, by_peer: false, .. } if code == UNAUTHORIZED))
     );
     pair.deliver(out[0].frames.clone());
     let out = poll(&mut pair.client, vec![pair.cc]);

@@ -152,7 +152,7 @@ async fn tokens_are_checked_in_the_handshake_and_each_bad_one_refused() {
         p.connect(&url, token).await;
         assert!(p.until(T, |p| p.refusal().is_some()).await, "{what}: no refusal");
         let (code, message) = p.refusal().unwrap();
-        assert_eq!(code, codes::UNAUTHORIZED, "{what}: {message}");
+        assert_eq!(code, onegrid_host::serve::sync::UNAUTHORIZED, "{what}: {message}");
         assert!(message.contains(says), "{what}: {message}");
     }
     // None of them wrote anything, and a good token syncs.

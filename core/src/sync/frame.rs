@@ -198,9 +198,6 @@ pub mod codes {
     pub const VERSION: &str = "VERSION";
     /// The accepting side's driver refused the connection.
     pub const REFUSED: &str = "REFUSED";
-    /// The accepting side's driver refused the connection's credentials (no token, or one that
-    /// does not hold): retrying with the same token is useless.
-    pub const UNAUTHORIZED: &str = "UNAUTHORIZED";
     /// A write to a map the peer may not write.
     pub const FORBIDDEN: &str = "FORBIDDEN";
     /// Strict mode: a timestamp too far ahead of the receiver's wall clock.

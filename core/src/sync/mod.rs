@@ -152,7 +152,7 @@ impl Hub {
     }
 
     /// Accepting side: refuses the connection with an error frame of `code` (e.g.
-    /// [`codes::UNAUTHORIZED`](frame::codes::UNAUTHORIZED) for a token that does not hold, so the
+    /// `UNAUTHORIZED`, which `onegrid serve` sends for a token that does not hold, so the
     /// peer does not retry with it) and `reason`, then closes it.
     pub fn refuse_with(&mut self, id: ConnId, code: &str, reason: &str) {
         if let Some(at) = self.at(id) {

@@ -47,6 +47,12 @@ use crate::serve::auth::{self, AuthError};
 use crate::serve::grid::{GridHandle, Msg, Stats};
 use crate::serve::log;
 
+/// The error frame's code for a hello whose token does not hold (missing, malformed, forged,
+/// expired, another algorithm), and for a token that expires while connected: retrying with the
+/// same token is useless. Not among the core's own codes (the hub never decides it); a client that
+/// does not know it reports the close with the message.
+pub const UNAUTHORIZED: &str = "UNAUTHORIZED";
+
 /// Bytes of frames a connection may have on their way to the grid's thread.
 pub const INBOUND_CREDIT: usize = 8 << 20;
 
@@ -439,7 +445,7 @@ impl Engine {
             self.sync(Command::SyncRefuse { conn, code: codes::REFUSED.into(), reason });
         }
         for &conn in &expired {
-            self.fail(conn, codes::UNAUTHORIZED, "the token expired; connect again with a fresh one");
+            self.fail(conn, UNAUTHORIZED, "the token expired; connect again with a fresh one");
         }
         !late.is_empty() || !expired.is_empty()
     }
@@ -466,7 +472,7 @@ impl Engine {
                         self.sync(Command::SyncAccept { conn, read, write });
                     }
                     Decision::Refuse { conn, reason } => {
-                        self.sync(Command::SyncRefuse { conn, code: codes::UNAUTHORIZED.into(), reason });
+                        self.sync(Command::SyncRefuse { conn, code: UNAUTHORIZED.into(), reason });
                     }
                 }
             }
