@@ -20,7 +20,7 @@ describe('errors', () => {
     assert.deepEqual(ERROR_CODES, [
       'KIND_MISMATCH', 'INVALID_VALUE', 'INVALID_ARGUMENT', 'MALFORMED', 'CLOCK_DRIFT', 'CLOCK_EXHAUSTED',
       'STORAGE', 'NOT_FOUND', 'LOADING', 'LIMIT',
-      'VERSION', 'REFUSED', 'FORBIDDEN', 'REFUSED_RECORD', 'CLOSED',
+      'VERSION', 'REFUSED', 'FORBIDDEN', 'REFUSED_RECORD', 'UNAUTHORIZED', 'CLOSED',
       'FREED', 'NOT_LOADED',
     ]);
     assert.ok(Object.isFrozen(ERROR_CODES));

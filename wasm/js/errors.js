@@ -23,6 +23,8 @@
  * - `REFUSED`: the accepting side refused the connection (its `onHello` threw).
  * - `FORBIDDEN`: a write to a map the connection may not write.
  * - `REFUSED_RECORD`: a record a frame carried was refused (a bad value, an exhausted clock).
+ * - `UNAUTHORIZED`: `onegrid serve` refused the handshake's token (missing, malformed, forged,
+ *   expired): connect again with a valid one (`connectWebSocket` asks `getToken()` each time).
  * - `CLOSED`: the connection closed: `close()`, its transport, or the peer with a code this
  *   version does not know.
  *
@@ -33,7 +35,7 @@
 export const ERROR_CODES = Object.freeze(/** @type {const} */ ([
   'KIND_MISMATCH', 'INVALID_VALUE', 'INVALID_ARGUMENT', 'MALFORMED', 'CLOCK_DRIFT', 'CLOCK_EXHAUSTED',
   'STORAGE', 'NOT_FOUND', 'LOADING', 'LIMIT',
-  'VERSION', 'REFUSED', 'FORBIDDEN', 'REFUSED_RECORD', 'CLOSED',
+  'VERSION', 'REFUSED', 'FORBIDDEN', 'REFUSED_RECORD', 'UNAUTHORIZED', 'CLOSED',
   'FREED', 'NOT_LOADED',
 ]));
 

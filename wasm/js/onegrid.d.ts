@@ -37,6 +37,8 @@ export type ErrorCode =
   | 'FORBIDDEN'
   /** Sync: a record a frame carried was refused (a bad value, an exhausted clock). */
   | 'REFUSED_RECORD'
+  /** Sync: `onegrid serve` refused the handshake's token (missing, malformed, forged, expired). */
+  | 'UNAUTHORIZED'
   /** Sync: the connection closed: `close()`, its transport (`send` threw), or the peer with a code
    * this version does not know. */
   | 'CLOSED'
