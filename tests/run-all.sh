@@ -40,6 +40,8 @@ cargo run --quiet -p onegrid-host -- pkg --out "$pkg"
 echo "== types: the package's JavaScript against its .d.ts (tsc, pinned in tests/js)"
 bash tests/ci/types.sh "$pkg"
 
-echo "== JavaScript tests (Node, and IndexedDB in headless Chromium)"
+echo "== JavaScript tests (Node; IndexedDB and the web app on onegrid serve in headless Chromium)"
+# The app's end-to-end test runs the server binary that cargo test built above.
+export ONEGRID_BIN="$(cd "$target" && pwd)/debug/onegrid"
 # The files by name: Node 21+ takes a folder given to --test as a file to run, Node 20 as a folder.
 ONEGRID_PKG="$(cd "$pkg" && pwd)" node --test tests/js/*.test.mjs
