@@ -28,8 +28,15 @@ const tags = await grid.getMapAsync('tags', 'or');
 /** @typedef {{ name: string, created: number }} List */
 /** @typedef {{ list: string, title: string, done: boolean, created: number }} Task */
 
-/** Tasks this tab changed lately: a remote write that replaces one of them met it concurrently. */
-const recentLocal = new Map(); // task id -> the time of the local write
+/**
+ * Tasks this tab changed that the server has not acknowledged yet: a remote write that replaces
+ * one of them was made concurrently with it. Kept in sessionStorage, so a reload while offline
+ * still tells of the conflict when the server is back.
+ */
+const unacked = new Set(JSON.parse(sessionStorage.getItem('onegrid.unacked') ?? '[]'));
+function saveUnacked() {
+  sessionStorage.setItem('onegrid.unacked', JSON.stringify([...unacked]));
+}
 
 let renderQueued = false;
 function scheduleRender() {
@@ -71,9 +78,8 @@ tasks.subscribe((change) => {
  * @param {Task | undefined} value
  */
 function noticeConcurrentEdit(id, value) {
-  const at = recentLocal.get(id);
-  if (at === undefined || Date.now() - at > 60_000) return;
-  recentLocal.delete(id);
+  if (!unacked.delete(id)) return;
+  saveUnacked();
   const winner = tasks.getRecord(id)?.timestamp.nodeId;
   if (winner === undefined || winner === nodeId) return;
   const title = value ? `“${value.title}”` : 'a removed task';
@@ -102,6 +108,11 @@ function renderStatus() {
     el.textContent = state;
   }
   $('pending').textContent = String(live.pendingWrites);
+  // Every write so far is acknowledged: later remote writes come after this tab's, not beside them.
+  if (unacked.size > 0 && live.state === 'synced' && live.pendingWrites === 0) {
+    unacked.clear();
+    saveUnacked();
+  }
 }
 setInterval(renderStatus, 250);
 addEventListener('online', renderStatus);
@@ -121,7 +132,8 @@ function newId() {
 function updateTask(id, change) {
   const task = /** @type {Task | undefined} */ (tasks.get(id));
   if (task === undefined) return;
-  recentLocal.set(id, Date.now());
+  unacked.add(id);
+  saveUnacked();
   tasks.set(id, { ...task, ...change });
 }
 
