@@ -131,9 +131,14 @@ pub(crate) async fn connection(socket: WebSocket, addr: SocketAddr, grid: GridHa
     let mut writer = tokio::spawn(write(sink, out_rx, queued, kill_rx.clone(), settings.idle_timeout / 3));
     let credit = Arc::new(Semaphore::new(INBOUND_CREDIT));
     let mut kill_rx = kill_rx;
+    // A finished JoinHandle must not be polled again: remember when the writer is done.
+    let mut writer_done = false;
     let gone = loop {
         let next = tokio::select! {
-            _ = &mut writer => break None,
+            _ = &mut writer => {
+                writer_done = true;
+                break None;
+            }
             _ = kill_rx.changed() => break None,
             next = tokio::time::timeout(settings.idle_timeout, stream.next()) => next,
         };
@@ -161,7 +166,7 @@ pub(crate) async fn connection(socket: WebSocket, addr: SocketAddr, grid: GridHa
                 let message = "a text message arrived: sync frames are binary WebSocket messages".to_owned();
                 let _ = grid.send(Msg::Fail { conn, code: codes::MALFORMED, message });
                 // The grid's thread closes it; wait for the writer.
-                let _ = tokio::time::timeout(Duration::from_secs(5), &mut writer).await;
+                writer_done = tokio::time::timeout(Duration::from_secs(5), &mut writer).await.is_ok();
                 break None;
             }
             Message::Close(_) => break Some("the client closed the connection".to_owned()),
@@ -172,7 +177,9 @@ pub(crate) async fn connection(socket: WebSocket, addr: SocketAddr, grid: GridHa
         let _ = grid.send(Msg::Gone { conn, why });
     }
     // The writer ends once the grid's thread has let go of the connection (or closed it).
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    if !writer_done {
+        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    }
     drop(stats_counted);
 }
 

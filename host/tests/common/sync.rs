@@ -120,8 +120,16 @@ impl Server {
         }
     }
 
+    /// Fails the test if the server panicked anywhere (a task's panic does not stop the server, so
+    /// only its log shows it).
+    fn assert_no_panic(&self) {
+        let log = self.log();
+        assert!(!log.contains("panicked at"), "the server panicked:\n{log}");
+    }
+
     /// SIGKILL: no flush, no goodbye.
     pub fn kill(mut self) {
+        self.assert_no_panic();
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -140,12 +148,16 @@ impl Server {
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
+        self.assert_no_panic();
         (status, self.log())
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if self.child.is_some() && !std::thread::panicking() {
+            self.assert_no_panic();
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
