@@ -9,6 +9,7 @@
 // connections (`afterEvents`: their acknowledgements wait for flushes, the module having handed
 // the events to its hub already).
 
+import { listen, messageOf } from './callbacks.js';
 import { OnegridError } from './errors.js';
 import { isWellFormed } from './values.js';
 
@@ -82,24 +83,6 @@ function withCause(code, message, cause) {
 /** @param {string} message what the adapter answered wrong */
 function badAnswer(message) {
   return new OnegridError('STORAGE', `storage adapter: ${message}`);
-}
-
-/** Runs an app callback about a load that succeeded: one that throws must neither undo the load
- * nor stop the driver, so its error is reported, not thrown.
- * @param {string} who
- * @param {() => void} fn
- */
-function listen(who, fn) {
-  try {
-    fn();
-  } catch (e) {
-    console.error(`onegrid: ${who} threw`, e);
-  }
-}
-
-/** @param {unknown} e */
-function messageOf(e) {
-  return e instanceof Error ? e.message : String(e);
 }
 
 export class StorageDriver {
@@ -323,7 +306,8 @@ export class StorageDriver {
     switch (event.type) {
       case 'loaded':
         if (this.hooks.onMapLoaded !== undefined) {
-          listen('onMapLoaded', () => /** @type {NonNullable<DriverHooks['onMapLoaded']>} */ (this.hooks.onMapLoaded)(event.map, event.count));
+          // A throwing callback must neither undo the load nor stop the driver.
+          listen('onMapLoaded', () => /** @type {NonNullable<DriverHooks['onMapLoaded']>} */ (this.hooks.onMapLoaded)(event.map, event.count), undefined);
         }
         break;
       case 'refused': {
@@ -338,7 +322,7 @@ export class StorageDriver {
       case 'ready': {
         this.loadCauses.delete(event.map);
         this.settle(event.map, (w) => w.resolve(event.kind));
-        listen('a subscriber of the loaded records', () => this.hooks.onReady(event.map, event.kind));
+        listen('a subscriber of the loaded records', () => this.hooks.onReady(event.map, event.kind), undefined);
         break;
       }
       case 'failed': {

@@ -12,6 +12,7 @@
 // asked for (its group commit: acknowledgements wait for it, and the module hands the hub the
 // storage events), and `whenSynced` promises are checked.
 
+import { listen, messageOf } from './callbacks.js';
 import { OnegridError } from './errors.js';
 import { FREED, checkText, fail } from './grid-core.js';
 import { typeName } from './values.js';
@@ -53,27 +54,6 @@ const NO_CONNECTION = 0xffffffff;
 /** How long a failed group commit waits before the hub flushes again. */
 const FLUSH_RETRY_MS = 1000;
 
-/** @param {unknown} e */
-function messageOf(e) {
-  return e instanceof Error ? e.message : String(e);
-}
-
-/**
- * Calls an app callback from the pump, where nothing can be thrown to a caller: what it throws is
- * reported, and the pump goes on.
- * @template A
- * @param {string} who
- * @param {((arg: A) => void) | undefined} fn
- * @param {A} arg
- */
-function listen(who, fn, arg) {
-  if (fn === undefined) return;
-  try {
-    fn(arg);
-  } catch (e) {
-    console.error(`onegrid: ${who} threw`, e);
-  }
-}
 
 /**
  * @this {Reader}

@@ -6,6 +6,7 @@
 // catch-up sends them. `whenSynced` spans the sockets: it waits for whichever connection gets
 // every earlier write acknowledged.
 
+import { listen, messageOf } from './callbacks.js';
 import { OnegridError } from './errors.js';
 import { checkText, fail } from './grid-core.js';
 import { HUB, isAcked } from './sync.js';
@@ -25,26 +26,6 @@ const RETRY_MS = 500;
 /** No retry waits longer. */
 const MAX_RETRY_MS = 30_000;
 
-/** @param {unknown} e */
-function messageOf(e) {
-  return e instanceof Error ? e.message : String(e);
-}
-
-/**
- * Calls an app callback; what it throws is reported (nothing can be thrown to a caller here).
- * @template A
- * @param {string} who
- * @param {((arg: A) => void) | undefined} fn
- * @param {A} arg
- */
-function listen(who, fn, arg) {
-  if (fn === undefined) return;
-  try {
-    fn(arg);
-  } catch (e) {
-    console.error(`onegrid: ${who} threw`, e);
-  }
-}
 
 /**
  * @param {unknown} v
