@@ -84,7 +84,13 @@ describe('freeing a grid', () => {
     const or = grid.getORMap('o');
     or.add('k', 1);
     const snapshot = grid.exportMap('m');
+    // Maps that already have a subscriber still refuse a new one after free().
+    const stopLww = lww.subscribe(() => {});
+    const stopOr = or.subscribe(() => {});
     grid.free();
+    // Unsubscribing after free() is harmless, as a second free() is.
+    stopLww();
+    stopOr();
     const calls = {
       'grid.nodeId': () => grid.nodeId,
       'grid.getMap': () => grid.getMap('m'),
@@ -118,8 +124,9 @@ describe('freeing a grid', () => {
       'or.rootHash': () => or.rootHash(),
       'or.tombstones': () => or.tombstones(),
       'or.prune': () => or.prune(0),
+      'lww.subscribe': () => lww.subscribe(() => {}),
+      'or.subscribe': () => or.subscribe(() => {}),
     };
-    // subscribe() is left out: a map that already has a subscriber still takes one after free().
     for (const [what, call] of Object.entries(calls)) {
       assert.throws(call, (e) => e instanceof OnegridError && e.code === 'FREED' && e.name === 'OnegridError', `${what} throws FREED`);
     }

@@ -56,3 +56,8 @@ export class OnegridError extends Error {
     this.code = code;
   }
 }
+
+/** The error of any use of a freed grid, its maps or its connections (one message for all). */
+export function freedError() {
+  return new OnegridError('FREED', 'this grid was freed (grid.free())');
+}

@@ -4,7 +4,7 @@
 // its storage driver). onegrid.js (the grid) and maps.js (the map handles) build on it.
 
 import { RawGrid, setErrorClass } from './onegrid_glue.js';
-import { OnegridError } from './errors.js';
+import { OnegridError, freedError } from './errors.js';
 import { Reader, Writer, isWellFormed, typeName, writeEntries, writePair, writeText } from './values.js';
 import { StorageDriver } from './storage-driver.js';
 
@@ -60,7 +60,7 @@ export const EMPTY = new Uint8Array(0);
  */
 export const FREED = /** @type {RawGrid} */ (/** @type {unknown} */ (new Proxy({}, {
   get: () => () => {
-    throw new OnegridError('FREED', 'this grid was freed (grid.free())');
+    throw freedError();
   },
 })));
 
@@ -297,6 +297,7 @@ export class GridCore {
    */
   subscribe(id, fn, kind) {
     if (typeof fn !== 'function') throw fail(`subscribe() takes a function, not ${typeName(fn)}`);
+    if (this.raw === FREED) throw freedError();
     let subs = this.subscribers.get(id);
     if (subs === undefined) {
       subs = new Set();
@@ -309,7 +310,8 @@ export class GridCore {
     subs.add(entry);
     return () => {
       subs.delete(entry);
-      if (subs.size === 0 && this.subscribers.get(id) === subs) {
+      // After free() there is nothing left to tell the module: unsubscribing is harmless.
+      if (subs.size === 0 && this.subscribers.get(id) === subs && this.raw !== FREED) {
         this.subscribers.delete(id);
         this.kinds.delete(id);
         this.raw.recordEvents(id, false);

@@ -10,7 +10,7 @@
 // the events to its hub already).
 
 import { listen, messageOf } from './callbacks.js';
-import { OnegridError } from './errors.js';
+import { OnegridError, freedError } from './errors.js';
 import { isWellFormed } from './values.js';
 
 /** @typedef {import('./onegrid_glue.js').RawGrid} RawGrid */
@@ -155,7 +155,7 @@ export class StorageDriver {
   /** The grid was freed: nothing more reaches the module; whoever waits is told. */
   close() {
     this.closed = true;
-    const freed = new OnegridError('FREED', 'this grid was freed (grid.free())');
+    const freed = freedError();
     for (const list of this.waiters.values()) for (const w of list) w.reject(freed);
     for (const f of this.flushes.values()) f.reject(freed);
     this.waiters.clear();

@@ -13,7 +13,7 @@
 // storage events), and `whenSynced` promises are checked.
 
 import { listen, messageOf } from './callbacks.js';
-import { OnegridError } from './errors.js';
+import { OnegridError, freedError } from './errors.js';
 import { FREED, checkText, fail } from './grid-core.js';
 import { typeName } from './values.js';
 
@@ -184,7 +184,7 @@ export class SyncHub {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.retry);
-    const freed = new OnegridError('FREED', 'this grid was freed (grid.free())');
+    const freed = freedError();
     const conns = [...this.conns.values()];
     this.conns.clear();
     for (const conn of conns) conn.end(freed);

@@ -7,7 +7,7 @@
 // every earlier write acknowledged.
 
 import { listen, messageOf } from './callbacks.js';
-import { OnegridError } from './errors.js';
+import { OnegridError, freedError } from './errors.js';
 import { checkText, fail } from './grid-core.js';
 import { HUB, isAcked } from './sync.js';
 import { typeName } from './values.js';
@@ -181,7 +181,7 @@ class LiveConnection {
   }
 
   #check() {
-    if (this.#hub.closed) return this.#stop(new OnegridError('FREED', 'this grid was freed (grid.free())'));
+    if (this.#hub.closed) return this.#stop(freedError());
     const conn = this.#conn;
     const waiters = this.#waiters;
     while (conn !== null && waiters.length > 0 && isAcked(conn, waiters[0].marker)) /** @type {Waiter} */ (waiters.shift()).resolve();
