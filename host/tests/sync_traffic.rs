@@ -1,6 +1,7 @@
 //! Bad traffic at `onegrid serve`'s `/sync`: garbage, truncated, oversized and foreign-version
 //! frames, a text message, data before the hello, a client that never says hello, one that
-//! disconnects in the middle of a catch-up, one that never reads. Each closes that connection
+//! disconnects in the middle of a catch-up, one that never reads, many that vanish while the
+//! server writes to them. Each closes that connection
 //! (with an error frame where one applies) and is logged; the server and two good clients keep
 //! syncing throughout.
 // In tests a panic is the failure report: unwrap means "this must succeed".
@@ -16,7 +17,7 @@ use common::fresh_dir;
 use futures_util::SinkExt as _;
 use onegrid_core::Value;
 use onegrid_core::sync::frame::{DEFAULT_FRAME_LIMIT, codes};
-use onegrid_core::sync::{Frame, PROTOCOL_VERSION};
+use onegrid_core::sync::{ConnState, Frame, PROTOCOL_VERSION};
 use support::{Peer, Server, error_of, raw, sqlite, until_closed};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -137,4 +138,40 @@ async fn bad_traffic_closes_only_its_own_connection() {
     for needle in ["code=MALFORMED", "code=VERSION", "code=REFUSED", "node=leaver", "code=SLOW", "node=texter"] {
         assert!(log.contains(needle), "{needle} in the log:\n{log}");
     }
+}
+
+/// Clients that vanish (no close frame, unread data in flight) while the server is sending them a
+/// catch-up: each one is noticed, logged and let go, whichever of the server's reader and writer
+/// meets the dead socket first, and its node id may connect again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_vanished_client_is_let_go() {
+    const CLIENTS: usize = 40;
+    let dir = fresh_dir("sync-vanish");
+    let server = Server::start(&sqlite(&dir), &[]);
+    let url = server.url();
+    let mut seeder = Peer::new("seeder");
+    let blob = "v".repeat(512);
+    for i in 0..4_000 {
+        seeder.set("big", &format!("k{i}"), blob.as_str());
+    }
+    seeder.connect(&url, None).await;
+    assert!(seeder.until(T, |p| p.synced() && p.pending() == 0).await, "the seeder's writes were not acknowledged");
+
+    for i in 0..CLIENTS {
+        let mut peer = Peer::new(&format!("vanisher-{i}"));
+        peer.connect(&url, None).await;
+        // Accepted, and into the catch-up: the server is writing to it when it vanishes.
+        assert!(peer.until(T, |p| p.state() != ConnState::Connecting).await, "vanisher-{i} was not accepted");
+        peer.step(Duration::from_millis(5)).await;
+        peer.disconnect();
+    }
+    for i in 0..CLIENTS {
+        server.wait_for_log(&["event=close", &format!("node=vanisher-{i} ")], T);
+    }
+    let mut again = Peer::new("vanisher-0");
+    again.connect(&url, None).await;
+    assert!(again.until(T, |p| p.synced()).await, "vanisher-0 could not connect again: {:?}", again.refusal());
+    assert_eq!(again.get("big", "k3999"), Some(Value::from(blob.as_str())));
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
 }

@@ -135,9 +135,15 @@ pub(crate) async fn connection(socket: WebSocket, addr: SocketAddr, grid: GridHa
     let mut writer_done = false;
     let gone = loop {
         let next = tokio::select! {
-            _ = &mut writer => {
+            ended = &mut writer => {
                 writer_done = true;
-                break None;
+                // A writer that met a dead socket first: the grid's thread must still hear of it,
+                // or it holds the connection (and its node id) forever.
+                break match ended {
+                    Ok(WriterEnd::Released) => None,
+                    Ok(WriterEnd::Failed(e)) => Some(format!("the WebSocket failed: {e}")),
+                    Err(e) => Some(format!("the connection's writer task failed: {e}")),
+                };
             }
             _ = kill_rx.changed() => break None,
             next = tokio::time::timeout(settings.idle_timeout, stream.next()) => next,
@@ -208,6 +214,14 @@ fn close_message(code: u16, reason: &str) -> Message {
     Message::Close(Some(CloseFrame { code, reason: reason[..end].to_owned().into() }))
 }
 
+/// Why a connection's writer ended.
+enum WriterEnd {
+    /// The grid's thread closed the connection or let go of it: it knows.
+    Released,
+    /// Sending failed (the socket is gone): the reader must tell the grid's thread.
+    Failed(axum::Error),
+}
+
 /// Sends what the grid's thread queued, pings every `ping`, and closes.
 async fn write(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
@@ -215,9 +229,10 @@ async fn write(
     queued: Arc<AtomicUsize>,
     mut kill: watch::Receiver<Option<(u16, String)>>,
     ping: Duration,
-) {
+) -> WriterEnd {
     let mut pings = tokio::time::interval(ping.max(Duration::from_millis(100)));
     pings.tick().await;
+    let mut kill_alive = true;
     loop {
         tokio::select! {
             next = out.recv() => match next {
@@ -225,27 +240,32 @@ async fn write(
                     let len = bytes.len();
                     let sent = sink.send(Message::Binary(bytes.into())).await;
                     queued.fetch_sub(len, Ordering::Relaxed);
-                    if sent.is_err() {
-                        return;
+                    if let Err(e) = sent {
+                        return WriterEnd::Failed(e);
                     }
                 }
                 Some(Out::Close(code, reason)) => {
                     let _ = tokio::time::timeout(Duration::from_secs(2), sink.send(close_message(code, &reason))).await;
-                    return;
+                    return WriterEnd::Released;
                 }
                 None => {
                     let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
-                    return;
+                    return WriterEnd::Released;
                 }
             },
-            _ = kill.changed() => {
-                let Some((code, reason)) = kill.borrow().clone() else { continue };
+            changed = kill.changed(), if kill_alive => {
+                let Some((code, reason)) = kill.borrow().clone() else {
+                    // The grid's thread let go of the connection: send what it queued (the
+                    // channel then ends), without waking here again.
+                    kill_alive = changed.is_ok();
+                    continue;
+                };
                 let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close_message(code, &reason))).await;
-                return;
+                return WriterEnd::Released;
             }
             _ = pings.tick() => {
-                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
-                    return;
+                if let Err(e) = sink.send(Message::Ping(Vec::new().into())).await {
+                    return WriterEnd::Failed(e);
                 }
             }
         }
