@@ -561,21 +561,24 @@ impl PersistentGrid {
                         return Ok(());
                     }
                     // In the order given: a later batch may hold a newer value of the same key.
-                    answers = requests.iter().map(|r| (r.id, self.execute(&r.op))).collect();
+                    let ops: Vec<&StorageOp> = requests.iter().map(|r| &r.op).collect();
+                    let results = storage::execute_all(&mut *self.storage, &ops);
+                    for (op, result) in ops.iter().zip(&results) {
+                        self.note_write(op, result);
+                    }
+                    answers = requests.iter().map(|r| r.id).zip(results).collect();
                 }
                 other => return Err(GridError::unexpected(format!("Storage answered {other:?}"))),
             }
         }
     }
 
-    /// Runs one storage request, noting per map whether a flush's writes succeeded.
-    fn execute(&mut self, op: &StorageOp) -> StorageResult {
-        let result = storage::execute(&mut *self.storage, op);
+    /// Notes per map whether a flush's writes succeeded.
+    fn note_write(&mut self, op: &StorageOp, result: &StorageResult) {
         if let StorageOp::StoreAll { map, .. } | StorageOp::DeleteAll { map, .. } = op {
             let done = matches!(result, StorageResult::Done);
             *self.flush_writes.entry(map.clone()).or_insert(true) &= done;
         }
-        result
     }
 }
 

@@ -9,6 +9,7 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use onegrid_core::storage::StorageOp;
 use onegrid_core::{Command, Reply, Value};
 use onegrid_host::persistent::{GridError, PersistentGrid, Recovery};
 use onegrid_host::storage::{self, Storage, StorageError};
@@ -170,6 +171,15 @@ impl Storage for HugeFailure {
     }
     fn delete_all(&mut self, map: &str, keys: &[String]) -> Result<(), StorageError> {
         self.inner.delete_all(map, keys)
+    }
+    /// A group holding the armed map fails whole without firing, so that its writes run one by one
+    /// and the huge failure comes in order, after the maps before it were stored.
+    fn write_all(&mut self, writes: &[&StorageOp]) -> Result<(), StorageError> {
+        let armed_map = |op: &&StorageOp| matches!(op, StorageOp::StoreAll { map, .. } if map == self.map);
+        if self.armed.load(Ordering::Relaxed) && writes.iter().any(armed_map) {
+            return Err(StorageError::on_map("test", "write_all", self.map, "the group holds the armed map"));
+        }
+        self.inner.write_all(writes)
     }
 }
 

@@ -13,6 +13,7 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use onegrid_core::storage::StorageOp;
 use onegrid_core::{AnyMap, ClockConfig, Command, Grid, MapKind, NodeId, Reply, WireEvent};
 use onegrid_host::persistent::{GridError, PersistentGrid};
 use onegrid_host::storage::{self, Storage, StorageError};
@@ -76,6 +77,23 @@ impl Storage for Spy {
     fn delete_all(&mut self, map: &str, keys: &[String]) -> Result<(), StorageError> {
         self.note("deleteAll", map, Some(keys.to_vec()))?;
         self.inner.delete_all(map, keys)
+    }
+    /// Notes each write of a group as its own call, as the other drivers make them. With failures
+    /// to make, the group fails unnoted, so its writes run (and fail) one by one.
+    fn write_all(&mut self, writes: &[&StorageOp]) -> Result<(), StorageError> {
+        if self.log.lock().unwrap().fail_writes > 0 {
+            return Err(StorageError::on_map("spy", "write_all", "", "a failure is to be made"));
+        }
+        for op in writes {
+            match op {
+                StorageOp::StoreAll { map, entries } => {
+                    self.note("storeAll", map, Some(entries.iter().map(|(k, _)| k.clone()).collect()))?
+                }
+                StorageOp::DeleteAll { map, keys } => self.note("deleteAll", map, Some(keys.clone()))?,
+                StorageOp::LoadAllKeys { .. } | StorageOp::LoadAll { .. } => {}
+            }
+        }
+        self.inner.write_all(writes)
     }
 }
 

@@ -46,6 +46,16 @@ pub trait Storage: Send {
     /// Deletes every key in one transaction; keys with nothing stored are no error.
     fn delete_all(&mut self, map: &str, keys: &[String]) -> Result<(), StorageError>;
 
+    /// Runs `writes` (the `StoreAll`s and `DeleteAll`s of one storage round) in order. SQLite and
+    /// PostgreSQL run them in one transaction, so a flush that touches many maps costs one commit
+    /// (one fsync), not one per map: the group commit of `onegrid serve` depends on it. This
+    /// default gives each write its own transaction and stops at the first error. On an error
+    /// [`execute_all`] runs each write again on its own to learn which failed, so one map that
+    /// cannot be written never holds back the others.
+    fn write_all(&mut self, writes: &[&StorageOp]) -> Result<(), StorageError> {
+        writes.iter().try_for_each(|op| write_one(self, op))
+    }
+
     /// Every map with something stored, in no promised order. Not part of the storage contract
     /// (the core never asks for it): `onegrid serve` loads every stored map before it listens, so
     /// that a client's catch-up finds the maps it has never seen. An adapter that cannot list its
@@ -109,10 +119,43 @@ pub fn execute(storage: &mut dyn Storage, op: &StorageOp) -> StorageResult {
     let result = match op {
         StorageOp::LoadAllKeys { map } => storage.load_all_keys(map).map(StorageResult::Keys),
         StorageOp::LoadAll { map, keys } => storage.load_all(map, keys).map(StorageResult::Values),
-        StorageOp::StoreAll { map, entries } => storage.store_all(map, entries).map(|()| StorageResult::Done),
-        StorageOp::DeleteAll { map, keys } => storage.delete_all(map, keys).map(|()| StorageResult::Done),
+        StorageOp::StoreAll { .. } | StorageOp::DeleteAll { .. } => {
+            write_one(storage, op).map(|()| StorageResult::Done)
+        }
     };
     result.unwrap_or_else(|e| StorageResult::Failed(e.to_string()))
+}
+
+/// Runs one `StoreAll` or `DeleteAll` in its own transaction.
+pub(crate) fn write_one<S: Storage + ?Sized>(storage: &mut S, op: &StorageOp) -> Result<(), StorageError> {
+    match op {
+        StorageOp::StoreAll { map, entries } => storage.store_all(map, entries),
+        StorageOp::DeleteAll { map, keys } => storage.delete_all(map, keys),
+        StorageOp::LoadAllKeys { map } | StorageOp::LoadAll { map, .. } => {
+            Err(StorageError::on_map("storage", "write_all", map, "a load is not a write"))
+        }
+    }
+}
+
+/// Runs the requests of one storage round in order and answers each. Every run of consecutive
+/// writes goes to [`Storage::write_all`] as one group; when the group fails, its writes run again
+/// one by one (each is an idempotent overwrite, so running one twice is harmless) and each gets
+/// its own answer.
+pub fn execute_all(storage: &mut dyn Storage, ops: &[&StorageOp]) -> Vec<StorageResult> {
+    let is_write = |op: &&StorageOp| matches!(op, StorageOp::StoreAll { .. } | StorageOp::DeleteAll { .. });
+    let mut results = Vec::with_capacity(ops.len());
+    let mut rest = ops;
+    while !rest.is_empty() {
+        // A load alone, or a run of writes.
+        let (group, after) = rest.split_at(rest.iter().take_while(|op| is_write(op)).count().max(1));
+        if group.len() > 1 && storage.write_all(group).is_ok() {
+            results.extend(group.iter().map(|_| StorageResult::Done));
+        } else {
+            results.extend(group.iter().map(|op| execute(storage, op)));
+        }
+        rest = after;
+    }
+    results
 }
 
 /// Opens the storage at `location`: a PostgreSQL server for a `postgres://` or `postgresql://` URL,

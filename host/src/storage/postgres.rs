@@ -19,6 +19,8 @@ use ::postgres::config::Host;
 use ::postgres::error::SqlState;
 use ::postgres::{Client, Config, NoTls, Statement};
 
+use onegrid_core::storage::StorageOp;
+
 use super::{SCHEMA_VERSION, Storage, StorageError, newer_schema};
 
 const BACKEND: &str = "postgres";
@@ -341,6 +343,38 @@ impl Storage for PostgresStorage {
         })
     }
 
+    fn write_all(&mut self, writes: &[&StorageOp]) -> Result<(), StorageError> {
+        let groups: Vec<Write<'_>> = writes
+            .iter()
+            .filter_map(|op| match op {
+                StorageOp::StoreAll { map, entries } => Some(Write::Store(map, last_wins(entries))),
+                StorageOp::DeleteAll { map, keys } => Some(Write::Delete(map, keys)),
+                StorageOp::LoadAllKeys { .. } | StorageOp::LoadAll { .. } => None,
+            })
+            .collect();
+        let first = groups.first().map_or("", |w| w.map());
+        self.run("write_all", first, |c| {
+            let mut tx = c.client.transaction()?;
+            for write in &groups {
+                match write {
+                    Write::Store(map, entries) => {
+                        for chunk in chunks(entries, |(k, v)| k.len() + v.len() + 2 * ARRAY_ITEM) {
+                            let keys: Vec<&[u8]> = chunk.iter().map(|(k, _)| k.as_bytes()).collect();
+                            let values: Vec<&[u8]> = chunk.iter().map(|(_, v)| v.as_slice()).collect();
+                            tx.execute(&c.upsert_many, &[&map.as_bytes(), &keys, &values])?;
+                        }
+                    }
+                    Write::Delete(map, keys) => {
+                        for chunk in chunks(keys, |k| k.len() + ARRAY_ITEM) {
+                            tx.execute(&c.delete_many, &[&map.as_bytes(), &as_bytes(chunk)])?;
+                        }
+                    }
+                }
+            }
+            tx.commit()
+        })
+    }
+
     fn delete(&mut self, map: &str, key: &str) -> Result<(), StorageError> {
         self.run("delete", map, |c| c.client.execute(&c.delete_one, &[&map.as_bytes(), &key.as_bytes()]))?;
         Ok(())
@@ -354,6 +388,20 @@ impl Storage for PostgresStorage {
             }
             tx.commit()
         })
+    }
+}
+
+/// One write of a group, its entries deduplicated as `store_all` does.
+enum Write<'a> {
+    Store(&'a str, Vec<&'a (String, Vec<u8>)>),
+    Delete(&'a str, &'a [String]),
+}
+
+impl Write<'_> {
+    fn map(&self) -> &str {
+        match self {
+            Self::Store(map, _) | Self::Delete(map, _) => map,
+        }
     }
 }
 

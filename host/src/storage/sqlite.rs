@@ -12,6 +12,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use onegrid_core::storage::StorageOp;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
 use super::{SCHEMA_VERSION, Storage, StorageError, newer_schema};
@@ -197,6 +198,35 @@ impl Storage for SqliteStorage {
             tx.commit() // an error before this drops `tx`, which rolls back
         };
         run().map_err(failed("store_all", map))
+    }
+
+    fn write_all(&mut self, writes: &[&StorageOp]) -> Result<(), StorageError> {
+        let mut at = ("commit", "");
+        let mut run = || {
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for op in writes {
+                match op {
+                    StorageOp::StoreAll { map, entries } => {
+                        at = ("store_all", map.as_str());
+                        let mut stmt = tx.prepare_cached(UPSERT)?;
+                        for (key, value) in entries {
+                            stmt.execute((map, key, value))?;
+                        }
+                    }
+                    StorageOp::DeleteAll { map, keys } => {
+                        at = ("delete_all", map.as_str());
+                        let mut stmt = tx.prepare_cached(DELETE)?;
+                        for key in keys {
+                            stmt.execute((map, key))?;
+                        }
+                    }
+                    StorageOp::LoadAllKeys { .. } | StorageOp::LoadAll { .. } => {}
+                }
+            }
+            at = ("commit", "");
+            tx.commit()
+        };
+        run().map_err(|e| StorageError::on_map(BACKEND, at.0, at.1, e))
     }
 
     fn delete(&mut self, map: &str, key: &str) -> Result<(), StorageError> {
