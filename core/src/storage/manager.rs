@@ -333,6 +333,12 @@ impl StorageManager {
         self.ids.iter().filter(|(_, id)| self.slots.at(*id).phase != Phase::Unloaded).map(|(k, _)| &**k).collect()
     }
 
+    /// The ids of the loaded maps, in the order of their names: for a caller that visits every
+    /// map often (sync's change log, after each frame) and must not allocate to do it.
+    pub fn loaded_ids(&self) -> impl Iterator<Item = MapId> + '_ {
+        self.ids.iter().map(|(_, id)| *id).filter(|id| self.slots.at(*id).phase == Phase::Loaded)
+    }
+
     /// The error of the map's last load, until the next touch retries it.
     pub fn load_error(&self, name: &str) -> Option<&Error> {
         self.slot(name)?.last_error.as_ref()

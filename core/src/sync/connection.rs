@@ -713,11 +713,28 @@ impl Connection {
         let mut runs: Vec<(crate::storage::maps::MapId, Vec<&str>, Vec<String>, Cover)> = Vec::new();
         let mut loaded = Vec::new();
         let mut last = self.cursor;
+        // Whether the last map seen may be sent to this peer: decided once per run of a map, so
+        // the changes of maps it may not read cost no more than a skip.
+        let mut sendable: Option<(crate::storage::maps::MapId, bool)> = None;
         for (pos, locals, entry) in entries {
             let before = last;
             last = Cover { pos, locals };
             if entry.source == Source::Conn(self.id) {
                 continue;
+            }
+            if entry.item != FeedItem::Loaded {
+                let send = match sendable {
+                    Some((map, send)) if map == entry.map => send,
+                    _ => {
+                        let name = ctx.grid.storage().name_of(entry.map);
+                        let send = name.is_some_and(|n| self.shared(n) && self.flow(n).send);
+                        sendable = Some((entry.map, send));
+                        send
+                    }
+                };
+                if !send {
+                    continue;
+                }
             }
             if entry.item == FeedItem::Loaded {
                 // A map that (re)loaded: what it held is caught up, and counts as delivered only

@@ -83,6 +83,8 @@ pub struct Hub {
     flushing: Option<(u64, Vec<(ConnId, u64)>)>,
     /// Per connection, the frames a flush in flight or done covers.
     flushed_upto: Vec<(ConnId, u64)>,
+    /// The loaded maps' ids, a buffer reused by every collection of changes.
+    loaded: Vec<MapId>,
 }
 
 impl Hub {
@@ -317,15 +319,12 @@ impl Hub {
     /// Moves the maps' changes into the log (`from`: the connection whose frame made them), and
     /// turns the feed on for maps that have finished loading.
     fn collect(&mut self, grid: &mut Grid, from: Option<ConnId>) {
-        let storage = grid.storage();
-        let ids: Vec<MapId> = storage
-            .map_names()
-            .into_iter()
-            .filter(|n| storage.is_map_loaded(n))
-            .filter_map(|n| storage.id_of(n))
-            .collect();
         let keep = self.conns.iter().any(|c| !c.is_closed());
-        for id in ids {
+        // Into a buffer kept between calls: this runs after every frame.
+        let mut ids = core::mem::take(&mut self.loaded);
+        ids.clear();
+        ids.extend(grid.storage().loaded_ids());
+        for &id in &ids {
             let Some(map) = grid.storage_mut().events_of(id) else { continue };
             let feed = match map {
                 AnyMap::Lww(m) => m.feed_mut(),
@@ -349,6 +348,7 @@ impl Hub {
                 self.log.push(Entry { map: id, item, source }, locals, keep);
             }
         }
+        self.loaded = ids;
     }
 
     /// What every call does after its own work: newly loaded maps, frames that waited for a load,
