@@ -56,8 +56,13 @@ pub const UNAUTHORIZED: &str = "UNAUTHORIZED";
 /// Bytes of frames a connection may have on their way to the grid's thread.
 pub const INBOUND_CREDIT: usize = 8 << 20;
 
-/// Bytes of frames one `SyncFrames` carries at most (the byte ABI's requests are bounded).
-const BATCH_BYTES: usize = 16 << 20;
+/// Bytes of frames one `SyncFrames` carries at most: each call must end well within the
+/// instance's deadline, however much a flood of clients sent.
+const BATCH_BYTES: usize = 1 << 20;
+
+/// Bytes of frames one round takes from the queue before it flushes and answers: the rest waits
+/// for the next round, so acknowledgements keep flowing under a flood.
+const ROUND_BYTES: usize = 4 << 20;
 
 /// How often the grid's thread wakes without a message (timeouts, retrying a failed flush).
 const TICK: Duration = Duration::from_millis(250);
@@ -338,9 +343,15 @@ impl Engine {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             let mut msgs: Vec<Msg> = first.into_iter().collect();
-            while msgs.len() < 100_000 {
+            let mut bytes = 0;
+            while msgs.len() < 100_000 && bytes < ROUND_BYTES {
                 match queue.try_recv() {
-                    Ok(msg) => msgs.push(msg),
+                    Ok(msg) => {
+                        if let Msg::Frame { bytes: frame, .. } = &msg {
+                            bytes += frame.len();
+                        }
+                        msgs.push(msg);
+                    }
                     Err(_) => break,
                 }
             }
