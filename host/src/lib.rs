@@ -43,6 +43,7 @@
 //! - [`pkg`]: the embedded module and JavaScript package, as `onegrid pkg` writes it.
 //! - [`persistent`]: [`PersistentGrid`], a grid whose maps load from and flush to a storage adapter.
 //! - [`serve`]: `onegrid serve`, the grid behind an HTTP server (the web app, the package, sync).
+//! - [`loadgen`]: `onegrid bench-sync`, many native sync clients against `onegrid serve`.
 //! - [`storage`]: the storage contract as a blocking [`Storage`](storage::Storage) trait, with its
 //!   SQLite and PostgreSQL adapters.
 //!
@@ -53,6 +54,7 @@
 pub mod cache;
 pub mod client;
 pub mod error;
+pub mod loadgen;
 pub mod persistent;
 pub mod pkg;
 pub mod runtime;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use onegrid_core::{Command, Reply, Request, Value};
 use onegrid_host::serve::{self, ServeConfig};
-use onegrid_host::{Client, GridError, HostError, PersistentGrid, Runtime, RuntimeConfig, pkg, storage};
+use onegrid_host::{Client, GridError, HostError, PersistentGrid, Runtime, RuntimeConfig, loadgen, pkg, storage};
 
 const USAGE: &str = "\
 usage: onegrid [COMMAND] [OPTIONS]
@@ -21,6 +21,9 @@ commands:
   info            print the module's SHA-256, size and ABI version
   pkg --out DIR   write the JavaScript package (onegrid_bg.wasm, onegrid.js, types, package.json)
   serve           serve the grid: the web app, the JavaScript package and sync, on one port
+  bench-sync      the load generator: starts onegrid serve on a fresh SQLite file (or uses
+                  --url) and measures acknowledged and fire-and-forget writes, catch-up after
+                  offline and the server's memory per idle connection
 
 serve options:
   --addr ADDR       where to listen (default 127.0.0.1:8080; port 0 picks a free one)
@@ -34,6 +37,16 @@ serve options:
   --hello-timeout-ms MS   refuse a sync connection that has not said hello by then (10000)
   --max-send-queue-mib N  close a sync connection with more than N MiB waiting to be sent to
                     it, a client that does not read (64)
+
+bench-sync options:
+  --url URL         a running server's ws://HOST:PORT/sync instead of a server of its own
+  --jwt-secret S    that server's secret, to sign each client's token
+  --clients N       clients writing at once (200)
+  --batch N         writes per batch (10)
+  --seconds S       how long each throughput phase runs (5)
+  --idle N          idle connections to hold for the memory figure (1000; 0 skips it)
+  --catchup-keys N  the catch-up map's size (100000; 0 skips the phase)
+  --catchup-changed N  keys changed on each side while offline (10000)
 
 options:
   --module FILE   use this module instead of the embedded one (run, info)
@@ -51,6 +64,7 @@ enum Cli {
     Info { module: Option<PathBuf> },
     Pkg { out: PathBuf },
     Serve(ServeConfig),
+    BenchSync(loadgen::BenchConfig),
     Help,
     Version,
 }
@@ -89,6 +103,7 @@ fn main() -> ExitCode {
         Cli::Info { module } => info(module),
         Cli::Pkg { out } => write_pkg(out),
         Cli::Serve(config) => serve(config),
+        Cli::BenchSync(config) => bench_sync(&config),
         Cli::Help => {
             out!("{USAGE}");
             Ok(())
@@ -114,7 +129,7 @@ fn main() -> ExitCode {
 fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Failure> {
     let mut args = args.into_iter().peekable();
     let command = match args.peek().and_then(|a| a.to_str()) {
-        Some(c @ ("run" | "info" | "pkg" | "serve")) => {
+        Some(c @ ("run" | "info" | "pkg" | "serve" | "bench-sync")) => {
             let c = c.to_owned();
             args.next();
             c
@@ -125,6 +140,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Failure> {
     let (mut module, mut out, mut storage) = (None, None, None);
     let (mut addr, mut db, mut postgres, mut secret, mut node_id) = (None, None, None, None, None);
     let (mut lenient_clock, mut hello_timeout, mut send_queue) = (false, None, None);
+    let mut bench = loadgen::BenchConfig::default();
     while let Some(arg) = args.next() {
         let text = arg.to_string_lossy();
         let (name, inline) = match text.split_once('=') {
@@ -142,11 +158,27 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Failure> {
             "--addr" if command == "serve" => addr = Some(value()?.to_string_lossy().into_owned()),
             "--db" if command == "serve" => db = Some(value()?.to_string_lossy().into_owned()),
             "--postgres" if command == "serve" => postgres = Some(value()?.to_string_lossy().into_owned()),
-            "--jwt-secret" if command == "serve" => secret = Some(value()?.to_string_lossy().into_owned()),
+            "--jwt-secret" if command == "serve" || command == "bench-sync" => {
+                secret = Some(value()?.to_string_lossy().into_owned())
+            }
             "--node-id" if command == "serve" => node_id = Some(value()?.to_string_lossy().into_owned()),
             "--lenient-clock" if command == "serve" && inline.is_none() => lenient_clock = true,
             "--hello-timeout-ms" if command == "serve" => hello_timeout = Some(number(&name, &value()?)?),
             "--max-send-queue-mib" if command == "serve" => send_queue = Some(number(&name, &value()?)?),
+            "--url" if command == "bench-sync" => bench.url = Some(value()?.to_string_lossy().into_owned()),
+            "--clients" if command == "bench-sync" => bench.clients = count(&name, &value()?)?,
+            "--batch" if command == "bench-sync" => bench.batch = count(&name, &value()?)?,
+            "--idle" if command == "bench-sync" => bench.idle = count(&name, &value()?)?,
+            "--catchup-keys" if command == "bench-sync" => bench.catchup_keys = count(&name, &value()?)?,
+            "--catchup-changed" if command == "bench-sync" => bench.catchup_changed = count(&name, &value()?)?,
+            "--seconds" if command == "bench-sync" => {
+                let text = value()?.to_string_lossy().into_owned();
+                bench.seconds = text
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s > 0.0)
+                    .ok_or_else(|| Failure::Usage(format!("{name} {text:?} is not a positive number")))?;
+            }
             _ => return Err(Failure::Usage(format!("unexpected argument `{name}` for `onegrid {command}`"))),
         }
     }
@@ -173,8 +205,30 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Failure> {
             }
             Cli::Serve(config)
         }
+        "bench-sync" => {
+            bench.jwt_secret = secret.or_else(|| std::env::var("ONEGRID_JWT_SECRET").ok());
+            Cli::BenchSync(bench)
+        }
         _ => Cli::Run { module, storage },
     })
+}
+
+/// A count given to option `name`.
+fn count(name: &str, value: &OsString) -> Result<usize, Failure> {
+    usize::try_from(number(name, value)?).map_err(|_| Failure::Usage(format!("{name} is too large")))
+}
+
+/// `onegrid bench-sync`: each figure as its phase ends.
+fn bench_sync(config: &loadgen::BenchConfig) -> Result<(), Failure> {
+    let mut printed = Ok(());
+    let result = loadgen::run(config, |line| {
+        use std::io::Write as _;
+        if printed.is_ok() {
+            printed = writeln!(std::io::stdout(), "{line}").and_then(|()| std::io::stdout().flush());
+        }
+    });
+    printed.map_err(|e| Failure::Failed(format!("cannot write to stdout: {e}")))?;
+    result.map_err(Failure::Failed)
 }
 
 /// A whole number given to option `name`.
