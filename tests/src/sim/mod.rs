@@ -5,7 +5,8 @@
 //! - [`net`]: the network and the driver ([`Net`]), the same for every runtime;
 //! - [`Replicas`]: what the driver asks of a runtime's replicas;
 //! - [`abi`]: replicas driven through the byte ABI's commands, natively ([`native`]: the core's
-//!   `Replica`, i.e. a `Grid` and its `Hub`, with optional storage) or in wasmtime ([`abi::Wasmtime`]).
+//!   `Replica`, i.e. a `Grid` and its `Hub`, with optional storage) or in wasmtime ([`abi::Wasmtime`]);
+//! - [`node`]: replicas in Node, through the JavaScript API.
 //!
 //! Every input a replica takes (a local write, a connection opened, a frame received, a
 //! connection closed, storage answers) is followed by one pump, as the JavaScript API pumps after
@@ -17,6 +18,7 @@
 pub mod abi;
 pub mod native;
 pub mod net;
+pub mod node;
 
 use onegrid_core::sync::ConnState;
 use onegrid_core::{MapKind, Timestamp};
