@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::sim::sync_pair;
+use common::pair::sync_pair;
 use onegrid_core::sync::SyncConfig;
 use onegrid_core::{ClockConfig, Grid, NodeId, Value};
 

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::sim::sync_pair;
+use common::pair::sync_pair;
 use onegrid_core::sync::frame::{DEFAULT_FRAME_LIMIT, PROTOCOL_VERSION, codes};
 use onegrid_core::sync::{ConnId, ConnState, Event, Frame, Hub, Permissions, SyncConfig};
 use onegrid_core::{ClockConfig, Grid, NodeId, Value};

@@ -9,7 +9,8 @@
 //! - [`scenario`]: the scenario model, compiled to byte-ABI requests and to JSON for Node;
 //! - [`generate`]: the edge cases and the random generator;
 //! - [`engines`]: running a scenario on each engine;
-//! - [`workerd`]: the workerd process and its Worker.
+//! - [`workerd`]: the workerd process and its Worker;
+//! - [`sim`]: the deterministic sync simulation, on the native core, in wasmtime and in Node.
 //!
 //! The test itself is `tests/conformance.rs`; the JavaScript side is `js/scenario-runner.mjs`, run
 //! by `js/conformance-runner.mjs` in Node and by `js/workerd-worker.mjs` in workerd.
@@ -17,4 +18,5 @@
 pub mod engines;
 pub mod generate;
 pub mod scenario;
+pub mod sim;
 pub mod workerd;

@@ -1,8 +1,8 @@
-//! What the core's tests share: short forms of node ids, timestamps and clocks, and (in
-//! [`storage`]) a fake storage adapter that counts, holds and fails calls.
+//! What the core's tests share: short forms of node ids, timestamps and clocks, (in [`storage`])
+//! a fake storage adapter that counts, holds and fails calls, and (in [`pair`]) two grids synced.
 #![allow(dead_code, unused_imports)]
 
-pub mod sim;
+pub mod pair;
 pub mod storage;
 
 use onegrid_core::{ClockConfig, Hlc, NodeId, Timestamp};
