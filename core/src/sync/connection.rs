@@ -230,6 +230,11 @@ impl Connection {
         (flow.send || flow.receive) && !self.mismatched.iter().any(|m| **m == *map)
     }
 
+    /// Whether changes of `map` go to the peer: shared, and this way.
+    fn sends(&self, map: &str) -> bool {
+        self.flow(map).send && !self.mismatched.iter().any(|m| **m == *map)
+    }
+
     /// Payload bytes a frame about `map` may carry.
     fn budget(&self, map: &str) -> usize {
         self.frame_limit.saturating_sub(map.len() + 64) * 3 / 4
@@ -652,7 +657,7 @@ impl Connection {
     /// a map this side may send: the peer opens those it may send, so each map both have is
     /// caught up, and a map the peer may not read is never named to it (its root, its count).
     pub(crate) fn open_catchup(&mut self, grid: &Grid, name: &str) {
-        if self.phase != Phase::Open || !self.shared(name) || !self.flow(name).send {
+        if self.phase != Phase::Open || !self.sends(name) {
             return;
         }
         if let Some(at) = self.find(name, true) {
@@ -701,7 +706,7 @@ impl Connection {
             return;
         }
         let log = ctx.log;
-        let Some(entries) = log.after(self.cursor.pos) else {
+        let Some(log_runs) = log.runs_after(self.cursor.pos) else {
             self.floor = Some(self.floor.map_or(self.cursor, |f| f.min(self.cursor)));
             self.cursor = Cover { pos: log.end(), locals: log.locals() };
             for name in loaded_maps(ctx.grid) {
@@ -713,45 +718,46 @@ impl Connection {
         let mut runs: Vec<(crate::storage::maps::MapId, Vec<&str>, Vec<String>, Cover)> = Vec::new();
         let mut loaded = Vec::new();
         let mut last = self.cursor;
-        // Whether the last map seen may be sent to this peer: decided once per run of a map, so
+        // Whether the last map seen may be sent to this peer: decided once per run of the log, so
         // the changes of maps it may not read cost no more than a skip.
         let mut sendable: Option<(crate::storage::maps::MapId, bool)> = None;
-        for (pos, locals, entry) in entries {
+        for run in log_runs {
             let before = last;
+            let (pos, locals) = run.end();
             last = Cover { pos, locals };
-            if entry.source == Source::Conn(self.id) {
+            if run.source == Source::Conn(self.id) {
                 continue;
             }
-            if entry.item != FeedItem::Loaded {
-                let send = match sendable {
-                    Some((map, send)) if map == entry.map => send,
-                    _ => {
-                        let name = ctx.grid.storage().name_of(entry.map);
-                        let send = name.is_some_and(|n| self.shared(n) && self.flow(n).send);
-                        sendable = Some((entry.map, send));
-                        send
-                    }
-                };
-                if !send {
-                    continue;
-                }
-            }
-            if entry.item == FeedItem::Loaded {
+            if run.loaded {
                 // A map that (re)loaded: what it held is caught up, and counts as delivered only
                 // once that catch-up is over.
                 self.floor = Some(self.floor.map_or(before, |f| f.min(before)));
-                loaded.push(entry.map);
+                loaded.push(run.map);
                 continue;
             }
-            if runs.last().is_none_or(|r| r.0 != entry.map) {
-                runs.push((entry.map, Vec::new(), Vec::new(), last));
+            let send = match sendable {
+                Some((map, send)) if map == run.map => send,
+                _ => {
+                    let name = ctx.grid.storage().name_of(run.map);
+                    let send = name.is_some_and(|n| self.sends(n));
+                    sendable = Some((run.map, send));
+                    send
+                }
+            };
+            if !send {
+                continue;
             }
-            let Some(run) = runs.last_mut() else { continue };
-            run.3 = last;
-            match &entry.item {
-                FeedItem::Key(key) => run.1.push(key),
-                FeedItem::Tag(tag) => run.2.push(tag.to_text()),
-                FeedItem::Loaded => {}
+            if runs.last().is_none_or(|r| r.0 != run.map) {
+                runs.push((run.map, Vec::new(), Vec::new(), last));
+            }
+            let Some(out) = runs.last_mut() else { continue };
+            out.3 = last;
+            for entry in run.entries() {
+                match &entry.item {
+                    FeedItem::Key(key) => out.1.push(key),
+                    FeedItem::Tag(tag) => out.2.push(tag.to_text()),
+                    FeedItem::Loaded => {}
+                }
             }
         }
         // Each frame records what is delivered once it is acknowledged: a run's last frame the
@@ -761,7 +767,7 @@ impl Connection {
         for (id, mut keys, mut tags, end) in runs {
             let Some(map) = ctx.grid.map_at(id) else { continue };
             let Some(name) = ctx.grid.storage().name_of(id) else { continue };
-            if !self.shared(name) || !self.flow(name).send {
+            if !self.sends(name) {
                 continue;
             }
             crate::sort::strs(&mut keys);
