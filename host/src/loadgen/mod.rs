@@ -1,14 +1,15 @@
 //! `onegrid bench-sync`: the load generator. It starts `onegrid serve` on a fresh SQLite file (or
 //! uses one at `--url`), opens many native sync clients against it ([`SyncClient`]) and measures,
 //! one phase after another:
+//! - **idle connections**: the server's resident memory grown per connection held open (first,
+//!   on the fresh server);
 //! - **acknowledged writes**: each client writes a batch, waits for the server's acknowledgement
 //!   (sent only once the write is durable), and writes the next; writes per second and the
 //!   acknowledgement latency of each batch;
 //! - **fire-and-forget**: each client writes batches without waiting; writes per second until the
 //!   server has acknowledged them all;
 //! - **catch-up**: a client with a big map goes offline, both sides change keys, it reconnects;
-//!   the time until both sides have converged;
-//! - **idle connections**: the server's resident memory grown per connection held open.
+//!   the time until both sides have converged.
 //!
 //! Each client owns one map, and its token lets it read and write only that one: the figures
 //! measure the write path, not fan-out of every write to every client.
@@ -110,18 +111,22 @@ pub fn run(config: &BenchConfig, mut say: impl FnMut(&str)) -> Result<(), String
         config.seconds
     ));
     let window = Duration::from_secs_f64(config.seconds.max(0.1));
+    if target.secret.is_none() {
+        say("no --jwt-secret: every client may read every map, so each write goes out to every client");
+    }
     let mut phases = || -> Result<(), String> {
-        say(&acknowledged(&target, config.clients, config.batch, window)?.to_string());
-        say(&fire_and_forget(&target, config.clients, config.batch, window)?.to_string());
-        if config.catchup_keys > 0 {
-            let changed = config.catchup_changed.min(config.catchup_keys);
-            say(&catch_up(&target, config.catchup_keys, changed)?.to_string());
-        }
+        // First, while the server is fresh: later phases leave freed memory it would reuse.
         if config.idle > 0 {
             match &server {
                 Some(server) => say(&idle_memory(&target, server, config.idle)?.to_string()),
                 None => say("idle connections: not measured (the server is not the bench's own process)"),
             }
+        }
+        say(&acknowledged(&target, config.clients, config.batch, window)?.to_string());
+        say(&fire_and_forget(&target, config.clients, config.batch, window)?.to_string());
+        if config.catchup_keys > 0 {
+            let changed = config.catchup_changed.min(config.catchup_keys);
+            say(&catch_up(&target, config.catchup_keys, changed)?.to_string());
         }
         Ok(())
     };
