@@ -29,11 +29,24 @@ const tags = await grid.getMapAsync('tags', 'or');
 /** @typedef {{ list: string, title: string, done: boolean, created: number }} Task */
 
 /**
- * Tasks this tab changed that the server has not acknowledged yet: a remote write that replaces
- * one of them was made concurrently with it. Kept in sessionStorage, so a reload while offline
- * still tells of the conflict when the server is back.
+ * Tasks this tab changed, each with when the server had acknowledged the change (0 while it has
+ * not). A remote write that replaces one of them and is stamped before that moment cannot have
+ * seen this tab's change: the two were concurrent, whichever side reconnected first. Kept in
+ * sessionStorage, so a reload while offline still tells of the conflict when the server is back.
  */
-const unacked = new Set(JSON.parse(sessionStorage.getItem('onegrid.unacked') ?? '[]'));
+const unacked = new Map(
+  /** @type {unknown[]} */ (JSON.parse(sessionStorage.getItem('onegrid.unacked') ?? '[]')).map(unackedEntry),
+);
+/**
+ * One saved entry: `[id, ackedAt]`, or a bare id as earlier versions of the app saved it.
+ * @param {unknown} saved
+ * @returns {[string, number]}
+ */
+function unackedEntry(saved) {
+  return Array.isArray(saved) ? [String(saved[0]), Number(saved[1]) || 0] : [String(saved), 0];
+}
+/** How long an acknowledged change still recognises a concurrent write that arrives late. */
+const REMEMBER_MS = 24 * 60 * 60 * 1000;
 function saveUnacked() {
   sessionStorage.setItem('onegrid.unacked', JSON.stringify([...unacked]));
 }
@@ -78,10 +91,15 @@ tasks.subscribe((change) => {
  * @param {Task | undefined} value
  */
 function noticeConcurrentEdit(id, value) {
-  if (!unacked.delete(id)) return;
+  const ackedAt = unacked.get(id);
+  if (ackedAt === undefined) return;
+  unacked.delete(id);
   saveUnacked();
-  const winner = tasks.getRecord(id)?.timestamp.nodeId;
-  if (winner === undefined || winner === nodeId) return;
+  const stamp = tasks.getRecord(id)?.timestamp;
+  const winner = stamp?.nodeId;
+  if (stamp === undefined || winner === nodeId) return;
+  // Stamped after this tab's change reached the server: made with it in view, not beside it.
+  if (ackedAt !== 0 && Number(stamp.millis) >= ackedAt) return;
   const title = value ? `“${value.title}”` : 'a removed task';
   note(`Concurrent edit on ${title}: this tab and ${winner} both changed it; the later write (${winner}'s) wins on every replica.`);
   flash(id);
@@ -108,10 +126,17 @@ function renderStatus() {
     el.textContent = state;
   }
   $('pending').textContent = String(live.pendingWrites);
-  // Every write so far is acknowledged: later remote writes come after this tab's, not beside them.
+  // Every write so far is acknowledged: note when, and forget what was acknowledged long ago.
   if (unacked.size > 0 && live.state === 'synced' && live.pendingWrites === 0) {
-    unacked.clear();
-    saveUnacked();
+    const now = Date.now();
+    let changed = false;
+    for (const [id, at] of unacked) {
+      if (at === 0) unacked.set(id, now);
+      else if (now - at > REMEMBER_MS) unacked.delete(id);
+      else continue;
+      changed = true;
+    }
+    if (changed) saveUnacked();
   }
 }
 setInterval(renderStatus, 250);
@@ -132,7 +157,7 @@ function newId() {
 function updateTask(id, change) {
   const task = /** @type {Task | undefined} */ (tasks.get(id));
   if (task === undefined) return;
-  unacked.add(id);
+  unacked.set(id, 0);
   saveUnacked();
   tasks.set(id, { ...task, ...change });
 }
