@@ -3,9 +3,11 @@
 //! The module's storage manager never does I/O: it asks for it. This driver is the loop around that
 //! request/answer cycle over the byte ABI: it sends a command, then polls the module with
 //! `Command::Storage`, runs every request on the adapter in the order given, hands the answers back,
-//! and repeats until the module asks for nothing more. Storage here is blocking (SQLite, or the
-//! PostgreSQL client's own runtime), so a load or a flush a command starts has finished when
-//! [`PersistentGrid::call`] returns.
+//! and repeats until the module asks for nothing more. The adapter runs on a thread of its own,
+//! in the order of the requests; every call waits for the requests it starts, so a load or a flush
+//! a command starts has finished when [`PersistentGrid::call`] returns. One call does not wait:
+//! [`PersistentGrid::run_storage_overlapped`] leaves a flush committing while `onegrid serve`
+//! applies the next frames, and hands its answers in once the storage thread says it is done.
 //!
 //! The module decides what happens while a map loads, as it does for JavaScript: a write to a map
 //! not loaded yet goes into its early map, and the load (run before the call returns) merges it
@@ -48,19 +50,22 @@
 //!   the next flush, and a recovery reports them lost ([`Recovery::unlogged`]). Flush to keep it small.
 
 mod replay;
+mod storage_thread;
 
 use std::collections::BTreeMap;
 
 use onegrid_core::codec::encode_request;
-use onegrid_core::storage::{MapStatus, StorageOp, StorageResult};
+use onegrid_core::storage::{MapStatus, StorageOp, StorageRequest, StorageResult};
 use onegrid_core::{ClockConfig, Command, ErrorKind, MapKind, Reply, Request, WireError, WireEvent};
 
 pub use self::replay::{DEFAULT_REPLAY_LIMIT, NotReplayed, Recovery};
 use self::replay::{Entry, ReplayLog, changes_state};
+use self::storage_thread::StorageThread;
+pub use self::storage_thread::Waker;
 use crate::client::Client;
 use crate::error::HostError;
 use crate::runtime::Runtime;
-use crate::storage::{self, Storage};
+use crate::storage::Storage;
 
 /// What can go wrong with a persistent grid: the module, or the storage behind it.
 #[derive(Debug)]
@@ -165,7 +170,9 @@ pub struct PersistentGrid {
     grid: Option<u32>,
     /// The `OpenPersistent` the grid was opened with, to reopen it alike.
     open: Command,
-    storage: Box<dyn Storage>,
+    storage: StorageThread,
+    /// Called when writes left committing by [`PersistentGrid::run_storage_overlapped`] are done.
+    waker: Option<Waker>,
     /// Storage events not yet taken (`on_map_loaded` and friends).
     events: Vec<WireEvent>,
     /// The wall clock: milliseconds since the Unix epoch (a test may fix it).
@@ -229,7 +236,8 @@ impl PersistentGrid {
             client,
             grid: Some(grid),
             open,
-            storage,
+            storage: StorageThread::new(storage),
+            waker: None,
             events: Vec::new(),
             clock: system_clock,
             log: ReplayLog::new(DEFAULT_REPLAY_LIMIT),
@@ -330,6 +338,21 @@ impl PersistentGrid {
         self.guarded(Self::drive)
     }
 
+    /// [`PersistentGrid::run_storage`], except that a batch of writes (a flush) is left committing
+    /// on the storage thread: the caller goes on, and hands the answers in with a later call once
+    /// the waker ([`PersistentGrid::set_storage_waker`]) was called. Without a waker it waits, as
+    /// `run_storage` does. Every other call waits for those writes first, so only the caller of
+    /// this one sees them in flight.
+    pub fn run_storage_overlapped(&mut self) -> Result<(), GridError> {
+        self.guarded(|g| g.drive_with(false))
+    }
+
+    /// Sets what is called (on the storage thread) when writes that
+    /// [`PersistentGrid::run_storage_overlapped`] left committing are done.
+    pub fn set_storage_waker(&mut self, waker: Waker) {
+        self.waker = Some(waker);
+    }
+
     /// Every map with something stored (see [`Storage::map_names`]).
     pub fn stored_maps(&mut self) -> Result<Vec<String>, crate::storage::StorageError> {
         self.storage.map_names()
@@ -363,6 +386,8 @@ impl PersistentGrid {
     /// The instance (and the grid on it) is gone: reopen the grid and replay what it had not flushed.
     fn after_loss(&mut self, cause: HostError) -> GridError {
         let mut report = Recovery::new(cause.to_string());
+        // Writes still committing count as they end; the lost instance cannot take their answers.
+        drop(self.collect(true));
         report.already_stored = self.forget_stored(false);
         let recovery = self.recover(report).map(Box::new).map_err(|e| e.to_string());
         GridError::InstanceLost { cause, recovery }
@@ -546,9 +571,16 @@ impl PersistentGrid {
         Some(self.events.remove(at))
     }
 
-    /// Polls the module for storage work and runs it until there is none.
+    /// Polls the module for storage work and runs it until there is none, after the writes left
+    /// committing (if any) are done.
     fn drive(&mut self) -> Result<(), GridError> {
-        let mut answers = Vec::new();
+        self.drive_with(true)
+    }
+
+    /// [`PersistentGrid::drive`]; unless `wait`, a batch of writes is left committing when there is
+    /// a waker to say when it is done.
+    fn drive_with(&mut self, wait: bool) -> Result<(), GridError> {
+        let mut answers = self.collect(wait);
         loop {
             let command = Command::Storage { answers: std::mem::take(&mut answers) };
             match self.send(command, (self.clock)()).result? {
@@ -560,17 +592,30 @@ impl PersistentGrid {
                     if requests.is_empty() {
                         return Ok(());
                     }
+                    let writes =
+                        |r: &StorageRequest| matches!(r.op, StorageOp::StoreAll { .. } | StorageOp::DeleteAll { .. });
+                    let waker = if wait || !requests.iter().all(writes) { None } else { self.waker.clone() };
+                    let overlap = waker.is_some();
                     // In the order given: a later batch may hold a newer value of the same key.
-                    let ops: Vec<&StorageOp> = requests.iter().map(|r| &r.op).collect();
-                    let results = storage::execute_all(&mut *self.storage, &ops);
-                    for (op, result) in ops.iter().zip(&results) {
-                        self.note_write(op, result);
+                    self.storage.start(requests, waker);
+                    answers = self.collect(!overlap);
+                    if overlap && answers.is_empty() {
+                        return Ok(());
                     }
-                    answers = requests.iter().map(|r| r.id).zip(results).collect();
                 }
                 other => return Err(GridError::unexpected(format!("Storage answered {other:?}"))),
             }
         }
+    }
+
+    /// The answers of the storage thread's batches that are done (`wait`: of all started), each
+    /// write noted for the replay log.
+    fn collect(&mut self, wait: bool) -> Vec<(u64, StorageResult)> {
+        let answered = self.storage.collect(wait);
+        for (request, result) in &answered {
+            self.note_write(&request.op, result);
+        }
+        answered.into_iter().map(|(request, result)| (request.id, result)).collect()
     }
 
     /// Notes per map whether a flush's writes succeeded.

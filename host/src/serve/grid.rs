@@ -32,6 +32,8 @@ pub(crate) enum Msg {
     Gone { conn: u32, why: String },
     /// Stop: a last group commit, then every connection is closed; answered when done.
     Shutdown { reply: oneshot::Sender<()> },
+    /// The storage thread finished writes of a group commit: collect their answers.
+    Wake,
 }
 
 /// Connection counts, for `/healthz`.
@@ -53,7 +55,7 @@ impl Stats {
 /// A way to the grid's thread; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct GridHandle {
-    msgs: mpsc::Sender<Msg>,
+    msgs: Arc<mpsc::Sender<Msg>>,
     stats: Arc<Stats>,
 }
 
@@ -65,8 +67,16 @@ impl GridHandle {
     }
 
     /// Starts the grid's thread with `grid`, its sync connections under `settings`.
-    pub fn start_with(grid: PersistentGrid, settings: SyncSettings) -> (Self, thread::JoinHandle<PersistentGrid>) {
+    pub fn start_with(mut grid: PersistentGrid, settings: SyncSettings) -> (Self, thread::JoinHandle<PersistentGrid>) {
         let (msgs, queue) = mpsc::channel::<Msg>();
+        let msgs = Arc::new(msgs);
+        // Weak: the grid's own waker must not keep its thread's queue open once every handle is gone.
+        let wake = Arc::downgrade(&msgs);
+        grid.set_storage_waker(Arc::new(move || {
+            if let Some(msgs) = wake.upgrade() {
+                let _ = msgs.send(Msg::Wake);
+            }
+        }));
         let stats = Arc::new(Stats::default());
         let engine = Engine::new(grid, settings, stats.clone());
         let thread = thread::Builder::new()

@@ -378,6 +378,7 @@ impl Engine {
                     batch.push(InFrame { conn, bytes: frame });
                     permits.push(permit);
                 }
+                Msg::Wake => {} // the settle below collects the storage thread's answers
                 other => {
                     self.apply(&mut batch);
                     bytes = 0;
@@ -406,7 +407,7 @@ impl Engine {
 
     fn handle(&mut self, msg: Msg) {
         match msg {
-            Msg::Frame { .. } => {}
+            Msg::Frame { .. } | Msg::Wake => {}
             Msg::Job(job) => {
                 job(&mut self.grid);
                 self.check_generation();
@@ -489,13 +490,12 @@ impl Engine {
     }
 
     /// Runs storage (the group commit's flush among it), then polls every connection with work,
-    /// answering hellos, until nothing more is decided.
+    /// answering hellos, until nothing more is decided; then starts the flush those polls asked
+    /// for. A flush commits on the storage thread while the next round applies frames (its
+    /// `Msg::Wake` brings its answers in); while stopping, each waits for its commit.
     fn settle(&mut self) {
         for _ in 0..16 {
-            if let Err(e) = self.grid.run_storage() {
-                self.grid_error("run_storage", &e);
-            }
-            self.take_grid_events();
+            self.run_storage();
             let Some(Reply::Sync(outputs)) = self.sync(Command::SyncPoll { conns: Vec::new() }) else { return };
             let mut decisions = Vec::new();
             let mut again = false;
@@ -515,9 +515,19 @@ impl Engine {
                 }
             }
             if !again {
-                return;
+                break;
             }
         }
+        self.run_storage();
+    }
+
+    /// Runs storage; see [`Engine::settle`].
+    fn run_storage(&mut self) {
+        let result = if self.stopping { self.grid.run_storage() } else { self.grid.run_storage_overlapped() };
+        if let Err(e) = result {
+            self.grid_error("run_storage", &e);
+        }
+        self.take_grid_events();
     }
 
     /// Queues a connection's frames to its writer and acts on its events.
