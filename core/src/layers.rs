@@ -60,6 +60,7 @@ const LAYERS: &[&str] = &[
     "sync::log",
     "sync::catchup",
     "sync::connection",
+    "sync::connection::push",
     "sync",
     "abi",
     "abi::codec",
