@@ -55,7 +55,7 @@ mod storage_thread;
 use std::collections::BTreeMap;
 
 use onegrid_core::codec::encode_request;
-use onegrid_core::storage::{MapStatus, StorageOp, StorageRequest, StorageResult};
+use onegrid_core::storage::{MapStatus, StorageOp, StorageResult};
 use onegrid_core::{ClockConfig, Command, ErrorKind, MapKind, Reply, Request, WireError, WireEvent};
 
 pub use self::replay::{DEFAULT_REPLAY_LIMIT, NotReplayed, Recovery};
@@ -295,7 +295,8 @@ impl PersistentGrid {
         self.guarded(|g| g.get_map_at(name, kind, (g.clock)()))
     }
 
-    /// Writes every change so far to storage: one atomic `store_all` (and one `delete_all`) per map.
+    /// Writes every change so far to storage: each map's writes atomic, all of them in one
+    /// transaction where the adapter can ([`Storage::write_all`]).
     /// If the storage fails, the writes stay pending and the next flush retries them.
     pub fn flush(&mut self) -> Result<(), GridError> {
         self.guarded(|g| {
@@ -592,9 +593,8 @@ impl PersistentGrid {
                     if requests.is_empty() {
                         return Ok(());
                     }
-                    let writes =
-                        |r: &StorageRequest| matches!(r.op, StorageOp::StoreAll { .. } | StorageOp::DeleteAll { .. });
-                    let waker = if wait || !requests.iter().all(writes) { None } else { self.waker.clone() };
+                    let waker =
+                        if wait || !requests.iter().all(|r| r.op.is_write()) { None } else { self.waker.clone() };
                     let overlap = waker.is_some();
                     // In the order given: a later batch may hold a newer value of the same key.
                     self.storage.start(requests, waker);
@@ -620,9 +620,9 @@ impl PersistentGrid {
 
     /// Notes per map whether a flush's writes succeeded.
     fn note_write(&mut self, op: &StorageOp, result: &StorageResult) {
-        if let StorageOp::StoreAll { map, .. } | StorageOp::DeleteAll { map, .. } = op {
+        if op.is_write() {
             let done = matches!(result, StorageResult::Done);
-            *self.flush_writes.entry(map.clone()).or_insert(true) &= done;
+            *self.flush_writes.entry(op.map().to_owned()).or_insert(true) &= done;
         }
     }
 }

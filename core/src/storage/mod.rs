@@ -163,6 +163,11 @@ impl StorageOp {
             Self::StoreAll { map, .. } | Self::DeleteAll { map, .. } => map,
         }
     }
+
+    /// True for `StoreAll` and `DeleteAll`: what a flush asks for.
+    pub fn is_write(&self) -> bool {
+        matches!(self, Self::StoreAll { .. } | Self::DeleteAll { .. })
+    }
 }
 
 /// What the adapter answered.

@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::persistent::system_clock;
+use crate::serve::http::SOCKET_BUFFER;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -39,9 +40,8 @@ impl SyncClient {
     /// Connects to `url` with `token` and waits until the server accepted the hello.
     pub async fn connect(&mut self, url: &str, token: Option<String>, timeout: Duration) -> Result<(), String> {
         self.disconnect();
-        // Small buffers (the default 128 KiB read buffer made zeroing memory half of the bench's
-        // work) and no Nagle delay, as browsers do.
-        let config = WebSocketConfig::default().read_buffer_size(4 << 10).write_buffer_size(4 << 10);
+        // The server's small buffers, and no Nagle delay, as browsers do.
+        let config = WebSocketConfig::default().read_buffer_size(SOCKET_BUFFER).write_buffer_size(SOCKET_BUFFER);
         let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
             .await
             .map_err(|e| format!("{}: connect {url}: {e}", self.node))?;

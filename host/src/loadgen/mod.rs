@@ -254,6 +254,16 @@ impl std::fmt::Display for Acked {
     }
 }
 
+/// Writes the next `batch` of a client's updates to `map`, `n` counting them: the keys cycle
+/// through [`KEYS_PER_CLIENT`], each value is its write's number.
+fn write_batch(client: &mut SyncClient, map: &str, batch: usize, n: &mut i64) -> Result<(), String> {
+    for _ in 0..batch {
+        *n += 1;
+        client.set(map, &format!("k{}", *n % KEYS_PER_CLIENT), Value::from(*n))?;
+    }
+    Ok(())
+}
+
 /// Every client: a batch, then wait for its acknowledgement, until the window closes.
 fn acknowledged(target: &Arc<Target>, clients: usize, batch: usize, window: Duration) -> Result<Acked, String> {
     let (target, gate) = (target.clone(), Gate::new(clients));
@@ -266,10 +276,7 @@ fn acknowledged(target: &Arc<Target>, clients: usize, batch: usize, window: Dura
             let mut n = 0i64;
             while start.elapsed() < window {
                 let sent = Instant::now();
-                for _ in 0..batch {
-                    n += 1;
-                    client.set(&map, &format!("k{}", n % KEYS_PER_CLIENT), Value::from(n))?;
-                }
+                write_batch(&mut client, &map, batch, &mut n)?;
                 let marker = client.marker();
                 client.run_until(PATIENCE, "have a batch acknowledged", |c| c.is_acked(marker)).await?;
                 latencies.push(sent.elapsed());
@@ -317,10 +324,7 @@ fn fire_and_forget(target: &Arc<Target>, clients: usize, batch: usize, window: D
             let start = gate.pass().await;
             let mut n = 0i64;
             while start.elapsed() < window {
-                for _ in 0..batch {
-                    n += 1;
-                    client.set(&map, &format!("k{}", n % KEYS_PER_CLIENT), Value::from(n))?;
-                }
+                write_batch(&mut client, &map, batch, &mut n)?;
                 client.transmit().await?;
                 client.receive(Duration::ZERO).await?;
             }

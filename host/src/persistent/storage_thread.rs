@@ -107,12 +107,13 @@ impl StorageThread {
 
 const STOPPED: &str = "the storage thread has stopped (its adapter panicked)";
 
-/// A request's id, map and kind, without its keys and values.
+/// A request's id, map and whether it writes, without its keys and values.
 fn outline(request: &StorageRequest) -> StorageRequest {
-    let op = match &request.op {
-        StorageOp::StoreAll { map, .. } => StorageOp::StoreAll { map: map.clone(), entries: Vec::new() },
-        StorageOp::DeleteAll { map, .. } => StorageOp::DeleteAll { map: map.clone(), keys: Vec::new() },
-        StorageOp::LoadAllKeys { map } | StorageOp::LoadAll { map, .. } => StorageOp::LoadAllKeys { map: map.clone() },
+    let map = request.op.map().to_owned();
+    let op = if request.op.is_write() {
+        StorageOp::DeleteAll { map, keys: Vec::new() }
+    } else {
+        StorageOp::LoadAllKeys { map }
     };
     StorageRequest { id: request.id, op }
 }

@@ -60,10 +60,11 @@ async fn healthz(State(state): State<AppState>) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
-/// Bytes each sync WebSocket reads and writes through at once. The WebSocket layer's default is
-/// 128 KiB each way, which made an idle connection cost the server about 140 KB; a larger message
-/// still arrives whole (the buffer grows for it), only in more reads.
-const SOCKET_BUFFER: usize = 4 << 10;
+/// Bytes each sync WebSocket reads and writes through at once (here and in `bench-sync`'s
+/// clients). The WebSocket layer's default is 128 KiB each way, which made an idle connection cost
+/// the server about 140 KB, and zeroing it half of the bench's work; a larger message still
+/// arrives whole (the buffer grows for it), only in more reads.
+pub const SOCKET_BUFFER: usize = 4 << 10;
 
 /// `GET /sync`: a WebSocket of the sync protocol, one frame per binary message. Messages up to
 /// twice the frame limit reach the hub, which answers one over the limit with an error frame;

@@ -142,12 +142,11 @@ pub(crate) fn write_one<S: Storage + ?Sized>(storage: &mut S, op: &StorageOp) ->
 /// one by one (each is an idempotent overwrite, so running one twice is harmless) and each gets
 /// its own answer.
 pub fn execute_all(storage: &mut dyn Storage, ops: &[&StorageOp]) -> Vec<StorageResult> {
-    let is_write = |op: &&StorageOp| matches!(op, StorageOp::StoreAll { .. } | StorageOp::DeleteAll { .. });
     let mut results = Vec::with_capacity(ops.len());
     let mut rest = ops;
     while !rest.is_empty() {
         // A load alone, or a run of writes.
-        let (group, after) = rest.split_at(rest.iter().take_while(|op| is_write(op)).count().max(1));
+        let (group, after) = rest.split_at(rest.iter().take_while(|op| op.is_write()).count().max(1));
         if group.len() > 1 && storage.write_all(group).is_ok() {
             results.extend(group.iter().map(|_| StorageResult::Done));
         } else {

@@ -352,7 +352,7 @@ impl Storage for PostgresStorage {
                 StorageOp::LoadAllKeys { .. } | StorageOp::LoadAll { .. } => None,
             })
             .collect();
-        let first = groups.first().map_or("", |w| w.map());
+        let first = writes.first().map_or("", |op| op.map());
         self.run("write_all", first, |c| {
             let mut tx = c.client.transaction()?;
             for write in &groups {
@@ -395,14 +395,6 @@ impl Storage for PostgresStorage {
 enum Write<'a> {
     Store(&'a str, Vec<&'a (String, Vec<u8>)>),
     Delete(&'a str, &'a [String]),
-}
-
-impl Write<'_> {
-    fn map(&self) -> &str {
-        match self {
-            Self::Store(map, _) | Self::Delete(map, _) => map,
-        }
-    }
 }
 
 #[cfg(test)]
