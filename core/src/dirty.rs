@@ -25,6 +25,9 @@ struct Tracking {
     keys: HashMap<Box<str>, u64, Hasher>,
     /// The OR map's tombstone list changed, at this sequence.
     tombstones: Option<u64>,
+    /// Changes up to this sequence are carried by a flush already issued: the next flush skips
+    /// them (a write in flight is not sent twice) unless one failed ([`Dirty::reissue`]).
+    issued: u64,
 }
 
 impl Dirty {
@@ -87,12 +90,40 @@ impl Dirty {
 
     /// The dirty keys with their sequence, sorted by key.
     pub(crate) fn keys(&self) -> Vec<(&str, u64)> {
-        let keys: Vec<(&str, u64)> =
-            self.tracking.as_ref().map(|t| t.keys.iter().map(|(k, &s)| (&**k, s)).collect()).unwrap_or_default();
+        self.keys_after(0)
+    }
+
+    /// The dirty keys no flush in flight carries (changed since the last [`Dirty::issue`]), with
+    /// their sequence, sorted by key.
+    pub(crate) fn unissued(&self) -> Vec<(&str, u64)> {
+        self.keys_after(self.tracking.as_ref().map_or(0, |t| t.issued))
+    }
+
+    fn keys_after(&self, issued: u64) -> Vec<(&str, u64)> {
+        let keys: Vec<(&str, u64)> = match &self.tracking {
+            Some(t) => t.keys.iter().filter(|(_, s)| **s > issued).map(|(k, &s)| (&**k, s)).collect(),
+            None => Vec::new(),
+        };
         crate::sort::sorted_copy(&keys, |k| k.0.as_bytes())
     }
 
-    pub(crate) fn tombstones(&self) -> Option<u64> {
-        self.tracking.as_ref()?.tombstones
+    /// The tombstone list's change, if no flush in flight carries it.
+    pub(crate) fn unissued_tombstones(&self) -> Option<u64> {
+        let t = self.tracking.as_ref()?;
+        t.tombstones.filter(|&s| s > t.issued)
+    }
+
+    /// Every change so far is carried by a flush just issued.
+    pub(crate) fn issue(&mut self) {
+        if let Some(t) = &mut self.tracking {
+            t.issued = t.seq;
+        }
+    }
+
+    /// A flush's write failed: the next flush carries every dirty key again.
+    pub(crate) fn reissue(&mut self) {
+        if let Some(t) = &mut self.tracking {
+            t.issued = 0;
+        }
     }
 }

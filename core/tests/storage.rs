@@ -244,3 +244,81 @@ fn an_early_write_after_the_key_list_to_a_left_out_key_is_merged_before_it_is_st
     let Some(StoredValue::Lww(record)) = fake.stored("m", "theirs") else { panic!("an LWW record") };
     assert_eq!(record.value, Some(Value::from("newer")), "the early write was merged, and lost");
 }
+
+/// The keys of the `StoreAll` requests among `requests`, map marks left out.
+fn stored_keys(requests: &[onegrid_core::storage::StorageRequest]) -> Vec<String> {
+    let entries = requests.iter().flat_map(|r| match &r.op {
+        onegrid_core::storage::StorageOp::StoreAll { entries, .. } => entries.clone(),
+        _ => Vec::new(),
+    });
+    entries.map(|(k, _)| k).filter(|k| !k.starts_with("__")).collect()
+}
+
+/// Answers `requests` with what the fake does with them, in the order given.
+fn answer(m: &mut StorageManager, fake: &mut Fake, requests: Vec<onegrid_core::storage::StorageRequest>) {
+    for r in requests {
+        let result = fake.execute(&r.op);
+        m.handle_storage(r.id, result).expect("pending request");
+    }
+}
+
+#[test]
+fn a_flush_carries_only_what_the_flushes_in_flight_do_not_and_they_end_in_order() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    load(&mut m, &mut fake, "m", Some(MapKind::Lww));
+    set(&mut m, "m", "a", Value::from(1), None).expect("set");
+    set(&mut m, "m", "b", Value::from(1), None).expect("set");
+    let first = m.flush();
+    fake.hold(&mut m);
+    let first_requests = std::mem::take(&mut fake.held);
+    assert_eq!(stored_keys(&first_requests), ["a", "b"]);
+    set(&mut m, "m", "b", Value::from(2), None).expect("set again while in flight");
+    set(&mut m, "m", "c", Value::from(2), None).expect("set");
+    let second = m.flush();
+    fake.hold(&mut m);
+    let second_requests = std::mem::take(&mut fake.held);
+    assert_eq!(stored_keys(&second_requests), ["b", "c"], "a is in flight and unchanged: not sent again");
+    // The second is answered first: it holds only once the first does.
+    answer(&mut m, &mut fake, second_requests);
+    assert_eq!(events(&mut m), []);
+    answer(&mut m, &mut fake, first_requests);
+    assert_eq!(events(&mut m), [StorageEvent::Flushed { flush_id: first }, StorageEvent::Flushed { flush_id: second }]);
+    assert_eq!(m.pending_writes("m"), 0);
+}
+
+#[test]
+fn a_failed_write_fails_the_flushes_after_it_and_the_next_flush_carries_it_again() {
+    let (mut m, mut fake) = (manager(), Fake::default());
+    load(&mut m, &mut fake, "m", Some(MapKind::Lww));
+    set(&mut m, "m", "a", Value::from(1), None).expect("set");
+    let first = m.flush();
+    fake.hold(&mut m);
+    let first_requests = std::mem::take(&mut fake.held);
+    set(&mut m, "m", "b", Value::from(1), None).expect("set");
+    let second = m.flush();
+    fake.hold(&mut m);
+    let second_requests = std::mem::take(&mut fake.held);
+    assert_eq!(stored_keys(&second_requests), ["b"]);
+    fake.fail_writes = 1;
+    answer(&mut m, &mut fake, first_requests);
+    answer(&mut m, &mut fake, second_requests);
+    let ev = events(&mut m);
+    let [
+        StorageEvent::FlushFailed { flush_id: f1, kind: k1, .. },
+        StorageEvent::FlushFailed { flush_id: f2, kind: k2, error },
+    ] = &ev[..]
+    else {
+        panic!("both flushes fail, in order: {ev:?}")
+    };
+    assert_eq!((*f1, *f2, *k1, *k2), (first, second, ErrorKind::Storage, ErrorKind::Storage));
+    assert!(error.contains(&format!("an earlier flush ({first}) failed")), "says why: {error}");
+    assert_eq!(fake.stored("m", "b").map(|_| ()), Some(()), "the second's own write was stored");
+    assert_eq!(m.pending_writes("m"), 1, "a is still to be stored");
+    let third = m.flush();
+    fake.hold(&mut m);
+    assert_eq!(stored_keys(&fake.held), ["a"], "the next flush carries the failed write again");
+    fake.run(&mut m);
+    assert_eq!(events(&mut m), [StorageEvent::Flushed { flush_id: third }]);
+    assert!(fake.stored("m", "a").is_some());
+    assert_eq!(m.pending_writes("m"), 0);
+}

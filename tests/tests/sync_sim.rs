@@ -44,8 +44,18 @@ fn replicas_with_storage_converge_and_acknowledge_only_what_is_stored() {
 }
 
 #[test]
+fn one_flush_at_a_time_or_many_in_flight_acknowledge_only_what_is_stored() {
+    for flushes in [1, 8] {
+        let config = SyncConfig { flushes, ..SyncConfig::default() };
+        for seed in 1..=6 {
+            run(3, &[0, 1, 2], seed, config);
+        }
+    }
+}
+
+#[test]
 fn small_frames_and_a_short_log_converge() {
-    let config = SyncConfig { frame_limit: 600, log_limit: 8 };
+    let config = SyncConfig { frame_limit: 600, log_limit: 8, ..SyncConfig::default() };
     for seed in 1..=10 {
         run(3, &[1], seed, config);
     }

@@ -114,7 +114,7 @@ impl StorageManager {
         let Some(map) = slot.map.as_ref() else { return Vec::new() };
         let (mut entries, mut stored) = (Vec::new(), Vec::new());
         let (mut deletes, mut deleted) = (Vec::new(), Vec::new());
-        for (key, seq) in map.dirty().keys() {
+        for (key, seq) in map.dirty().unissued() {
             let value = match map {
                 AnyMap::Lww(m) => m.record_ref(key).map(|r| encode_stored_lww(&r)),
                 AnyMap::Or(m) => {
@@ -135,7 +135,7 @@ impl StorageManager {
         }
         // The dirty keys come sorted; the reserved key goes in its place among them.
         let (mut store_tombstones, mut delete_tombstones) = (None, None);
-        if let (Some(seq), AnyMap::Or(m)) = (map.dirty().tombstones(), map) {
+        if let (Some(seq), AnyMap::Or(m)) = (map.dirty().unissued_tombstones(), map) {
             let tags = m.tombstones();
             if tags.is_empty() {
                 let at = deletes.partition_point(|k| k.as_str() < RESERVED_KEY);
@@ -168,9 +168,13 @@ impl StorageManager {
         batches
     }
 
-    /// Sends a flush's write requests (its progress already counts them).
+    /// Sends a flush's write requests (its progress already counts them); a later flush skips
+    /// what they carry.
     fn issue(&mut self, flush_id: u64, batches: Vec<Batch>) {
         for Batch { op, id, keys, tombstones, mark } in batches {
+            if let Some(map) = &mut self.slots.at_mut(id).map {
+                map.dirty_mut().issue();
+            }
             let request = self.request(op);
             self.pending.push((request, Pending::Write { flush_id, id, keys, tombstones, mark }));
         }
@@ -205,8 +209,14 @@ impl StorageManager {
         let progress = &mut self.flushes[at].1;
         progress.remaining -= 1;
         progress.errors.extend(error);
-        if progress.remaining == 0 {
-            let progress = self.flushes.remove(at).1;
+        self.end_flushes();
+    }
+
+    /// Ends the flushes whose requests are all answered, in the order they were issued: a flush
+    /// skips the keys an earlier one in flight carries, so it holds only once that one does.
+    fn end_flushes(&mut self) {
+        while self.flushes.first().is_some_and(|(_, p)| p.remaining == 0) {
+            let (flush_id, progress) = self.flushes.remove(0);
             self.events.push_back(if progress.errors.is_empty() {
                 StorageEvent::Flushed { flush_id }
             } else {
@@ -214,6 +224,18 @@ impl StorageManager {
                 let reasons: Vec<&str> = progress.errors.iter().map(|(_, why)| why.as_str()).collect();
                 StorageEvent::FlushFailed { flush_id, kind, error: reasons.join("; ") }
             });
+        }
+    }
+
+    /// A write of flush `flush_id` failed: the flushes issued after it, still in flight, skipped
+    /// what it carried, so they fail too. Flushes issued from now on carry it again (the map's
+    /// dirty keys were [reissued](crate::dirty::Dirty::reissue)).
+    pub(super) fn fail_later_flushes(&mut self, flush_id: u64, why: &str) {
+        for (later, progress) in &mut self.flushes {
+            if *later > flush_id {
+                let why = alloc::format!("an earlier flush ({flush_id}) failed: {why}");
+                progress.errors.push((ErrorKind::Storage, why));
+            }
         }
     }
 }

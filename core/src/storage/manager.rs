@@ -573,6 +573,11 @@ impl StorageManager {
                     _ => Some(String::from("the adapter answered a write with the wrong kind of result")),
                 };
                 let slot = self.slots.at_mut(id);
+                if error.is_some()
+                    && let Some(map) = &mut slot.map
+                {
+                    map.dirty_mut().reissue();
+                }
                 if error.is_none()
                     && let Some(map) = &mut slot.map
                 {
@@ -589,6 +594,9 @@ impl StorageManager {
                     slot.mark = slot.mark.max(mark);
                 }
                 let error = error.map(|e| (ErrorKind::Storage, alloc::format!("map {}: {e}", Quoted(&slot.name))));
+                if let Some((_, why)) = &error {
+                    self.fail_later_flushes(flush_id, why);
+                }
                 self.flush_step(flush_id, error);
             }
         }

@@ -65,6 +65,11 @@
 //!   request carrying its latest version succeeded; a key written again meanwhile stays dirty.
 //!   [`StorageEvent::Flushed`] means everything written before [`StorageManager::flush`] is durable:
 //!   that is when to acknowledge those writes.
+//! - **Flushes in flight.** A flush carries only the changes no flush in flight carries, so a
+//!   driver may issue the next while storage commits the last (sync's group commit does). The
+//!   driver runs requests in the order polled, and flushes end in the order issued: a later one
+//!   holds only once the earlier ones do. A failed write fails the flushes issued after it that
+//!   are still in flight (they skipped what it carried), and the next flush carries it again.
 //! - The `wall` a load merges with is the latest one passed to `get_map` or a write for that map.
 //!
 //! ## Files

@@ -109,6 +109,8 @@ pub struct Connection {
     /// Sequenced frames received and applied; of those, durable; of those, acknowledged.
     pub(crate) received: u64,
     pub(crate) durable: u64,
+    /// Received frames a flush in flight (or done) covers.
+    pub(crate) flushed: u64,
     ack_sent: u64,
     /// Frames taken from `out` so far.
     popped: u64,
@@ -152,6 +154,7 @@ impl Connection {
             reported: 0,
             received: 0,
             durable: 0,
+            flushed: 0,
             ack_sent: 0,
             popped: 0,
             answered: VecDeque::new(),

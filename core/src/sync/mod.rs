@@ -20,9 +20,13 @@
 //!   only what some connection has not pushed, and at most [`SyncConfig::log_limit`] entries; a
 //!   connection left behind catches up by Merkle instead.
 //! - **Group commit.** A frame that changed the grid is acknowledged once a flush issued after it
-//!   has succeeded. The hub issues one flush for everything applied since the last, and the next
-//!   only when that one has answered: under load, one flush serves many frames of many
-//!   connections. Without storage, frames are acknowledged as soon as they are applied.
+//!   has succeeded. The hub issues one flush for everything applied since the last, with up to
+//!   [`SyncConfig::flushes`] in flight: a flush carries only what the ones before it do not, so
+//!   storage can take the next one while the grid applies frames, and a driver whose storage
+//!   commits what has queued together (the host's storage thread) commits many flushes of many
+//!   connections at once. Flushes end in order (the storage manager sees to that), so
+//!   acknowledgements do too. Without storage, frames are acknowledged as soon as they are
+//!   applied.
 //! - **What is acknowledged.** A connection counts this grid's local writes up to a log position
 //!   as acknowledged once they were pushed and the frames carrying them acknowledged, and, for
 //!   writes made before it connected (or while it had fallen behind), once the catch-up since is
@@ -39,6 +43,7 @@ mod log;
 pub mod permissions;
 pub(crate) mod types;
 
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -63,11 +68,15 @@ pub struct SyncConfig {
     pub frame_limit: usize,
     /// The most changes the log keeps for connections that have not pushed them.
     pub log_limit: usize,
+    /// The most group-commit flushes in flight at once (at least 1). The default, 2, lets the
+    /// next flush wait at storage while one commits; more cost the grid a flush per step for
+    /// little gain (BENCHMARKS.md, sync).
+    pub flushes: usize,
 }
 
 impl Default for SyncConfig {
     fn default() -> Self {
-        Self { frame_limit: DEFAULT_FRAME_LIMIT, log_limit: 1 << 16 }
+        Self { frame_limit: DEFAULT_FRAME_LIMIT, log_limit: 1 << 16, flushes: 2 }
     }
 }
 
@@ -79,10 +88,9 @@ pub struct Hub {
     log: ChangeLog,
     conns: Vec<Connection>,
     next_id: u32,
-    /// The flush in flight and what it acknowledges: (connection, frames received).
-    flushing: Option<(u64, Vec<(ConnId, u64)>)>,
-    /// Per connection, the frames a flush in flight or done covers.
-    flushed_upto: Vec<(ConnId, u64)>,
+    /// The flushes in flight, oldest first, and what each acknowledges: (connection, frames
+    /// received).
+    flushing: VecDeque<(u64, Vec<(ConnId, u64)>)>,
     /// The loaded maps' ids, a buffer reused by every collection of changes.
     loaded: Vec<MapId>,
 }
@@ -91,6 +99,7 @@ impl Hub {
     /// A hub with `config` (the frame limit raised to its minimum if below).
     pub fn new(mut config: SyncConfig) -> Self {
         config.frame_limit = config.frame_limit.max(MIN_FRAME_LIMIT);
+        config.flushes = config.flushes.max(1);
         Self { config, ..Self::default() }
     }
 
@@ -179,7 +188,6 @@ impl Hub {
     pub fn remove(&mut self, id: ConnId) {
         if let Some(at) = self.at(id) {
             self.conns.remove(at);
-            self.flushed_upto.retain(|(c, _)| *c != id);
         }
     }
 
@@ -268,29 +276,32 @@ impl Hub {
     /// others are ignored.
     pub fn handle_storage_event(&mut self, event: &StorageEvent) {
         match event {
-            StorageEvent::Flushed { flush_id } if self.flushing.as_ref().is_some_and(|(f, _)| f == flush_id) => {
-                let Some((_, covered)) = self.flushing.take() else { return };
-                for (id, upto) in covered {
+            StorageEvent::Flushed { flush_id } => {
+                for (id, upto) in self.take_flush(*flush_id) {
                     if let Some(at) = self.at(id) {
                         let conn = &mut self.conns[at];
                         conn.durable = conn.durable.max(upto);
                     }
                 }
             }
-            StorageEvent::FlushFailed { flush_id, .. }
-                if self.flushing.as_ref().is_some_and(|(f, _)| f == flush_id) =>
-            {
-                // What it covered waits for the next flush.
-                if let Some((_, covered)) = self.flushing.take() {
-                    for (id, _) in covered {
-                        let durable = self.connection(id).map_or(0, |c| c.durable);
-                        if let Some(entry) = self.flushed_upto.iter_mut().find(|(c, _)| *c == id) {
-                            entry.1 = durable;
-                        }
+            StorageEvent::FlushFailed { flush_id, .. } => {
+                // What it covered waits for the next flush (the later ones in flight fail too).
+                for (id, _) in self.take_flush(*flush_id) {
+                    if let Some(at) = self.at(id) {
+                        let conn = &mut self.conns[at];
+                        conn.flushed = conn.durable;
                     }
                 }
             }
             _ => {}
+        }
+    }
+
+    /// What the flush `flush_id` of this hub covered, taken off the list (nothing for another's).
+    fn take_flush(&mut self, flush_id: u64) -> Vec<(ConnId, u64)> {
+        match self.flushing.iter().position(|(f, _)| *f == flush_id) {
+            Some(at) => self.flushing.remove(at).map(|(_, covered)| covered).unwrap_or_default(),
+            None => Vec::new(),
         }
     }
 
@@ -377,29 +388,24 @@ impl Hub {
         self.log.trim(pushed.unwrap_or(u64::MAX), self.config.log_limit);
     }
 
-    /// Issues one flush for every frame applied since the last, unless one is in flight.
+    /// Issues one flush for every frame applied since the last, unless [`SyncConfig::flushes`]
+    /// are in flight.
     fn commit(&mut self, grid: &mut Grid) {
-        if self.flushing.is_some() {
+        if self.flushing.len() >= self.config.flushes {
             return;
         }
         let mut covered = Vec::new();
-        for conn in &self.conns {
-            let done = self.flushed_upto.iter().find(|(c, _)| *c == conn.id).map_or(0, |e| e.1);
-            if conn.received > done.max(conn.durable) {
+        for conn in &mut self.conns {
+            if conn.received > conn.flushed.max(conn.durable) {
+                conn.flushed = conn.received;
                 covered.push((conn.id, conn.received));
             }
         }
         if covered.is_empty() {
             return;
         }
-        for &(id, upto) in &covered {
-            match self.flushed_upto.iter_mut().find(|(c, _)| *c == id) {
-                Some(entry) => entry.1 = upto,
-                None => self.flushed_upto.push((id, upto)),
-            }
-        }
         let flush_id = grid.storage_mut().flush();
-        self.flushing = Some((flush_id, covered));
+        self.flushing.push_back((flush_id, covered));
     }
 }
 

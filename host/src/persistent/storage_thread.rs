@@ -1,9 +1,10 @@
 //! [`StorageThread`]: the storage adapter on a thread of its own. Requests run there in the order
-//! they were started, each batch through [`storage::execute_all`] (so a flush's writes are one
-//! transaction). Most callers start a batch and wait for it, which is a blocking call as before;
-//! `onegrid serve`'s group commit starts its flush and goes on applying frames while SQLite
-//! commits, then collects the answers when the thread wakes it: the two biggest costs of a round
-//! overlap instead of adding up.
+//! they were started, through [`storage::execute_all`]: a batch and every batch queued behind it
+//! when it starts, so their writes are one transaction (one commit for the flushes in flight).
+//! Most callers start a batch and wait for it, which is a blocking call as before; `onegrid
+//! serve`'s group commit starts its flush and goes on applying frames while SQLite commits, then
+//! collects the answers when the thread wakes it: the two biggest costs of a round overlap
+//! instead of adding up.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -41,13 +42,31 @@ impl StorageThread {
         let thread = thread::Builder::new()
             .name("onegrid-storage".into())
             .spawn(move || {
-                for job in queue {
+                let mut next = None;
+                while let Some(job) = next.take().or_else(|| queue.recv().ok()) {
                     match job {
                         Job::Run { requests, wake } => {
-                            let ops: Vec<_> = requests.iter().map(|r| &r.op).collect();
-                            let results = storage::execute_all(&mut *storage, &ops);
-                            if answer.send(requests.into_iter().zip(results).collect()).is_err() {
-                                return;
+                            // The batches queued behind it join its transaction: under load, one
+                            // commit (one sync to disk) for every flush started meanwhile.
+                            let mut runs = vec![(requests, wake)];
+                            while let Ok(job) = queue.try_recv() {
+                                match job {
+                                    Job::Run { requests, wake } => runs.push((requests, wake)),
+                                    other => {
+                                        next = Some(other);
+                                        break;
+                                    }
+                                }
+                            }
+                            let ops: Vec<_> =
+                                runs.iter().flat_map(|(requests, _)| requests.iter().map(|r| &r.op)).collect();
+                            let mut results = storage::execute_all(&mut *storage, &ops).into_iter();
+                            let mut wake = None;
+                            for (requests, waker) in runs {
+                                if answer.send(requests.into_iter().zip(results.by_ref()).collect()).is_err() {
+                                    return;
+                                }
+                                wake = waker.or(wake);
                             }
                             if let Some(wake) = wake {
                                 wake();

@@ -364,6 +364,11 @@ impl Engine {
     /// possible), then timeouts, then storage and the polls.
     fn round(&mut self, msgs: Vec<Msg>) {
         let mut work = !msgs.is_empty();
+        // A commit ended: its answers first, so the hub's next flush goes to the storage thread
+        // before this round's frames are applied, not after (the thread would wait for them).
+        if !self.stopping && msgs.iter().any(|m| matches!(m, Msg::Wake)) {
+            self.run_storage();
+        }
         let (mut batch, mut permits, mut bytes) = (Vec::new(), Vec::new(), 0);
         for msg in msgs {
             match msg {
