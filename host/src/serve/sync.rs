@@ -9,8 +9,9 @@
 //!   the client, and closes.
 //! - **The grid's thread** ([`Engine`]) owns the module instance, the grid and its hub. It takes
 //!   messages in rounds: it waits for one, then drains every message queued behind it, hands all the
-//!   frames among them to the hub at once (`SyncFrames`), runs storage once (one flush for every
-//!   frame of every connection: group commit), then polls every connection with work (`SyncPoll`)
+//!   frames among them to the hub at once (`SyncFrames`), runs storage once (a flush for every
+//!   frame of every connection since the last: group commit, with the hub's `SyncConfig::flushes`
+//!   in flight), then polls every connection with work (`SyncPoll`)
 //!   and queues each one's frames to its writer. Acknowledgements come out of that poll only after
 //!   the flush holding the writes succeeded: the module hands the flush events to the hub itself.
 //!
