@@ -90,8 +90,12 @@ fn main() {
 }
 
 /// Lists the web app's files (`www/`, every file under it) in `www_files.rs`, for `serve` to
-/// embed, so a fresh machine needs nothing beside the binary.
+/// embed, so a fresh machine needs nothing beside the binary. They are copied under `OUT_DIR`
+/// first: `include_bytes!` takes an absolute path, and a build directory shared by two checkouts
+/// (CI's cache) may skip this script for the second one when `www/` is older than its last run.
 fn embed_www(www: &Path, out_dir: &Path) {
+    let copies = out_dir.join("www");
+    let _ = std::fs::remove_dir_all(&copies);
     let mut files = Vec::new();
     let mut dirs = vec![www.to_path_buf()];
     while let Some(dir) = dirs.pop() {
@@ -101,7 +105,10 @@ fn embed_www(www: &Path, out_dir: &Path) {
                 dirs.push(path);
             } else {
                 let name = path.strip_prefix(www).expect("under www").to_str().expect("UTF-8 path").replace('\\', "/");
-                files.push((name, path));
+                let copy = copies.join(&name);
+                std::fs::create_dir_all(copy.parent().expect("under www")).expect("create a www copy's folder");
+                std::fs::copy(&path, &copy).unwrap_or_else(|e| panic!("copy {}: {e}", path.display()));
+                files.push((name, copy));
             }
         }
     }
