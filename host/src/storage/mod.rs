@@ -19,7 +19,7 @@ use core::fmt;
 use onegrid_core::storage::{StorageOp, StorageResult};
 
 pub use self::postgres::PostgresStorage;
-pub use self::sqlite::SqliteStorage;
+pub use self::sqlite::{CheckpointStats, SqliteStorage};
 
 /// The storage contract: one adapter for all maps, every call scoped by map name.
 ///
