@@ -290,6 +290,36 @@ fn a_kind_mismatch_is_reported_on_both_sides_and_never_merged() {
 }
 
 #[test]
+fn a_map_found_mismatched_after_its_first_push_is_pushed_no_more() {
+    let (mut a, mut b) = (grid("a"), grid("b"));
+    // `b` holds an OR map "m" that `a` may not read, so the connection syncs without meeting it.
+    let (m, clock) = b.or("m", WALL).expect("or");
+    m.add(clock, WALL, "k", Value::from(1), None).expect("add");
+    let permissions = Permissions::new(Some(Vec::new()), None);
+    let (mut ha, ca, mut hb, cb) = connected(&mut a, &mut b, permissions);
+    // `a` makes an LWW "m" (it goes out as a catch-up), then writes it again before `b` answers:
+    // that write is pushed, and the connection remembers that "m" is sent.
+    set(&mut a, "m", "k1", 1);
+    let mut pushed = frames(&mut ha, &mut a, ca);
+    set(&mut a, "m", "k2", 2);
+    let writes = frames(&mut ha, &mut a, ca);
+    assert!(writes.iter().any(|f| matches!(f, Frame::Writes { map, .. } if map == "m")), "{writes:?}");
+    pushed.extend(writes);
+    for f in pushed {
+        hb.handle_frame(&mut b, cb, WALL, &f.encode());
+    }
+    for f in frames(&mut hb, &mut b, cb) {
+        ha.handle_frame(&mut a, ca, WALL, &f.encode());
+    }
+    assert!(events(&mut ha, ca).iter().any(|e| matches!(e, Event::KindMismatch { map, .. } if map == "m")));
+    // What it remembered is forgotten with the mismatch: the next write stays home.
+    set(&mut a, "m", "k3", 3);
+    let sent = frames(&mut ha, &mut a, ca);
+    assert!(sent.iter().all(|f| f.map() != Some("m")), "{sent:?}");
+    assert!(b.or("m", WALL).is_ok(), "the OR map was never merged with LWW records");
+}
+
+#[test]
 fn writes_are_pushed_and_acknowledged() {
     let (mut a, mut b) = (grid("a"), grid("b"));
     let (mut ha, ca, mut hb, cb) = connected(&mut a, &mut b, Permissions::all());

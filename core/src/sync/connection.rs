@@ -27,7 +27,7 @@ use crate::error::{Error, Quoted, excerpt};
 use crate::grid::Grid;
 use crate::hlc::Timestamp;
 use crate::map_common::MapKind;
-use crate::storage::maps::AnyMap;
+use crate::storage::maps::{AnyMap, MapId};
 use crate::sync::catchup::{CatchUp, Flow, PeerRoot};
 use crate::sync::frame::{Frame, Node, PROTOCOL_VERSION, codes, describe, version_reason};
 use crate::sync::log::ChangeLog;
@@ -131,7 +131,44 @@ pub struct Connection {
     /// Frames waiting for a map to load, in order.
     inbox: VecDeque<Frame>,
     mismatched: Vec<Box<str>>,
+    /// [`Connection::sends`] remembered per map id (see [`SendsByMap`]).
+    sends_by_map: SendsByMap,
     synced: bool,
+}
+
+/// Whether a map's changes go to the peer, by map id: 0 not asked yet, 1 no, 2 yes. A push asks
+/// for every run of the log and every connection, so on a server with hundreds of connections
+/// each limited to its own maps, matching names against permission patterns was a tenth of the
+/// grid thread. Ids are never reused within a grid; the answers are forgotten whenever the
+/// permissions or the mismatched maps change. Ids from [`SendsByMap::MAX_IDS`] on are not
+/// remembered, so an idle connection never holds more than that many bytes.
+#[derive(Debug, Default)]
+struct SendsByMap(Vec<u8>);
+
+impl SendsByMap {
+    const MAX_IDS: usize = 4096;
+
+    fn get(&self, id: MapId) -> Option<bool> {
+        match self.0.get(id.0 as usize) {
+            Some(1) => Some(false),
+            Some(2) => Some(true),
+            _ => None,
+        }
+    }
+
+    fn set(&mut self, id: MapId, sends: bool) {
+        let at = id.0 as usize;
+        if at < Self::MAX_IDS {
+            if self.0.len() <= at {
+                self.0.resize(at + 1, 0);
+            }
+            self.0[at] = 1 + u8::from(sends);
+        }
+    }
+
+    fn forget(&mut self) {
+        self.0 = Vec::new();
+    }
 }
 
 impl Connection {
@@ -166,6 +203,7 @@ impl Connection {
             peer_opened: Vec::new(),
             inbox: VecDeque::new(),
             mismatched: Vec::new(),
+            sends_by_map: SendsByMap::default(),
             synced: false,
         }
     }
@@ -237,6 +275,17 @@ impl Connection {
     /// Whether changes of `map` go to the peer: shared, and this way.
     fn sends(&self, map: &str) -> bool {
         self.flow(map).send && !self.mismatched.iter().any(|m| **m == *map)
+    }
+
+    /// [`Connection::sends`] for the map with id `id`, remembered.
+    fn sends_id(&mut self, grid: &Grid, id: MapId) -> bool {
+        if let Some(sends) = self.sends_by_map.get(id) {
+            return sends;
+        }
+        let Some(name) = grid.storage().name_of(id) else { return false };
+        let sends = self.sends(name);
+        self.sends_by_map.set(id, sends);
+        sends
     }
 
     /// Payload bytes a frame about `map` may carry.
@@ -339,6 +388,7 @@ impl Connection {
                 .encode(),
         );
         self.perms = perms;
+        self.sends_by_map.forget();
         self.token = None;
         self.phase = Phase::Open;
         self.events.push_back(Event::Connected { node_id: self.peer.clone().unwrap_or_default() });
@@ -398,6 +448,7 @@ impl Connection {
             (Phase::AwaitWelcome, Frame::Welcome { node_id, read, write }) => {
                 self.peer = Some(node_id.clone());
                 self.granted = Permissions::new(read, write);
+                self.sends_by_map.forget();
                 self.phase = Phase::Open;
                 self.events.push_back(Event::Connected { node_id });
                 for name in loaded_maps(ctx.grid) {
@@ -594,6 +645,7 @@ impl Connection {
             return;
         }
         self.mismatched.push(Box::from(map));
+        self.sends_by_map.forget();
         self.catchups.retain(|c| *c.map != *map);
         self.events.push_back(Event::KindMismatch { map: String::from(map), local, remote });
     }

@@ -33,9 +33,6 @@ impl Connection {
         let mut runs: Vec<(MapId, Vec<&str>, Vec<String>, Cover)> = Vec::new();
         let mut loaded = Vec::new();
         let mut last = self.cursor;
-        // Whether the last map seen may be sent to this peer: decided once per run of the log, so
-        // the changes of maps it may not read cost no more than a skip.
-        let mut sendable: Option<(MapId, bool)> = None;
         for run in log_runs {
             let before = last;
             let (pos, locals) = run.end();
@@ -50,16 +47,8 @@ impl Connection {
                 loaded.push(run.map);
                 continue;
             }
-            let send = match sendable {
-                Some((map, send)) if map == run.map => send,
-                _ => {
-                    let name = ctx.grid.storage().name_of(run.map);
-                    let send = name.is_some_and(|n| self.sends(n));
-                    sendable = Some((run.map, send));
-                    send
-                }
-            };
-            if !send {
+            // The changes of maps the peer may not read cost no more than a skip.
+            if !self.sends_id(ctx.grid, run.map) {
                 continue;
             }
             if runs.last().is_none_or(|r| r.0 != run.map) {
