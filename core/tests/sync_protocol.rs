@@ -319,6 +319,65 @@ fn a_map_found_mismatched_after_its_first_push_is_pushed_no_more() {
     assert!(b.or("m", WALL).is_ok(), "the OR map was never merged with LWW records");
 }
 
+/// One round between a server hub and its clients: each client's frames go in (the server takes
+/// them as one batch, as `onegrid serve` does), hellos are accepted, and the server's frames go
+/// out. Answers what the server sent to each client.
+fn relay_round(
+    server: &mut Grid,
+    hs: &mut Hub,
+    clients: &mut [(&mut Grid, &mut Hub, ConnId, ConnId)],
+) -> Vec<Vec<Frame>> {
+    let mut batch = Vec::new();
+    for (grid, hub, conn, on_server) in clients.iter_mut() {
+        for f in std::iter::from_fn(|| hub.poll_transmit(grid, *conn, WALL)) {
+            batch.push((*on_server, f));
+        }
+    }
+    hs.handle_frames(server, WALL, batch.iter().map(|(c, f)| (*c, f.as_slice())));
+    let mut sent = Vec::new();
+    for (grid, hub, conn, on_server) in clients.iter_mut() {
+        for e in events(hs, *on_server) {
+            if matches!(e, Event::Hello { .. }) {
+                hs.accept(server, *on_server, Permissions::all());
+            }
+        }
+        let out: Vec<Vec<u8>> = std::iter::from_fn(|| hs.poll_transmit(server, *on_server, WALL)).collect();
+        for f in &out {
+            hub.handle_frame(grid, *conn, WALL, f);
+        }
+        sent.push(out.iter().map(|f| Frame::decode(f, usize::MAX).expect("frame")).collect());
+    }
+    sent
+}
+
+#[test]
+fn a_relayed_write_reaches_the_other_peers_and_never_goes_back_to_its_writer() {
+    let mut server = grid("server");
+    for i in 0..20 {
+        set(&mut server, &format!("other{i}"), "k", i);
+    }
+    let mut hs = Hub::new(SyncConfig::default());
+    let (mut a, mut b) = (grid("a"), grid("b"));
+    let (mut ha, mut hb) = (Hub::new(SyncConfig::default()), Hub::new(SyncConfig::default()));
+    let (ca, cb) = (ha.connect(&mut a, None), hb.connect(&mut b, None));
+    let (sa, sb) = (hs.incoming(&mut server), hs.incoming(&mut server));
+    set(&mut a, "m", "k0", 0);
+    let mut clients = [(&mut a, &mut ha, ca, sa), (&mut b, &mut hb, cb, sb)];
+    for _ in 0..20 {
+        relay_round(&mut server, &mut hs, &mut clients);
+    }
+    assert!(clients.iter().all(|(_, hub, conn, _)| hub.state(*conn) == ConnState::Synced));
+
+    set(clients[0].0, "m", "k1", 1);
+    let mut to_a = Vec::new();
+    for _ in 0..4 {
+        to_a.extend(relay_round(&mut server, &mut hs, &mut clients).swap_remove(0));
+    }
+    let value = clients[1].0.lww("m", WALL).expect("lww").0.get("k1", WALL);
+    assert_eq!(value, Some(Value::from(1)), "the other client has the write");
+    assert!(to_a.iter().all(|f| !matches!(f, Frame::Writes { .. })), "the write went back to its writer: {to_a:?}");
+}
+
 #[test]
 fn writes_are_pushed_and_acknowledged() {
     let (mut a, mut b) = (grid("a"), grid("b"));

@@ -333,8 +333,13 @@ impl StorageManager {
         self.ids.iter().filter(|(_, id)| self.slots.at(*id).phase != Phase::Unloaded).map(|(k, _)| &**k).collect()
     }
 
+    /// True when the map with id `id` is loaded.
+    pub fn is_loaded(&self, id: MapId) -> bool {
+        self.slots.get(id.0 as usize).is_some_and(|s| s.phase == Phase::Loaded)
+    }
+
     /// The ids of the loaded maps, in the order of their names: for a caller that visits every
-    /// map often (sync's change log, after each frame) and must not allocate to do it.
+    /// map often (sync's change log) and must not allocate to do it.
     pub fn loaded_ids(&self) -> impl Iterator<Item = MapId> + '_ {
         self.ids.iter().map(|(_, id)| *id).filter(|id| self.slots.at(*id).phase == Phase::Loaded)
     }

@@ -405,9 +405,11 @@ impl Connection {
     // ---- receiving ------------------------------------------------------------------------------
 
     /// Takes one frame from the peer.
-    pub(crate) fn handle_frame(&mut self, ctx: &mut Ctx<'_>, bytes: &[u8]) {
+    /// Takes a frame from the peer. Answers the one map it may have changed: a frame that names a
+    /// map changes no other (`None` when it names none, or the map has no id).
+    pub(crate) fn handle_frame(&mut self, ctx: &mut Ctx<'_>, bytes: &[u8]) -> Option<MapId> {
         if self.phase == Phase::Closed {
-            return;
+            return None;
         }
         let frame = match Frame::decode(bytes, self.frame_limit) {
             Ok(frame) => frame,
@@ -421,12 +423,15 @@ impl Connection {
                     codes::VERSION => version_reason(bytes[0]),
                     _ => e.to_string(),
                 };
-                return self.fail(Fail(code, message));
+                self.fail(Fail(code, message));
+                return None;
             }
         };
+        let map = frame.map().map(String::from);
         if let Err(fail) = self.receive(ctx, frame) {
             self.fail(fail);
         }
+        ctx.grid.storage().id_of(&map?)
     }
 
     fn receive(&mut self, ctx: &mut Ctx<'_>, frame: Frame) -> Result<(), Fail> {

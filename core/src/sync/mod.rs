@@ -196,9 +196,18 @@ impl Hub {
         self.collect(grid, None);
         let Some(at) = self.at(id) else { return };
         let mut ctx = Ctx { grid, log: &self.log, now };
-        self.conns[at].handle_frame(&mut ctx, bytes);
-        self.collect(grid, Some(id));
+        let changed = self.conns[at].handle_frame(&mut ctx, bytes);
+        self.collect_after_frame(grid, changed, id);
         self.step(grid, now);
+    }
+
+    /// Collects what a frame from `from` changed: only its map when it names one (a frame changes
+    /// no other map), so a server with thousands of maps does not walk them all per frame.
+    fn collect_after_frame(&mut self, grid: &mut Grid, changed: Option<MapId>, from: ConnId) {
+        match changed {
+            Some(map) => self.collect_map(grid, map, Some(from), self.keeps_log()),
+            None => self.collect(grid, Some(from)),
+        }
     }
 
     /// Takes frames from many connections' transports at wall time `now`, in order, and then does
@@ -215,8 +224,8 @@ impl Hub {
         for (id, bytes) in frames {
             let Some(at) = self.at(id) else { continue };
             let mut ctx = Ctx { grid, log: &self.log, now };
-            self.conns[at].handle_frame(&mut ctx, bytes);
-            self.collect(grid, Some(id));
+            let changed = self.conns[at].handle_frame(&mut ctx, bytes);
+            self.collect_after_frame(grid, changed, id);
         }
         self.step(grid, now);
     }
@@ -330,36 +339,49 @@ impl Hub {
     /// Moves the maps' changes into the log (`from`: the connection whose frame made them), and
     /// turns the feed on for maps that have finished loading.
     fn collect(&mut self, grid: &mut Grid, from: Option<ConnId>) {
-        let keep = self.conns.iter().any(|c| !c.is_closed());
-        // Into a buffer kept between calls: this runs after every frame.
+        let keep = self.keeps_log();
+        // Into a buffer kept between calls.
         let mut ids = core::mem::take(&mut self.loaded);
         ids.clear();
         ids.extend(grid.storage().loaded_ids());
         for &id in &ids {
-            let Some(map) = grid.storage_mut().events_of(id) else { continue };
-            let feed = match map {
-                AnyMap::Lww(m) => m.feed_mut(),
-                AnyMap::Or(m) => m.feed_mut(),
-            };
-            if !feed.is_enabled() {
-                feed.set_enabled(true);
-                // What it holds is caught up by Merkle; the mark stands for its local records.
-                let me = grid.node_id().clone();
-                let locals = grid.map_at(id).map_or(0, |m| local_records(m, &me));
-                self.log.push(Entry { map: id, item: FeedItem::Loaded, source: Source::Other }, locals, keep);
-                continue;
-            }
-            for (item, origin) in feed.drain() {
-                let source = match (origin, from) {
-                    (Origin::Local, _) => Source::Local,
-                    (Origin::Remote, Some(conn)) => Source::Conn(conn),
-                    (Origin::Remote, None) => Source::Other,
-                };
-                let locals = u64::from(source == Source::Local);
-                self.log.push(Entry { map: id, item, source }, locals, keep);
-            }
+            self.collect_map(grid, id, from, keep);
         }
         self.loaded = ids;
+    }
+
+    /// Whether the log keeps what is pushed to it: only while a connection is open.
+    fn keeps_log(&self) -> bool {
+        self.conns.iter().any(|c| !c.is_closed())
+    }
+
+    /// [`Hub::collect`] for one map, `keep` from [`Hub::keeps_log`].
+    fn collect_map(&mut self, grid: &mut Grid, id: MapId, from: Option<ConnId>, keep: bool) {
+        if !grid.storage().is_loaded(id) {
+            return;
+        }
+        let Some(map) = grid.storage_mut().events_of(id) else { return };
+        let feed = match map {
+            AnyMap::Lww(m) => m.feed_mut(),
+            AnyMap::Or(m) => m.feed_mut(),
+        };
+        if !feed.is_enabled() {
+            feed.set_enabled(true);
+            // What it holds is caught up by Merkle; the mark stands for its local records.
+            let me = grid.node_id().clone();
+            let locals = grid.map_at(id).map_or(0, |m| local_records(m, &me));
+            self.log.push(Entry { map: id, item: FeedItem::Loaded, source: Source::Other }, locals, keep);
+            return;
+        }
+        for (item, origin) in feed.drain() {
+            let source = match (origin, from) {
+                (Origin::Local, _) => Source::Local,
+                (Origin::Remote, Some(conn)) => Source::Conn(conn),
+                (Origin::Remote, None) => Source::Other,
+            };
+            let locals = u64::from(source == Source::Local);
+            self.log.push(Entry { map: id, item, source }, locals, keep);
+        }
     }
 
     /// What every call does after its own work: newly loaded maps, frames that waited for a load,
