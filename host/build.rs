@@ -92,7 +92,9 @@ fn main() {
 /// Lists the web app's files (`www/`, every file under it) in `www_files.rs`, for `serve` to
 /// embed, so a fresh machine needs nothing beside the binary. They are copied under `OUT_DIR`
 /// first: `include_bytes!` takes an absolute path, and a build directory shared by two checkouts
-/// (CI's cache) may skip this script for the second one when `www/` is older than its last run.
+/// (CI's cache) may skip this script for the second one when its files are older than the last
+/// run, which then failed to build. (The second checkout then gets the first one's app and module,
+/// as for every input of this script; a fresh clone's files are newer, so CI always reruns it.)
 fn embed_www(www: &Path, out_dir: &Path) {
     let copies = out_dir.join("www");
     let _ = std::fs::remove_dir_all(&copies);

@@ -404,7 +404,6 @@ impl Connection {
 
     // ---- receiving ------------------------------------------------------------------------------
 
-    /// Takes one frame from the peer.
     /// Takes a frame from the peer. Answers the one map it may have changed: a frame that names a
     /// map changes no other (`None` when it names none, or the map has no id).
     pub(crate) fn handle_frame(&mut self, ctx: &mut Ctx<'_>, bytes: &[u8]) -> Option<MapId> {

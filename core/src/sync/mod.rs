@@ -197,15 +197,16 @@ impl Hub {
         let Some(at) = self.at(id) else { return };
         let mut ctx = Ctx { grid, log: &self.log, now };
         let changed = self.conns[at].handle_frame(&mut ctx, bytes);
-        self.collect_after_frame(grid, changed, id);
+        self.collect_after_frame(grid, changed, id, self.keeps_log());
         self.step(grid, now);
     }
 
     /// Collects what a frame from `from` changed: only its map when it names one (a frame changes
-    /// no other map), so a server with thousands of maps does not walk them all per frame.
-    fn collect_after_frame(&mut self, grid: &mut Grid, changed: Option<MapId>, from: ConnId) {
+    /// no other map), so a server with thousands of maps does not walk them all per frame. `keep`
+    /// from [`Hub::keeps_log`].
+    fn collect_after_frame(&mut self, grid: &mut Grid, changed: Option<MapId>, from: ConnId, keep: bool) {
         match changed {
-            Some(map) => self.collect_map(grid, map, Some(from), self.keeps_log()),
+            Some(map) => self.collect_map(grid, map, Some(from), keep),
             None => self.collect(grid, Some(from)),
         }
     }
@@ -221,11 +222,14 @@ impl Hub {
         frames: impl IntoIterator<Item = (ConnId, &'a [u8])>,
     ) {
         self.collect(grid, None);
+        // Once for the batch, not per frame (it walks the connections): a connection that a frame
+        // closes leaves a log entry or two kept until the step's trim.
+        let keep = self.keeps_log();
         for (id, bytes) in frames {
             let Some(at) = self.at(id) else { continue };
             let mut ctx = Ctx { grid, log: &self.log, now };
             let changed = self.conns[at].handle_frame(&mut ctx, bytes);
-            self.collect_after_frame(grid, changed, id);
+            self.collect_after_frame(grid, changed, id, keep);
         }
         self.step(grid, now);
     }

@@ -70,6 +70,9 @@ pub(crate) struct Checkpoints {
     frames: u32,
     /// How many of its pages are known to be copied back.
     copied: u32,
+    /// The writer's last pass copied the whole log back: the next commit starts it over (unless
+    /// a reader of another connection still reads it), even one longer than the log was.
+    emptied: bool,
     stats: Stats,
 }
 
@@ -114,7 +117,7 @@ impl Checkpoints {
                 .spawn(move || run(&conn, &shared))
                 .map_err(|e| format!("cannot start the checkpoint thread: {e}"))?
         };
-        Ok(Self { policy, thread: Some(thread), shared, frames: 0, copied: 0, stats: Stats::default() })
+        Ok(Self { policy, thread: Some(thread), shared, frames: 0, copied: 0, emptied: false, stats: Stats::default() })
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -123,8 +126,12 @@ impl Checkpoints {
 
     /// After a commit that left the log `frames` pages long. `checkpoint` runs a PASSIVE
     /// checkpoint on the writer's connection and answers the pages it left copied back.
+    ///
+    /// What it knows of the log is an estimate (SQLite does not say when the log starts over; a
+    /// shorter log after a commit, or a commit after the writer emptied it, does): a wrong one
+    /// only moves a pass, never what is durable.
     pub(crate) fn after_commit(&mut self, frames: u32, checkpoint: impl FnOnce() -> Option<u32>) {
-        if frames < self.frames {
+        if frames < self.frames || core::mem::take(&mut self.emptied) {
             // The commit started the log over: nothing of it is copied back yet.
             self.stats.restarts += 1;
             self.copied = 0;
@@ -142,19 +149,20 @@ impl Checkpoints {
                 self.copied = self.copied.max(copied.min(frames));
             }
         }
-        if state.running || state.wanted.is_some() {
-            return; // a writer's checkpoint now would find the thread's lock taken
-        }
-        let behind = frames.saturating_sub(self.copied);
         let Policy { pass_at, restart_at, tail, cap } = self.policy;
-        if frames >= cap || (frames >= restart_at && behind <= tail) {
+        let busy = state.running || state.wanted.is_some();
+        let behind = frames.saturating_sub(self.copied);
+        // Past the cap the writer tries even while the thread is busy (it then finds the
+        // checkpoint lock taken and does nothing), so the log stays bounded if the thread is gone.
+        if frames >= cap || (!busy && frames >= restart_at && behind <= tail) {
             drop(state);
             if let Some(copied) = checkpoint() {
                 self.stats.writer_passes += 1;
                 self.stats.writer_pages += u64::from(copied.saturating_sub(self.copied));
                 self.copied = self.copied.max(copied);
+                self.emptied = copied >= frames;
             }
-        } else if behind >= pass_at || frames >= restart_at {
+        } else if !busy && (behind >= pass_at || frames >= restart_at) {
             state.wanted = Some(restarts);
             self.shared.wake.notify_one();
         }
