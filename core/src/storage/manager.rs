@@ -341,7 +341,7 @@ impl StorageManager {
     /// The ids of the loaded maps, in the order of their names: for a caller that visits every
     /// map often (sync's change log) and must not allocate to do it.
     pub fn loaded_ids(&self) -> impl Iterator<Item = MapId> + '_ {
-        self.ids.iter().map(|(_, id)| *id).filter(|id| self.slots.at(*id).phase == Phase::Loaded)
+        self.ids.iter().map(|(_, id)| *id).filter(|id| self.is_loaded(*id))
     }
 
     /// The error of the map's last load, until the next touch retries it.
@@ -578,21 +578,19 @@ impl StorageManager {
                     _ => Some(String::from("the adapter answered a write with the wrong kind of result")),
                 };
                 let slot = self.slots.at_mut(id);
-                if error.is_some()
-                    && let Some(map) = &mut slot.map
-                {
-                    map.dirty_mut().reissue();
-                }
-                if error.is_none()
-                    && let Some(map) = &mut slot.map
-                {
-                    // Clean only what still holds the version this request carried.
+                if let Some(map) = &mut slot.map {
                     let dirty = map.dirty_mut();
-                    for (key, seq) in keys {
-                        dirty.clean(&key, Some(seq));
-                    }
-                    if tombstones.is_some() {
-                        dirty.clean_tombstones(tombstones);
+                    if error.is_some() {
+                        // The next flush carries the map's dirty keys again.
+                        dirty.reissue();
+                    } else {
+                        // Clean only what still holds the version this request carried.
+                        for (key, seq) in keys {
+                            dirty.clean(&key, Some(seq));
+                        }
+                        if tombstones.is_some() {
+                            dirty.clean_tombstones(tombstones);
+                        }
                     }
                 }
                 if error.is_none() {

@@ -405,7 +405,7 @@ impl Connection {
     // ---- receiving ------------------------------------------------------------------------------
 
     /// Takes a frame from the peer. Answers the one map it may have changed: a frame that names a
-    /// map changes no other (`None` when it names none, or the map has no id).
+    /// map changes no other (`None` when it names none, or a map this grid had no id for yet).
     pub(crate) fn handle_frame(&mut self, ctx: &mut Ctx<'_>, bytes: &[u8]) -> Option<MapId> {
         if self.phase == Phase::Closed {
             return None;
@@ -426,11 +426,11 @@ impl Connection {
                 return None;
             }
         };
-        let map = frame.map().map(String::from);
+        let map = frame.map().and_then(|name| ctx.grid.storage().id_of(name));
         if let Err(fail) = self.receive(ctx, frame) {
             self.fail(fail);
         }
-        ctx.grid.storage().id_of(&map?)
+        map
     }
 
     fn receive(&mut self, ctx: &mut Ctx<'_>, frame: Frame) -> Result<(), Fail> {

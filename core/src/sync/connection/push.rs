@@ -71,9 +71,6 @@ impl Connection {
         for (id, mut keys, mut tags, end) in runs {
             let Some(map) = ctx.grid.map_at(id) else { continue };
             let Some(name) = ctx.grid.storage().name_of(id) else { continue };
-            if !self.sends(name) {
-                continue;
-            }
             crate::sort::strs(&mut keys);
             keys.dedup();
             crate::sort::strs(&mut tags);
